@@ -1,0 +1,1 @@
+"""The synthesis core: meshes, layouts, collectives, plans, synthesis, SMT checks."""

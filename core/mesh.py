@@ -1,0 +1,58 @@
+"""Device meshes: ordered named axes; devices numbered row-major (DESIGN §1)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import RedistError
+
+
+@dataclass(frozen=True)
+class Mesh:
+    axes: tuple[tuple[str, int], ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for name, size in self.axes:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise RedistError(f"mesh axis name {name!r} is not an identifier")
+            if name in seen:
+                raise RedistError(f"mesh axis {name!r} is declared twice")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise RedistError(f"mesh axis {name!r} has size {size!r}; sizes must be >= 1")
+            seen.add(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.axes)
+
+    @property
+    def num_devices(self) -> int:
+        return math.prod(s for _, s in self.axes)
+
+    def size(self, axis: str) -> int:
+        for n, s in self.axes:
+            if n == axis:
+                return s
+        raise RedistError(f"unknown mesh axis {axis!r} (mesh has {', '.join(self.names) or 'no axes'})")
+
+    def has(self, axis: str) -> bool:
+        return axis in self.names
+
+    def coords(self, device: int) -> dict[str, int]:
+        """Coordinates of a device; the first axis is the most significant."""
+        out: dict[str, int] = {}
+        for name, size in reversed(self.axes):
+            out[name] = device % size
+            device //= size
+        return {n: out[n] for n in self.names}
+
+    def device(self, coords: dict[str, int]) -> int:
+        dev = 0
+        for name, size in self.axes:
+            dev = dev * size + coords[name]
+        return dev
+
+    def __str__(self) -> str:
+        return ",".join(f"{n}={s}" for n, s in self.axes)

@@ -1,0 +1,247 @@
+"""The five claims of DESIGN §4 as SMT obligations: each is the *negation* of its claim,
+so `unsat` proves the claim and a model is a counterexample.
+
+Claims 3 and 5 are stated over symbolic device coordinates and local indices through the
+source maps (semantics.py) and the layout semantics (global_index), independently of
+the typing-rule code; one query covers every device and element, whatever the mesh size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import z3
+
+from . import smt_typing as T
+from .collectives import AllSlice, Collective
+from .errors import TypingError
+from .layout import Layout
+from .plan import Plan
+from .semantics import global_index, mixed_radix, source
+from .z3algebra import Z3
+
+CLAIMS = ("well_typed", "reaches_dst", "element_correct", "memory_efficient", "no_discard")
+TITLES = {
+    "well_typed": "every step satisfies its typing rule",
+    "reaches_dst": "the last layout equals dst",
+    "element_correct": "every dst element comes from the right src element",
+    "memory_efficient": "every local size stays within the bound",
+    "no_discard": "no received element is dropped by a later slice",
+}
+
+
+@dataclass
+class Obligation:
+    claim: str
+    assertions: list[z3.BoolRef]
+    explain: Callable[[z3.ModelRef], str]   # a refutation, in words, from a model
+    expect_sat: bool = False                # a sat-check (for a refuted typing rule)
+    note: str | None = None                 # set when the claim was not posed
+
+    def smt2(self) -> str:
+        s = z3.Solver()
+        s.add(*self.assertions)
+        return s.to_smt2()
+
+
+def typed_prefix(plan: Plan) -> tuple[list[Layout], TypingError | None]:
+    """Layouts the typing rules give, up to the first ill-typed step (and its error)."""
+    try:
+        return plan.layouts(), None
+    except TypingError as e:
+        lays = [plan.problem.src]
+        for step in plan.steps:
+            try:
+                lays.append(_apply(plan, step, lays[-1]))
+            except TypingError:
+                break
+        return lays, e
+
+
+def _apply(plan: Plan, step: Collective, before: Layout) -> Layout:
+    from .collectives import apply
+    return apply(step, plan.problem.mesh, plan.problem.shape, before)
+
+
+def obligations(plan: Plan, budget_bytes: int | None = None) -> list[Obligation]:
+    lays, err = typed_prefix(plan)
+    out = [_well_typed(plan, lays, err)]
+    if err is not None:
+        why = "not posed: the plan is not well-typed"
+        return out + [Obligation(c, [], lambda m: "", note=why) for c in CLAIMS[1:]]
+    return out + [_reaches_dst(plan, lays), _element_correct(plan, lays),
+                  _memory(plan, lays, budget_bytes), _no_discard(plan, lays)]
+
+
+# --- claims 1, 2, 4: the concrete plan against the SMT typing rules ----------------------
+
+def _pinned(plan: Plan, lays: list[Layout]):
+    mesh, shape = plan.problem.mesh, plan.problem.shape
+    lvs = [T.layout_vars(mesh, str(k)) for k in range(len(lays))]
+    facts = [f for k, lay in enumerate(lays) for f in T.layout_facts(mesh, lvs[k], lay)]
+    return mesh, shape, lvs, facts
+
+
+def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obligation:
+    mesh, shape, lvs, facts = _pinned(plan, lays)
+    rank = len(shape)
+    svs = [T.step_vars(mesh, str(k + 1)) for k in range(len(plan.steps))]
+    n_ok = len(lays) - 1                   # steps whose typing succeeded
+    facts += [f for k in range(min(len(plan.steps), n_ok + 1))
+              for f in T.step_facts(mesh, rank, svs[k], plan.steps[k])]
+    rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv)]
+    rules += [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1]) for k in range(n_ok)]
+    if err is None:
+        return Obligation("well_typed", facts + [z3.Not(z3.And(*rules))],
+                          lambda m: "the SMT typing rules reject a step the typing code "
+                                    "accepted (an internal inconsistency)")
+    # Refuted by the typing code; the solver confirms that *no* layout satisfies the
+    # failing step's rule (unsat of this sat-check).
+    nxt = T.layout_vars(mesh, str(n_ok + 1))
+    check = facts + rules + T.wellformed(mesh, shape, nxt) + [
+        T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)]
+    return Obligation("well_typed", check, lambda m: str(err), expect_sat=True,
+                      note=str(err))
+
+
+def _reaches_dst(plan: Plan, lays: list[Layout]) -> Obligation:
+    mesh = plan.problem.mesh
+    last = T.layout_vars(mesh, "last")
+    dst = T.layout_vars(mesh, "dst")
+    facts = T.layout_facts(mesh, last, lays[-1]) + T.layout_facts(mesh, dst, plan.problem.dst)
+    return Obligation("reaches_dst", facts + [z3.Not(T.same_layout(mesh, last, dst))],
+                      lambda m: f"the plan ends at {lays[-1]}, not at dst {plan.problem.dst}")
+
+
+def _memory(plan: Plan, lays: list[Layout], budget: int | None) -> Obligation:
+    mesh, shape, lvs, facts = _pinned(plan, lays)
+    p = plan.problem
+    limit = p.bound_bytes if budget is None else budget
+    sizes = [T.local_size(mesh, shape, lv) * p.itemsize for lv in lvs]
+    what = "bound" if budget is None else "budget"
+
+    def explain(m: z3.ModelRef) -> str:
+        vals = [m.eval(s, model_completion=True).as_long() for s in sizes]
+        k = max(range(len(vals)), key=lambda j: vals[j])
+        where = "src" if k == 0 else f"after step {k}"
+        return (f"{where}: {vals[k]} bytes per device exceeds the {what} {limit} by "
+                f"{vals[k] - limit}")
+    return Obligation("memory_efficient", facts + [z3.Not(z3.And(*[s <= limit for s in sizes]))],
+                      explain)
+
+
+# --- claims 3, 5: symbolic devices and indices through the source maps -----------------
+
+def _symbolic_point(plan: Plan, layout: Layout, tag: str):
+    mesh, shape = plan.problem.mesh, plan.problem.shape
+    coords = {a: z3.Int(f"c{tag}_{a}") for a in mesh.names}
+    index = [z3.Int(f"i{tag}_{d}") for d in range(len(shape))]
+    local = layout.local_shape(mesh, shape)
+    bounds = [z3.And(coords[a] >= 0, coords[a] < s) for a, s in mesh.axes]
+    bounds += [z3.And(index[d] >= 0, index[d] < local[d]) for d in range(len(shape))]
+    return coords, index, bounds
+
+
+def _chain(plan: Plan, lays: list[Layout], upto: int, coords, index):
+    """Follow the source maps back from (coords, index) after step `upto` to src. Returns
+    the points visited (after step k, for k = upto..0) and per step its in-range and
+    device-changed conditions."""
+    mesh, shape = plan.problem.mesh, plan.problem.shape
+    points = [(coords, index)]
+    in_range, moved = [], []
+    for k in range(upto, 0, -1):
+        c, i = points[-1]
+        c2, i2 = source(plan.steps[k - 1], mesh, shape, lays[k - 1], lays[k], c, i, Z3)
+        n = lays[k - 1].local_shape(mesh, shape)
+        in_range.append(z3.And(*[z3.And(i2[d] >= 0, i2[d] < n[d]) for d in range(len(n))]))
+        moved.append(z3.Or(*[c2[a] != c[a] for a in mesh.names]) if mesh.names
+                     else z3.BoolVal(False))
+        points.append((c2, i2))
+    return points, in_range, moved
+
+
+def _element_correct(plan: Plan, lays: list[Layout]) -> Obligation:
+    p = plan.problem
+    mesh, shape = p.mesh, p.shape
+    coords, index, bounds = _symbolic_point(plan, p.dst, "")
+    points, in_range, _ = _chain(plan, lays, len(plan.steps), coords, index)
+    c0, i0 = points[-1]
+    want = global_index(mesh, shape, p.dst, coords, index)
+    got = global_index(mesh, shape, p.src, c0, i0)
+    ok = z3.And(*in_range, *[want[d] == got[d] for d in range(len(shape))])
+
+    def explain(m: z3.ModelRef) -> str:
+        return _explain_point(plan, lays, m, coords, index)
+    return Obligation("element_correct", bounds + [z3.Not(ok)], explain)
+
+
+def _explain_point(plan: Plan, lays: list[Layout], m: z3.ModelRef, coords, index) -> str:
+    """Replay the chain concretely for the model's device and index."""
+    from .algebra import NUMPY
+
+    p = plan.problem
+    mesh, shape = p.mesh, p.shape
+    c = {a: m.eval(v, model_completion=True).as_long() for a, v in coords.items()}
+    i = [m.eval(v, model_completion=True).as_long() for v in index]
+    dev = mesh.device(c)
+    want = [int(x) for x in global_index(mesh, shape, p.dst, c, i)]
+    cc, ii = dict(c), list(i)
+    for k in range(len(plan.steps), 0, -1):
+        cc, ii = source(plan.steps[k - 1], mesh, shape, lays[k - 1], lays[k], cc, ii, NUMPY)
+        cc = {a: int(v) for a, v in cc.items()}
+        ii = [int(v) for v in ii]
+        n = lays[k - 1].local_shape(mesh, shape)
+        if any(not 0 <= ii[d] < n[d] for d in range(len(n))):
+            return (f"device {dev} {_fmt(c)}, local index {tuple(i)}: at step {k} the value "
+                    f"would come from local index {tuple(ii)} of device {mesh.device(cc)}, "
+                    f"outside its local shape {n}")
+    got = [int(x) for x in global_index(mesh, shape, p.src, cc, ii)]
+    return (f"device {dev} {_fmt(c)}, local index {tuple(i)}: expected global element "
+            f"{tuple(want)}, the plan delivers {tuple(got)} (from device {mesh.device(cc)} "
+            f"local index {tuple(ii)})")
+
+
+def _fmt(c: dict[str, int]) -> str:
+    return "(" + ", ".join(f"{a}={v}" for a, v in c.items()) + ")"
+
+
+def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
+    """For each slice step m: no device c and local index j before it such that the slice
+    drops j while the value at j crossed the network to reach c."""
+    mesh, shape = plan.problem.mesh, plan.problem.shape
+    cases, asserts, probes = [], [], []
+    for m_idx, step in enumerate(plan.steps, start=1):
+        if not isinstance(step, AllSlice):
+            continue
+        tag = f"s{m_idx}"
+        coords, index, bounds = _symbolic_point(plan, lays[m_idx - 1], tag)
+        n_after = lays[m_idx].local_shape(mesh, shape)
+        dropped = []
+        for d, new in enumerate(step.axes):
+            if new:
+                off = mixed_radix(mesh, new, coords) * n_after[d]
+                dropped.append(z3.Or(index[d] < off, index[d] >= off + n_after[d]))
+        _, _, moved = _chain(plan, lays, m_idx - 1, coords, index)
+        hit = z3.Bool(f"discard_{tag}")
+        asserts.append(hit == z3.And(*bounds, z3.Or(*dropped), z3.Or(*moved) if moved
+                                     else z3.BoolVal(False)))
+        cases.append(hit)
+        probes.append((m_idx, hit, coords, index))
+
+    def explain(m: z3.ModelRef) -> str:
+        for m_idx, hit, coords, index in probes:
+            if z3.is_true(m.eval(hit, model_completion=True)):
+                c = {a: m.eval(v, model_completion=True).as_long() for a, v in coords.items()}
+                i = tuple(m.eval(v, model_completion=True).as_long() for v in index)
+                return (f"step {m_idx} (all_slice) drops local index {i} on device "
+                        f"{mesh.device(c)} {_fmt(c)}, which that device received from "
+                        "another device earlier")
+        return "a received element is dropped by a slice"
+    return Obligation("no_discard", asserts + [z3.Or(*cases) if cases else z3.BoolVal(False)],
+                      explain)
+
+
+def model_value(m: z3.ModelRef, term: Any) -> int:
+    return m.eval(term, model_completion=True).as_long()

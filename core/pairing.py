@@ -1,0 +1,61 @@
+"""Who sends to whom in an all_permute (DESIGN §2 pairing rule), and block bookkeeping
+over all devices at once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .layout import Layout
+from .mesh import Mesh
+
+
+@lru_cache(maxsize=64)
+def device_coords(mesh: Mesh) -> dict[str, np.ndarray]:
+    """Coordinates of every device, one int array per axis, indexed by device id."""
+    ids = np.arange(mesh.num_devices)
+    out: dict[str, np.ndarray] = {}
+    for name, size in reversed(mesh.axes):
+        out[name] = ids % size
+        ids = ids // size
+    return out
+
+
+def block_ids(mesh: Mesh, layout: Layout) -> np.ndarray:
+    """(devices, rank) array of every device's block index per dim."""
+    coords = device_coords(mesh)
+    cols = []
+    for dim in layout.dims:
+        b = np.zeros(mesh.num_devices, dtype=np.int64)
+        for a in dim:
+            b = b * mesh.size(a) + coords[a]
+        cols.append(b)
+    return np.stack(cols, axis=1) if cols else np.zeros((mesh.num_devices, 0), np.int64)
+
+
+def changed_devices(mesh: Mesh, before: Layout, after: Layout) -> np.ndarray:
+    """Boolean per device: does its block differ between the two layouts?"""
+    return np.any(block_ids(mesh, before) != block_ids(mesh, after), axis=1)
+
+
+def permute_sources(mesh: Mesh, before: Layout, after: Layout) -> list[int]:
+    """sources[r] = the device that sends its block to device r.
+
+    Devices that hold their new block keep it; the remaining holders and needers of each
+    block are paired in ascending device order.
+    """
+    held = [tuple(r) for r in block_ids(mesh, before).tolist()]
+    need = [tuple(r) for r in block_ids(mesh, after).tolist()]
+    givers: dict[tuple[int, ...], list[int]] = {}
+    for dev, b in enumerate(held):
+        if need[dev] != b:
+            givers.setdefault(b, []).append(dev)
+    sources = list(range(mesh.num_devices))
+    cursor: dict[tuple[int, ...], int] = {}
+    for dev, b in enumerate(need):
+        if held[dev] != b:
+            k = cursor.get(b, 0)
+            sources[dev] = givers[b][k]
+            cursor[b] = k + 1
+    return sources

@@ -1,0 +1,81 @@
+"""Plans (a problem plus a sequence of collectives) and their figures (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .collectives import AllSlice, Collective, apply
+from .costs import lower_bound_bytes, received_bytes
+from .layout import Layout
+from .problem import Problem
+
+
+@dataclass(frozen=True)
+class Figures:
+    local_bytes: tuple[int, ...]     # per device: src, then after each step
+    step_volume: tuple[int, ...]     # bytes received, summed over devices, per step
+    peak_bytes: int
+    bound_bytes: int
+    volume_bytes: int
+    lower_bound_bytes: int
+    collectives: int
+
+    @property
+    def memory_efficient(self) -> bool:
+        return self.peak_bytes <= self.bound_bytes
+
+    @property
+    def volume_ratio(self) -> float | None:
+        """volume / lower bound; 1.0 when both are zero, None when only the bound is."""
+        if self.lower_bound_bytes == 0:
+            return 1.0 if self.volume_bytes == 0 else None
+        return self.volume_bytes / self.lower_bound_bytes
+
+    def to_json(self) -> dict:
+        return {
+            "local_bytes": list(self.local_bytes),
+            "peak_bytes": self.peak_bytes,
+            "bound_bytes": self.bound_bytes,
+            "memory_efficient": self.memory_efficient,
+            "volume_bytes": self.volume_bytes,
+            "lower_bound_bytes": self.lower_bound_bytes,
+            "volume_ratio": self.volume_ratio,
+            "collectives": self.collectives,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    problem: Problem
+    steps: tuple[Collective, ...]
+
+    def layouts(self) -> list[Layout]:
+        """src, then the layout after each step, by the typing rules (TypingError if not
+        well-typed; the message names the step)."""
+        out = [self.problem.src]
+        for k, step in enumerate(self.steps):
+            try:
+                out.append(apply(step, self.problem.mesh, self.problem.shape, out[-1]))
+            except Exception as e:  # re-raise with the step number, same type
+                raise type(e)(f"step {k + 1}: {e}") from None
+        return out
+
+    @property
+    def final_layout(self) -> Layout:
+        return self.layouts()[-1]
+
+    def figures(self) -> Figures:
+        p = self.problem
+        lays = self.layouts()
+        local = tuple(p.local_bytes(lay) for lay in lays)
+        vols = tuple(int(received_bytes(p, s, lays[k], lays[k + 1]).sum())
+                     for k, s in enumerate(self.steps))
+        return Figures(
+            local_bytes=local,
+            step_volume=vols,
+            peak_bytes=max(local),
+            bound_bytes=p.bound_bytes,
+            volume_bytes=sum(vols),
+            lower_bound_bytes=lower_bound_bytes(p),
+            collectives=sum(1 for s in self.steps if not isinstance(s, AllSlice)),
+        )

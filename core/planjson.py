@@ -1,0 +1,158 @@
+"""The plan file format `redist.plan/1` (DESIGN §3): read, validate, write."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from .errors import RedistError
+from .layout import Layout
+from .mesh import Mesh
+from .plan import Plan
+from .problem import Problem
+from .syntax import layout_from_value
+
+FORMAT = "redist.plan/1"
+
+
+def step_to_json(step: Collective) -> dict[str, Any]:
+    if isinstance(step, (AllSlice, AllGather)):
+        return {"op": step.op, "axes": [list(d) for d in step.axes]}
+    if isinstance(step, AllToAll):
+        return {"op": step.op, "src_dim": step.src_dim, "dst_dim": step.dst_dim,
+                "axes": list(step.axes)}
+    return {"op": step.op, "layout": step.layout.to_json()}
+
+
+def plan_to_json(plan: Plan, *, with_figures: bool = True) -> dict[str, Any]:
+    p = plan.problem
+    lays = plan.layouts()
+    steps = []
+    for k, step in enumerate(plan.steps):
+        js = step_to_json(step)
+        js["layout_after"] = lays[k + 1].to_json()
+        steps.append(js)
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "mesh": [[n, s] for n, s in p.mesh.axes],
+        "shape": list(p.shape),
+        "dtype": p.dtype,
+        "src": p.src.to_json(),
+        "dst": p.dst.to_json(),
+        "steps": steps,
+    }
+    if with_figures:
+        out["figures"] = plan.figures().to_json()
+    return out
+
+
+def dumps(plan: Plan, **extra: Any) -> str:
+    doc = plan_to_json(plan)
+    doc.update(extra)
+    return json.dumps(doc, indent=1)
+
+
+def _expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise RedistError(msg)
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    _expect(isinstance(value, list) and all(isinstance(a, str) for a in value),
+            f"{where} must be a list of axis names")
+    return tuple(value)
+
+
+def _int(value: Any, where: str) -> int:
+    _expect(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer")
+    return value
+
+
+def step_from_json(js: Any, k: int) -> Collective:
+    where = f"step {k + 1}"
+    _expect(isinstance(js, dict), f"{where} must be an object")
+    op = js.get("op")
+    if op in ("all_slice", "all_gather"):
+        axes = js.get("axes")
+        _expect(isinstance(axes, list), f"{where} ({op}): 'axes' must be a list per dim")
+        per_dim = tuple(_names(a, f"{where} ({op}) axes of dim {d}") for d, a in enumerate(axes))
+        return AllSlice(per_dim) if op == "all_slice" else AllGather(per_dim)
+    if op == "all_to_all":
+        for key in ("src_dim", "dst_dim", "axes"):
+            _expect(key in js, f"{where} (all_to_all): missing {key!r}")
+        return AllToAll(_int(js["src_dim"], f"{where} src_dim"),
+                        _int(js["dst_dim"], f"{where} dst_dim"),
+                        _names(js["axes"], f"{where} (all_to_all) axes"))
+    if op == "all_permute":
+        _expect("layout" in js, f"{where} (all_permute): missing 'layout'")
+        return AllPermute(layout_from_value(js["layout"], f"{where} layout"))
+    raise RedistError(f"{where}: unknown op {op!r} (expected all_slice, all_gather, "
+                      "all_to_all or all_permute)")
+
+
+def problem_from_json(doc: dict[str, Any]) -> Problem:
+    for key in ("mesh", "shape", "dtype", "src", "dst"):
+        _expect(key in doc, f"plan: missing {key!r}")
+    mesh_js = doc["mesh"]
+    _expect(isinstance(mesh_js, list) and all(
+        isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) for m in mesh_js),
+        "plan: 'mesh' must be a list of [name, size] pairs")
+    mesh = Mesh(tuple((m[0], m[1]) for m in mesh_js))
+    shape_js = doc["shape"]
+    _expect(isinstance(shape_js, list), "plan: 'shape' must be a list of integers")
+    shape = tuple(_int(n, "plan: shape entry") for n in shape_js)
+    _expect(isinstance(doc["dtype"], str), "plan: 'dtype' must be a string")
+    return Problem(mesh, shape, doc["dtype"], layout_from_value(doc["src"], "plan src"),
+                   layout_from_value(doc["dst"], "plan dst"))
+
+
+def plan_from_json(doc: Any) -> Plan:
+    """Parse and check a plan document; recomputed layouts and figures must match any
+    that the writer included."""
+    _expect(isinstance(doc, dict), "plan: the document must be a JSON object")
+    fmt = doc.get("format")
+    _expect(fmt == FORMAT, f"plan: unknown format {fmt!r} (expected {FORMAT!r})")
+    problem = problem_from_json(doc)
+    steps_js = doc.get("steps")
+    _expect(isinstance(steps_js, list), "plan: 'steps' must be a list")
+    plan = Plan(problem, tuple(step_from_json(s, k) for k, s in enumerate(steps_js)))
+    lays = plan.layouts()
+    for k, s in enumerate(steps_js):
+        if "layout_after" in s:
+            claimed = layout_from_value(s["layout_after"], f"step {k + 1} layout_after")
+            _expect(claimed == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
+                                            f"match the recomputed {lays[k + 1]}")
+    if "figures" in doc:
+        ours = plan.figures().to_json()
+        theirs = doc["figures"]
+        _expect(isinstance(theirs, dict), "plan: 'figures' must be an object")
+        for key, value in theirs.items():
+            _expect(key not in ours or _same(ours[key], value),
+                    f"plan: figure {key!r} = {value!r} does not match the recomputed "
+                    f"{ours.get(key)!r}")
+    return plan
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-9 * max(1.0, abs(a))
+    return a == b
+
+
+def loads(text: str) -> Plan:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RedistError(f"plan: not valid JSON ({e.msg} at line {e.lineno} column "
+                          f"{e.colno})") from None
+    return plan_from_json(doc)
+
+
+def load(path: str) -> Plan:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise RedistError(f"cannot read plan {path!r}: {e.strerror}") from None
+    return loads(text)

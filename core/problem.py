@@ -1,0 +1,45 @@
+"""A redistribution problem: mesh, global shape, dtype, source and destination layouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import RedistError
+from .layout import Layout
+from .mesh import Mesh
+
+
+def itemsize(dtype: str) -> int:
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        raise RedistError(f"unknown dtype {dtype!r} (try float32, float64, int32, ...)") from None
+
+
+@dataclass(frozen=True)
+class Problem:
+    mesh: Mesh
+    shape: tuple[int, ...]
+    dtype: str
+    src: Layout
+    dst: Layout
+
+    def __post_init__(self) -> None:
+        if any((not isinstance(n, int)) or n < 1 for n in self.shape):
+            raise RedistError(f"shape {self.shape} must have integer extents >= 1")
+        itemsize(self.dtype)
+        self.src.validate(self.mesh, self.shape)
+        self.dst.validate(self.mesh, self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return itemsize(self.dtype)
+
+    def local_bytes(self, layout: Layout) -> int:
+        return layout.local_size(self.mesh, self.shape) * self.itemsize
+
+    @property
+    def bound_bytes(self) -> int:
+        return max(self.local_bytes(self.src), self.local_bytes(self.dst))

@@ -1,0 +1,49 @@
+"""Human-readable tables of plans and figures."""
+
+from __future__ import annotations
+
+from .collectives import describe
+from .plan import Plan
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def plan_table(plan: Plan) -> str:
+    p = plan.problem
+    lays = plan.layouts()
+    fig = plan.figures()
+    rows = [("step", "op", "layout after", "local shape", "bytes moved", "memory vs bound")]
+
+    def mem(k: int) -> str:
+        b = fig.local_bytes[k]
+        return f"{human_bytes(b)} ({100 * b / fig.bound_bytes:.0f}%)"
+
+    rows.append(("src", "", str(p.src), str(p.src.local_shape(p.mesh, p.shape)), "", mem(0)))
+    for k, step in enumerate(plan.steps):
+        rows.append((str(k + 1), describe(step), str(lays[k + 1]),
+                     str(lays[k + 1].local_shape(p.mesh, p.shape)),
+                     human_bytes(fig.step_volume[k]), mem(k + 1)))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    ratio = "n/a" if fig.volume_ratio is None else f"{fig.volume_ratio:.2f}"
+    lines += [
+        "",
+        f"problem     mesh {p.mesh} ({p.mesh.num_devices} devices), shape "
+        f"{','.join(map(str, p.shape)) or '()'} {p.dtype}: {p.src} -> {p.dst}",
+        f"peak        {human_bytes(fig.peak_bytes)} per device; bound "
+        f"{human_bytes(fig.bound_bytes)} -> "
+        + ("memory-efficient" if fig.memory_efficient else
+           f"NOT memory-efficient ({human_bytes(fig.peak_bytes - fig.bound_bytes)} over)"),
+        f"volume      {human_bytes(fig.volume_bytes)} over all devices; lower bound "
+        f"{human_bytes(fig.lower_bound_bytes)}; ratio {ratio}",
+        f"collectives {fig.collectives}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""The typing rules of DESIGN §2 as SMT constraints over symbolic layouts.
+
+A layout is encoded per mesh axis a as D[a] (its dim, -1 when replicated) and P[a] (its
+position in that dim, major = 0). A step is encoded by its kind and per-axis
+parameters. The same constraints check a concrete plan (claim 1, parameters pinned to
+the plan's values) and synthesize plans (`optimal`, parameters left free).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import z3
+
+from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from .layout import Layout
+from .mesh import Mesh
+
+NOOP, SLICE, GATHER, A2A, PERMUTE = range(5)
+KIND_NAMES = {NOOP: "noop", SLICE: "all_slice", GATHER: "all_gather", A2A: "all_to_all",
+              PERMUTE: "all_permute"}
+
+
+@dataclass(frozen=True)
+class LayoutVars:
+    D: dict[str, z3.ArithRef]
+    P: dict[str, z3.ArithRef]
+
+
+@dataclass(frozen=True)
+class StepVars:
+    kind: z3.ArithRef
+    slice_dim: dict[str, z3.ArithRef]     # -1: not sliced
+    gathered: dict[str, z3.BoolRef]
+    moved: dict[str, z3.BoolRef]
+    src_dim: z3.ArithRef
+    dst_dim: z3.ArithRef
+
+
+def layout_vars(mesh: Mesh, tag: str) -> LayoutVars:
+    return LayoutVars({a: z3.Int(f"D_{tag}_{a}") for a in mesh.names},
+                      {a: z3.Int(f"P_{tag}_{a}") for a in mesh.names})
+
+
+def step_vars(mesh: Mesh, tag: str) -> StepVars:
+    return StepVars(z3.Int(f"kind_{tag}"),
+                    {a: z3.Int(f"slice_{tag}_{a}") for a in mesh.names},
+                    {a: z3.Bool(f"gather_{tag}_{a}") for a in mesh.names},
+                    {a: z3.Bool(f"move_{tag}_{a}") for a in mesh.names},
+                    z3.Int(f"src_{tag}"), z3.Int(f"dst_{tag}"))
+
+
+def layout_facts(mesh: Mesh, lv: LayoutVars, layout: Layout) -> list[z3.BoolRef]:
+    """Pin symbolic layout variables to a concrete layout."""
+    out = []
+    for a in mesh.names:
+        d = layout.dim_of(a)
+        out.append(lv.D[a] == (-1 if d is None else d))
+        out.append(lv.P[a] == (0 if d is None else layout.dims[d].index(a)))
+    return out
+
+
+def step_facts(mesh: Mesh, rank: int, sv: StepVars, step: Collective | None) -> list[z3.BoolRef]:
+    """Pin symbolic step variables to a concrete step (None = noop)."""
+    names = mesh.names
+    kind = {type(None): NOOP, AllSlice: SLICE, AllGather: GATHER, AllToAll: A2A,
+            AllPermute: PERMUTE}[type(step)]
+    out = [sv.kind == kind]
+    sliced = {a: d for d, axes in enumerate(step.axes) for a in axes} \
+        if isinstance(step, AllSlice) else {}
+    gone = {a for axes in step.axes for a in axes} if isinstance(step, AllGather) else set()
+    moved = set(step.axes) if isinstance(step, AllToAll) else set()
+    out += [sv.slice_dim[a] == sliced.get(a, -1) for a in names]
+    out += [sv.gathered[a] == (a in gone) for a in names]
+    out += [sv.moved[a] == (a in moved) for a in names]
+    out.append(sv.src_dim == (step.src_dim if isinstance(step, AllToAll) else 0))
+    out.append(sv.dst_dim == (step.dst_dim if isinstance(step, AllToAll) else 0))
+    return out
+
+
+def count_in(mesh: Mesh, lv: LayoutVars, d: z3.ArithRef | int) -> z3.ArithRef:
+    return z3.Sum([z3.If(lv.D[a] == d, 1, 0) for a in mesh.names]) if mesh.names else \
+        z3.IntVal(0)
+
+
+def local_extent(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars,
+                 d: int) -> tuple[z3.ArithRef, list[z3.BoolRef]]:
+    """n_d as a term, with the divisibility conditions that make it exact. Dividing by one
+    concrete axis size at a time keeps the arithmetic linear."""
+    n: z3.ArithRef = z3.IntVal(shape[d])
+    conds = []
+    for a, size in mesh.axes:
+        if size > 1:
+            conds.append(z3.Implies(lv.D[a] == d, n % size == 0))
+            n = z3.If(lv.D[a] == d, n / size, n)
+    return n, conds
+
+
+def local_size(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> z3.ArithRef:
+    """Local elements: the total divided by every sharded axis (exact when well-formed)."""
+    total = 1
+    for n in shape:
+        total *= n
+    size: z3.ArithRef = z3.IntVal(total)
+    for a, s in mesh.axes:
+        if s > 1:
+            size = z3.If(lv.D[a] >= 0, size / s, size)
+    return size
+
+
+def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
+    """Axes in range, positions 0..m-1 in each dim, every extent divisible (DESIGN §1)."""
+    rank = len(shape)
+    out = []
+    names = mesh.names
+    for a in names:
+        out.append(z3.And(lv.D[a] >= -1, lv.D[a] < rank))
+        in_range = [z3.Implies(lv.D[a] == d, z3.And(lv.P[a] >= 0, lv.P[a] < count_in(mesh, lv, d)))
+                    for d in range(rank)]
+        out.append(z3.And(z3.Implies(lv.D[a] == -1, lv.P[a] == 0), *in_range))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            out.append(z3.Implies(z3.And(lv.D[a] == lv.D[b], lv.D[a] >= 0), lv.P[a] != lv.P[b]))
+    for d in range(rank):
+        out += local_extent(mesh, shape, lv, d)[1]
+    return out
+
+
+def _same(lv: LayoutVars, nx: LayoutVars, a: str) -> z3.BoolRef:
+    return z3.And(nx.D[a] == lv.D[a], nx.P[a] == lv.P[a])
+
+
+def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
+               nx: LayoutVars) -> z3.BoolRef:
+    """The typing rule of the step `sv` relating layout `lv` to the next layout `nx`
+    (both assumed well-formed, which carries the divisibility side conditions)."""
+    names = mesh.names
+    rank = len(shape)
+    if not names or rank == 0:
+        # Nothing can be sliced, gathered or moved; a permute is the identity.
+        return z3.And(z3.Or(sv.kind == NOOP, sv.kind == PERMUTE),
+                      *[_same(lv, nx, a) for a in names])
+    noop = z3.And(*[_same(lv, nx, a) for a in names])
+    sl = z3.And(
+        z3.Or(*[sv.slice_dim[a] >= 0 for a in names]),
+        *[z3.If(sv.slice_dim[a] >= 0,
+                z3.And(sv.slice_dim[a] < rank, lv.D[a] == -1, nx.D[a] == sv.slice_dim[a],
+                       *[z3.Implies(sv.slice_dim[a] == d, nx.P[a] >= count_in(mesh, lv, d))
+                         for d in range(rank)]),
+                z3.And(sv.slice_dim[a] == -1, _same(lv, nx, a)))
+          for a in names])
+
+    def suffix_closed(flag: dict[str, z3.BoolRef]) -> list[z3.BoolRef]:
+        return [z3.Implies(z3.And(flag[a], lv.D[b] == lv.D[a], lv.P[b] > lv.P[a]), flag[b])
+                for a in names for b in names if a != b]
+
+    ga = z3.And(
+        z3.Or(*[sv.gathered[a] for a in names]),
+        *suffix_closed(sv.gathered),
+        *[z3.If(sv.gathered[a], z3.And(lv.D[a] >= 0, nx.D[a] == -1, nx.P[a] == 0),
+                _same(lv, nx, a)) for a in names])
+    m = z3.Sum([z3.If(sv.moved[a], 1, 0) for a in names])
+    a2a = z3.And(
+        sv.src_dim >= 0, sv.src_dim < rank, sv.dst_dim >= 0, sv.dst_dim < rank,
+        sv.src_dim != sv.dst_dim, m >= 1,
+        *suffix_closed(sv.moved),
+        *[z3.If(sv.moved[a],
+                z3.And(lv.D[a] == sv.src_dim, nx.D[a] == sv.dst_dim,
+                       nx.P[a] == count_in(mesh, lv, sv.dst_dim) + lv.P[a]
+                       - (count_in(mesh, lv, sv.src_dim) - m)),
+                _same(lv, nx, a)) for a in names])
+    perm = z3.And(*[local_extent(mesh, shape, lv, d)[0] == local_extent(mesh, shape, nx, d)[0]
+                    for d in range(rank)])
+    return z3.And(z3.Implies(sv.kind == NOOP, noop), z3.Implies(sv.kind == SLICE, sl),
+                  z3.Implies(sv.kind == GATHER, ga), z3.Implies(sv.kind == A2A, a2a),
+                  z3.Implies(sv.kind == PERMUTE, perm),
+                  sv.kind >= NOOP, sv.kind <= PERMUTE)
+
+
+def same_layout(mesh: Mesh, lv: LayoutVars, nx: LayoutVars) -> z3.BoolRef:
+    return z3.And(*[_same(lv, nx, a) for a in mesh.names])

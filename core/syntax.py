@@ -1,0 +1,109 @@
+"""Text forms of meshes, shapes and layouts (DESIGN §1 'Text syntax')."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from .errors import RedistError
+from .layout import Layout
+from .mesh import Mesh
+
+_MESH_ITEM = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(-?\d+)\s*$")
+_BRACE_DIM = re.compile(r"\{([^{}]*)\}")
+
+
+def parse_mesh(text: str) -> Mesh:
+    """`x=2,y=4` -> Mesh. An empty string is the mesh with no axes (one device)."""
+    if not text.strip():
+        return Mesh(())
+    axes = []
+    for item in text.split(","):
+        m = _MESH_ITEM.match(item)
+        if not m:
+            raise RedistError(f"mesh item {item.strip()!r} is not of the form name=size")
+        axes.append((m.group(1), int(m.group(2))))
+    return Mesh(tuple(axes))
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """`4096,4096` -> (4096, 4096); `` or `()` is a rank-0 array."""
+    body = text.strip().strip("()[]").strip()
+    if not body:
+        return ()
+    out = []
+    for item in body.split(","):
+        item = item.strip()
+        if not re.fullmatch(r"-?\d+", item):
+            raise RedistError(f"shape entry {item!r} is not an integer")
+        n = int(item)
+        if n < 1:
+            raise RedistError(f"shape entry {n} must be >= 1")
+        out.append(n)
+    return tuple(out)
+
+
+def parse_layout(text: str) -> Layout:
+    """Brace syntax `[{x},{y,z},{}]`, Python `(("x",),("y","z"),())` or JAX-like
+    `("x", ("y","z"), None)`."""
+    s = text.strip()
+    if "{" in s:
+        return _parse_braces(s)
+    try:
+        value = ast.literal_eval(s)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise RedistError(f"layout {text!r} is neither [{{..}},..] nor a Python/JAX "
+                          "tuple form") from None
+    return layout_from_value(value, text)
+
+
+def layout_from_value(value: object, where: str = "layout") -> Layout:
+    """Python/JSON nested sequences -> Layout (each dim: None, a name, or names)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise RedistError(f"{where}: a layout is a list with one entry per array dim")
+    dims = []
+    for d, entry in enumerate(value):
+        if entry is None:
+            dims.append(())
+        elif isinstance(entry, str):
+            dims.append((entry,))
+        elif isinstance(entry, (list, tuple)) and all(isinstance(a, str) for a in entry):
+            dims.append(tuple(entry))
+        else:
+            raise RedistError(f"{where}: dim {d} entry {entry!r} is not an axis name, "
+                              "a list of axis names, or None")
+    return Layout(tuple(dims))
+
+
+def _parse_braces(s: str) -> Layout:
+    if not (s.startswith("[") and s.endswith("]")):
+        raise RedistError(f"layout {s!r} must be enclosed in [ ]")
+    inner = s[1:-1].strip()
+    if not inner:
+        return Layout(())
+    dims = []
+    pos = 0
+    while pos < len(inner):
+        m = _BRACE_DIM.match(inner, pos)
+        if not m:
+            raise RedistError(f"layout {s!r}: expected {{axes}} at {inner[pos:]!r}")
+        names = [a.strip() for a in m.group(1).split(",") if a.strip()]
+        for a in names:
+            if not a.isidentifier():
+                raise RedistError(f"layout {s!r}: {a!r} is not an axis name")
+        if m.group(1).strip() and len(names) != len(m.group(1).split(",")):
+            raise RedistError(f"layout {s!r}: empty axis name in {{{m.group(1)}}}")
+        dims.append(tuple(names))
+        pos = m.end()
+        rest = inner[pos:].lstrip()
+        if rest.startswith(","):
+            pos = len(inner) - len(rest) + 1
+            while pos < len(inner) and inner[pos] == " ":
+                pos += 1
+            if pos >= len(inner):
+                raise RedistError(f"layout {s!r}: trailing comma")
+        elif rest:
+            raise RedistError(f"layout {s!r}: unexpected {rest!r}")
+        else:
+            pos = len(inner)
+    return Layout(tuple(dims))

@@ -1,0 +1,37 @@
+"""The source-map algebra interpreted as z3 integer terms (DESIGN §2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import z3
+
+
+class Z3Algebra:
+    def div(self, a: Any, k: int) -> Any:
+        if isinstance(a, int):
+            return a // k
+        return a if k == 1 else a / k          # z3 Int `/` is floor division for k > 0
+
+    def mod(self, a: Any, k: int) -> Any:
+        if isinstance(a, int):
+            return a % k
+        return z3.IntVal(0) if k == 1 else a % k
+
+    def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        return z3.If(cond, a, b)
+
+    def eq(self, a: Any, b: Any) -> Any:
+        return a == b
+
+    def lt(self, a: Any, b: Any) -> Any:
+        return a < b
+
+    def all(self, *conds: Any) -> Any:
+        return z3.And(*conds) if conds else z3.BoolVal(True)
+
+    def any(self, *conds: Any) -> Any:
+        return z3.Or(*conds) if conds else z3.BoolVal(False)
+
+
+Z3 = Z3Algebra()

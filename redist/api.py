@@ -1,0 +1,43 @@
+"""The Python interface (DESIGN §6): parse -> synthesize -> verify -> certify."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redist.core.errors import RedistError
+from redist.core.plan import Plan
+from redist.core.problem import Problem
+from redist.core.synthesis import synthesize_plan
+from redist.core.verify import Verdict, verify
+
+
+@dataclass(frozen=True)
+class Result:
+    plan: Plan
+    verdict: Verdict
+    method: str
+    reason: str | None = None     # why the plan is not memory-efficient, if it is not
+    note: str | None = None       # e.g. what the optimal method proved about the plan
+
+    @property
+    def verified(self) -> bool:
+        return self.verdict.all_proved
+
+
+def synthesize(problem: Problem, method: str = "normal", budget: int | None = None,
+               steps: int | None = None) -> Result:
+    """Synthesize a plan and verify it before returning it. A plan whose claims are not all
+    proved comes back with a verdict saying so; it is never reported as verified."""
+    if method == "optimal":
+        from redist.core.optimal import optimal
+
+        o = optimal(problem, budget=budget, max_steps=steps)
+        return Result(o.plan, verify(o.plan, budget), "optimal", o.reason, o.note)
+    if budget is not None:
+        raise RedistError("--budget applies to --method optimal (normal and naive plans are "
+                          "checked against the bound)")
+    s = synthesize_plan(problem, method)
+    return Result(s.plan, verify(s.plan), s.method, s.reason)
+
+
+__all__ = ["Plan", "Problem", "Result", "Verdict", "synthesize", "verify"]
