@@ -35,7 +35,8 @@ class Mesh:
         for n, s in self.axes:
             if n == axis:
                 return s
-        raise RedistError(f"unknown mesh axis {axis!r} (mesh has {', '.join(self.names) or 'no axes'})")
+        have = ", ".join(self.names) or "no axes"
+        raise RedistError(f"unknown mesh axis {axis!r} (mesh has {have})")
 
     def has(self, axis: str) -> bool:
         return axis in self.names

@@ -8,6 +8,7 @@ the typing-rule code; one query covers every device and element, whatever the me
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from .layout import Layout
 from .plan import Plan
 from .semantics import global_index, mixed_radix, source
 from .z3algebra import Z3
+
+_ALIAS = re.compile(r"([$?])x\d+")
 
 CLAIMS = ("well_typed", "reaches_dst", "element_correct", "memory_efficient", "no_discard")
 TITLES = {
@@ -41,9 +44,17 @@ class Obligation:
     note: str | None = None                 # set when the claim was not posed
 
     def smt2(self) -> str:
-        s = z3.Solver()
-        s.add(*self.assertions)
-        return s.to_smt2()
+        """SMT-LIB2 text, reproducible. z3 orders and names shared subterms by internal AST
+        ids, which depend on everything the process built before; translating into a
+        fresh context assigns ids by traversal alone, and the names are renumbered."""
+        ctx = z3.Context()
+        s = z3.Solver(ctx=ctx)
+        s.add(*[a.translate(ctx) for a in self.assertions])
+        names: dict[str, str] = {}
+
+        def rename(m: re.Match) -> str:
+            return names.setdefault(m.group(0), f"{m.group(1)}t{len(names)}")
+        return _ALIAS.sub(rename, s.to_smt2())
 
 
 def typed_prefix(plan: Plan) -> tuple[list[Layout], TypingError | None]:
@@ -92,7 +103,9 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     facts += [f for k in range(min(len(plan.steps), n_ok + 1))
               for f in T.step_facts(mesh, rank, svs[k], plan.steps[k])]
     rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv)]
-    rules += [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1]) for k in range(n_ok)]
+    rules += [r for k in range(n_ok) for r in
+              [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1])]
+              + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1])]
     if err is None:
         return Obligation("well_typed", facts + [z3.Not(z3.And(*rules))],
                           lambda m: "the SMT typing rules reject a step the typing code "
@@ -101,7 +114,8 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     # failing step's rule (unsat of this sat-check).
     nxt = T.layout_vars(mesh, str(n_ok + 1))
     check = facts + rules + T.wellformed(mesh, shape, nxt) + [
-        T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)]
+        T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)] + T.listed_order(
+        mesh, plan.steps[n_ok], lvs[n_ok], nxt)
     return Obligation("well_typed", check, lambda m: str(err), expect_sat=True,
                       note=str(err))
 

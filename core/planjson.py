@@ -7,7 +7,6 @@ from typing import Any
 
 from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
 from .errors import RedistError
-from .layout import Layout
 from .mesh import Mesh
 from .plan import Plan
 from .problem import Problem

@@ -13,9 +13,13 @@ from .mesh import Mesh
 
 def itemsize(dtype: str) -> int:
     try:
-        return np.dtype(dtype).itemsize
+        dt = np.dtype(dtype)
     except TypeError:
-        raise RedistError(f"unknown dtype {dtype!r} (try float32, float64, int32, ...)") from None
+        dt = None
+    if dt is None or dt.kind not in "biufc":
+        raise RedistError(f"unknown dtype {dtype!r} (a numeric type: float32, float64, int32, "
+                          "...)")
+    return dt.itemsize
 
 
 @dataclass(frozen=True)

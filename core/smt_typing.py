@@ -179,3 +179,29 @@ def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
 
 def same_layout(mesh: Mesh, lv: LayoutVars, nx: LayoutVars) -> z3.BoolRef:
     return z3.And(*[_same(lv, nx, a) for a in mesh.names])
+
+
+def listed_order(mesh: Mesh, step: Collective, lv: LayoutVars,
+                 nx: LayoutVars) -> list[z3.BoolRef]:
+    """What a concrete step's axis *lists* add to its rule: the dim each list names and the
+    order within it (a gathered or moved list is the minor-most suffix in order; sliced
+    axes are appended in order)."""
+    named = [a for axes in step.axes for a in (axes if isinstance(axes, tuple) else (axes,))] \
+        if isinstance(step, (AllGather, AllSlice, AllToAll)) else []
+    if any(a not in lv.D for a in named):
+        return [z3.BoolVal(False)]          # an axis the mesh lacks satisfies no rule
+    out = []
+    if isinstance(step, (AllGather, AllSlice)):
+        for d, axes in enumerate(step.axes):
+            m = len(axes)
+            for j, a in enumerate(axes):
+                if isinstance(step, AllGather):
+                    out += [lv.D[a] == d, lv.P[a] == count_in(mesh, lv, d) - m + j]
+                else:
+                    out += [nx.D[a] == d, nx.P[a] == count_in(mesh, lv, d) + j]
+    elif isinstance(step, AllToAll):
+        m = len(step.axes)
+        for j, a in enumerate(step.axes):
+            out += [lv.D[a] == step.src_dim,
+                    lv.P[a] == count_in(mesh, lv, step.src_dim) - m + j]
+    return out

@@ -3,16 +3,25 @@
     from redist import Mesh, Layout, Problem, synthesize, verify
 """
 
-from redist.api import Result, synthesize, verify
-from redist.core.certificate import check_certificate, write_certificate
-from redist.core.errors import RedistError, TypingError
-from redist.core.layout import Layout
-from redist.core.mesh import Mesh
-from redist.core.plan import Figures, Plan
-from redist.core.planjson import dumps as plan_dumps
-from redist.core.planjson import loads as plan_loads
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape
+import os as _os
+
+# In a source checkout the subpackages sit beside this folder (core/, proofs/, runtime/,
+# mapped by pyproject.toml); let them import without an install, e.g. under mpiexec.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "core")) and _os.path.isdir(
+        _os.path.join(_root, "core")):
+    __path__.append(_root)
+
+from redist.api import Result, synthesize, verify  # noqa: E402
+from redist.core.certificate import check_certificate, write_certificate  # noqa: E402
+from redist.core.errors import RedistError, TypingError  # noqa: E402
+from redist.core.layout import Layout  # noqa: E402
+from redist.core.mesh import Mesh  # noqa: E402
+from redist.core.plan import Figures, Plan  # noqa: E402
+from redist.core.planjson import dumps as plan_dumps  # noqa: E402
+from redist.core.planjson import loads as plan_loads  # noqa: E402
+from redist.core.problem import Problem  # noqa: E402
+from redist.core.syntax import parse_layout, parse_mesh, parse_shape  # noqa: E402
 
 __all__ = ["Figures", "Layout", "Mesh", "Plan", "Problem", "RedistError", "Result",
            "TypingError", "check_certificate", "parse_layout", "parse_mesh", "parse_shape",

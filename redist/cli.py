@@ -13,8 +13,8 @@ from redist.core.plan import Plan
 from redist.core.planjson import load, plan_to_json
 from redist.core.problem import Problem
 from redist.core.report import plan_table
-from redist.core.synthesis import normalize
 from redist.core.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.synthesis import normalize
 
 EXIT_OK, EXIT_CLAIM, EXIT_INPUT = 0, 1, 2
 

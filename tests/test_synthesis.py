@@ -1,0 +1,144 @@
+"""The synthesizer's properties over random meshes, shapes and layouts (DESIGN §5)."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from redist.core.collectives import apply
+from redist.core.errors import TypingError
+from redist.core.layout import Layout
+from redist.core.pairing import block_ids, permute_sources
+from redist.core.syntax import parse_layout, parse_mesh
+from redist.core.synthesis import naive, normal, normalize
+
+from helpers import is_normal_form, simulate_matches_dst
+from strategies import problems, random_plans
+
+SLOW = settings(max_examples=120, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def _well_typed_to_dst(plan):
+    lays = plan.layouts()          # raises TypingError if any step is ill-typed
+    assert lays[-1] == plan.problem.dst
+
+
+@SLOW
+@given(problems(generous=True))
+def test_normal_plan_is_normal_form_within_bound_and_correct(problem):
+    s = normal(problem)
+    assert s.reason is None, s.reason
+    _well_typed_to_dst(s.plan)
+    assert is_normal_form(s.plan)
+    fig = s.plan.figures()
+    assert fig.peak_bytes <= fig.bound_bytes
+    assert simulate_matches_dst(s.plan)
+
+
+@SLOW
+@given(problems(generous=False))
+def test_tight_shapes_still_correct_and_honest_about_memory(problem):
+    s = normal(problem)
+    _well_typed_to_dst(s.plan)
+    assert simulate_matches_dst(s.plan)
+    fig = s.plan.figures()
+    if fig.memory_efficient:
+        assert s.reason is None
+    else:
+        assert s.reason and "not memory-efficient" in s.reason or "no normal-form" in s.reason
+    # never worse than the naive baseline on peak
+    assert fig.peak_bytes <= naive(problem).figures().peak_bytes
+
+
+@SLOW
+@given(problems(generous=False))
+def test_naive_plan_is_correct(problem):
+    plan = naive(problem)
+    _well_typed_to_dst(plan)
+    assert simulate_matches_dst(plan)
+
+
+@SLOW
+@given(random_plans(generous=True))
+def test_normalize_gives_normal_form_with_same_end(plan):
+    """The paper's normal-form lemma: any plan has a normal-form plan with the same ends
+    whose peak is at most max(src, dst)."""
+    s = normalize(plan)
+    assert s.plan.problem.dst == plan.final_layout
+    assert s.plan.final_layout == plan.final_layout
+    assert is_normal_form(s.plan)
+    fig = s.plan.figures()
+    assert fig.peak_bytes <= fig.bound_bytes
+    assert simulate_matches_dst(s.plan)
+
+
+@SLOW
+@given(problems(generous=True, distinct=False))
+def test_src_equal_dst_is_the_empty_plan(problem):
+    from redist.core.problem import Problem
+    p = Problem(problem.mesh, problem.shape, problem.dtype, problem.src, problem.src)
+    assert normal(p).plan.steps == ()
+
+
+@SLOW
+@given(random_plans(generous=True, max_len=4))
+def test_random_plans_simulate_to_their_final_layout(plan):
+    """Source maps and typing rules agree on random sequences of collectives."""
+    assert simulate_matches_dst(plan)
+
+
+@SLOW
+@given(problems(generous=True))
+def test_permute_pairing_rule(problem):
+    """Each receiver gets its new block from a device holding it; senders are distinct;
+    devices that hold their new block keep it."""
+    mesh = problem.mesh
+    if problem.src.local_shape(mesh, problem.shape) != problem.dst.local_shape(mesh,
+                                                                               problem.shape):
+        return
+    src = permute_sources(mesh, problem.src, problem.dst)
+    before, after = block_ids(mesh, problem.src), block_ids(mesh, problem.dst)
+    assert sorted(src) == list(range(mesh.num_devices))
+    for r, s in enumerate(src):
+        assert (before[s] == after[r]).all()
+        if (before[r] == after[r]).all():
+            assert s == r
+
+
+def test_paper_1d_case_needs_no_more_than_bound():
+    from redist.core.problem import Problem
+    mesh = parse_mesh("x=2,y=3")
+    s = normal(Problem(mesh, (6,), "float32", parse_layout("[{x}]"), parse_layout("[{y}]")))
+    fig = s.plan.figures()
+    assert fig.peak_bytes == fig.bound_bytes == 12
+
+
+def test_impossible_normal_form_is_reported_plainly():
+    """Rank 1, extent 6 on x=2,y=2: [{x}] -> [{y}] has local 3, which y=2 cannot slice,
+    but a permute renames x to y with no extra memory; [{x}] -> [{x,y}]... is fine too.
+    [{}] rank-1 extent 2 on x=2,y=2 from [{x}] to [{y}] is a pure permute."""
+    from redist.core.problem import Problem
+    mesh = parse_mesh("x=2,y=2")
+    s = normal(Problem(mesh, (6,), "float32", parse_layout("[{x}]"), parse_layout("[{y}]")))
+    assert [type(x).__name__ for x in s.plan.steps] == ["AllPermute"]
+    assert s.reason is None
+
+
+def test_divisibility_forces_a_peak_over_bound_and_says_why():
+    from redist.core.problem import Problem
+    # shape (2, 3): src shards dim0 by x (local (1,3)), dst shards dim 1 by y=3 (local
+    # (2,1)); local 3 vs 2; no axis fits after x in dim 0 and y cannot join dim 0.
+    mesh = parse_mesh("x=2,y=3")
+    p = Problem(mesh, (2, 3), "float32", parse_layout("[{x},{}]"), parse_layout("[{},{y}]"))
+    s = normal(p)
+    _well_typed_to_dst(s.plan)
+    assert simulate_matches_dst(s.plan)
+    fig = s.plan.figures()
+    assert fig.memory_efficient == (s.reason is None)
+
+
+@pytest.mark.parametrize("bad", ["[{y},{x}]", "[{x,y},{}]"])
+def test_typing_rule_rejects_permute_with_other_local_shape(bad):
+    from redist.core.collectives import AllPermute
+    mesh = parse_mesh("x=2,y=4")
+    with pytest.raises(TypingError, match="local shape"):
+        apply(AllPermute(parse_layout(bad)), mesh, (16, 16), Layout((("x",), ("y",))))

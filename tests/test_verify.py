@@ -1,0 +1,153 @@
+"""The SMT checker against broken plans, and against the simulator and typing rules."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from redist.core import semantics, simulator
+from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.layout import Layout
+from redist.core.plan import Plan
+from redist.core.planjson import loads, plan_to_json
+from redist.core.problem import Problem
+from redist.core.syntax import parse_layout, parse_mesh
+from redist.core.synthesis import naive, normal
+from redist.core.verify import verify
+
+from cases import case
+from helpers import brute_discarded, global_array
+from strategies import random_plans
+
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def statuses(v):
+    return {r.claim: r.status for r in v.results}
+
+
+def test_gather_with_axes_in_wrong_order_is_ill_typed():
+    p = Problem(parse_mesh("x=2,y=2"), (8, 8), "float32", parse_layout("[{x,y},{}]"),
+                parse_layout("[{},{}]"))
+    v = verify(Plan(p, (AllGather((("y", "x"), ())),)))
+    assert v.get("well_typed").status == "refuted"
+    assert "not the minor-most suffix" in v.get("well_typed").detail
+    assert v.get("well_typed").answer == "unsat"      # the SMT rules agree: no next layout
+    assert not v.all_proved
+
+
+def test_missing_step_fails_reaches_dst_and_element_correct_with_confirmed_counterexample():
+    p = case("reorder", "16,16")
+    plan = normal(p).plan
+    assert [type(s) for s in plan.steps] == [AllPermute]
+    broken = Plan(p, ())
+    v = verify(broken)
+    assert v.get("reaches_dst").status == "refuted"
+    r = v.get("element_correct")
+    assert r.status == "refuted"
+    # "device D (x=.., y=..), local index (i, j): expected global element (a, b), the plan
+    # delivers (c, d)": the simulator must confirm both numbers.
+    dev = int(r.detail.split()[1])
+    idx = tuple(int(t) for t in r.detail.split("local index (")[1].split(")")[0].split(","))
+    want = tuple(int(t) for t in r.detail.split("expected global element (")[1]
+                 .split(")")[0].split(","))
+    got = tuple(int(t) for t in r.detail.split("delivers (")[1].split(")")[0].split(","))
+    x = global_array(broken)
+    final = simulator.run(broken, x)[-1]
+    assert final[(dev, *idx)] == x[got] != x[want]
+    expected = simulator.shards(p.mesh, p.shape, p.dst, x)
+    assert expected[(dev, *idx)] == x[want]
+
+
+def test_slice_after_gather_is_a_discarded_transfer():
+    p = case("replace-axis", "16,16")
+    plan = naive(p)            # gather x, then slice y: received rows are dropped
+    v = verify(plan)
+    r = v.get("no_discard")
+    assert r.status == "refuted" and "step 2 (all_slice) drops" in r.detail
+    assert brute_discarded(plan)
+
+
+def test_permute_to_a_different_local_shape_is_ill_typed():
+    p = case("transpose", "16,16")
+    v = verify(Plan(p, (AllPermute(parse_layout("[{y},{x}]")),)))
+    assert v.get("well_typed").status == "refuted"
+    assert "local shape" in v.get("well_typed").detail
+
+
+def test_budget_exceeded_reports_step_and_bytes():
+    p = case("replace-axis")
+    plan = normal(p).plan
+    fig = plan.figures()
+    budget = fig.peak_bytes - 1000
+    v = verify(plan, memory_budget=budget)
+    r = v.get("memory_efficient")
+    assert r.status == "refuted"
+    assert "src" in r.detail and f"by {fig.peak_bytes - budget}" in r.detail
+    assert verify(plan, memory_budget=fig.peak_bytes).get("memory_efficient").status == "proved"
+
+
+def test_hand_edited_json_dst_is_caught():
+    p = case("transpose", "16,16")
+    doc = plan_to_json(normal(p).plan, with_figures=False)
+    doc["dst"] = [["x"], ["y"]]           # claims to end where it started
+    v = verify(loads(json.dumps(doc)))
+    assert statuses(v)["reaches_dst"] == "refuted"
+    assert statuses(v)["element_correct"] == "refuted"
+
+
+def test_wrong_semantics_would_be_caught(monkeypatch):
+    """If the all_to_all source map were wrong, the checker refutes element-correctness
+    and the simulator (same map) shows the same wrong element."""
+    real = semantics.source
+
+    def broken(step, mesh, shape, before, after, coords, index, alg):
+        c, i = real(step, mesh, shape, before, after, coords, index, alg)
+        if isinstance(step, AllToAll):
+            i[step.dst_dim] = index[step.dst_dim]        # forget the piece offset
+        return c, i
+    import redist.core.obligations as ob
+    monkeypatch.setattr(ob, "source", broken)
+    monkeypatch.setattr(simulator, "source", broken)
+    p = case("transpose", "16,16")
+    plan = normal(p).plan
+    v = verify(plan)
+    assert v.get("element_correct").status == "refuted"
+    x = global_array(plan)
+    assert not np.array_equal(simulator.run(plan, x)[-1],
+                              simulator.shards(p.mesh, p.shape, p.dst, x))
+
+
+@SETTINGS
+@given(random_plans(generous=True, max_len=4))
+def test_verify_agrees_with_simulator_and_typing(plan):
+    """On random well-typed plans: claims 1-3 proved (the simulator agrees element by
+    element), memory as the figures say, no_discard as element tracking says."""
+    v = verify(plan)
+    s = statuses(v)
+    assert s["well_typed"] == s["reaches_dst"] == s["element_correct"] == "proved"
+    assert (s["memory_efficient"] == "proved") == plan.figures().memory_efficient
+    assert (s["no_discard"] == "refuted") == brute_discarded(plan)
+
+
+@pytest.mark.parametrize("bad_step", [
+    AllSlice((("x",), ())),                     # x is not replicated
+    AllToAll(0, 0, ("x",)),                     # same dim
+    AllToAll(0, 1, ("q",)),                     # unknown axis
+    AllGather(((), ("x",))),                    # x is not in dim 1
+])
+def test_ill_typed_steps_are_refuted_by_code_and_solver(bad_step):
+    p = case("replace-axis", "16,16")
+    v = verify(Plan(p, (bad_step,)))
+    r = v.get("well_typed")
+    assert r.status == "refuted" and r.answer == "unsat"
+    assert all(x.status != "proved" for x in v.results[1:])
+
+
+def test_rank0_and_single_device_plans_verify():
+    p = Problem(parse_mesh("x=1"), (), "float32", Layout(()), Layout(()))
+    assert verify(Plan(p, ())).all_proved
+    p = Problem(parse_mesh("x=1"), (4,), "float32", Layout(((),)), Layout((("x",),)))
+    assert verify(normal(p).plan).all_proved
