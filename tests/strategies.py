@@ -36,12 +36,28 @@ def layouts(draw, mesh: Mesh, rank: int) -> Layout:
 
 
 @st.composite
+def meshes_of(draw, devices: int, max_axes: int = 3) -> Mesh:
+    """A mesh of exactly `devices` devices: a random factorisation into 1-3 axes (size-1
+    axes included)."""
+    n = draw(st.integers(1, max_axes))
+    sizes, left = [], devices
+    for _ in range(n - 1):
+        divisors = [k for k in range(1, left + 1) if left % k == 0]
+        k = draw(st.sampled_from(divisors))
+        sizes.append(k)
+        left //= k
+    sizes.append(left)
+    return Mesh(tuple(zip(AXIS_NAMES, draw(st.permutations(sizes)), strict=False)))
+
+
+@st.composite
 def problems(draw, generous: bool = True, max_axes: int = 4, max_rank: int = 4,
              max_devices: int = 64, max_elements: int = 1 << 17,
-             distinct: bool = True) -> Problem:
+             distinct: bool = True, mesh: Mesh | None = None) -> Problem:
     """generous: every extent is divisible by every product of axes, so a normal-form
     plan always exists; otherwise extents only fit src and dst (tight)."""
-    mesh = draw(meshes(max_axes=max_axes, max_devices=max_devices))
+    if mesh is None:
+        mesh = draw(meshes(max_axes=max_axes, max_devices=max_devices))
     rank = draw(st.sampled_from([r for r in (0, 1, 2, 2, 3, 3, 4) if r <= max_rank]))
     src = draw(layouts(mesh, rank))
     dst = draw(layouts(mesh, rank))

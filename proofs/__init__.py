@@ -1,0 +1,1 @@
+"""General theorems about the collectives and the synthesizer, as SMT obligations."""

@@ -1,0 +1,141 @@
+"""`redistribute` for use inside any mpi4py program (DESIGN §6, §7).
+
+Before any data moves, every rank checks collectively that all ranks hold the same plan
+(SHA-256 agreement) and a block of the right local shape and dtype; any mismatch raises
+the same clear RedistError on every rank instead of hanging. Plans are verified (all
+five claims proved, on rank 0, then broadcast) and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from redist.core.errors import RedistError
+from redist.core.layout import Layout
+from redist.core.mesh import Mesh
+from redist.core.plan import Plan
+from redist.core.planjson import plan_to_json
+from redist.core.problem import Problem
+
+from .execute import run_step
+from .groups import MeshComm
+from .memory import MemoryTracker, buffer_of
+
+_verified: set[str] = set()          # plan hashes rank 0 has verified in this process
+_meshcomms: dict[tuple[Mesh, int], MeshComm] = {}
+
+
+@dataclass(frozen=True)
+class RunStats:
+    seconds: float
+    peak_bytes: int          # this rank: input, scratch and output buffers live at once
+    steps: int
+
+
+def plan_hash(plan: Plan) -> str:
+    doc = plan_to_json(plan, with_figures=False)
+    for s in doc["steps"]:
+        s.pop("layout_after", None)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _as_plan(spec: Plan | tuple, dtype: np.dtype) -> Plan:
+    if isinstance(spec, Plan):
+        return spec
+    if isinstance(spec, tuple) and len(spec) == 4:
+        from redist.core.synthesis import normal
+        mesh, shape, src, dst = spec
+        if not isinstance(src, Layout) or not isinstance(dst, Layout):
+            raise RedistError("redistribute: src and dst must be Layout values")
+        return normal(Problem(mesh, tuple(shape), np.dtype(dtype).name, src, dst)).plan
+    raise RedistError("redistribute: pass a Plan or a (mesh, shape, src, dst) tuple")
+
+
+def _agree(comm: MPI.Comm, digest: str, problem_msg: str) -> None:
+    """Collective: every rank learns whether all digests match and all blocks are fine."""
+    mine = np.frombuffer(bytes.fromhex(digest) + bytes([0 if problem_msg else 1]),
+                         dtype=np.uint8)
+    allv = np.empty((comm.Get_size(), mine.size), dtype=np.uint8)
+    comm.Allgather([mine, MPI.UNSIGNED_CHAR], [allv, MPI.UNSIGNED_CHAR])
+    differ = [r for r in range(allv.shape[0]) if not np.array_equal(allv[r, :32], allv[0, :32])]
+    if differ:
+        raise RedistError(f"plan mismatch: ranks {differ} hold a different plan from rank 0 "
+                          "(SHA-256 of the plans differ); no data was moved")
+    bad = [r for r in range(allv.shape[0]) if allv[r, 32] == 0]
+    if bad:
+        msg = problem_msg or "another rank's local block has the wrong shape or dtype"
+        raise RedistError(f"ranks {bad} were given a block that does not fit the plan "
+                          f"(this rank: {msg}); no data was moved")
+
+
+def _gate(comm: MPI.Comm, plan: Plan, digest: str) -> None:
+    """Rank 0 verifies the plan (once per process per plan); every rank learns the verdict."""
+    reason = ""
+    if comm.Get_rank() == 0 and digest not in _verified:
+        from redist.core.verify import verify
+        v = verify(plan)
+        if v.all_proved:
+            _verified.add(digest)
+        else:
+            failed = [f"{r.claim} {r.status}" for r in v.results if r.status != "proved"]
+            reason = "; ".join(failed)
+    reason = comm.bcast(reason, root=0)      # a short status string, not data
+    if reason:
+        raise RedistError(f"refusing to execute an unverified plan: {reason}")
+
+
+def mesh_comm(mesh: Mesh, comm: MPI.Comm) -> MeshComm:
+    key = (mesh, comm.py2f())
+    if key not in _meshcomms:
+        _meshcomms[key] = MeshComm(mesh, comm)
+    return _meshcomms[key]
+
+
+def redistribute_with_stats(local: np.ndarray, spec: Plan | tuple, comm: MPI.Comm,
+                            donate: bool = False) -> tuple[np.ndarray, RunStats]:
+    """Execute a verified plan on this rank's block. With donate=True the caller promises
+    not to use `local` again, and its bytes stop counting once it is consumed."""
+    plan = _as_plan(spec, local.dtype)
+    p = plan.problem
+    digest = plan_hash(plan)
+    mc = mesh_comm(p.mesh, comm)
+    want = p.src.local_shape(p.mesh, p.shape)
+    problem_msg = ""
+    if tuple(local.shape) != want:
+        problem_msg = f"rank {mc.rank}: local shape {tuple(local.shape)}, the plan needs {want}"
+    elif local.dtype != np.dtype(p.dtype):
+        problem_msg = f"rank {mc.rank}: dtype {local.dtype}, the plan needs {p.dtype}"
+    _agree(mc.cart, digest, problem_msg)
+    _gate(mc.cart, plan, digest)
+    t0 = time.perf_counter()
+    out, peak = execute(local, plan, mc, donate)
+    return out, RunStats(time.perf_counter() - t0, peak, len(plan.steps))
+
+
+def execute(local: np.ndarray, plan: Plan, mc: MeshComm, donate: bool = False
+            ) -> tuple[np.ndarray, int]:
+    """Run the steps with no checks (callers gate); returns the block and peak bytes."""
+    p = plan.problem
+    layouts = plan.layouts()
+    mem = MemoryTracker()
+    x = mem.hold(np.ascontiguousarray(local))
+    pinned = None if donate else buffer_of(x)
+    for k, step in enumerate(plan.steps):
+        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], x, mem)
+        # Drop the old block unless the new one is a view of it or the caller keeps it.
+        if buffer_of(y) is not buffer_of(x) and buffer_of(x) is not pinned:
+            mem.release(x)
+        x = y
+    return x, mem.peak
+
+
+def redistribute(local: np.ndarray, spec: Plan | tuple, comm: MPI.Comm,
+                 donate: bool = False) -> np.ndarray:
+    """This rank's block of the array in the plan's dst layout."""
+    return redistribute_with_stats(local, spec, comm, donate)[0]

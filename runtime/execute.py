@@ -1,0 +1,101 @@
+"""The four collectives on NumPy buffers with upper-case (buffer) mpi4py calls.
+
+All-to-alls and single-dim gathers use derived datatypes (a subarray resized to one
+piece's stride) so data lands straight in the output buffer with no local reorder.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from mpi4py import MPI
+
+from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.layout import Layout
+from redist.core.pairing import permute_sources
+from redist.core.semantics import mixed_radix
+
+from .groups import MeshComm
+from .memory import MemoryTracker
+
+
+def _mpi_type(dtype: np.dtype) -> MPI.Datatype:
+    return MPI._typedict[np.dtype(dtype).char]
+
+
+def _piece_type(shape: tuple[int, ...], dim: int, piece: int, dtype: np.dtype) -> MPI.Datatype:
+    """The datatype of piece 0 of `shape` cut along `dim` into extents `piece`, with its
+    extent resized so that piece k starts k extents later."""
+    base = _mpi_type(dtype)
+    sub = list(shape)
+    sub[dim] = piece
+    t = base.Create_subarray(list(shape), sub, [0] * len(shape), order=MPI.ORDER_C)
+    stride = piece * math.prod(shape[dim + 1:]) * np.dtype(dtype).itemsize
+    r = t.Create_resized(0, stride)
+    t.Free()
+    r.Commit()
+    return r
+
+
+def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Layout,
+             after: Layout, x: np.ndarray, mem: MemoryTracker) -> np.ndarray:
+    """Apply one step to this rank's block `x` (C-contiguous); returns the new block."""
+    mesh = mc.mesh
+    n_after = after.local_shape(mesh, shape)
+    if isinstance(step, AllSlice):
+        idx = []
+        for d, new in enumerate(step.axes):
+            k = mixed_radix(mesh, new, mc.coords)
+            idx.append(slice(k * n_after[d], (k + 1) * n_after[d]))
+        view = x[tuple(idx)]
+        # A slice of the leading dims of a contiguous block is itself contiguous: keep
+        # the view (no bytes); otherwise copy the kept part out.
+        if view.flags.c_contiguous:
+            return view
+        out = mem.empty(n_after, x.dtype)
+        np.copyto(out, view)
+        return out
+    if isinstance(step, AllGather):
+        axes = tuple(a for dim in step.axes for a in dim)
+        comm = mc.group(axes)
+        dims = [d for d, gone in enumerate(step.axes) if gone]
+        out = mem.empty(n_after, x.dtype)
+        if len(dims) == 1:
+            t = _piece_type(n_after, dims[0], x.shape[dims[0]], x.dtype)
+            comm.Allgather([x, x.size, _mpi_type(x.dtype)], [out, 1, t])
+            t.Free()
+            return out
+        # Several dims at once: receive member blocks in group order, then interleave.
+        g = comm.Get_size()
+        recv = mem.empty((g,) + x.shape, x.dtype)
+        comm.Allgather([x, x.size, _mpi_type(x.dtype)], [recv, x.size, _mpi_type(x.dtype)])
+        sizes = [math.prod(mesh.size(a) for a in gone) for gone in step.axes]
+        r = len(shape)
+        split = recv.reshape(tuple(sizes) + x.shape)
+        order = [i for d in range(r) for i in (d, r + d)]
+        np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], x.shape[d]))),
+                  split.transpose(order))
+        mem.release(recv)
+        return out
+    if isinstance(step, AllToAll):
+        comm = mc.group(step.axes)
+        s, t = step.src_dim, step.dst_dim
+        out = mem.empty(n_after, x.dtype)
+        send = _piece_type(x.shape, t, n_after[t], x.dtype)
+        recv = _piece_type(n_after, s, x.shape[s], x.dtype)
+        comm.Alltoall([x, 1, send], [out, 1, recv])
+        send.Free()
+        recv.Free()
+        return out
+    if isinstance(step, AllPermute):
+        sources = permute_sources(mesh, before, after)
+        me = mc.rank
+        if sources[me] == me:
+            return x
+        dest = sources.index(me)
+        out = mem.empty(n_after, x.dtype)
+        mc.cart.Sendrecv([x, _mpi_type(x.dtype)], dest, 7, [out, _mpi_type(x.dtype)],
+                         sources[me], 7)
+        return out
+    raise AssertionError(f"unknown step {step!r}")

@@ -1,0 +1,41 @@
+"""Ranks as mesh devices, and the sub-communicators of collective groups (DESIGN §7)."""
+
+from __future__ import annotations
+
+from mpi4py import MPI
+
+from redist.core.errors import RedistError
+from redist.core.mesh import Mesh
+from redist.core.semantics import mixed_radix
+
+
+class MeshComm:
+    """A Cartesian communicator over the mesh (row-major, no reorder, so rank = device
+    id) and a cache of group communicators, one per ordered tuple of axes."""
+
+    def __init__(self, mesh: Mesh, comm: MPI.Comm) -> None:
+        if comm.Get_size() != mesh.num_devices:
+            raise RedistError(f"the communicator has {comm.Get_size()} ranks but mesh {mesh} "
+                              f"has {mesh.num_devices} devices")
+        self.mesh = mesh
+        sizes = [s for _, s in mesh.axes] or [1]
+        self.cart = comm.Create_cart(sizes, periods=[False] * len(sizes), reorder=False)
+        self.rank = self.cart.Get_rank()
+        self.coords = mesh.coords(self.rank)
+        self._groups: dict[tuple[str, ...], MPI.Comm] = {}
+
+    def group(self, axes: tuple[str, ...]) -> MPI.Comm:
+        """Devices differing only on `axes`, ranked by the mixed-radix number of their
+        coordinates on `axes` in the order given."""
+        if axes not in self._groups:
+            others = {a: (0 if a in axes else v) for a, v in self.coords.items()}
+            color = self.mesh.device(others)
+            key = mixed_radix(self.mesh, axes, self.coords)
+            self._groups[axes] = self.cart.Split(color, key)
+        return self._groups[axes]
+
+    def free(self) -> None:
+        for g in self._groups.values():
+            g.Free()
+        self._groups.clear()
+        self.cart.Free()

@@ -1,0 +1,37 @@
+"""Byte accounting of the buffers the runtime holds (DESIGN §7: per-rank peak)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class MemoryTracker:
+    """Counts live bytes of tracked buffers; views share their base's count."""
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.peak = 0
+        self._held: dict[int, int] = {}
+
+    def hold(self, arr: np.ndarray) -> np.ndarray:
+        """Start counting a buffer the runtime keeps alive (e.g. the input)."""
+        key = id(buffer_of(arr))
+        if key not in self._held:
+            self._held[key] = buffer_of(arr).nbytes
+            self.live += self._held[key]
+            self.peak = max(self.peak, self.live)
+        return arr
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return self.hold(np.empty(shape, dtype=dtype))
+
+    def release(self, arr: np.ndarray) -> None:
+        key = id(buffer_of(arr))
+        self.live -= self._held.pop(key, 0)
+
+
+def buffer_of(arr: np.ndarray) -> np.ndarray:
+    """The array that owns the memory behind `arr`."""
+    while isinstance(arr.base, np.ndarray):
+        arr = arr.base
+    return arr

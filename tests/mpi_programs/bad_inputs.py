@@ -1,0 +1,44 @@
+"""Run under mpiexec with a case name: every rank must raise the same clear RedistError
+(no hang). Rank 0 prints the message it got."""
+
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+from redist.core.errors import RedistError
+from redist.core.problem import Problem
+from redist.core.syntax import parse_layout, parse_mesh
+from redist.core.synthesis import naive, normal
+from redist.runtime import redistribute
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+case = sys.argv[1]
+mesh = parse_mesh("x=2,y=2")
+problem = Problem(mesh, (8, 8), "float32", parse_layout("[{x},{}]"), parse_layout("[{},{y}]"))
+plan = normal(problem).plan
+local = np.zeros((4, 8), np.float32)
+if case == "shape" and rank == 2:
+    local = np.zeros((4, 4), np.float32)
+if case == "dtype" and rank == 1:
+    local = local.astype(np.float64)
+if case == "plans" and rank == 3:
+    plan = normal(Problem(mesh, (8, 8), "float32", parse_layout("[{x},{}]"),
+                          parse_layout("[{},{x}]"))).plan
+if case == "unverified":
+    plan = naive(problem)
+if case == "ranks":
+    mesh8 = parse_mesh("x=2,y=4")
+    plan = normal(Problem(mesh8, (8, 8), "float32", parse_layout("[{x},{}]"),
+                          parse_layout("[{},{y}]"))).plan
+    local = np.zeros((4, 8), np.float32)
+try:
+    redistribute(local, plan, comm)
+    msg = "NO ERROR"
+except RedistError as e:
+    msg = str(e)
+msgs = comm.gather(msg, root=0)
+if rank == 0:
+    errs = sum(m != "NO ERROR" for m in msgs)
+    print(f"{errs}/{comm.Get_size()} ranks raised: {msgs[0]}", flush=True)
