@@ -70,36 +70,26 @@ def _suffix_ok(dim_axes: tuple[str, ...], axes: tuple[str, ...]) -> bool:
     return 0 < len(axes) <= len(dim_axes) and dim_axes[len(dim_axes) - len(axes):] == axes
 
 
-def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout) -> Layout:
-    """Typing rule: the layout after `step`, or TypingError."""
-    for a in named_axes(step, before):
-        if not mesh.has(a):
-            raise TypingError(f"{step.op}: unknown axis {a!r}")
-    local = before.local_shape(mesh, shape)
+def reshape(step: Collective, before: Layout) -> Layout:
+    """The structural half of a typing rule: which axes go where (suffixes, replicated
+    axes, dims in range). Divisibility is the other half, checked by `apply`; proofs/
+    states it as a hypothesis over symbolic sizes instead."""
     if isinstance(step, AllSlice):
         _per_dim(step, before)
         used = set(before.used_axes())
-        dims = []
-        for d, new in enumerate(step.axes):
-            for a in new:
-                if a in used:
-                    raise TypingError(f"all_slice: axis {a!r} is not replicated "
-                                      f"(it shards dim {before.dim_of(a)})")
-            g = math.prod(mesh.size(a) for a in new)
-            if local[d] % g:
-                raise TypingError(f"all_slice: local extent {local[d]} of dim {d} is not "
-                                  f"divisible by {g} (axes {{{','.join(new)}}})")
-            dims.append(before.dims[d] + new)
-        return Layout(tuple(dims))
+        for a in (a for new in step.axes for a in new):
+            if a in used:
+                raise TypingError(f"all_slice: axis {a!r} is not replicated "
+                                  f"(it shards dim {before.dim_of(a)})")
+        return Layout(tuple(before.dims[d] + new for d, new in enumerate(step.axes)))
     if isinstance(step, AllGather):
         _per_dim(step, before)
-        dims = []
         for d, gone in enumerate(step.axes):
             if gone and not _suffix_ok(before.dims[d], gone):
                 raise TypingError(f"all_gather: {{{','.join(gone)}}} is not the minor-most "
                                   f"suffix of dim {d} {{{','.join(before.dims[d])}}}")
-            dims.append(before.dims[d][: len(before.dims[d]) - len(gone)])
-        return Layout(tuple(dims))
+        return Layout(tuple(dim[: len(dim) - len(gone)]
+                            for dim, gone in zip(before.dims, step.axes, strict=True)))
     if isinstance(step, AllToAll):
         s, t = step.src_dim, step.dst_dim
         for name, d in (("src_dim", s), ("dst_dim", t)):
@@ -113,25 +103,46 @@ def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout) 
         if not _suffix_ok(before.dims[s], step.axes):
             raise TypingError(f"all_to_all: {{{','.join(step.axes)}}} is not the minor-most "
                               f"suffix of src_dim {s} {{{','.join(before.dims[s])}}}")
-        g = math.prod(mesh.size(a) for a in step.axes)
-        if local[t] % g:
-            raise TypingError(f"all_to_all: local extent {local[t]} of dst_dim {t} is not "
-                              f"divisible by {g}")
         dims = list(before.dims)
         dims[s] = before.dims[s][: len(before.dims[s]) - len(step.axes)]
         dims[t] = before.dims[t] + step.axes
         return Layout(tuple(dims))
     if isinstance(step, AllPermute):
-        try:
-            step.layout.validate(mesh, shape)
-        except RedistError as e:
-            raise TypingError(f"all_permute: target {e}") from None
-        after_local = step.layout.local_shape(mesh, shape)
-        if after_local != local:
-            raise TypingError(f"all_permute: local shape {after_local} of {step.layout} "
-                              f"differs from {local} of {before}")
+        if step.layout.rank != before.rank:
+            raise TypingError(f"all_permute: target {step.layout} has rank {step.layout.rank}, "
+                              f"not {before.rank}")
         return step.layout
     raise RedistError(f"unknown collective {step!r}")
+
+
+def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout) -> Layout:
+    """Typing rule: the layout after `step`, or TypingError."""
+    for a in named_axes(step, before):
+        if not mesh.has(a):
+            raise TypingError(f"{step.op}: unknown axis {a!r}")
+    after = reshape(step, before)
+    local = before.local_shape(mesh, shape)
+    if isinstance(step, AllSlice):
+        for d, new in enumerate(step.axes):
+            g = math.prod(mesh.size(a) for a in new)
+            if local[d] % g:
+                raise TypingError(f"all_slice: local extent {local[d]} of dim {d} is not "
+                                  f"divisible by {g} (axes {{{','.join(new)}}})")
+    elif isinstance(step, AllToAll):
+        g = math.prod(mesh.size(a) for a in step.axes)
+        if local[step.dst_dim] % g:
+            raise TypingError(f"all_to_all: local extent {local[step.dst_dim]} of dst_dim "
+                              f"{step.dst_dim} is not divisible by {g}")
+    elif isinstance(step, AllPermute):
+        try:
+            after.validate(mesh, shape)
+        except RedistError as e:
+            raise TypingError(f"all_permute: target {e}") from None
+        after_local = after.local_shape(mesh, shape)
+        if after_local != local:
+            raise TypingError(f"all_permute: local shape {after_local} of {after} "
+                              f"differs from {local} of {before}")
+    return after
 
 
 def group_size(step: Collective, mesh: Mesh, before: Layout) -> int:

@@ -32,7 +32,8 @@ class Layout:
         return math.prod(mesh.size(a) for a in self.dims[d])
 
     def local_shape(self, mesh: Mesh, shape: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(shape[d] // self.shards(mesh, d) for d in range(self.rank))
+        # Exact division; written so that symbolic sizes (proofs/) go through unchanged.
+        return tuple(_exact_div(shape[d], self.shards(mesh, d)) for d in range(self.rank))
 
     def local_size(self, mesh: Mesh, shape: tuple[int, ...]) -> int:
         return math.prod(self.local_shape(mesh, shape))
@@ -73,3 +74,7 @@ class Layout:
 
     def __str__(self) -> str:
         return "[" + ",".join("{" + ",".join(dim) + "}" for dim in self.dims) + "]"
+
+
+def _exact_div(a, b):
+    return a // b if isinstance(a, int) and isinstance(b, int) else a / b

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
 from .errors import RedistError
@@ -51,8 +51,9 @@ def naive(problem: Problem) -> Plan:
 def normal(problem: Problem) -> Synthesis:
     plan = _search(problem, problem.src, problem.dst)
     if plan is None:
-        return Synthesis(naive(problem), "naive", "the search budget ran out; fell back to "
-                         "the naive plan, which is not memory-efficient")
+        return Synthesis(naive(problem), "naive", "the search budget ran out before any plan "
+                         "was found; fell back to the naive plan, which is not "
+                         "memory-efficient")
     fig = plan.figures()
     reason = None
     if not fig.memory_efficient:
@@ -80,27 +81,62 @@ class _Ctx:
     dst: Layout
     dst_axes: frozenset[str]
     item: int
+    _local: dict[Layout, int] = field(default_factory=dict)
 
     def local(self, lay: Layout) -> int:
-        return lay.local_size(self.problem.mesh, self.problem.shape) * self.item
+        if lay not in self._local:
+            self._local[lay] = lay.local_size(self.problem.mesh, self.problem.shape) * self.item
+        return self._local[lay]
 
 
 def _search(problem: Problem, src: Layout, dst: Layout) -> Plan | None:
+    """A* over (phase, layout) with an admissible estimate of the remaining cost (h)."""
     ctx = _Ctx(problem, dst, frozenset(dst.used_axes()), problem.itemsize)
     bound = max(ctx.local(src), ctx.local(dst))
+    mesh = problem.mesh
+    ndev = mesh.num_devices
+    dst_dim = {a: dst.dim_of(a) for a in ctx.dst_axes}
+
+    def h(phase: int, lay: Layout) -> tuple[int, int]:
+        """(volume, collectives) still needed at least. Local size never grows before the
+        final gather, so it moves >= D·(local(dst) - local(now)). A dst axis sharded in
+        the wrong dim must move by an all-to-all over a group containing it, or by the
+        final permute; either costs >= D·L·(1 - 1/|a|) (for fixed other coordinates, at
+        most one value of a's coordinate keeps its block), with L at least the local size
+        once every remaining dst axis is sliced."""
+        now = ctx.local(lay)
+        vol = max(0, ndev * (ctx.local(dst) - now))
+        coll = int(now < ctx.local(dst))
+        if phase < 2:
+            wrong = [mesh.size(a) for d, dim in enumerate(lay.dims) for a in dim
+                     if a in dst_dim and dst_dim[a] != d]
+            if wrong:
+                unsliced = math.prod(mesh.size(a) for a in ctx.dst_axes
+                                     if a not in lay.used_axes())
+                g = max(wrong)
+                vol += ndev * (now // unsliced) * (g - 1) // g
+                coll += 1
+        return vol, coll
+
     tie = itertools.count()
     # cost = (excess over bound, left normal form, volume, collectives)
     start_cost = (0, 0, 0, 0)
-    heap: list = [(start_cost, next(tie), (0, src), ctx.local(src), ())]
+    heap: list = [(_est(start_cost, h(0, src)), next(tie), start_cost, (0, src),
+                   ctx.local(src), ())]
     best: dict[_State, tuple] = {(0, src): start_cost}
+    best_done: tuple | None = None
     expansions = 0
-    while heap and expansions < MAX_EXPANSIONS:
-        cost, _, state, peak, steps = heapq.heappop(heap)
+    while heap:
+        _, _, cost, state, peak, steps = heapq.heappop(heap)
         if state == "done":
             return Plan(problem, _merge_slices(steps))
         if best.get(state, cost) < cost:
             continue
         expansions += 1
+        if expansions > MAX_EXPANSIONS:
+            # Budget spent: the best complete plan seen so far (still normal form when
+            # one was found), rather than nothing.
+            return None if best_done is None else Plan(problem, _merge_slices(best_done[1]))
         phase, lay = state
         for move, nxt_phase, nxt in _moves(ctx, phase, lay):
             new_peak = max(peak, ctx.local(nxt))
@@ -110,7 +146,8 @@ def _search(problem: Problem, src: Layout, dst: Layout) -> Plan | None:
             key = (nxt_phase, nxt)
             if c < best.get(key, (math.inf,)):
                 best[key] = c
-                heapq.heappush(heap, (c, next(tie), key, new_peak, steps + (move,)))
+                heapq.heappush(heap, (_est(c, h(nxt_phase, nxt)), next(tie), c, key, new_peak,
+                                      steps + (move,)))
         finish = _finish(ctx, lay)
         if finish is not None:
             tail_vol, tail_coll, top, cur = 0, 0, peak, lay
@@ -120,8 +157,15 @@ def _search(problem: Problem, src: Layout, dst: Layout) -> Plan | None:
                     top, ctx.local(nxt)), nxt
             c = (max(0, top - bound), cost[1], cost[2] + tail_vol, cost[3] + tail_coll)
             tail = tuple(move for move, _ in finish)
-            heapq.heappush(heap, (c, next(tie), "done", top, steps + tail))
+            if best_done is None or c < best_done[0]:
+                best_done = (c, steps + tail)
+            heapq.heappush(heap, (c, next(tie), c, "done", top, steps + tail))
     return None
+
+
+def _est(cost: tuple, h: tuple[int, int]) -> tuple:
+    """Priority: the cost plus the estimate (excess and normal form rank first)."""
+    return (cost[0], cost[1], cost[2] + h[0], cost[3] + h[1])
 
 
 def _step_cost(ctx: _Ctx, move: Collective, before: Layout, after: Layout) -> tuple[int, int]:
