@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redist.core.errors import RedistError
 from redist.core.plan import Plan
 from redist.core.problem import Problem
 from redist.core.synthesis import synthesize_plan
@@ -33,11 +32,8 @@ def synthesize(problem: Problem, method: str = "normal", budget: int | None = No
 
         o = optimal(problem, budget=budget, max_steps=steps)
         return Result(o.plan, verify(o.plan, budget), "optimal", o.reason, o.note)
-    if budget is not None:
-        raise RedistError("--budget applies to --method optimal (normal and naive plans are "
-                          "checked against the bound)")
     s = synthesize_plan(problem, method)
-    return Result(s.plan, verify(s.plan), s.method, s.reason)
+    return Result(s.plan, verify(s.plan, budget), s.method, s.reason)
 
 
 __all__ = ["Plan", "Problem", "Result", "Verdict", "synthesize", "verify"]

@@ -119,8 +119,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     say(args, plan_table(plan))
     say(args, "")
     say(args, verdict.table())
+    disagree = claimed_statuses(args.plan, verdict)
+    for line in disagree:
+        say(args, f"REJECTED: {line}")
     emit_json(verdict.to_json(), args.json)
-    return EXIT_OK if verdict.all_proved else EXIT_CLAIM
+    return EXIT_OK if verdict.all_proved and not disagree else EXIT_CLAIM
+
+
+def claimed_statuses(path: str, verdict) -> list[str]:
+    """Where a writer's "verdict" in the plan file disagrees with the recomputed one."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    claimed = doc.get("verdict", {}).get("claims", []) if isinstance(doc, dict) else []
+    ours = {r.claim: r.status for r in verdict.results}
+    return [f"the file says {c.get('claim')} is {c.get('status')}, recomputed: "
+            f"{ours.get(c.get('claim'))}" for c in claimed
+            if isinstance(c, dict) and ours.get(c.get("claim")) != c.get("status")]
 
 
 def cmd_certify(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from redist.core.mesh import Mesh
 from redist.core.plan import Plan
 from redist.core.planjson import plan_to_json
 from redist.core.problem import Problem
+from redist.core.syntax import parse_layout, parse_mesh
 
 from .execute import run_step
 from .groups import MeshComm
@@ -127,7 +128,8 @@ def execute(local: np.ndarray, plan: Plan, mc: MeshComm, donate: bool = False
     x = mem.hold(np.ascontiguousarray(local))
     pinned = None if donate else buffer_of(x)
     for k, step in enumerate(plan.steps):
-        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], x, mem)
+        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], x, mem,
+                     consume=buffer_of(x) is not pinned)
         # Drop the old block unless the new one is a view of it or the caller keeps it.
         if buffer_of(y) is not buffer_of(x) and buffer_of(x) is not pinned:
             mem.release(x)
@@ -135,7 +137,28 @@ def execute(local: np.ndarray, plan: Plan, mc: MeshComm, donate: bool = False
     return x, mem.peak
 
 
-def redistribute(local: np.ndarray, spec: Plan | tuple, comm: MPI.Comm,
-                 donate: bool = False) -> np.ndarray:
-    """This rank's block of the array in the plan's dst layout."""
+def redistribute(local: np.ndarray, *args, donate: bool = False) -> np.ndarray:
+    """This rank's block of the array in the dst layout. Two forms:
+
+        redistribute(local, plan, comm)
+        redistribute(local, mesh, src, dst, comm)   # a normal-form plan is synthesized
+
+    mesh, src and dst may be values or text (`"x=2,y=4"`, `"[{x},{y}]"`); the global
+    shape is the local shape times src's shard counts.
+    """
+    if len(args) == 2:
+        spec, comm = args
+    elif len(args) == 4:
+        mesh, src, dst, comm = args
+        mesh = parse_mesh(mesh) if isinstance(mesh, str) else mesh
+        src = parse_layout(src) if isinstance(src, str) else src
+        dst = parse_layout(dst) if isinstance(dst, str) else dst
+        if src.rank != local.ndim:
+            raise RedistError(f"src layout {src} has {src.rank} dims but the local block has "
+                              f"{local.ndim}")
+        shape = tuple(n * src.shards(mesh, d) for d, n in enumerate(local.shape))
+        spec = (mesh, shape, src, dst)
+    else:
+        raise RedistError("redistribute(local, plan, comm) or redistribute(local, mesh, src, "
+                          "dst, comm)")
     return redistribute_with_stats(local, spec, comm, donate)[0]

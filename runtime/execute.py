@@ -38,9 +38,21 @@ def _piece_type(shape: tuple[int, ...], dim: int, piece: int, dtype: np.dtype) -
     return r
 
 
+# A piece whose contiguous runs are shorter than this many bytes is packed with NumPy
+# rather than described by a derived datatype (MPICH's strided path is slower there).
+PACK_BELOW_BYTES = 64 * 1024
+
+
+def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> int:
+    """Length in bytes of the contiguous runs of one piece cut along `dim`."""
+    return piece * math.prod(shape[dim + 1:]) * itemsize
+
+
 def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Layout,
-             after: Layout, x: np.ndarray, mem: MemoryTracker) -> np.ndarray:
-    """Apply one step to this rank's block `x` (C-contiguous); returns the new block."""
+             after: Layout, x: np.ndarray, mem: MemoryTracker,
+             consume: bool = False) -> np.ndarray:
+    """Apply one step to this rank's block `x` (C-contiguous); returns the new block.
+    With consume=True the step may stop counting x's bytes as soon as it has read them."""
     mesh = mc.mesh
     n_after = after.local_shape(mesh, shape)
     if isinstance(step, AllSlice):
@@ -81,11 +93,24 @@ def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Lay
     if isinstance(step, AllToAll):
         comm = mc.group(step.axes)
         s, t = step.src_dim, step.dst_dim
-        out = mem.empty(n_after, x.dtype)
-        send = _piece_type(x.shape, t, n_after[t], x.dtype)
+        g = comm.Get_size()
         recv = _piece_type(n_after, s, x.shape[s], x.dtype)
-        comm.Alltoall([x, 1, send], [out, 1, recv])
-        send.Free()
+        if t == 0 or _run_bytes(x.shape, t, n_after[t], x.itemsize) >= PACK_BELOW_BYTES:
+            out = mem.empty(n_after, x.dtype)
+            send = _piece_type(x.shape, t, n_after[t], x.dtype)
+            comm.Alltoall([x, 1, send], [out, 1, recv])
+            send.Free()
+        else:
+            # Pack the pieces for each peer contiguously (one strided NumPy copy), let the
+            # input go if we may, then receive straight into the output.
+            cut = x.reshape(x.shape[:t] + (g, n_after[t]) + x.shape[t + 1:])
+            packed = mem.empty((g,) + tuple(np.moveaxis(cut, t, 0).shape[1:]), x.dtype)
+            np.copyto(packed, np.moveaxis(cut, t, 0))
+            if consume:
+                mem.release(x)
+            out = mem.empty(n_after, x.dtype)
+            comm.Alltoall([packed, packed.size // g, _mpi_type(x.dtype)], [out, 1, recv])
+            mem.release(packed)
         recv.Free()
         return out
     if isinstance(step, AllPermute):

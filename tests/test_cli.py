@@ -85,3 +85,15 @@ def test_help_mentions_every_command():
     r = run("--help")
     for cmd in ("plan", "verify", "normalize", "certify", "run", "demo"):
         assert cmd in r.stdout
+
+
+def test_verify_rejects_a_lying_verdict(tmp_path):
+    f = tmp_path / "naive.json"
+    run("plan", *BASE, "--method", "naive", "--json", str(f))
+    doc = json.loads(f.read_text())
+    for c in doc["verdict"]["claims"]:
+        c["status"] = "proved"
+    f.write_text(json.dumps(doc))
+    r = run("verify", str(f))
+    assert r.returncode == 1
+    assert "REJECTED: the file says memory_efficient is proved, recomputed: refuted" in r.stdout

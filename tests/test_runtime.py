@@ -105,6 +105,12 @@ def test_bad_inputs_raise_on_every_rank_without_hanging(name, message):
     assert message in r.stdout
 
 
+def test_five_argument_form_moves_the_right_data():
+    r = mpirun(4, "bad_inputs.py", "five-args", timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("0/4 ranks raised: NO ERROR"), r.stdout
+
+
 def test_run_refuses_rank_count_before_launch():
     r = subprocess.run([sys.executable, "-m", "redist.cli", "run", "--np", "4", "--mesh",
                         "x=2,y=4", "--shape", "8,8", "--src", "[{x},{}]", "--dst", "[{},{y}]"],
