@@ -60,7 +60,32 @@ def normal(problem: Problem) -> Synthesis:
         reason = (f"no normal-form plan exists: divisibility of the local extents forbids "
                   f"it; this plan peaks at {fig.peak_bytes} bytes per device, "
                   f"{fig.peak_bytes - fig.bound_bytes} over the bound {fig.bound_bytes}")
+    elif not is_normal_form(plan):
+        reason = ("no normal-form plan exists: divisibility of the local extents forbids "
+                  "it; this plan stays within the bound but gathers before it has finished "
+                  "moving data" + (", and then slices some of what it received"
+                                   if slices_after_communication(plan) else ""))
     return Synthesis(plan, "normal", reason)
+
+
+def is_normal_form(plan: Plan) -> bool:
+    """slices -> all-to-alls/permutes -> gathers (DESIGN §5)."""
+    phase = 0
+    rank = {AllSlice: 0, AllToAll: 1, AllPermute: 1, AllGather: 2}
+    for step in plan.steps:
+        if rank[type(step)] < phase:
+            return False
+        phase = rank[type(step)]
+    return True
+
+
+def slices_after_communication(plan: Plan) -> bool:
+    seen_comm = False
+    for step in plan.steps:
+        if isinstance(step, AllSlice) and seen_comm:
+            return True
+        seen_comm |= not isinstance(step, AllSlice)
+    return False
 
 
 def normalize(plan: Plan) -> Synthesis:
@@ -119,8 +144,9 @@ def _search(problem: Problem, src: Layout, dst: Layout) -> Plan | None:
         return vol, coll
 
     tie = itertools.count()
-    # cost = (excess over bound, left normal form, volume, collectives)
-    start_cost = (0, 0, 0, 0)
+    # cost = (excess over bound, slices after communication (discards), left normal
+    # form, volume, collectives)
+    start_cost = (0, 0, 0, 0, 0)
     heap: list = [(_est(start_cost, h(0, src)), next(tie), start_cost, (0, src),
                    ctx.local(src), ())]
     best: dict[_State, tuple] = {(0, src): start_cost}
@@ -141,8 +167,9 @@ def _search(problem: Problem, src: Layout, dst: Layout) -> Plan | None:
         for move, nxt_phase, nxt in _moves(ctx, phase, lay):
             new_peak = max(peak, ctx.local(nxt))
             vol, coll = _step_cost(ctx, move, lay, nxt)
-            c = (max(0, new_peak - bound), max(cost[1], int(nxt_phase == 2)),
-                 cost[2] + vol, cost[3] + coll)
+            discards = isinstance(move, AllSlice) and phase == 2
+            c = (max(0, new_peak - bound), max(cost[1], int(discards)),
+                 max(cost[2], int(nxt_phase == 2)), cost[3] + vol, cost[4] + coll)
             key = (nxt_phase, nxt)
             if c < best.get(key, (math.inf,)):
                 best[key] = c
@@ -155,7 +182,7 @@ def _search(problem: Problem, src: Layout, dst: Layout) -> Plan | None:
                 v, k = _step_cost(ctx, move, cur, nxt)
                 tail_vol, tail_coll, top, cur = tail_vol + v, tail_coll + k, max(
                     top, ctx.local(nxt)), nxt
-            c = (max(0, top - bound), cost[1], cost[2] + tail_vol, cost[3] + tail_coll)
+            c = (max(0, top - bound), cost[1], cost[2], cost[3] + tail_vol, cost[4] + tail_coll)
             tail = tuple(move for move, _ in finish)
             if best_done is None or c < best_done[0]:
                 best_done = (c, steps + tail)
@@ -165,7 +192,7 @@ def _search(problem: Problem, src: Layout, dst: Layout) -> Plan | None:
 
 def _est(cost: tuple, h: tuple[int, int]) -> tuple:
     """Priority: the cost plus the estimate (excess and normal form rank first)."""
-    return (cost[0], cost[1], cost[2] + h[0], cost[3] + h[1])
+    return (cost[0], cost[1], cost[2], cost[3] + h[0], cost[4] + h[1])
 
 
 def _step_cost(ctx: _Ctx, move: Collective, before: Layout, after: Layout) -> tuple[int, int]:

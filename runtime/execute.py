@@ -7,6 +7,7 @@ piece's stride) so data lands straight in the output buffer with no local reorde
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from mpi4py import MPI
@@ -39,8 +40,9 @@ def _piece_type(shape: tuple[int, ...], dim: int, piece: int, dtype: np.dtype) -
 
 
 # A piece whose contiguous runs are shorter than this many bytes is packed with NumPy
-# rather than described by a derived datatype (MPICH's strided path is slower there).
-PACK_BELOW_BYTES = 64 * 1024
+# rather than described by a derived datatype (MPICH's strided path is slower there; see
+# benchmarks/). Overridable for tuning and so tests can force either path.
+PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
 
 
 def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> int:
@@ -72,24 +74,51 @@ def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Lay
         axes = tuple(a for dim in step.axes for a in dim)
         comm = mc.group(axes)
         dims = [d for d, gone in enumerate(step.axes) if gone]
-        out = mem.empty(n_after, x.dtype)
         if len(dims) == 1:
+            out = mem.empty(n_after, x.dtype)
             t = _piece_type(n_after, dims[0], x.shape[dims[0]], x.dtype)
             comm.Allgather([x, x.size, _mpi_type(x.dtype)], [out, 1, t])
             t.Free()
             return out
-        # Several dims at once: receive member blocks in group order, then interleave.
         g = comm.Get_size()
-        recv = mem.empty((g,) + x.shape, x.dtype)
-        comm.Allgather([x, x.size, _mpi_type(x.dtype)], [recv, x.size, _mpi_type(x.dtype)])
         sizes = [math.prod(mesh.size(a) for a in gone) for gone in step.axes]
-        r = len(shape)
-        split = recv.reshape(tuple(sizes) + x.shape)
-        order = [i for d in range(r) for i in (d, r + d)]
-        np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], x.shape[d]))),
-                  split.transpose(order))
-        mem.release(recv)
+        if x.shape[-1] * x.itemsize < PACK_BELOW_BYTES:
+            # Short contiguous runs: receive member blocks contiguously in group order, let
+            # the input go if we may, and interleave them into the output with one copy.
+            recv = mem.empty((g,) + x.shape, x.dtype)
+            comm.Allgather([x, x.size, _mpi_type(x.dtype)],
+                           [recv, x.size, _mpi_type(x.dtype)])
+            if consume:
+                mem.release(x)
+            out = mem.empty(n_after, x.dtype)
+            r = len(shape)
+            order = [i for d in range(r) for i in (d, r + d)]
+            np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], x.shape[d]))),
+                      recv.reshape(tuple(sizes) + x.shape).transpose(order))
+            mem.release(recv)
+            return out
+        # Long runs: member k's block starts at an offset given by the digits of k over
+        # each dim's gathered axes; Allgatherv with a one-element-extent subarray type
+        # puts every block straight in place.
+        out = mem.empty(n_after, x.dtype)
+        base = _mpi_type(x.dtype)
+        block = base.Create_subarray(list(n_after), list(x.shape), [0] * len(n_after),
+                                     order=MPI.ORDER_C)
+        one = block.Create_resized(0, x.itemsize)
+        block.Free()
+        one.Commit()
+        strides = [math.prod(n_after[d + 1:]) for d in range(len(n_after))]
+        displs = []
+        for k in range(g):
+            off, rest = 0, k
+            for d in reversed(range(len(sizes))):
+                off += (rest % sizes[d]) * x.shape[d] * strides[d]
+                rest //= sizes[d]
+            displs.append(off)
+        comm.Allgatherv([x, x.size, base], [out, [1] * g, displs, one])
+        one.Free()
         return out
+
     if isinstance(step, AllToAll):
         comm = mc.group(step.axes)
         s, t = step.src_dim, step.dst_dim

@@ -42,10 +42,15 @@ def job_lists(draw, devices: int):
     return jobs
 
 
-def run_jobs(devices, jobs, tmp_path):
+# Derived datatypes everywhere ("0"), or NumPy packing everywhere (huge threshold).
+PATHS = {"derived": {"REDIST_PACK_BELOW_BYTES": "0"},
+         "packed": {"REDIST_PACK_BELOW_BYTES": str(1 << 40)}}
+
+
+def run_jobs(devices, jobs, tmp_path, env=None):
     f = tmp_path / f"jobs{devices}.json"
     f.write_text(json.dumps(jobs))
-    r = mpirun(devices, "differential.py", str(f))
+    r = mpirun(devices, "differential.py", str(f), env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(results) == len(jobs)
@@ -53,12 +58,13 @@ def run_jobs(devices, jobs, tmp_path):
     assert not bad, bad[0]
 
 
-@pytest.mark.parametrize("devices", [1, 2, 4, 8])
-def test_runtime_equals_simulator_on_random_problems(devices, tmp_path_factory):
+@pytest.mark.parametrize("devices,path", [(1, "packed"), (2, "derived"), (4, "packed"),
+                                          (8, "derived"), (8, "packed")])
+def test_runtime_equals_simulator_on_random_problems(devices, path, tmp_path_factory):
     @MPI_SETTINGS
     @given(job_lists(devices))
     def check(jobs):
-        run_jobs(devices, jobs, tmp_path_factory.mktemp("mpi"))
+        run_jobs(devices, jobs, tmp_path_factory.mktemp("mpi"), PATHS[path])
     check()
 
 
@@ -66,7 +72,8 @@ def _p(mesh, shape, src, dst="[{},{},{},{}]"):
     return Problem(parse_mesh(mesh), shape, "float32", parse_layout(src), parse_layout(dst))
 
 
-def test_each_collective_in_isolation_with_awkward_shapes(tmp_path):
+@pytest.mark.parametrize("path", PATHS)
+def test_each_collective_in_isolation_with_awkward_shapes(tmp_path, path):
     r4 = _p("x=2,y=2,z=2", (4, 12, 2, 8), "[{x},{},{},{y,z}]")
     r1 = _p("x=2,y=2,z=2", (24,), "[{x,y}]", "[{}]")
     rep = _p("x=2,y=2,z=2", (8, 8), "[{x},{}]", "[{},{}]")       # y, z replicated
@@ -88,7 +95,7 @@ def test_each_collective_in_isolation_with_awkward_shapes(tmp_path):
     jobs = [{"plan": plan_to_json(Plan(
         Problem(p.problem.mesh, p.problem.shape, p.problem.dtype, p.problem.src,
                 p.final_layout), p.steps)), "gated": False} for p in plans]
-    run_jobs(8, jobs, tmp_path)
+    run_jobs(8, jobs, tmp_path, PATHS[path])
 
 
 @pytest.mark.parametrize("name,message", [
