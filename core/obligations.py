@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import z3
 
 from . import smt_typing as T
-from .collectives import AllSlice, Collective
+from .collectives import AllSlice, apply
 from .errors import TypingError
 from .layout import Layout
 from .plan import Plan
@@ -59,21 +58,14 @@ class Obligation:
 
 def typed_prefix(plan: Plan) -> tuple[list[Layout], TypingError | None]:
     """Layouts the typing rules give, up to the first ill-typed step (and its error)."""
-    try:
-        return plan.layouts(), None
-    except TypingError as e:
-        lays = [plan.problem.src]
-        for step in plan.steps:
-            try:
-                lays.append(_apply(plan, step, lays[-1]))
-            except TypingError:
-                break
-        return lays, e
-
-
-def _apply(plan: Plan, step: Collective, before: Layout) -> Layout:
-    from .collectives import apply
-    return apply(step, plan.problem.mesh, plan.problem.shape, before)
+    p = plan.problem
+    lays = [p.src]
+    for k, step in enumerate(plan.steps):
+        try:
+            lays.append(apply(step, p.mesh, p.shape, lays[-1]))
+        except TypingError as e:
+            return lays, TypingError(f"step {k + 1}: {e}")
+    return lays, None
 
 
 def obligations(plan: Plan, budget_bytes: int | None = None) -> list[Obligation]:
@@ -255,7 +247,3 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
         return "a received element is dropped by a slice"
     return Obligation("no_discard", asserts + [z3.Or(*cases) if cases else z3.BoolVal(False)],
                       explain)
-
-
-def model_value(m: z3.ModelRef, term: Any) -> int:
-    return m.eval(term, model_completion=True).as_long()

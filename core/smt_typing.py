@@ -17,8 +17,6 @@ from .layout import Layout
 from .mesh import Mesh
 
 NOOP, SLICE, GATHER, A2A, PERMUTE = range(5)
-KIND_NAMES = {NOOP: "noop", SLICE: "all_slice", GATHER: "all_gather", A2A: "all_to_all",
-              PERMUTE: "all_permute"}
 
 
 @dataclass(frozen=True)
