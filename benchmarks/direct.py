@@ -12,7 +12,6 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.plan import Plan
-from redist.runtime.arrays import block_slices
 from redist.runtime.memory import MemoryTracker
 
 
@@ -40,7 +39,7 @@ def direct_redistribute(local: np.ndarray, plan: Plan, comm: MPI.Comm,
     mesh, shape = p.mesh, p.shape
     me = comm.Get_rank()
     n = mesh.num_devices
-    my_src = block_slices(mesh, shape, p.src, me)
+    my_src = p.src.block_slices(mesh, shape, me)
     replicated = [a for a in mesh.names if a not in p.src.used_axes()]
     me_c = mesh.coords(me)
     sends, counts_s = [], np.zeros(n, np.int64)
@@ -50,20 +49,20 @@ def direct_redistribute(local: np.ndarray, plan: Plan, comm: MPI.Comm,
         rc = mesh.coords(r)
         if any(rc[a] != me_c[a] for a in replicated):
             continue                   # not the canonical holder for r
-        box = _overlap(my_src, block_slices(mesh, shape, p.dst, r))
-        if box is None or _overlap(block_slices(mesh, shape, p.src, r), box) == box:
+        box = _overlap(my_src, p.dst.block_slices(mesh, shape, r))
+        if box is None or _overlap(p.src.block_slices(mesh, shape, r), box) == box:
             continue                   # nothing to send, or r already holds it
         sends.append((r, box))
         counts_s[r] = int(np.prod([s.stop - s.start for s in box]))
     recvs, counts_r = [], np.zeros(n, np.int64)
-    my_dst = block_slices(mesh, shape, p.dst, me)
+    my_dst = p.dst.block_slices(mesh, shape, me)
     for s in range(n):
         if s == me:
             continue
         sc = mesh.coords(s)
         if any(sc[a] != me_c[a] for a in replicated):
             continue
-        box = _overlap(block_slices(mesh, shape, p.src, s), my_dst)
+        box = _overlap(p.src.block_slices(mesh, shape, s), my_dst)
         if box is None or _overlap(my_src, box) == box:
             continue
         recvs.append((s, box))

@@ -48,6 +48,14 @@ class Layout:
     def blocks(self, mesh: Mesh, coords: dict[str, int]) -> tuple[int, ...]:
         return tuple(self.block(mesh, coords, d) for d in range(self.rank))
 
+    def block_slices(self, mesh: Mesh, shape: tuple[int, ...],
+                     device: int) -> tuple[slice, ...]:
+        """The global index ranges of a device's block."""
+        coords = mesh.coords(device)
+        n = self.local_shape(mesh, shape)
+        return tuple(slice(self.block(mesh, coords, d) * n[d],
+                           (self.block(mesh, coords, d) + 1) * n[d]) for d in range(self.rank))
+
     def validate(self, mesh: Mesh, shape: tuple[int, ...]) -> Layout:
         """Raise RedistError naming the offending part unless the layout fits mesh and shape."""
         if self.rank != len(shape):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import z3
 
 from . import smt_typing as T
+from .algebra import NUMPY
 from .collectives import AllSlice, apply
 from .errors import TypingError
 from .layout import Layout
@@ -185,8 +186,6 @@ def _element_correct(plan: Plan, lays: list[Layout]) -> Obligation:
 
 def _explain_point(plan: Plan, lays: list[Layout], m: z3.ModelRef, coords, index) -> str:
     """Replay the chain concretely for the model's device and index."""
-    from .algebra import NUMPY
-
     p = plan.problem
     mesh, shape = p.mesh, p.shape
     c = {a: m.eval(v, model_completion=True).as_long() for a, v in coords.items()}

@@ -16,11 +16,7 @@ from .semantics import global_index, source
 def shard(mesh: Mesh, shape: tuple[int, ...], layout: Layout, global_array: np.ndarray,
           device: int) -> np.ndarray:
     """Device `device`'s local block of `global_array` under `layout`."""
-    coords = mesh.coords(device)
-    local = layout.local_shape(mesh, shape)
-    sl = tuple(slice(layout.block(mesh, coords, d) * local[d],
-                     (layout.block(mesh, coords, d) + 1) * local[d]) for d in range(len(shape)))
-    return global_array[sl]
+    return global_array[layout.block_slices(mesh, shape, device)]
 
 
 def shards(mesh: Mesh, shape: tuple[int, ...], layout: Layout,

@@ -69,11 +69,12 @@ def normal(problem: Problem) -> Synthesis:
 
 
 def is_normal_form(plan: Plan) -> bool:
-    """slices -> all-to-alls/permutes -> gathers (DESIGN §5)."""
+    """slices -> all-to-alls/permutes -> gathers, consecutive permutes fused (DESIGN §5)."""
     phase = 0
     rank = {AllSlice: 0, AllToAll: 1, AllPermute: 1, AllGather: 2}
-    for step in plan.steps:
-        if rank[type(step)] < phase:
+    for k, step in enumerate(plan.steps):
+        if rank[type(step)] < phase or (k and isinstance(step, AllPermute)
+                                        and isinstance(plan.steps[k - 1], AllPermute)):
             return False
         phase = rank[type(step)]
     return True

@@ -16,18 +16,20 @@ from dataclasses import dataclass, field
 
 import z3
 
-from redist.core.collectives import AllPermute, AllSlice, Collective, apply, reshape
+from redist.core.collectives import AllSlice, Collective, apply, reshape
 from redist.core.errors import TypingError
 from redist.core.layout import Layout
 from redist.core.mesh import Mesh
 from redist.core.obligations import obligations
 from redist.core.plan import Plan
 from redist.core.problem import Problem
-from redist.core.synthesis import normal
-from redist.core.verify import solve
+from redist.core.semantics import source
+from redist.core.synthesis import is_normal_form, normal
+from redist.core.verify import solve, verify
+from redist.core.z3algebra import Z3
 
 from .soundness import soundness_query
-from .symbolic import all_layouts, all_steps
+from .symbolic import SymbolicMesh, all_layouts, all_steps
 
 NAMES = ("x", "y", "z")
 
@@ -171,10 +173,6 @@ def t2_normal_form_memory(max_len: int = 4) -> TheoremResult:
             for step in all_steps(names, before, permutes=False):
                 if not isinstance(step, AllSlice) or not canonical(before, names):
                     continue
-                from redist.core.semantics import source
-                from redist.core.z3algebra import Z3
-
-                from .symbolic import SymbolicMesh
                 mesh = SymbolicMesh(names)
                 c = {a: z3.Int(f"c_{a}") for a in names}
                 i = [z3.Int(f"i_{d}") for d in range(2)]
@@ -216,8 +214,6 @@ def t3_synthesizer(max_axes: int = 3, max_rank: int = 3, max_size: int = 4,
     divisible by every product of axes, the normal synthesizer returns a well-typed plan
     in normal form that ends at dst with peak <= bound. For the meshes whose sizes are all
     in verify_sizes, every plan is also verified by the SMT checker (all five claims)."""
-    from redist.core.collectives import AllGather, AllToAll
-    signs = {AllSlice: "S", AllToAll: "A", AllPermute: "P", AllGather: "G"}
     res = TheoremResult(
         "T3 normal synthesizer",
         "for every pair of layouts the normal synthesizer returns a well-typed normal-form "
@@ -226,7 +222,6 @@ def t3_synthesizer(max_axes: int = 3, max_rank: int = 3, max_size: int = 4,
         f"divisible by every axis product; every plan on meshes with all sizes in "
         f"{set(verify_sizes)} also SMT-verified")
     t0 = time.perf_counter()
-    import re
     for n in range(1, max_axes + 1):
         names = NAMES[:n]
         for sizes in size_patterns(n, max_size):
@@ -246,18 +241,16 @@ def t3_synthesizer(max_axes: int = 3, max_rank: int = 3, max_size: int = 4,
                     p = Problem(mesh, shape, "float32", src, dst)
                     s = normal(p)
                     plan = s.plan
-                    ops = "".join(signs[type(x)] for x in plan.steps)
                     fig = plan.figures()
                     ok = (s.reason is None and plan.final_layout == dst
-                          and re.fullmatch(r"S*[AP]*G*", ops) is not None and "PP" not in ops
-                          and fig.peak_bytes <= fig.bound_bytes)
+                          and is_normal_form(plan) and fig.peak_bytes <= fig.bound_bytes)
                     if ok and full_check:
-                        from redist.core.verify import verify
                         ok = verify(plan).all_proved
                     if ok:
                         res.bounded += 1
                     else:
-                        res.failures.append(f"mesh {mesh} {src} -> {dst}: {ops} {s.reason}")
+                        res.failures.append(f"mesh {mesh} {src} -> {dst}: {plan.steps} "
+                                            f"{s.reason}")
             if on_progress:
                 on_progress(f"T3 mesh sizes {sizes}: {res.cases} cases so far")
     res.seconds = time.perf_counter() - t0

@@ -9,17 +9,9 @@ from redist.core.layout import Layout
 from redist.core.mesh import Mesh
 
 
-def block_slices(mesh: Mesh, shape: tuple[int, ...], layout: Layout,
-                 device: int) -> tuple[slice, ...]:
-    coords = mesh.coords(device)
-    n = layout.local_shape(mesh, shape)
-    return tuple(slice(layout.block(mesh, coords, d) * n[d],
-                       (layout.block(mesh, coords, d) + 1) * n[d]) for d in range(len(shape)))
-
-
 def shard_of(global_array: np.ndarray, mesh: Mesh, layout: Layout, device: int) -> np.ndarray:
     """Device `device`'s block of a global array (a copy)."""
-    return np.array(global_array[block_slices(mesh, global_array.shape, layout, device)])
+    return np.array(global_array[layout.block_slices(mesh, global_array.shape, device)])
 
 
 def gather_global(local: np.ndarray, mesh: Mesh, shape: tuple[int, ...], layout: Layout,
@@ -33,7 +25,7 @@ def gather_global(local: np.ndarray, mesh: Mesh, shape: tuple[int, ...], layout:
         return None
     out = np.empty(shape, dtype=local.dtype)
     for dev in range(comm.Get_size()):
-        out[block_slices(mesh, shape, layout, dev)] = blocks[dev]
+        out[layout.block_slices(mesh, shape, dev)] = blocks[dev]
     return out
 
 

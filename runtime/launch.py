@@ -16,7 +16,7 @@ from redist.core.errors import RedistError
 from redist.core.planjson import load
 from redist.core.report import human_bytes
 
-from .worker import MARK
+from .worker import MARK, plan_for_job
 
 
 def find_mpiexec(explicit: str | None = None) -> str:
@@ -82,18 +82,9 @@ def job_from_args(args: argparse.Namespace) -> tuple[dict, int]:
 
 def unverified_reason(job: dict) -> str | None:
     """Verify the job's plan before launching (the ranks check again); None if proved."""
-    from redist.core.synthesis import synthesize_plan
     from redist.core.verify import verify
 
-    if job.get("plan_file"):
-        plan = load(job["plan_file"])
-    else:
-        from redist.core.problem import Problem
-        from redist.core.syntax import parse_layout, parse_mesh, parse_shape
-        problem = Problem(parse_mesh(job["mesh"]), parse_shape(job["shape"]), job["dtype"],
-                          parse_layout(job["src"]), parse_layout(job["dst"]))
-        plan = synthesize_plan(problem, job["method"]).plan
-    v = verify(plan)
+    v = verify(plan_for_job(job))
     if v.all_proved:
         return None
     return "; ".join(f"{r.claim} {r.status}: {r.detail}" for r in v.results

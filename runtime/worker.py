@@ -17,9 +17,11 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
+from redist.core.plan import Plan
 from redist.core.planjson import load, loads, plan_to_json
 from redist.core.problem import Problem
 from redist.core.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.synthesis import synthesize_plan
 
 from .api import redistribute_with_stats
 from .arrays import sample_block
@@ -27,18 +29,20 @@ from .arrays import sample_block
 MARK = "@@redist-report@@"
 
 
-def _plan_on_root(job: dict, comm: MPI.Comm):
+def plan_for_job(job: dict) -> Plan:
+    """The job's plan: its plan file, or synthesized from its problem fields."""
+    if job.get("plan_file"):
+        return load(job["plan_file"])
+    problem = Problem(parse_mesh(job["mesh"]), parse_shape(job["shape"]), job["dtype"],
+                      parse_layout(job["src"]), parse_layout(job["dst"]))
+    return synthesize_plan(problem, job.get("method", "normal")).plan
+
+
+def _plan_on_root(job: dict, comm: MPI.Comm) -> Plan:
     """Rank 0 synthesizes (or loads) the plan and sends its JSON to every rank."""
     text = None
     if comm.Get_rank() == 0:
-        if job.get("plan_file"):
-            plan = load(job["plan_file"])
-        else:
-            from redist.core.synthesis import synthesize_plan
-            problem = Problem(parse_mesh(job["mesh"]), parse_shape(job["shape"]), job["dtype"],
-                              parse_layout(job["src"]), parse_layout(job["dst"]))
-            plan = synthesize_plan(problem, job.get("method", "normal")).plan
-        text = json.dumps(plan_to_json(plan, with_figures=False))
+        text = json.dumps(plan_to_json(plan_for_job(job), with_figures=False))
     # Fault injection for the launcher's tests: every rank must hold the same plan.
     text = comm.bcast(text, root=0)
     if os.environ.get("REDIST_TEST_CORRUPT_PLAN_ON_RANK") == str(comm.Get_rank()):
