@@ -10,6 +10,7 @@ import time
 from redist.api import synthesize
 from redist.core.certificate import check_certificate, write_certificate
 from redist.core.errors import RedistError
+from redist.core.planjson import plan_to_json
 from redist.core.problem import Problem
 from redist.core.report import human_bytes, plan_table
 from redist.core.syntax import parse_layout, parse_mesh, parse_shape
@@ -56,8 +57,7 @@ def demo(args: argparse.Namespace) -> int:
         if not result.verified:
             print("not executing: the plan is not verified\n")
             continue
-        job = {"mesh": mesh, "shape": shape, "dtype": "float32", "src": src, "dst": dst,
-               "method": "normal", "repeat": 3}
+        job = {"plan": plan_to_json(result.plan, with_figures=False), "repeat": 3}
         res = launch(job, args.np, args.mpiexec, timeout=120)
         if res.report is None:
             print(f"MPI run FAILED (exit {res.returncode}): {res.stderr.strip()[-400:]}\n")

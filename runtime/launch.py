@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 
 from redist.core.errors import RedistError
-from redist.core.planjson import load
+from redist.core.plan import Plan
+from redist.core.planjson import load, plan_to_json
 from redist.core.report import human_bytes
 
 from .worker import MARK, plan_for_job
@@ -80,11 +81,11 @@ def job_from_args(args: argparse.Namespace) -> tuple[dict, int]:
     return job, devices
 
 
-def unverified_reason(job: dict) -> str | None:
-    """Verify the job's plan before launching (the ranks check again); None if proved."""
+def unverified_reason(plan: Plan) -> str | None:
+    """Verify the plan before launching (the ranks check again); None if proved."""
     from redist.core.verify import verify
 
-    v = verify(plan_for_job(job))
+    v = verify(plan)
     if v.all_proved:
         return None
     return "; ".join(f"{r.claim} {r.status}: {r.detail}" for r in v.results
@@ -108,10 +109,12 @@ def run_command(args: argparse.Namespace) -> int:
         raise RedistError(f"--np {args.np} does not match the mesh's {devices} devices")
     if args.repeat < 1:
         raise RedistError("--repeat must be at least 1")
-    refusal = unverified_reason(job)
+    plan = plan_for_job(job)
+    refusal = unverified_reason(plan)
     if refusal:
         print(f"redist: refusing to run an unverified plan: {refusal}", file=sys.stderr)
         return 1
+    job = {"plan": plan_to_json(plan, with_figures=False), "repeat": job["repeat"]}
     res = launch(job, args.np, args.mpiexec, args.timeout)
     if res.timed_out:
         print(f"redist: error: the MPI job did not finish within {args.timeout:.0f} s and was "

@@ -18,7 +18,7 @@ from mpi4py import MPI
 
 from redist.core.errors import RedistError
 from redist.core.plan import Plan
-from redist.core.planjson import load, loads, plan_to_json
+from redist.core.planjson import load, loads, plan_from_json, plan_to_json
 from redist.core.problem import Problem
 from redist.core.syntax import parse_layout, parse_mesh, parse_shape
 from redist.core.synthesis import synthesize_plan
@@ -30,7 +30,9 @@ MARK = "@@redist-report@@"
 
 
 def plan_for_job(job: dict) -> Plan:
-    """The job's plan: its plan file, or synthesized from its problem fields."""
+    """The job's plan: inline, from its plan file, or synthesized from its problem fields."""
+    if "plan" in job:
+        return plan_from_json(job["plan"])
     if job.get("plan_file"):
         return load(job["plan_file"])
     problem = Problem(parse_mesh(job["mesh"]), parse_shape(job["shape"]), job["dtype"],
