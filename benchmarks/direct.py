@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from redist.core.plan import Plan
+from redist.core.plans.plan import Plan
 from redist.runtime.memory import MemoryTracker
 
 

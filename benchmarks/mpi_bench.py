@@ -17,9 +17,9 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape
-from redist.core.synthesis import naive, normal
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.synthesis.search import naive, normal
 from redist.runtime.api import execute, mesh_comm, redistribute_with_stats
 from redist.runtime.arrays import sample_block
 from redist.runtime.memory import MemoryTracker

@@ -23,13 +23,13 @@ import sys
 import tempfile
 import time
 
-from redist.core.certificate import check_certificate, write_certificate
-from redist.core.layout import Layout
-from redist.core.mesh import Mesh
-from redist.core.optimal import optimal
-from redist.core.problem import Problem
-from redist.core.synthesis import normal
-from redist.core.verify import verify
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.model.problem import Problem
+from redist.core.smt.certificate import check_certificate, write_certificate
+from redist.core.smt.verify import verify
+from redist.core.synthesis.optimal import optimal
+from redist.core.synthesis.search import normal
 
 NAMES = "abcdef"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import z3
 
-from redist.core.collectives import AllPermute, Collective, reshape
-from redist.core.layout import Layout
-from redist.core.semantics import global_index, source
-from redist.core.z3algebra import Z3
+from redist.core.model.layout import Layout
+from redist.core.semantics.collectives import AllPermute, Collective, reshape
+from redist.core.semantics.sourcemap import global_index, source
+from redist.core.smt.z3algebra import Z3
 
 from .symbolic import SymbolicMesh
 

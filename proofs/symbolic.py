@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import z3
 
-from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
-from redist.core.layout import Layout
+from redist.core.model.layout import Layout
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 
 import z3
 
-from redist.core.collectives import AllSlice, Collective, apply, reshape
 from redist.core.errors import TypingError
-from redist.core.layout import Layout
-from redist.core.mesh import Mesh
-from redist.core.obligations import obligations
-from redist.core.plan import Plan
-from redist.core.problem import Problem
-from redist.core.semantics import source
-from redist.core.synthesis import is_normal_form, normal
-from redist.core.verify import solve, verify
-from redist.core.z3algebra import Z3
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.model.problem import Problem
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import AllSlice, Collective, apply, reshape
+from redist.core.semantics.sourcemap import source
+from redist.core.smt.obligations import obligations
+from redist.core.smt.verify import solve, verify
+from redist.core.smt.z3algebra import Z3
+from redist.core.synthesis.search import is_normal_form, normal
 
 from .soundness import soundness_query
 from .symbolic import SymbolicMesh, all_layouts, all_steps

@@ -13,15 +13,15 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "core")) and _os
     __path__.append(_root)
 
 from redist.api import Result, synthesize, verify  # noqa: E402
-from redist.core.certificate import check_certificate, write_certificate  # noqa: E402
 from redist.core.errors import RedistError, TypingError  # noqa: E402
-from redist.core.layout import Layout  # noqa: E402
-from redist.core.mesh import Mesh  # noqa: E402
-from redist.core.plan import Figures, Plan  # noqa: E402
-from redist.core.planjson import dumps as plan_dumps  # noqa: E402
-from redist.core.planjson import loads as plan_loads  # noqa: E402
-from redist.core.problem import Problem  # noqa: E402
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape  # noqa: E402
+from redist.core.model.layout import Layout  # noqa: E402
+from redist.core.model.mesh import Mesh  # noqa: E402
+from redist.core.model.problem import Problem  # noqa: E402
+from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape  # noqa: E402
+from redist.core.plans.plan import Figures, Plan  # noqa: E402
+from redist.core.plans.planjson import dumps as plan_dumps  # noqa: E402
+from redist.core.plans.planjson import loads as plan_loads  # noqa: E402
+from redist.core.smt.certificate import check_certificate, write_certificate  # noqa: E402
 
 __all__ = ["Figures", "Layout", "Mesh", "Plan", "Problem", "RedistError", "Result",
            "TypingError", "check_certificate", "parse_layout", "parse_mesh", "parse_shape",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redist.core.plan import Plan
-from redist.core.problem import Problem
-from redist.core.synthesis import synthesize_plan
-from redist.core.verify import Verdict, verify
+from redist.core.model.problem import Problem
+from redist.core.plans.plan import Plan
+from redist.core.smt.verify import Verdict, verify
+from redist.core.synthesis.search import synthesize_plan
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def synthesize(problem: Problem, method: str = "normal", budget: int | None = No
     """Synthesize a plan and verify it before returning it. A plan whose claims are not all
     proved comes back with a verdict saying so; it is never reported as verified."""
     if method == "optimal":
-        from redist.core.optimal import optimal
+        from redist.core.synthesis.optimal import optimal
 
         o = optimal(problem, budget=budget, max_steps=steps)
         return Result(o.plan, verify(o.plan, budget), "optimal", o.reason, o.note)

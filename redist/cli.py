@@ -9,12 +9,12 @@ import sys
 from collections.abc import Callable
 
 from redist.core.errors import RedistError
-from redist.core.plan import Plan
-from redist.core.planjson import load, plan_to_json
-from redist.core.problem import Problem
-from redist.core.report import plan_table
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape
-from redist.core.synthesis import normalize
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import load, plan_to_json
+from redist.core.plans.report import plan_table
+from redist.core.synthesis.search import normalize
 
 EXIT_OK, EXIT_CLAIM, EXIT_INPUT = 0, 1, 2
 
@@ -93,7 +93,7 @@ def report_plan(args: argparse.Namespace, plan: Plan, reason: str | None, verdic
         say(args, verdict.table())
         doc["verdict"] = verdict.to_json()
     if getattr(args, "certificate", None):
-        from redist.core.certificate import write_certificate
+        from redist.core.smt.certificate import write_certificate
 
         path = write_certificate(plan, verdict, args.certificate)
         say(args, f"certificate written to {path}")
@@ -138,7 +138,7 @@ def claimed_statuses(path: str, verdict) -> list[str]:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    from redist.core.certificate import check_certificate
+    from redist.core.smt.certificate import check_certificate
 
     report = check_certificate(args.dir)
     say(args, report.table())

@@ -17,12 +17,12 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
-from redist.core.layout import Layout
-from redist.core.mesh import Mesh
-from redist.core.plan import Plan
-from redist.core.planjson import plan_to_json
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import plan_to_json
 
 from .execute import run_step
 from .groups import MeshComm
@@ -50,7 +50,7 @@ def _as_plan(spec: Plan | tuple, dtype: np.dtype) -> Plan:
     if isinstance(spec, Plan):
         return spec
     if isinstance(spec, tuple) and len(spec) == 4:
-        from redist.core.synthesis import normal
+        from redist.core.synthesis.search import normal
         mesh, shape, src, dst = spec
         if not isinstance(src, Layout) or not isinstance(dst, Layout):
             raise RedistError("redistribute: src and dst must be Layout values")
@@ -79,7 +79,7 @@ def _gate(comm: MPI.Comm, plan: Plan, digest: str) -> None:
     """Rank 0 verifies the plan (once per process per plan); every rank learns the verdict."""
     reason = ""
     if comm.Get_rank() == 0 and digest not in _verified:
-        from redist.core.verify import verify
+        from redist.core.smt.verify import verify
         v = verify(plan)
         if v.all_proved:
             _verified.add(digest)

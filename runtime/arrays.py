@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from redist.core.layout import Layout
-from redist.core.mesh import Mesh
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
 
 
 def shard_of(global_array: np.ndarray, mesh: Mesh, layout: Layout, device: int) -> np.ndarray:

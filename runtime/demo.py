@@ -8,13 +8,13 @@ import tempfile
 import time
 
 from redist.api import synthesize
-from redist.core.certificate import check_certificate, write_certificate
 from redist.core.errors import RedistError
-from redist.core.planjson import plan_to_json
-from redist.core.problem import Problem
-from redist.core.report import human_bytes, plan_table
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape
-from redist.core.synthesis import naive
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.plans.planjson import plan_to_json
+from redist.core.plans.report import human_bytes, plan_table
+from redist.core.smt.certificate import check_certificate, write_certificate
+from redist.core.synthesis.search import naive
 
 from .launch import format_report, launch
 

@@ -12,10 +12,10 @@ import os
 import numpy as np
 from mpi4py import MPI
 
-from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
-from redist.core.layout import Layout
-from redist.core.pairing import permute_sources
-from redist.core.semantics import mixed_radix
+from redist.core.model.layout import Layout
+from redist.core.semantics.blocks import permute_sources
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.semantics.sourcemap import mixed_radix
 
 from .groups import MeshComm
 from .memory import MemoryTracker

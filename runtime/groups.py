@@ -5,8 +5,8 @@ from __future__ import annotations
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
-from redist.core.mesh import Mesh
-from redist.core.semantics import mixed_radix
+from redist.core.model.mesh import Mesh
+from redist.core.semantics.sourcemap import mixed_radix
 
 
 class MeshComm:

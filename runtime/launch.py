@@ -13,9 +13,9 @@ import tempfile
 from dataclasses import dataclass
 
 from redist.core.errors import RedistError
-from redist.core.plan import Plan
-from redist.core.planjson import load, plan_to_json
-from redist.core.report import human_bytes
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import load, plan_to_json
+from redist.core.plans.report import human_bytes
 
 from .worker import MARK, plan_for_job
 
@@ -83,7 +83,7 @@ def job_from_args(args: argparse.Namespace) -> tuple[dict, int]:
 
 def unverified_reason(plan: Plan) -> str | None:
     """Verify the plan before launching (the ranks check again); None if proved."""
-    from redist.core.verify import verify
+    from redist.core.smt.verify import verify
 
     v = verify(plan)
     if v.all_proved:

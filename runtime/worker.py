@@ -17,11 +17,11 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
-from redist.core.plan import Plan
-from redist.core.planjson import load, loads, plan_from_json, plan_to_json
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape
-from redist.core.synthesis import synthesize_plan
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import load, loads, plan_from_json, plan_to_json
+from redist.core.synthesis.search import synthesize_plan
 
 from .api import redistribute_with_stats
 from .arrays import sample_block

@@ -1,7 +1,7 @@
 """The public example cases of DESIGN §9."""
 
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
 
 CASES = {
     "transpose": ("x=2,y=4", "4096,4096", "[{x},{y}]", "[{y},{x}]"),

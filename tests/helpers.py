@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 
-from redist.core import simulator
-from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.plan import Plan
+from redist.core.plans import simulator
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
 
 SIGNS = {AllSlice: "S", AllToAll: "A", AllPermute: "P", AllGather: "G"}
 
@@ -49,8 +49,8 @@ def brute_lower_bound(plan: Plan) -> int:
 def brute_discarded(plan: Plan) -> bool:
     """Does any slice drop, on some device, an element that crossed the network to get
     there? Tracked element by element through the source maps."""
-    from redist.core.algebra import NUMPY
-    from redist.core.semantics import source
+    from redist.core.semantics.algebra import NUMPY
+    from redist.core.semantics.sourcemap import source
 
     p = plan.problem
     mesh, shape = p.mesh, p.shape

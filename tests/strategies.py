@@ -7,12 +7,12 @@ import math
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll, apply
 from redist.core.errors import TypingError
-from redist.core.layout import Layout
-from redist.core.mesh import Mesh
-from redist.core.plan import Plan
-from redist.core.problem import Problem
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.model.problem import Problem
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, apply
 
 AXIS_NAMES = "xyzwuv"
 

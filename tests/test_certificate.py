@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from redist.core.certificate import check_certificate, sha256, write_certificate
 from redist.core.errors import RedistError
-from redist.core.plan import Plan
-from redist.core.synthesis import naive, normal
+from redist.core.plans.plan import Plan
+from redist.core.smt.certificate import check_certificate, sha256, write_certificate
+from redist.core.synthesis.search import naive, normal
 
 from cases import case
 
@@ -137,7 +137,7 @@ def test_single_file_certificate(tmp_path):
 
 
 def test_ill_typed_plan_cannot_be_certified(tmp_path):
-    from redist.core.collectives import AllGather
+    from redist.core.semantics.collectives import AllGather
     p = case("transpose")
     with pytest.raises(RedistError, match="not well-typed"):
         write_certificate(Plan(p, (AllGather((("x",), ("x",))),)), None, str(tmp_path / "x"))

@@ -3,9 +3,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from redist.core.errors import RedistError
-from redist.core.layout import Layout
-from redist.core.mesh import Mesh
-from redist.core.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
 
 from strategies import meshes
 

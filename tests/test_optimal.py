@@ -7,8 +7,8 @@ import sys
 from hypothesis import HealthCheck, given, settings
 
 from redist.api import synthesize
-from redist.core.optimal import optimal
-from redist.core.synthesis import normal
+from redist.core.synthesis.optimal import optimal
+from redist.core.synthesis.search import normal
 
 from cases import CASES, case
 from strategies import problems

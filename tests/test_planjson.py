@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 
 from redist.core.errors import RedistError
-from redist.core.planjson import dumps, loads, plan_to_json
+from redist.core.plans.planjson import dumps, loads, plan_to_json
 
 from strategies import random_plans
 

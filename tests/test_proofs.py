@@ -2,7 +2,7 @@
 
 import pytest
 
-from redist.core.collectives import AllToAll
+from redist.core.semantics.collectives import AllToAll
 from redist.proofs import soundness
 from redist.proofs.theorems import t1_soundness, t2_normal_form_memory, t3_synthesizer
 

@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mpi_util import mpirun
 
-from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.plan import Plan
-from redist.core.planjson import plan_to_json
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh
-from redist.core.synthesis import normal
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import plan_to_json
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.synthesis.search import normal
 from redist.runtime.launch import launch
 
 from strategies import meshes_of, problems, random_steps

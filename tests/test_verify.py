@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from redist.core import semantics, simulator
-from redist.core.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.layout import Layout
-from redist.core.plan import Plan
-from redist.core.planjson import loads, plan_to_json
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh
-from redist.core.synthesis import naive, normal
-from redist.core.verify import verify
+from redist.core.model.layout import Layout
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.plans import simulator
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import loads, plan_to_json
+from redist.core.semantics import sourcemap as semantics
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.smt.verify import verify
+from redist.core.synthesis.search import naive, normal
 
 from cases import case
 from helpers import brute_discarded, global_array
@@ -108,7 +109,7 @@ def test_wrong_semantics_would_be_caught(monkeypatch):
         if isinstance(step, AllToAll):
             i[step.dst_dim] = index[step.dst_dim]        # forget the piece offset
         return c, i
-    import redist.core.obligations as ob
+    import redist.core.smt.obligations as ob
     monkeypatch.setattr(ob, "source", broken)
     monkeypatch.setattr(simulator, "source", broken)
     p = case("transpose", "16,16")

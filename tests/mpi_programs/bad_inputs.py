@@ -7,9 +7,9 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
-from redist.core.problem import Problem
-from redist.core.syntax import parse_layout, parse_mesh
-from redist.core.synthesis import naive, normal
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.synthesis.search import naive, normal
 from redist.runtime import redistribute
 from redist.runtime.arrays import gather_global, shard_of
 

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from redist.core import simulator
-from redist.core.planjson import plan_from_json
+from redist.core.plans import simulator
+from redist.core.plans.planjson import plan_from_json
 from redist.runtime.api import execute, mesh_comm, redistribute_with_stats
 
 comm = MPI.COMM_WORLD

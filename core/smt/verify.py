@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import z3
 
-from .obligations import CLAIMS, TITLES, Obligation, obligations
-from .plan import Plan
+from redist.core.plans.plan import Plan
+from redist.core.smt.obligations import CLAIMS, TITLES, Obligation, obligations
 
 DEFAULT_TIMEOUT_MS = 60_000
 

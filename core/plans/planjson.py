@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
-from .errors import RedistError
-from .mesh import Mesh
-from .plan import Plan
-from .problem import Problem
-from .syntax import layout_from_value
+from redist.core.errors import RedistError
+from redist.core.model.mesh import Mesh
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import layout_from_value
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
 
 FORMAT = "redist.plan/1"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import RedistError
-from .mesh import Mesh
+from redist.core.errors import RedistError
+from redist.core.model.mesh import Mesh
 
 
 @dataclass(frozen=True)

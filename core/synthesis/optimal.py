@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import z3
 
-from . import smt_typing as T
-from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
-from .errors import RedistError
-from .layout import Layout
-from .mesh import Mesh
-from .plan import Plan
-from .problem import Problem
-from .synthesis import normal
+from redist.core.errors import RedistError
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.model.problem import Problem
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.smt import typing_rules as T
+from redist.core.synthesis.search import normal
 
 PERMUTE_EXACT_DEVICES = 64
 DEFAULT_TIMEOUT_MS = 120_000

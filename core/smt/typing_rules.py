@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import z3
 
-from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
-from .layout import Layout
-from .mesh import Mesh
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
 
 NOOP, SLICE, GATHER, A2A, PERMUTE = range(5)
 

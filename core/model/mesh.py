@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import RedistError
+from redist.core.errors import RedistError
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import RedistError, TypingError
-from .layout import Layout
-from .mesh import Mesh
+from redist.core.errors import RedistError, TypingError
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
 
 PerDim = tuple[tuple[str, ...], ...]
 

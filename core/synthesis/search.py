@@ -21,12 +21,12 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
-from .errors import RedistError
-from .layout import Layout
-from .pairing import changed_devices
-from .plan import Plan
-from .problem import Problem
+from redist.core.errors import RedistError
+from redist.core.model.layout import Layout
+from redist.core.model.problem import Problem
+from redist.core.plans.plan import Plan
+from redist.core.semantics.blocks import changed_devices
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
 
 MAX_EXPANSIONS = 20_000
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .algebra import NUMPY
-from .layout import Layout
-from .mesh import Mesh
-from .pairing import device_coords
-from .plan import Plan
-from .semantics import global_index, source
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.plans.plan import Plan
+from redist.core.semantics.algebra import NUMPY
+from redist.core.semantics.blocks import device_coords
+from redist.core.semantics.sourcemap import global_index, source
 
 
 def shard(mesh: Mesh, shape: tuple[int, ...], layout: Layout, global_array: np.ndarray,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .collectives import AllSlice, Collective, apply
-from .costs import lower_bound_bytes, received_bytes
-from .layout import Layout
-from .problem import Problem
+from redist.core.model.layout import Layout
+from redist.core.model.problem import Problem
+from redist.core.semantics.collectives import AllSlice, Collective, apply
+from redist.core.semantics.costs import lower_bound_bytes, received_bytes
 
 
 @dataclass(frozen=True)

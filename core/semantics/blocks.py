@@ -7,8 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .layout import Layout
-from .mesh import Mesh
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
 
 
 @lru_cache(maxsize=64)

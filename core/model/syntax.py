@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 import re
 
-from .errors import RedistError
-from .layout import Layout
-from .mesh import Mesh
+from redist.core.errors import RedistError
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
 
 _MESH_ITEM = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(-?\d+)\s*$")
 _BRACE_DIM = re.compile(r"\{([^{}]*)\}")

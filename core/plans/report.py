@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .collectives import describe
-from .plan import Plan
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import describe
 
 
 def human_bytes(n: float) -> str:

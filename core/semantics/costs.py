@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective, group_size
-from .layout import Layout
-from .pairing import block_ids, changed_devices
-from .problem import Problem
+from redist.core.model.layout import Layout
+from redist.core.model.problem import Problem
+from redist.core.semantics.blocks import block_ids, changed_devices
+from redist.core.semantics.collectives import (
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+    group_size,
+)
 
 
 def received_bytes(problem: Problem, step: Collective, before: Layout,

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import z3
 
-from . import smt_typing as T
-from .algebra import NUMPY
-from .collectives import AllSlice, apply
-from .errors import TypingError
-from .layout import Layout
-from .plan import Plan
-from .semantics import global_index, mixed_radix, source
-from .z3algebra import Z3
+from redist.core.errors import TypingError
+from redist.core.model.layout import Layout
+from redist.core.plans.plan import Plan
+from redist.core.semantics.algebra import NUMPY
+from redist.core.semantics.collectives import AllSlice, apply
+from redist.core.semantics.sourcemap import global_index, mixed_radix, source
+from redist.core.smt import typing_rules as T
+from redist.core.smt.z3algebra import Z3
 
 _ALIAS = re.compile(r"([$?])x\d+")
 

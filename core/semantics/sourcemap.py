@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .algebra import Algebra
-from .collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
-from .layout import Layout
-from .mesh import Mesh
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.semantics.algebra import Algebra
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
 
 Coords = dict[str, Any]
 Index = list[Any]

@@ -14,12 +14,12 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .errors import RedistError
-from .obligations import CLAIMS, obligations
-from .plan import Plan
-from .planjson import plan_from_json, plan_to_json
-from .solvers import cvc5_version, solve_cvc5, solve_z3, z3_version
-from .verify import Verdict, verify
+from redist.core.errors import RedistError
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import plan_from_json, plan_to_json
+from redist.core.smt.obligations import CLAIMS, obligations
+from redist.core.smt.solvers import cvc5_version, solve_cvc5, solve_z3, z3_version
+from redist.core.smt.verify import Verdict, verify
 
 FORMAT = "redist.certificate/1"
 

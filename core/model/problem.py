@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import RedistError
-from .layout import Layout
-from .mesh import Mesh
+from redist.core.errors import RedistError
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
 
 
 def itemsize(dtype: str) -> int:

@@ -1,0 +1,1 @@
+"""Meshes, layouts, problems and their text forms: what a user writes down."""

@@ -1,0 +1,1 @@
+"""Plans: sequences of collectives, their figures, file format, tables and simulator."""

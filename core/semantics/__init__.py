@@ -1,0 +1,1 @@
+"""The collectives: typing rules, element semantics (source maps), blocks and costs."""

@@ -1,0 +1,1 @@
+"""Plan synthesis: naive, normal form (search) and optimal (SMT)."""
