@@ -59,7 +59,9 @@ def _as_plan(spec: Plan | tuple, dtype: np.dtype) -> Plan:
 
 
 def _agree(comm: MPI.Comm, digest: str, problem_msg: str) -> None:
-    """Collective: every rank learns whether all digests match and all blocks are fine."""
+    """Collective, and the first collective of a call: every rank learns whether all ranks
+    hold the same plan and a fitting block, so a check that fails on one rank raises the
+    same RedistError on every rank instead of leaving the others blocked."""
     mine = np.frombuffer(bytes.fromhex(digest) + bytes([0 if problem_msg else 1]),
                          dtype=np.uint8)
     allv = np.empty((comm.Get_size(), mine.size), dtype=np.uint8)
@@ -70,22 +72,25 @@ def _agree(comm: MPI.Comm, digest: str, problem_msg: str) -> None:
                           "(SHA-256 of the plans differ); no data was moved")
     bad = [r for r in range(allv.shape[0]) if allv[r, 32] == 0]
     if bad:
-        msg = problem_msg or "another rank's local block has the wrong shape or dtype"
-        raise RedistError(f"ranks {bad} were given a block that does not fit the plan "
-                          f"(this rank: {msg}); no data was moved")
+        msg = problem_msg or "another rank's block or communicator does not fit the plan"
+        raise RedistError(f"ranks {bad} cannot run the plan (this rank: {msg}); no data was "
+                          "moved")
 
 
 def _gate(comm: MPI.Comm, plan: Plan, digest: str) -> None:
     """Rank 0 verifies the plan (once per process per plan); every rank learns the verdict."""
     reason = ""
     if comm.Get_rank() == 0 and digest not in _verified:
-        from redist.core.smt.verify import verify
-        v = verify(plan)
-        if v.all_proved:
-            _verified.add(digest)
-        else:
-            failed = [f"{r.claim} {r.status}" for r in v.results if r.status != "proved"]
-            reason = "; ".join(failed)
+        try:
+            from redist.core.smt.verify import verify
+            v = verify(plan)
+            if v.all_proved:
+                _verified.add(digest)
+            else:
+                reason = "; ".join(f"{r.claim} {r.status}" for r in v.results
+                                   if r.status != "proved")
+        except Exception as e:        # never leave the other ranks waiting in bcast
+            reason = f"verification failed on rank 0: {type(e).__name__}: {e}"
     reason = comm.bcast(reason, root=0)      # a short status string, not data
     if reason:
         raise RedistError(f"refusing to execute an unverified plan: {reason}")
@@ -105,17 +110,31 @@ def redistribute_with_stats(local: np.ndarray, spec: Plan | tuple, comm: MPI.Com
     plan = _as_plan(spec, local.dtype)
     p = plan.problem
     digest = plan_hash(plan)
-    mc = mesh_comm(p.mesh, comm)
     want = p.src.local_shape(p.mesh, p.shape)
     problem_msg = ""
-    if tuple(local.shape) != want:
-        problem_msg = f"rank {mc.rank}: local shape {tuple(local.shape)}, the plan needs {want}"
+    if comm.Get_size() != p.mesh.num_devices:
+        problem_msg = (f"the communicator has {comm.Get_size()} ranks but mesh {p.mesh} has "
+                       f"{p.mesh.num_devices} devices")
+    elif tuple(local.shape) != want:
+        problem_msg = (f"rank {comm.Get_rank()}: local shape {tuple(local.shape)}, the plan "
+                       f"needs {want}")
     elif local.dtype != np.dtype(p.dtype):
-        problem_msg = f"rank {mc.rank}: dtype {local.dtype}, the plan needs {p.dtype}"
-    _agree(mc.cart, digest, problem_msg)
+        problem_msg = f"rank {comm.Get_rank()}: dtype {local.dtype}, the plan needs {p.dtype}"
+    _agree(comm, digest, problem_msg)
+    mc = mesh_comm(p.mesh, comm)
     _gate(mc.cart, plan, digest)
     t0 = time.perf_counter()
-    out, peak = execute(local, plan, mc, donate)
+    try:
+        out, peak = execute(local, plan, mc, donate)
+    except Exception as e:
+        # Data is moving: the other ranks may already wait in a collective this rank will
+        # never join. End the job rather than leave it hanging (DESIGN §7).
+        import sys
+        import traceback
+        print(f"redist: rank {comm.Get_rank()} failed while executing the plan: "
+              f"{type(e).__name__}: {e}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        comm.Abort(1)
+        raise
     return out, RunStats(time.perf_counter() - t0, peak, len(plan.steps))
 
 

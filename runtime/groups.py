@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from mpi4py import MPI
 
-from redist.core.errors import RedistError
 from redist.core.model.mesh import Mesh
 from redist.core.semantics.sourcemap import mixed_radix
 
@@ -14,9 +13,8 @@ class MeshComm:
     id) and a cache of group communicators, one per ordered tuple of axes."""
 
     def __init__(self, mesh: Mesh, comm: MPI.Comm) -> None:
-        if comm.Get_size() != mesh.num_devices:
-            raise RedistError(f"the communicator has {comm.Get_size()} ranks but mesh {mesh} "
-                              f"has {mesh.num_devices} devices")
+        # Callers agree on the size first (api._agree): this is a collective constructor.
+        assert comm.Get_size() == mesh.num_devices
         self.mesh = mesh
         sizes = [s for _, s in mesh.axes] or [1]
         self.cart = comm.Create_cart(sizes, periods=[False] * len(sizes), reorder=False)

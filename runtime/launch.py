@@ -1,4 +1,9 @@
-"""`redist run`: launch MPI ranks, execute a plan, check every element, report."""
+"""`redist run`: launch MPI ranks, execute a plan, check every element, report.
+
+Before launching: the plan is verified, the rank count and the memory the job needs are
+checked against this machine. While running: Ctrl-C or SIGTERM ends the whole job (the
+ranks run in their own process group) and the job's temporary directory is removed.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,32 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redist.core.errors import RedistError
+from redist.core.limits import MAX_RUN_RANKS, check
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import load, plan_to_json
 from redist.core.plans.report import human_bytes
 
-from .worker import MARK, plan_for_job
+from .worker import MARK
+
+# Per rank, beyond the plan's buffers: the Python interpreter, NumPy, mpi4py and MPI.
+RANK_OVERHEAD_BYTES = 120 << 20
 
 
 def find_mpiexec(explicit: str | None = None) -> str:
     """The mpiexec to use: --mpiexec, else $REDIST_MPIEXEC, else the one installed beside
-    this Python (the mpich wheel), else the first on PATH."""
-    for cand in (explicit, os.environ.get("REDIST_MPIEXEC"),
-                 os.path.join(os.path.dirname(sys.executable), "mpiexec"),
+    this Python (the mpich wheel), else the first on PATH. One that is named but missing
+    or not executable is an error, never silently replaced by another."""
+    for name, cand in (("--mpiexec", explicit), ("$REDIST_MPIEXEC",
+                                                 os.environ.get("REDIST_MPIEXEC"))):
+        if cand:
+            if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
+                raise RedistError(f"{name} {cand!r} is not an executable file")
+            return cand
+    for cand in (os.path.join(os.path.dirname(sys.executable), "mpiexec"),
                  shutil.which("mpiexec")):
         if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
@@ -40,24 +56,65 @@ class JobResult:
     timed_out: bool = False
 
 
+class Terminated(Exception):
+    """SIGTERM arrived while a job was running."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """End the whole job: SIGTERM to its process group, SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 300,
-           env: dict[str, str] | None = None) -> JobResult:
-    """Run the worker on `nprocs` ranks; the whole process group is killed on timeout."""
+           env: dict[str, str] | None = None,
+           program: Sequence[str] | None = None) -> JobResult:
+    """Run the worker (or `program`, a command taking the job file as its last argument) on
+    `nprocs` ranks. The whole process group is ended on timeout, Ctrl-C or SIGTERM."""
     exe = find_mpiexec(mpiexec)
+    program = list(program or [sys.executable, "-m", "redist.runtime.worker"])
     with tempfile.TemporaryDirectory(prefix="redist-job-") as tmp:
         path = os.path.join(tmp, "job.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(job, f)
-        cmd = [exe, "-n", str(nprocs), sys.executable, "-m", "redist.runtime.worker", path]
+        cmd = [exe, "-n", str(nprocs), *program, path]
         full_env = dict(os.environ, **(env or {}))
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=full_env, start_new_session=True, cwd=tmp)
+        old = None
+        try:
+            old = signal.signal(signal.SIGTERM, _raise_terminated)
+        except ValueError:            # not the main thread: the caller handles signals
+            pass
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=full_env, start_new_session=True, cwd=tmp)
+        except OSError as e:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+            raise RedistError(f"cannot start {exe}: {e.strerror}") from None
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _end(proc)
             out, err = proc.communicate()
             return JobResult(proc.returncode or -9, None, err, timed_out=True)
+        except BaseException:         # Ctrl-C, SIGTERM, anything: never leave ranks behind
+            _end(proc)
+            raise
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
     report = None
     for line in out.splitlines():
         if line.startswith(MARK):
@@ -65,20 +122,78 @@ def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 
     return JobResult(proc.returncode, report, err)
 
 
-def job_from_args(args: argparse.Namespace) -> tuple[dict, int]:
-    """The job description, and the device count it needs (checked before launch)."""
+def available_memory() -> int | None:
+    """Bytes of memory available for new processes on this machine (Linux), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_needed(plan: Plan, ranks: int) -> int:
+    """What `redist run` needs on this machine: per rank the input block, the plan's
+    buffers (the measured runtime peak is at most twice the bound), the expected block and
+    its comparison mask, plus the interpreter and MPI."""
+    p = plan.problem
+    fig = plan.figures()
+    dst = p.local_bytes(p.dst)
+    per_rank = (p.local_bytes(p.src) + 2 * fig.bound_bytes + dst + dst // p.itemsize
+                + RANK_OVERHEAD_BYTES)
+    return ranks * per_rank
+
+
+def check_resources(plan: Plan, ranks: int) -> None:
+    check(ranks, MAX_RUN_RANKS, "--np", "MAX_RUN_RANKS (ranks `redist run` starts on this "
+          "machine)")
+    need = memory_needed(plan, ranks)
+    have = available_memory()
+    if have is not None and need > have:
+        raise RedistError(f"the job needs about {human_bytes(need)} of memory ({ranks} ranks: "
+                          f"input, plan buffers, the check and the interpreter) but "
+                          f"{human_bytes(have)} is available")
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    """The plan to run: the file given with --plan (problem options, if given, must agree
+    with it), or a plan synthesized for the problem options."""
     if args.plan_file:
         plan = load(args.plan_file)
-        devices = plan.problem.mesh.num_devices
-        job = {"plan_file": os.path.abspath(args.plan_file)}
-    else:
-        from redist.cli import problem_from_args
-        problem = problem_from_args(args)        # validates everything before launch
-        devices = problem.mesh.num_devices
-        job = {"mesh": args.mesh, "shape": args.shape, "dtype": args.dtype, "src": args.src,
-               "dst": args.dst, "method": args.method}
-    job["repeat"] = args.repeat
-    return job, devices
+        given = {k: getattr(args, k) for k in ("mesh", "shape", "dtype", "src", "dst")
+                 if getattr(args, k) is not None}
+        if given:
+            _agree_with_file(plan, given, args.plan_file)
+        if args.method != "normal":
+            raise RedistError("--method does not apply with --plan (the plan file is run as is)")
+        return plan
+    missing = [f"--{k}" for k in ("mesh", "shape", "src", "dst") if getattr(args, k) is None]
+    if missing:
+        raise RedistError(f"run: give --plan FILE or the problem ({', '.join(missing)} missing)")
+    if args.method == "optimal":
+        raise RedistError("redist run executes normal or naive plans; write an optimal plan "
+                          "with `redist plan --method optimal --json F` and pass --plan F")
+    from redist.cli import problem_from_args
+    from redist.core.synthesis.search import synthesize_plan
+
+    return synthesize_plan(problem_from_args(args), args.method).plan
+
+
+def _agree_with_file(plan: Plan, given: dict, path: str) -> None:
+    from redist.core.model.problem import dtype_name
+    from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+
+    p = plan.problem
+    parsed = {"mesh": parse_mesh, "shape": parse_shape, "src": parse_layout,
+              "dst": parse_layout, "dtype": dtype_name}
+    theirs = {"mesh": p.mesh, "shape": p.shape, "src": p.src, "dst": p.dst, "dtype": p.dtype}
+    for key, text in given.items():
+        if parsed[key](text) != theirs[key]:
+            raise RedistError(f"--{key} {text} contradicts the plan file {path} "
+                              f"({key} {theirs[key]}); with --plan the problem comes from the "
+                              "file")
 
 
 def unverified_reason(plan: Plan) -> str | None:
@@ -101,23 +216,24 @@ def first_error(stderr: str) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    if args.method == "optimal" and not args.plan_file:
-        raise RedistError("redist run executes normal or naive plans; write an optimal plan "
-                          "with `redist plan --method optimal --json F` and pass --plan F")
-    job, devices = job_from_args(args)
+    plan = plan_from_args(args)
+    devices = plan.problem.mesh.num_devices
     if args.np != devices:
         raise RedistError(f"--np {args.np} does not match the mesh's {devices} devices")
-    if args.repeat < 1:
-        raise RedistError("--repeat must be at least 1")
-    plan = plan_for_job(job)
+    check_resources(plan, args.np)
+    find_mpiexec(args.mpiexec)                # a bad --mpiexec is bad input, before proving
     refusal = unverified_reason(plan)
     if refusal:
         print(f"redist: refusing to run an unverified plan: {refusal}", file=sys.stderr)
         return 1
-    job = {"plan": plan_to_json(plan, with_figures=False), "repeat": job["repeat"]}
-    res = launch(job, args.np, args.mpiexec, args.timeout)
+    job = {"plan": plan_to_json(plan, with_figures=False), "repeat": args.repeat}
+    try:
+        res = launch(job, args.np, args.mpiexec, args.timeout)
+    except Terminated:
+        print("redist: terminated; the MPI job was ended", file=sys.stderr)
+        return 143
     if res.timed_out:
-        print(f"redist: error: the MPI job did not finish within {args.timeout:.0f} s and was "
+        print(f"redist: error: the MPI job did not finish within {args.timeout:g} s and was "
               "killed", file=sys.stderr)
         return 1
     if res.returncode != 0 or res.report is None:
@@ -147,5 +263,3 @@ def format_report(r: dict) -> str:
         "elements    " + ("all match the expected dst blocks" if r["all_match"] else
                           f"{r['mismatched_elements']} MISMATCHED"),
     ])
-
-

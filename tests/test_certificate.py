@@ -1,14 +1,23 @@
-"""Certificates: written, checked, and tampering caught (DESIGN §4)."""
+"""Certificates: written, checked, and every kind of tampering caught without running
+anything the certificate contains (DESIGN §4)."""
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from redist.core.errors import RedistError
 from redist.core.plans.plan import Plan
-from redist.core.smt.certificate import check_certificate, sha256, write_certificate
+from redist.core.smt.certificate import (
+    check_certificate,
+    sha256,
+    statement_sha256,
+    write_certificate,
+)
+from redist.core.smt.obligations import obligations
 from redist.core.synthesis.search import naive, normal
 
 from cases import case
@@ -28,50 +37,67 @@ def cert(cert_dir, tmp_path):
     return d
 
 
-def _edit_json(path, fn):
+def _edit(path, fn, rehash=False):
     with open(path) as f:
         doc = json.load(f)
     fn(doc)
+    if rehash:
+        doc["sha256"] = statement_sha256(doc)
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
 
 
+def _cert_json(d):
+    return os.path.join(d, "certificate.json")
+
+
+def _claim(doc, name):
+    return next(c for c in doc["claims"] if c["claim"] == name)
+
+
+def _rejected(report, fragment):
+    assert not report.ok and not report.genuine, report.table()
+    assert any(fragment in p for p in report.problems), report.problems
+
+
 def test_fresh_certificate_checks(cert):
     r = check_certificate(cert)
-    assert r.ok, r.problems
-    assert {row["claim"] for row in r.rows} == {"well_typed", "reaches_dst",
-                                                "element_correct", "memory_efficient",
-                                                "no_discard"}
+    assert r.ok and r.genuine, r.problems
+    assert [row["claim"] for row in r.rows] == ["well_typed", "reaches_dst", "element_correct",
+                                                "memory_efficient", "no_discard"]
     assert all(ans == "unsat" for row in r.rows for ans in row["answers"].values())
+    assert "memory claim proved against the bound" in r.table()
 
 
 def test_changed_plan_is_rejected(cert):
-    _edit_json(os.path.join(cert, "plan.json"), lambda d: d.update(dtype="float64")
-               or d.pop("figures"))
-    r = check_certificate(cert)
-    assert not r.ok
-    assert any("plan was changed" in p for p in r.problems)
-    assert any("does not follow from the plan" in p for p in r.problems)
+    _edit(os.path.join(cert, "plan.json"), lambda d: d.update(dtype="float64") or d.pop("figures"))
+    _rejected(check_certificate(cert), "plan was changed")
 
 
-def test_changed_plan_with_recomputed_hash_still_rejected(cert):
-    """Re-hashing an edited plan does not help: the obligations no longer follow."""
+def test_changed_plan_with_recomputed_hashes_still_rejected(cert):
+    """Re-hashing an edited plan does not help: its obligations no longer follow."""
     path = os.path.join(cert, "plan.json")
-    _edit_json(path, lambda d: d.update(dtype="float64") or d.pop("figures"))
+    _edit(path, lambda d: d.update(dtype="float64") or d.pop("figures"))
     text = open(path).read()
-    _edit_json(os.path.join(cert, "certificate.json"),
-               lambda d: d.update(plan_sha256=sha256(text)))
-    r = check_certificate(cert)
-    assert not r.ok and any("does not follow" in p for p in r.problems)
+    _edit(_cert_json(cert), lambda d: d.update(plan_sha256=sha256(text)), rehash=True)
+    _rejected(check_certificate(cert), "memory_limit says the bound is 8388608 bytes")
+    _edit(_cert_json(cert), lambda d: d["memory_limit"].update(bytes=2 * 8388608), rehash=True)
+    _rejected(check_certificate(cert), "does not follow from the plan")
 
 
 def test_changed_obligation_is_rejected(cert):
     path = os.path.join(cert, "obligations", "memory_efficient.smt2")
-    text = open(path).read()
-    open(path, "w").write(text.replace("8388608", "9388608"))
-    r = check_certificate(cert)
-    assert not r.ok
-    assert any("memory_efficient: obligation SHA-256 mismatch" in p for p in r.problems)
+    open(path, "w").write(open(path).read().replace("8388608", "9388608"))
+    _rejected(check_certificate(cert), "memory_efficient: obligation SHA-256 mismatch")
+
+
+def test_changed_obligation_with_recomputed_hashes_is_rejected(cert):
+    path = os.path.join(cert, "obligations", "memory_efficient.smt2")
+    text = open(path).read().replace("8388608", "9388608")
+    open(path, "w").write(text)
+    _edit(_cert_json(cert), lambda d: _claim(d, "memory_efficient").update(sha256=sha256(text)),
+          rehash=True)
+    _rejected(check_certificate(cert), "memory_efficient: the stored obligation does not follow")
 
 
 def test_swapped_obligations_are_rejected(cert):
@@ -81,59 +107,182 @@ def test_swapped_obligations_are_rejected(cert):
     open(a, "w").write(tb)
     open(b, "w").write(ta)
 
-    def swap_hashes(d):
-        for c in d["claims"]:
-            if c["claim"] == "element_correct":
-                c["sha256"] = sha256(tb)
-            if c["claim"] == "no_discard":
-                c["sha256"] = sha256(ta)
-    _edit_json(os.path.join(cert, "certificate.json"), swap_hashes)
-    r = check_certificate(cert)
-    assert not r.ok
-    assert any("element_correct: the stored obligation does not follow" in p
-               for p in r.problems)
+    def swap(d):
+        _claim(d, "element_correct")["sha256"] = sha256(tb)
+        _claim(d, "no_discard")["sha256"] = sha256(ta)
+    _edit(_cert_json(cert), swap, rehash=True)
+    _rejected(check_certificate(cert), "element_correct: the stored obligation does not follow")
 
 
-def test_missing_obligation_is_rejected(cert):
+def test_missing_obligation_file_and_missing_claim(cert):
     os.remove(os.path.join(cert, "obligations", "reaches_dst.smt2"))
-    assert not check_certificate(cert).ok
-    _edit_json(os.path.join(cert, "certificate.json"),
-               lambda d: d.update(claims=[c for c in d["claims"]
-                                          if c["claim"] != "reaches_dst"]))
-    r = check_certificate(cert)
-    assert any("'reaches_dst' is missing" in p for p in r.problems)
+    _rejected(check_certificate(cert), "cannot read reaches_dst obligation")
+    _edit(_cert_json(cert), lambda d: d.update(
+        claims=[c for c in d["claims"] if c["claim"] != "reaches_dst"]), rehash=True)
+    _rejected(check_certificate(cert), "'claims' must list the 5 claims")
 
 
 def test_unknown_format_is_rejected(cert):
-    _edit_json(os.path.join(cert, "certificate.json"),
-               lambda d: d.update(format="redist.certificate/99"))
-    r = check_certificate(cert)
-    assert not r.ok and "unknown certificate format" in r.problems[0]
+    _edit(_cert_json(cert), lambda d: d.update(format="redist.certificate/99"), rehash=True)
+    _rejected(check_certificate(cert), "unknown certificate format")
 
 
-def test_proved_claim_with_sat_obligation_is_rejected(tmp_path):
+def test_refuted_claim_relabelled_proved_is_rejected(tmp_path):
     """A naive plan's memory claim is refuted; relabelling it proved must fail."""
     d = str(tmp_path / "naive")
     write_certificate(naive(case("transpose")), None, d)
-    assert check_certificate(d).ok        # honest certificate of a refuted claim
+    honest = check_certificate(d)
+    assert honest.genuine and not honest.ok
+    assert honest.refuted == ["memory_efficient", "no_discard"]
+    assert "records claims that are not proved: memory_efficient, no_discard" in honest.table()
 
     def relabel(doc):
-        for c in doc["claims"]:
-            if c["claim"] == "memory_efficient":
-                assert c["status"] == "refuted"
-                c["status"], c["answer"] = "proved", "unsat"
-    _edit_json(os.path.join(d, "certificate.json"), relabel)
+        c = _claim(doc, "memory_efficient")
+        assert c["status"] == "refuted"
+        c["status"], c["answer"] = "proved", "unsat"
+    _edit(_cert_json(d), relabel, rehash=True)
+    _rejected(check_certificate(d), "memory_efficient: recorded proved but z3 answers sat")
+
+
+def test_raised_budget_without_rehash_is_rejected(cert):
+    _edit(_cert_json(cert), lambda d: d.update(memory_limit={"kind": "budget", "bytes": 10**18}))
+    _rejected(check_certificate(cert), "a field was changed")
+
+
+def test_raised_budget_with_rehash_is_rejected(cert):
+    _edit(_cert_json(cert), lambda d: d.update(memory_limit={"kind": "budget", "bytes": 10**18}),
+          rehash=True)
+    _rejected(check_certificate(cert), "memory_efficient: the stored obligation does not follow")
+
+
+def test_bound_that_is_not_the_plans_bound_is_rejected(cert):
+    _edit(_cert_json(cert), lambda d: d["memory_limit"].update(bytes=10**18), rehash=True)
+    _rejected(check_certificate(cert), "memory_limit says the bound is")
+
+
+def test_a_genuine_budget_certificate_says_it_is_a_budget(tmp_path):
+    """Proving memory against a huge budget is a true statement: the report must say it is a
+    budget, not the bound, so nobody reads it as memory-efficient."""
+    d = str(tmp_path / "budget")
+    write_certificate(normal(case("transpose")).plan, None, d, memory_budget=10**18)
     r = check_certificate(d)
-    assert not r.ok
-    assert any("memory_efficient: marked proved but z3 answers sat" in p for p in r.problems)
+    assert r.ok
+    assert r.limit == {"kind": "budget", "bytes": 10**18}
+    assert "a budget of 1,000,000,000,000,000,000 bytes per device (the plan's bound is" in \
+        r.table()
+
+
+@pytest.mark.parametrize("ref,fragment", [
+    ("/etc/passwd", "is not a path inside the certificate"),
+    ("../../../../etc/passwd", "is not a path inside the certificate"),
+    ("/dev/zero", "is not a path inside the certificate"),
+    (["plan.json"], "the path must be a non-empty string"),
+    (7, "the path must be a non-empty string"),
+])
+def test_plan_paths_outside_are_rejected(cert, ref, fragment):
+    _edit(_cert_json(cert), lambda d: d.update(plan=ref), rehash=True)
+    _rejected(check_certificate(cert), fragment)
+
+
+def test_symlink_leading_outside_is_rejected(cert, tmp_path):
+    outside = tmp_path / "secret.json"
+    shutil.copy(os.path.join(cert, "plan.json"), outside)
+    os.remove(os.path.join(cert, "plan.json"))
+    os.symlink(outside, os.path.join(cert, "plan.json"))
+    _rejected(check_certificate(cert), "leads outside the certificate")
+
+
+def test_symlink_to_a_device_inside_is_rejected(cert):
+    os.symlink("/dev/zero", os.path.join(cert, "zero"))
+    _edit(_cert_json(cert), lambda d: d.update(plan="zero"), rehash=True)
+    _rejected(check_certificate(cert), "leads outside the certificate")
+
+
+def test_fifo_obligation_is_rejected_without_blocking(cert):
+    path = os.path.join(cert, "obligations", "no_discard.smt2")
+    os.remove(path)
+    os.mkfifo(path)
+    _rejected(check_certificate(cert), "is not a regular file")
+
+
+def test_oversized_plan_is_rejected_before_reading(cert):
+    path = os.path.join(cert, "plan.json")
+    with open(path, "r+b") as f:
+        f.truncate(5 << 20)               # sparse: costs nothing to write
+    _rejected(check_certificate(cert), "over the limit")
+
+
+def test_stored_solver_commands_are_never_run(cert, tmp_path):
+    """An obligation that asks z3 to write a file is compared, not run: nothing is written."""
+    target = tmp_path / "pwned.txt"
+    path = os.path.join(cert, "obligations", "element_correct.smt2")
+    evil = (f'(set-option :regular-output-channel "{target}")\n(echo "owned")\n'
+            + open(path).read())
+    open(path, "w").write(evil)
+    _edit(_cert_json(cert), lambda d: _claim(d, "element_correct").update(sha256=sha256(evil)),
+          rehash=True)
+    _rejected(check_certificate(cert), "element_correct: the stored obligation does not follow")
+    assert not target.exists()
+
+
+def test_check_commands_refuses_solver_options():
+    from redist.core.smt.solvers import check_commands, solve_z3
+    with pytest.raises(ValueError, match="not allowed"):
+        check_commands('(set-option :regular-output-channel "/tmp/x")')
+    with pytest.raises(ValueError):
+        solve_z3('(echo "hi")')
+    check_commands(obligations(normal(case("reorder")).plan)[2].smt2())   # ours pass
+
+
+@pytest.mark.parametrize("answer", ["sat", "unsat; rm -rf /", 17, None])
+def test_garbage_or_wrong_recorded_answers_are_rejected(cert, answer):
+    _edit(_cert_json(cert), lambda d: _claim(d, "no_discard").update(answer=answer),
+          rehash=True)
+    _rejected(check_certificate(cert), "no_discard: recorded answer")
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda d: d["claims"].__setitem__(0, {**d["claims"][0], "claim": ["well_typed"]}),
+     "claim 'well_typed' is missing"),
+    (lambda d: d.update(claims="all proved"), "'claims' must list the 5 claims"),
+    (lambda d: d.update(memory_limit=None), "'memory_limit' must be"),
+    (lambda d: d.update(memory_limit={"kind": "budget", "bytes": -5}), "'memory_limit' must be"),
+    (lambda d: d.update(memory_limit={"kind": "budget", "bytes": True}), "'memory_limit' must be"),
+    (lambda d: d.update(plan_sha256=5), "'plan_sha256' must be a string"),
+    (lambda d: _claim(d, "reaches_dst").update(status="maybe"), "status 'maybe' is not proved"),
+])
+def test_malformed_fields_are_rejected(cert, edit, fragment):
+    _edit(_cert_json(cert), edit, rehash=True)
+    _rejected(check_certificate(cert), fragment)
+
+
+@pytest.mark.parametrize("content,fragment", [
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+    (b"[" * 5000 + b"]" * 5000, "nested 5000 deep"),
+    (b'{"format": "redist.certificate/2", "memory_limit": {"kind": "budget", "bytes": '
+     + b"9" * 5000 + b"}}", "not acceptable JSON"),
+    (b"[1, 2, 3]", "must be a JSON object"),
+])
+def test_unreadable_certificate_documents_are_rejected(cert, content, fragment):
+    with open(_cert_json(cert), "wb") as f:
+        f.write(content)
+    _rejected(check_certificate(cert), fragment)
 
 
 def test_single_file_certificate(tmp_path):
     f = str(tmp_path / "cert.json")
     write_certificate(normal(case("swap-3d")).plan, None, f)
     assert check_certificate(f).ok
-    _edit_json(f, lambda d: d["plan"].update(shape=[32, 64, 64]) or d["plan"].pop("figures"))
-    assert not check_certificate(f).ok
+    _edit(f, lambda d: d["plan"].update(shape=[32, 64, 64]) or d["plan"].pop("figures"))
+    _rejected(check_certificate(f), "plan was changed")
+
+
+def test_single_file_with_integer_obligation_is_rejected(tmp_path):
+    f = str(tmp_path / "cert.json")
+    write_certificate(normal(case("swap-3d")).plan, None, f)
+    _edit(f, lambda d: _claim(d, "reaches_dst").update(smt2=12), rehash=True)
+    _rejected(check_certificate(f), "reaches_dst: 'smt2' must be the obligation text")
 
 
 def test_ill_typed_plan_cannot_be_certified(tmp_path):
@@ -143,9 +292,25 @@ def test_ill_typed_plan_cannot_be_certified(tmp_path):
         write_certificate(Plan(p, (AllGather((("x",), ("x",))),)), None, str(tmp_path / "x"))
 
 
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "redist", "certify", "check", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_exit_codes(cert, tmp_path):
+    assert _cli(cert).returncode == 0
+    r = _cli(str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "no certificate at" in r.stderr and "no such file" in r.stderr
+    d = str(tmp_path / "naive")
+    write_certificate(naive(case("transpose")), None, d)
+    r = _cli(d)
+    assert r.returncode == 1 and "memory_efficient" in r.stdout
+    os.remove(os.path.join(cert, "plan.json"))
+    r = _cli(cert, "--json", "-")
+    assert r.returncode == 1 and json.loads(r.stdout)["genuine"] is False
+
+
 def test_obligations_run_under_z3_command_line(cert):
-    import subprocess
-    import sys
     z3 = os.path.join(os.path.dirname(sys.executable), "z3")
     if not os.path.exists(z3):
         pytest.skip("z3 command line not installed beside Python")

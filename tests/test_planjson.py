@@ -38,13 +38,31 @@ def test_design_example_plan_parses_and_reaches_dst():
     (lambda d: d.update(figures={"peak_bytes": 1}), "figure 'peak_bytes'"),
     (lambda d: d["steps"][0].pop("axes"), "missing 'axes'"),
     (lambda d: d.update(shape=[16, "a"]), "shape entry"),
-    (lambda d: d["steps"][0].update(axes=["x"]), "not the minor-most suffix"),
+    (lambda d: d.update(steps=[{"op": "all_slice", "axes": []}] * 65), "MAX_STEPS"),
+    (lambda d: d.update(verdict=3), "'verdict' must be an object"),
+    (lambda d: d.update(verdict={"claims": [{"claim": "well_typed", "status": "nope"}]}),
+     None),
 ])
 def test_rejects_bad_documents(edit, message):
     doc = _doc()
     edit(doc)
+    if message is None:                  # parses; the verdict is checked by `verify`
+        loads(json.dumps(doc))
+        return
     with pytest.raises(RedistError, match=message):
         loads(json.dumps(doc))
+
+
+def test_ill_typed_steps_parse_and_are_refuted_by_verify():
+    from redist.core.smt.verify import verify
+    doc = _doc()
+    doc["steps"][0].update(src_dim=0, dst_dim=1)       # src and dst dims swapped
+    plan = loads(json.dumps(doc))
+    v = verify(plan)
+    r = v.get("well_typed")
+    assert r.status == "refuted" and "step 1 (all_to_all)" in r.detail
+    assert "not the minor-most suffix of src_dim 0" in r.detail
+    assert [x.status for x in v.results[1:]] == ["unknown"] * 4
 
 
 def test_rejects_invalid_json():

@@ -2,6 +2,7 @@
 behaviour on bad input and failing ranks (DESIGN §7)."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -99,8 +100,10 @@ def test_each_collective_in_isolation_with_awkward_shapes(tmp_path, path):
 
 
 @pytest.mark.parametrize("name,message", [
-    ("shape", "ranks [2] were given a block that does not fit the plan"),
-    ("dtype", "ranks [1] were given a block that does not fit the plan"),
+    ("shape", "ranks [2] cannot run the plan"),
+    ("dtype", "ranks [1] cannot run the plan"),
+    ("devices-one", "ranks [2] hold a different plan from rank 0"),
+    ("mesh-one", "ranks [1] hold a different plan from rank 0"),
     ("plans", "ranks [3] hold a different plan from rank 0"),
     ("unverified", "refusing to execute an unverified plan: memory_efficient refuted"),
     ("ranks", "the communicator has 4 ranks but mesh x=2,y=4 has 8 devices"),
@@ -147,20 +150,34 @@ def test_run_reports_time_volume_memory_and_match():
     assert 1.0 <= rep["peak_over_bound"] <= 3.0
 
 
+FAULTY = [sys.executable, os.path.join(os.path.dirname(__file__), "mpi_programs",
+                                      "faulty_worker.py")]
+
+
+def _job():
+    p = Problem(parse_mesh("x=2,y=4"), (64, 64), "float32", parse_layout("[{x},{}]"),
+                parse_layout("[{},{y}]"))
+    return {"plan": plan_to_json(normal(p).plan, with_figures=False), "repeat": 1}
+
+
 def test_dying_rank_ends_the_job_quickly_with_nonzero_exit():
-    job = {"mesh": "x=2,y=4", "shape": "64,64", "dtype": "float32", "src": "[{x},{}]",
-           "dst": "[{},{y}]", "method": "normal", "repeat": 1}
     t0 = time.monotonic()
-    res = launch(job, 8, timeout=60, env={"REDIST_TEST_KILL_RANK": "3"})
+    res = launch(_job(), 8, timeout=60, program=FAULTY + ["kill", "3"])
     assert not res.timed_out and res.returncode != 0 and res.report is None
     assert time.monotonic() - t0 < 30
 
 
-def test_mismatched_plan_across_ranks_fails_every_rank_via_launcher():
-    job = {"mesh": "x=2,y=4", "shape": "64,64", "dtype": "float32", "src": "[{x},{}]",
-           "dst": "[{},{y}]", "method": "normal", "repeat": 1}
-    res = launch(job, 8, timeout=60, env={"REDIST_TEST_CORRUPT_PLAN_ON_RANK": "5"})
+@pytest.mark.parametrize("fault", ["dtype", "devices"])
+def test_a_rank_with_another_plan_fails_every_rank_via_launcher(fault):
+    res = launch(_job(), 8, timeout=60, program=FAULTY + [fault, "5"])
+    assert not res.timed_out
     assert res.returncode != 0 and "ranks [5] hold a different plan" in res.stderr
+
+
+def test_the_shipped_worker_has_no_fault_hooks():
+    import redist.runtime.worker as w
+    text = open(w.__file__).read()
+    assert "REDIST_TEST" not in text and "os._exit" not in text
 
 
 def test_demo_runs(tmp_path):
@@ -172,3 +189,42 @@ def test_demo_runs(tmp_path):
     assert "demo succeeded" in r.stdout
 
 
+
+
+def _procs_mentioning(text: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_stopping_run_ends_the_ranks_and_removes_the_job_directory(tmp_path, sig, code):
+    import signal
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "redist", "run", "--np", "4", "--mesh",
+                             "x=4", "--shape", "2048,2048", "--src", "[{x},{}]", "--dst",
+                             "[{},{x}]", "--repeat", "100000", "--timeout", "600"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        jobs = [d for d in os.listdir(tmp_path) if d.startswith("redist-job-")]
+        if jobs and len(_procs_mentioning(str(tmp_path / jobs[0]))) >= 4:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the job never started")
+    time.sleep(1.0)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert not [d for d in os.listdir(tmp_path) if d.startswith("redist-job-")]
+    time.sleep(0.5)
+    assert not _procs_mentioning(str(tmp_path)), "MPI processes were left behind"

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from redist.core.errors import RedistError
+from redist.core.limits import MAX_AXES, MAX_DEVICES, MAX_NAME, check
 
 
 @dataclass(frozen=True)
@@ -13,14 +14,19 @@ class Mesh:
     axes: tuple[tuple[str, int], ...]
 
     def __post_init__(self) -> None:
+        check(len(self.axes), MAX_AXES, "the number of mesh axes", "MAX_AXES")
         seen: set[str] = set()
+        devices = 1
         for name, size in self.axes:
             if not isinstance(name, str) or not name.isidentifier():
-                raise RedistError(f"mesh axis name {name!r} is not an identifier")
+                raise RedistError(f"mesh axis name {name!r:.80} is not an identifier")
+            check(len(name), MAX_NAME, f"the length of axis name {name[:20]!r}...", "MAX_NAME")
             if name in seen:
                 raise RedistError(f"mesh axis {name!r} is declared twice")
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise RedistError(f"mesh axis {name!r} has size {size!r}; sizes must be >= 1")
+                raise RedistError(f"mesh axis {name!r} has size {size!r:.40}; sizes must be >= 1")
+            devices *= size
+            check(devices, MAX_DEVICES, "the device count of the mesh", "MAX_DEVICES")
             seen.add(name)
 
     @property

@@ -22,7 +22,7 @@ def parse_mesh(text: str) -> Mesh:
         m = _MESH_ITEM.match(item)
         if not m:
             raise RedistError(f"mesh item {item.strip()!r} is not of the form name=size")
-        axes.append((m.group(1), int(m.group(2))))
+        axes.append((m.group(1), _small_int(m.group(2), f"mesh axis {m.group(1)!r} size")))
     return Mesh(tuple(axes))
 
 
@@ -36,11 +36,18 @@ def parse_shape(text: str) -> tuple[int, ...]:
         item = item.strip()
         if not re.fullmatch(r"-?\d+", item):
             raise RedistError(f"shape entry {item!r} is not an integer")
-        n = int(item)
+        n = _small_int(item, "shape entry")
         if n < 1:
             raise RedistError(f"shape entry {n} must be >= 1")
         out.append(n)
     return tuple(out)
+
+
+def _small_int(digits: str, what: str) -> int:
+    """int() of a decimal string, refusing absurd lengths (no 4,300-digit conversions)."""
+    if len(digits.lstrip("-")) > 30:
+        raise RedistError(f"{what} {digits[:12]}... has {len(digits)} digits; too large")
+    return int(digits)
 
 
 def parse_layout(text: str) -> Layout:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redist.core.errors import TypingError
+from redist.core.limits import MAX_STEPS, check
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.semantics.collectives import AllSlice, Collective, apply
@@ -49,15 +51,26 @@ class Plan:
     problem: Problem
     steps: tuple[Collective, ...]
 
-    def layouts(self) -> list[Layout]:
-        """src, then the layout after each step, by the typing rules (TypingError if not
-        well-typed; the message names the step)."""
+    def __post_init__(self) -> None:
+        check(len(self.steps), MAX_STEPS, "the number of steps", "MAX_STEPS")
+
+    def typed_prefix(self) -> tuple[list[Layout], TypingError | None]:
+        """Layouts the typing rules give (src first), up to the first ill-typed step, and
+        that step's error (naming the step), or None if every step is well-typed."""
         out = [self.problem.src]
         for k, step in enumerate(self.steps):
             try:
                 out.append(apply(step, self.problem.mesh, self.problem.shape, out[-1]))
-            except Exception as e:  # re-raise with the step number, same type
-                raise type(e)(f"step {k + 1}: {e}") from None
+            except TypingError as e:
+                return out, TypingError(f"step {k + 1} ({step.op}): {e}")
+        return out, None
+
+    def layouts(self) -> list[Layout]:
+        """src, then the layout after each step (TypingError naming the step if a step is
+        ill-typed)."""
+        out, err = self.typed_prefix()
+        if err is not None:
+            raise err
         return out
 
     @property

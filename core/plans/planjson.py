@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from redist.core.errors import RedistError
+from redist.core.files import parse_json, read_text
+from redist.core.limits import MAX_PLAN_FILE_BYTES, MAX_STEPS, check
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import layout_from_value
@@ -86,7 +88,7 @@ def step_from_json(js: Any, k: int) -> Collective:
     if op == "all_permute":
         _expect("layout" in js, f"{where} (all_permute): missing 'layout'")
         return AllPermute(layout_from_value(js["layout"], f"{where} layout"))
-    raise RedistError(f"{where}: unknown op {op!r} (expected all_slice, all_gather, "
+    raise RedistError(f"{where}: unknown op {op!r:.40} (expected all_slice, all_gather, "
                       "all_to_all or all_permute)")
 
 
@@ -107,51 +109,66 @@ def problem_from_json(doc: dict[str, Any]) -> Problem:
 
 
 def plan_from_json(doc: Any) -> Plan:
-    """Parse and check a plan document; recomputed layouts and figures must match any
-    that the writer included."""
+    """Parse and check a plan document. What is not a plan (wrong structure, unknown op,
+    an invalid problem, over a limit) raises RedistError. A plan whose steps break a typing
+    rule still parses: that is a refuted claim, for `verify` to report. Layouts and figures
+    that the writer included must match the recomputed ones."""
     _expect(isinstance(doc, dict), "plan: the document must be a JSON object")
     fmt = doc.get("format")
-    _expect(fmt == FORMAT, f"plan: unknown format {fmt!r} (expected {FORMAT!r})")
+    _expect(fmt == FORMAT, f"plan: unknown format {fmt!r:.60} (expected {FORMAT!r})")
     problem = problem_from_json(doc)
     steps_js = doc.get("steps")
     _expect(isinstance(steps_js, list), "plan: 'steps' must be a list")
+    check(len(steps_js), MAX_STEPS, "the number of steps", "MAX_STEPS")
     plan = Plan(problem, tuple(step_from_json(s, k) for k, s in enumerate(steps_js)))
-    lays = plan.layouts()
-    for k, s in enumerate(steps_js):
+    claimed_verdict(doc)                  # its shape; `verify` compares the statuses
+    lays, err = plan.typed_prefix()
+    for k, s in enumerate(steps_js[: len(lays) - 1]):
         if "layout_after" in s:
             claimed = layout_from_value(s["layout_after"], f"step {k + 1} layout_after")
             _expect(claimed == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
                                             f"match the recomputed {lays[k + 1]}")
-    if "figures" in doc:
+    if "figures" in doc and err is None:
         ours = plan.figures().to_json()
         theirs = doc["figures"]
         _expect(isinstance(theirs, dict), "plan: 'figures' must be an object")
         for key, value in theirs.items():
             _expect(key not in ours or _same(ours[key], value),
-                    f"plan: figure {key!r} = {value!r} does not match the recomputed "
+                    f"plan: figure {key!r:.40} = {value!r:.40} does not match the recomputed "
                     f"{ours.get(key)!r}")
     return plan
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, (int, float)):
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
         return abs(a - b) <= 1e-9 * max(1.0, abs(a))
-    return a == b
+    return a == b and type(a) is type(b)
+
+
+def claimed_verdict(doc: Any) -> dict[str, str]:
+    """The per-claim statuses a writer put in the document's "verdict" (empty if none)."""
+    if not isinstance(doc, dict) or "verdict" not in doc:
+        return {}
+    v = doc["verdict"]
+    _expect(isinstance(v, dict) and isinstance(v.get("claims"), list),
+            "plan: 'verdict' must be an object with a list of 'claims'")
+    out = {}
+    for c in v["claims"]:
+        _expect(isinstance(c, dict) and isinstance(c.get("claim"), str)
+                and isinstance(c.get("status"), str),
+                "plan: each verdict claim must be an object with string 'claim' and 'status'")
+        out[c["claim"]] = c["status"]
+    return out
 
 
 def loads(text: str) -> Plan:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RedistError(f"plan: not valid JSON ({e.msg} at line {e.lineno} column "
-                          f"{e.colno})") from None
-    return plan_from_json(doc)
+    return plan_from_json(parse_json(text, "plan"))
+
+
+def read_doc(path: str) -> Any:
+    """The parsed JSON of a plan file, within the size limit."""
+    return parse_json(read_text(path, MAX_PLAN_FILE_BYTES, "plan"), "plan")
 
 
 def load(path: str) -> Plan:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise RedistError(f"cannot read plan {path!r}: {e.strerror}") from None
-    return loads(text)
+    return plan_from_json(read_doc(path))

@@ -15,8 +15,10 @@ def human_bytes(n: float) -> str:
 
 
 def plan_table(plan: Plan) -> str:
+    lays, err = plan.typed_prefix()
+    if err is not None:
+        return _ill_typed_table(plan, lays, str(err))
     p = plan.problem
-    lays = plan.layouts()
     fig = plan.figures()
     rows = [("step", "op", "layout after", "local shape", "bytes moved", "memory vs bound")]
 
@@ -46,4 +48,16 @@ def plan_table(plan: Plan) -> str:
         f"{human_bytes(fig.lower_bound_bytes)}; ratio {ratio}",
         f"collectives {fig.collectives}",
     ]
+    return "\n".join(lines)
+
+
+def _ill_typed_table(plan: Plan, lays: list, error: str) -> str:
+    """The steps up to the first ill-typed one; no figures (they need every layout)."""
+    p = plan.problem
+    lines = [f"problem     mesh {p.mesh} ({p.mesh.num_devices} devices), shape "
+             f"{','.join(map(str, p.shape)) or '()'} {p.dtype}: {p.src} -> {p.dst}",
+             f"src         {p.src}"]
+    for k, step in enumerate(plan.steps[: len(lays) - 1]):
+        lines.append(f"step {k + 1:<6} {describe(step)} -> {lays[k + 1]}")
+    lines.append(f"ILL-TYPED   {error}")
     return "\n".join(lines)

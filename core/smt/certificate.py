@@ -1,10 +1,14 @@
-"""Proof certificates (DESIGN §4): the problem, the plan, and per claim its SMT-LIB2
-obligation (the negated claim), the solver's answer, and SHA-256 hashes.
+"""Proof certificates (DESIGN §4): the problem, the plan, the memory limit the claims were
+proved against, and per claim its SMT-LIB2 obligation (the negated claim), the solver's
+answer and SHA-256 hashes.
 
-Checking regenerates every obligation from the stored plan and compares it with the
-stored text, checks every hash, and re-solves each obligation with z3 and (if
-installed) cvc5. A certificate is a directory (certificate.json, plan.json,
-obligations/*.smt2) or a single .json file with everything inline.
+A certificate is a directory (certificate.json, plan.json, obligations/*.smt2) or one
+.json file with everything inline. Certificates come from other people, so checking one
+never runs anything it contains: every obligation is regenerated from the stored plan and
+memory limit, compared with the stored text (the first mismatch rejects the certificate,
+before any solving), and only the regenerated text is solved, by z3 and by cvc5 when
+installed. Files are read only from inside the certificate, only if regular, and only up
+to the documented size limits.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from redist.core.errors import RedistError
+from redist.core.files import parse_json, read_text
+from redist.core.limits import MAX_CERTIFICATE_BYTES, MAX_OBLIGATION_BYTES, MAX_PLAN_FILE_BYTES
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.smt.obligations import CLAIMS, obligations
 from redist.core.smt.solvers import cvc5_version, solve_cvc5, solve_z3, z3_version
 from redist.core.smt.verify import Verdict, verify
 
-FORMAT = "redist.certificate/1"
+FORMAT = "redist.certificate/2"
+STATUS_ANSWER = {"proved": "unsat", "refuted": "sat"}   # what a re-solve must answer
 
 
 def sha256(text: str) -> str:
@@ -30,6 +38,23 @@ def sha256(text: str) -> str:
 
 def plan_text(plan: Plan) -> str:
     return json.dumps(plan_to_json(plan), indent=1, sort_keys=True) + "\n"
+
+
+def memory_limit(plan: Plan, budget: int | None) -> dict[str, Any]:
+    """What the memory claim is proved against: the plan's bound, or a user's budget."""
+    if budget is None:
+        return {"kind": "bound", "bytes": plan.figures().bound_bytes}
+    return {"kind": "budget", "bytes": budget}
+
+
+def statement_sha256(doc: dict[str, Any]) -> str:
+    """Hash of everything that says what was proved: format, plan hash, memory limit, and
+    per claim its status, answer and obligation hash."""
+    core = {"format": doc.get("format"), "plan_sha256": doc.get("plan_sha256"),
+            "memory_limit": doc.get("memory_limit"),
+            "claims": [{k: c.get(k) for k in ("claim", "status", "answer", "sha256")}
+                       if isinstance(c, dict) else c for c in doc.get("claims") or []]}
+    return sha256(json.dumps(core, sort_keys=True))
 
 
 def write_certificate(plan: Plan, verdict: Verdict | None, path: str,
@@ -52,8 +77,10 @@ def write_certificate(plan: Plan, verdict: Verdict | None, path: str,
         else:
             entry["obligation"] = f"obligations/{r.claim}.smt2"
         claims.append(entry)
-    doc = {"format": FORMAT, "solver": {"name": "z3", "version": z3_version()},
-           "memory_budget": memory_budget, "plan_sha256": sha256(ptext), "claims": claims}
+    doc: dict[str, Any] = {"format": FORMAT, "solver": {"name": "z3", "version": z3_version()},
+                           "plan_sha256": sha256(ptext),
+                           "memory_limit": memory_limit(plan, memory_budget), "claims": claims}
+    doc["sha256"] = statement_sha256(doc)
     try:
         if single:
             doc["plan"] = json.loads(ptext)
@@ -75,112 +102,171 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise CertificateRejected(f"cannot read {path}: {e.strerror}") from None
-
-
 class CertificateRejected(Exception):
-    pass
+    """The certificate is not genuine, or does not say what it claims."""
 
 
 @dataclass
 class CheckReport:
     path: str
-    ok: bool
+    genuine: bool = False              # every obligation follows and re-solves as recorded
     problems: list[str] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)   # per claim: status and solver answers
+    limit: dict[str, Any] | None = None
+    bound_bytes: int | None = None
+
+    @property
+    def refuted(self) -> list[str]:
+        return [r["claim"] for r in self.rows if r["status"] != "proved"]
+
+    @property
+    def ok(self) -> bool:
+        """Genuine, and every claim proved: the only case `certify check` exits 0."""
+        return self.genuine and not self.refuted
 
     def to_json(self) -> dict:
-        return {"certificate": self.path, "ok": self.ok, "problems": self.problems,
-                "claims": self.rows}
+        return {"certificate": self.path, "ok": self.ok, "genuine": self.genuine,
+                "problems": self.problems, "memory_limit": self.limit,
+                "bound_bytes": self.bound_bytes, "claims": self.rows}
+
+    def limit_text(self) -> str:
+        if self.limit is None:
+            return "unknown"
+        if self.limit["kind"] == "bound":
+            return f"the bound, {self.limit['bytes']:,} bytes per device"
+        return (f"a budget of {self.limit['bytes']:,} bytes per device (the plan's bound is "
+                f"{self.bound_bytes:,})")
 
     def table(self) -> str:
         lines = [f"certificate {self.path}"]
+        if self.genuine:
+            lines.append(f"  memory claim proved against {self.limit_text()}")
         for r in self.rows:
             answers = ", ".join(f"{k} {v}" for k, v in r["answers"].items())
             lines.append(f"  {r['claim']:<17} {r['status']:<8} re-solved: {answers}")
         for p in self.problems:
             lines.append(f"  REJECTED: {p}")
-        lines.append("certificate " + ("checks" if self.ok else "REJECTED"))
+        if not self.genuine:
+            lines.append("certificate REJECTED")
+        elif self.refuted:
+            lines.append("certificate is genuine but records claims that are not proved: "
+                         + ", ".join(self.refuted))
+        else:
+            lines.append("certificate checks: all five claims proved")
         return "\n".join(lines)
 
 
-def check_certificate(path: str, use_cvc5: bool = True) -> CheckReport:
-    """Check a certificate; a report with ok=False lists every reason for rejection."""
-    report = CheckReport(path, False)
+def check_certificate(path: str, use_cvc5: bool = True,
+                      timeout_ms: int = 120_000) -> CheckReport:
+    """Check a certificate. A path that does not exist or is not a file or directory is bad
+    input (RedistError); anything wrong inside it makes a report with genuine=False and the
+    first reason."""
+    report = CheckReport(path)
+    if not os.path.lexists(path):
+        raise RedistError(f"no certificate at {path!r}: no such file or directory")
     try:
-        _check(path, use_cvc5, report)
+        _check(path, use_cvc5, timeout_ms, report)
+        report.genuine = True
     except CertificateRejected as e:
         report.problems.append(str(e))
     except RedistError as e:
-        report.problems.append(f"the stored plan is invalid: {e}")
-    report.ok = not report.problems
+        report.problems.append(str(e))
     return report
 
 
-def _check(path: str, use_cvc5: bool, report: CheckReport) -> None:
-    if os.path.isdir(path):
-        base, cert_file = path, os.path.join(path, "certificate.json")
-    elif os.path.isfile(path):
-        base, cert_file = os.path.dirname(path), path
+def _inside(base: str, ref: Any, what: str) -> str:
+    """A relative path inside the certificate directory, or a rejection."""
+    if not isinstance(ref, str) or not ref or "\x00" in ref:
+        raise CertificateRejected(f"{what}: the path must be a non-empty string")
+    if os.path.isabs(ref) or ".." in ref.replace("\\", "/").split("/"):
+        raise CertificateRejected(f"{what}: {ref!r} is not a path inside the certificate")
+    full = os.path.join(base, ref)
+    real_base = os.path.realpath(base)
+    if os.path.commonpath([os.path.realpath(full), real_base]) != real_base:
+        raise CertificateRejected(f"{what}: {ref!r} leads outside the certificate")
+    return full
+
+
+def _expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise CertificateRejected(msg)
+
+
+def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        base, cert_file, single = path, os.path.join(path, "certificate.json"), False
     else:
-        raise RedistError(f"no certificate at {path!r}")
+        base, cert_file, single = os.path.dirname(path) or ".", path, True
+    doc = parse_json(read_text(cert_file, MAX_CERTIFICATE_BYTES, "certificate"), "certificate")
+    _expect(isinstance(doc, dict), "the certificate must be a JSON object")
+    _expect(doc.get("format") == FORMAT, f"unknown certificate format {doc.get('format')!r:.60} "
+                                         f"(expected {FORMAT!r})")
+    _expect(isinstance(doc.get("plan_sha256"), str), "'plan_sha256' must be a string")
+    _expect(doc.get("sha256") == statement_sha256(doc),
+            "the certificate's sha256 does not match its statement (plan hash, memory limit, "
+            "claims): a field was changed")
+    # The plan: inline in a single file, a file inside the directory otherwise.
+    ref = doc.get("plan")
+    if isinstance(ref, dict):
+        ptext = json.dumps(ref, indent=1, sort_keys=True) + "\n"
+    else:
+        _expect(not single, "a single-file certificate must hold its plan inline")
+        ptext = read_text(_inside(base, ref, "plan"), MAX_PLAN_FILE_BYTES, "plan")
+    _expect(sha256(ptext) == doc["plan_sha256"],
+            "the plan's SHA-256 does not match plan_sha256: the plan was changed")
     try:
-        doc = json.loads(_read(cert_file))
-    except json.JSONDecodeError as e:
-        raise CertificateRejected(f"{cert_file} is not valid JSON ({e.msg})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else None
-        raise CertificateRejected(f"unknown certificate format {got!r} (expected {FORMAT!r})")
-    plan_ref = doc.get("plan")
-    ptext = _read(os.path.join(base, plan_ref)) if isinstance(plan_ref, str) else \
-        json.dumps(plan_ref, indent=1, sort_keys=True) + "\n"
-    if sha256(ptext) != doc.get("plan_sha256"):
-        report.problems.append("the plan's SHA-256 does not match plan_sha256: the plan "
-                               "was changed")
-    try:
-        plan = plan_from_json(json.loads(ptext))
-    except json.JSONDecodeError as e:
-        raise CertificateRejected(f"the stored plan is not valid JSON ({e.msg})") from None
-    budget = doc.get("memory_budget")
-    regenerated = {o.claim: o.smt2() for o in obligations(plan, budget)}
+        plan = plan_from_json(parse_json(ptext, "plan"))
+    except RedistError as e:
+        raise CertificateRejected(f"the stored plan is invalid: {e}") from None
+    report.bound_bytes = plan.figures().bound_bytes
+    limit = doc.get("memory_limit")
+    _expect(isinstance(limit, dict) and set(limit) == {"kind", "bytes"}
+            and limit["kind"] in ("bound", "budget") and isinstance(limit["bytes"], int)
+            and not isinstance(limit["bytes"], bool) and limit["bytes"] >= 1,
+            "'memory_limit' must be {\"kind\": \"bound\" or \"budget\", \"bytes\": a positive "
+            "integer}")
+    if limit["kind"] == "bound":
+        _expect(limit["bytes"] == report.bound_bytes,
+                f"memory_limit says the bound is {limit['bytes']} bytes; the plan's bound is "
+                f"{report.bound_bytes}")
+    report.limit = limit
+    budget = None if limit["kind"] == "bound" else limit["bytes"]
     claims = doc.get("claims")
-    if not isinstance(claims, list):
-        raise CertificateRejected("'claims' is missing or not a list")
-    listed = {c.get("claim") for c in claims if isinstance(c, dict)}
-    for missing in [c for c in CLAIMS if c not in listed]:
-        report.problems.append(f"claim {missing!r} is missing")
+    _expect(isinstance(claims, list) and len(claims) == len(CLAIMS)
+            and all(isinstance(c, dict) for c in claims),
+            f"'claims' must list the {len(CLAIMS)} claims")
+    by_name = {c["claim"]: c for c in claims if isinstance(c.get("claim"), str)}
+    for name in CLAIMS:
+        _expect(name in by_name, f"claim {name!r} is missing")
+    # Regenerate and compare every obligation before solving anything.
+    generated = {o.claim: o.smt2() for o in obligations(plan, budget)}
+    for name in CLAIMS:
+        entry = by_name[name]
+        if single:
+            stored = entry.get("smt2")
+            _expect(isinstance(stored, str), f"{name}: 'smt2' must be the obligation text")
+        else:
+            stored = read_text(_inside(base, entry.get("obligation"), f"{name} obligation"),
+                               MAX_OBLIGATION_BYTES, f"{name} obligation")
+        _expect(sha256(stored) == entry.get("sha256"),
+                f"{name}: obligation SHA-256 mismatch: the obligation was changed")
+        _expect(stored == generated[name],
+                f"{name}: the stored obligation does not follow from the plan (regenerated "
+                "text differs)")
+        status, answer = entry.get("status"), entry.get("answer")
+        _expect(status in STATUS_ANSWER or status == "unknown",
+                f"{name}: status {status!r:.40} is not proved, refuted or unknown")
+        _expect(answer == STATUS_ANSWER.get(status, "unknown"),
+                f"{name}: recorded answer {answer!r:.40} does not fit status {status!r}")
+    # Only now solve, and only the text generated here.
     solvers = [("z3", solve_z3)]
     if use_cvc5 and cvc5_version() is not None:
         solvers.append(("cvc5", solve_cvc5))
-    for entry in claims:
-        if not isinstance(entry, dict) or entry.get("claim") not in CLAIMS:
-            report.problems.append(f"unknown claim entry {entry!r:.80}")
-            continue
-        claim = entry["claim"]
-        if "smt2" in entry:
-            text = entry["smt2"]
-        elif isinstance(entry.get("obligation"), str):
-            text = _read(os.path.join(base, entry["obligation"]))
-        else:
-            report.problems.append(f"{claim}: obligation is missing")
-            continue
-        if sha256(text) != entry.get("sha256"):
-            report.problems.append(f"{claim}: obligation SHA-256 mismatch: the obligation "
-                                   "was changed")
-        if text != regenerated[claim]:
-            report.problems.append(f"{claim}: the stored obligation does not follow from the "
-                                   "plan (regenerated text differs)")
-        answers = {name: fn(text) for name, fn in solvers}
-        status = entry.get("status")
-        want = {"proved": "unsat", "refuted": "sat"}.get(status)
-        if want is None:
-            report.problems.append(f"{claim}: status {status!r} is not proved or refuted")
-        for name, ans in answers.items():
-            if want is not None and ans != want:
-                report.problems.append(f"{claim}: marked {status} but {name} answers {ans}")
-        report.rows.append({"claim": claim, "status": status, "answers": answers})
+    for name in CLAIMS:
+        status = by_name[name]["status"]
+        answers = {sname: fn(generated[name], timeout_ms) for sname, fn in solvers}
+        report.rows.append({"claim": name, "status": status, "answers": answers})
+        for sname, ans in answers.items():
+            if status in STATUS_ANSWER:
+                _expect(ans == STATUS_ANSWER[status],
+                        f"{name}: recorded {status} but {sname} answers {ans}")

@@ -18,7 +18,7 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.collectives import AllSlice, apply
+from redist.core.semantics.collectives import AllSlice
 from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.smt import typing_rules as T
 from redist.core.smt.z3algebra import Z3
@@ -57,20 +57,8 @@ class Obligation:
         return _ALIAS.sub(rename, s.to_smt2())
 
 
-def typed_prefix(plan: Plan) -> tuple[list[Layout], TypingError | None]:
-    """Layouts the typing rules give, up to the first ill-typed step (and its error)."""
-    p = plan.problem
-    lays = [p.src]
-    for k, step in enumerate(plan.steps):
-        try:
-            lays.append(apply(step, p.mesh, p.shape, lays[-1]))
-        except TypingError as e:
-            return lays, TypingError(f"step {k + 1}: {e}")
-    return lays, None
-
-
 def obligations(plan: Plan, budget_bytes: int | None = None) -> list[Obligation]:
-    lays, err = typed_prefix(plan)
+    lays, err = plan.typed_prefix()
     out = [_well_typed(plan, lays, err)]
     if err is not None:
         why = "not posed: the plan is not well-typed"

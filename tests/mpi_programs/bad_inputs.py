@@ -27,6 +27,16 @@ if case == "dtype" and rank == 1:
 if case == "plans" and rank == 3:
     plan = normal(Problem(mesh, (8, 8), "float32", parse_layout("[{x},{}]"),
                           parse_layout("[{},{x}]"))).plan
+if case == "devices-one" and rank == 2:
+    # this rank alone believes in an 8-device mesh: it must not block the others
+    plan = normal(Problem(parse_mesh("x=2,y=4"), (8, 8), "float32", parse_layout("[{x},{}]"),
+                          parse_layout("[{},{y}]"))).plan
+    local = np.zeros((4, 8), np.float32)
+if case == "mesh-one" and rank == 1:
+    # same device count, another mesh shape
+    plan = normal(Problem(parse_mesh("x=4"), (8, 8), "float32", parse_layout("[{x},{}]"),
+                          parse_layout("[{},{}]"))).plan
+    local = np.zeros((2, 8), np.float32)
 if case == "unverified":
     plan = naive(problem)
 if case == "ranks":

@@ -1,0 +1,249 @@
+"""Bad input, tried as a careless user and as an attacker would: every case gets one line
+`redist: error: ...` naming the problem and exit code 2 (or, for a plan that parses but
+breaks a typing rule or a certificate that is not genuine, a refuted claim and exit 1);
+never a traceback, never a hang."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+
+from redist.cli import main
+
+PROBLEM = ["--mesh", "x=2,y=4", "--shape", "16,16", "--src", "[{x},{y}]", "--dst", "[{y},{x}]"]
+GOOD_PLAN = {"format": "redist.plan/1", "mesh": [["x", 2], ["y", 4]], "shape": [16, 16],
+             "dtype": "float32", "src": [["x"], ["y"]], "dst": [["y"], ["x"]],
+             "steps": [{"op": "all_to_all", "src_dim": 1, "dst_dim": 0, "axes": ["y"]},
+                       {"op": "all_permute", "layout": [["y", "x"], []]},
+                       {"op": "all_to_all", "src_dim": 0, "dst_dim": 1, "axes": ["x"]}]}
+
+
+def run_cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def opt(name, value, base=PROBLEM):
+    args = list(base)
+    if name in args:
+        args[args.index(name) + 1] = value
+    else:
+        args += [name, value]
+    return args
+
+
+# (argv, exit code, fragment of the one-line message)
+PROBLEM_CASES = [
+    # meshes
+    (opt("--mesh", "x=0,y=4"), "size 0; sizes must be >= 1"),
+    (opt("--mesh", "x=-2,y=4"), "size -2; sizes must be >= 1"),
+    (opt("--mesh", "x,y=4"), "mesh item 'x' is not of the form name=size"),
+    (opt("--mesh", "x=2,x=4"), "mesh axis 'x' is declared twice"),
+    (opt("--mesh", "2x=2,y=4"), "mesh item '2x=2' is not of the form"),
+    (opt("--mesh", "x=2;y=4"), "is not of the form name=size"),
+    (opt("--mesh", "x=4096,y=4096"), "over the limit MAX_DEVICES"),
+    (opt("--mesh", ",".join(f"a{k}=1" for k in range(33))), "over the limit MAX_AXES"),
+    (opt("--mesh", "x=2,,y=4"), "mesh item '' is not of the form"),
+    (opt("--mesh", "x" * 100 + "=2"), "over the limit MAX_NAME"),
+    (opt("--mesh", "x=1e3"), "mesh item 'x=1e3' is not of the form"),
+    (opt("--mesh", "x=" + "9" * 50), "has 50 digits; too large"),
+    # shapes
+    (opt("--shape", "16,0"), "shape entry 0 must be >= 1"),
+    (opt("--shape", "16,a"), "shape entry 'a' is not an integer"),
+    (opt("--shape", "-64,64"), "shape entry -64 must be >= 1"),
+    (opt("--shape", "16,,16"), "shape entry '' is not an integer"),
+    (opt("--shape", "1" + "9" * 5000), "has 5001 digits; too large"),
+    (opt("--shape", "2**70,4"), "shape entry '2**70' is not an integer"),
+    (opt("--shape", ",".join(["2"] * 17)), "over the limit MAX_RANK"),
+    (opt("--shape", f"{2**63},16"), "an array extent is 9,223,372,036,854,775,808, over"),
+    (opt("--shape", f"{2**40},{2**40}"), "the number of array elements"),
+    # layouts
+    (opt("--dst", "[{y},{q}]"), "unknown axis 'q'"),
+    (opt("--dst", "[{y},{y}]"), "axis 'y' is used more than once"),
+    (opt("--src", "[{x}]"), "has 1 dims but the array has rank 2"),
+    (opt("--src", "[{x},{y}"), "must be enclosed in [ ]"),
+    (opt("--src", "[{x}{y}]"), "unexpected '{y}'"),
+    (opt("--src", "[{x},]"), "trailing comma"),
+    (opt("--src", "[{x y}]"), "'x y' is not an axis name"),
+    (opt("--src", "[{1x},{}]"), "'1x' is not an axis name"),
+    (opt("--src", "[{x},{y}]junk"), "must be enclosed in [ ]"),
+    (opt("--src", "(('x',)"), "is neither [{..},..] nor a Python/JAX tuple form"),
+    (opt("--src", "('x', 5)"), "dim 1 entry 5 is not an axis name"),
+    (opt("--src", "{x}"), "must be enclosed in [ ]"),
+    (opt("--src", ""), "is neither [{..},..] nor a Python/JAX tuple form"),
+    (opt("--src", "[" * 1000), "is neither [{..},..] nor a Python/JAX tuple form"),
+    # dtypes
+    (opt("--dtype", "float33"), "unknown dtype 'float33'"),
+    (opt("--dtype", "object"), "unknown dtype 'object'"),
+    (opt("--dtype", "U10"), "unknown dtype 'U10'"),
+    # options
+    (opt("--budget", "-5"), "argument --budget: -5 must be at least 1"),
+    (opt("--budget", "abc"), "argument --budget: 'abc' is not a whole number"),
+    (opt("--budget", "0"), "argument --budget: 0 must be at least 1"),
+    (opt("--max-steps", "0"), "argument --max-steps: 0 must be at least 1"),
+    (opt("--max-steps", "17", opt("--method", "optimal")), "--max-steps must be between 1 and 16"),
+    (opt("--method", "fastest"), "argument --method: invalid choice: 'fastest'"),
+]
+
+RUN = ["run", "--np", "8"] + PROBLEM
+RUN_CASES = [
+    (["run", "--np", "eight"] + PROBLEM, "argument --np: 'eight' is not a whole number"),
+    (["run", "--np", "0"] + PROBLEM, "argument --np: 0 must be at least 1"),
+    (RUN + ["--timeout", "soon"], "argument --timeout: 'soon' is not a number of seconds"),
+    (RUN + ["--timeout", "nan"], "'nan' must be a positive, finite number of seconds"),
+    (RUN + ["--timeout", "0"], "'0' must be a positive, finite number of seconds"),
+    (RUN + ["--timeout", "-1"], "'-1' must be a positive, finite number of seconds"),
+    (RUN + ["--repeat", "0"], "argument --repeat: 0 must be at least 1"),
+    (["run", "--np", "4"] + PROBLEM, "--np 4 does not match the mesh's 8 devices"),
+    (RUN + ["--mpiexec", "/nonexistent/mpiexec"], "--mpiexec '/nonexistent/mpiexec' is not an "
+                                                 "executable file"),
+    (RUN + ["--mpiexec", "/etc/passwd"], "is not an executable file"),
+    (["run", "--np", "8"], "give --plan FILE or the problem (--mesh, --shape, --src, --dst "
+                           "missing)"),
+    (["run", "--np", "8", "--plan", "/nonexistent.json"], "cannot read plan '/nonexistent.json'"),
+    (["run", "--np", "2048", "--mesh", "x=2048", "--shape", "2048", "--src", "[{x}]", "--dst",
+      "[{}]"], "over the limit MAX_RUN_RANKS"),
+    (["run", "--np", "8", "--mesh", "x=8", "--shape", f"{2**20},{2**20}", "--dtype", "float64",
+      "--src", "[{x},{}]", "--dst", "[{},{x}]"], "of memory (8 ranks"),
+    (["run", "--np", "8", "--method", "optimal"] + PROBLEM, "redist run executes normal or naive"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [(["plan"] + a, m) for a, m in PROBLEM_CASES]
+                         + RUN_CASES)
+def test_bad_command_line_is_one_line_exit_2(argv, message):
+    code, out, err = run_cli(argv)
+    assert code == 2, (code, out, err)
+    assert err.startswith("redist: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert "Traceback" not in err + out
+
+
+def _plan_file(tmp_path, content) -> str:
+    f = tmp_path / "plan.json"
+    if isinstance(content, bytes):
+        f.write_bytes(content)
+    else:
+        f.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(f)
+
+
+def _with(**changes):
+    doc = json.loads(json.dumps(GOOD_PLAN))
+    doc.update(changes)
+    return doc
+
+
+def _step(k, **changes):
+    doc = json.loads(json.dumps(GOOD_PLAN))
+    doc["steps"][k].update(changes)
+    return doc
+
+
+def _drop(key, step=None):
+    doc = json.loads(json.dumps(GOOD_PLAN))
+    (doc if step is None else doc["steps"][step]).pop(key)
+    return doc
+
+
+PLAN_CASES = [
+    ("{not json", "plan: not valid JSON"),
+    (_step(0, op="shuffle"), "step 1: unknown op 'shuffle'"),
+    (_step(0, op=["all", "to", "all"]), "unknown op ['all', 'to', 'all']"),
+    (_with(format="other/2"), "plan: unknown format 'other/2'"),
+    ([1, 2], "plan: the document must be a JSON object"),
+    (_drop("mesh"), "plan: missing 'mesh'"),
+    (_with(mesh={"x": 2}), "'mesh' must be a list of [name, size] pairs"),
+    (_with(mesh=[["x", 0], ["y", 4]]), "size 0; sizes must be >= 1"),
+    (_with(shape=[16, "a"]), "plan: shape entry must be an integer"),
+    (_with(shape=[16, True]), "plan: shape entry must be an integer"),
+    (_with(dtype=5), "'dtype' must be a string"),
+    (_with(src=[["q"], ["y"]]), "unknown axis 'q'"),
+    (_with(steps={"op": "all_gather"}), "'steps' must be a list"),
+    (_with(steps=[3]), "step 1 must be an object"),
+    (_drop("src_dim", step=0), "step 1 (all_to_all): missing 'src_dim'"),
+    (_step(0, src_dim="1"), "step 1 src_dim must be an integer"),
+    (_step(0, axes="y"), "must be a list of axis names"),
+    (_step(1, layout=5), "a layout is a list with one entry per array dim"),
+    (_step(0, layout_after=[["x"], ["y"]]), "layout_after [{x},{y}] does not match"),
+    (_with(figures={"peak_bytes": 1}), "figure 'peak_bytes' = 1 does not match"),
+    (_with(figures=[1]), "'figures' must be an object"),
+    (_with(verdict=3), "'verdict' must be an object with a list of 'claims'"),
+    (_with(verdict={"claims": [{"claim": ["well_typed"], "status": "proved"}]}),
+     "each verdict claim must be an object with string 'claim' and 'status'"),
+    (b"\xff\xfe{}", "is not UTF-8 text"),
+    ("[" * 200 + "]" * 200, "JSON nested 200 deep, over the limit MAX_JSON_DEPTH"),
+    ('{"format": "redist.plan/1", "shape": [' + "9" * 5000 + "]}", "not acceptable JSON"),
+    (_with(steps=[{"op": "all_slice", "axes": [[], []]}] * 65), "over the limit MAX_STEPS"),
+]
+
+
+@pytest.mark.parametrize("content,message", PLAN_CASES)
+@pytest.mark.parametrize("command", ["verify", "normalize"])
+def test_bad_plan_files_are_one_line_exit_2(tmp_path, command, content, message):
+    code, out, err = run_cli([command, _plan_file(tmp_path, content)])
+    assert code == 2, (code, out, err)
+    assert err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in err + out
+
+
+def test_plan_files_that_are_not_regular_files(tmp_path):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(5 << 20)
+    for path, message in [(str(fifo), "is not a regular file"), (str(tmp_path), "is not a "
+                          "regular file"), (str(big), "over the limit of 4,194,304 bytes"),
+                          (str(tmp_path / "none.json"), "No such file or directory")]:
+        code, _, err = run_cli(["verify", path])
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_ill_typed_plan_is_a_refuted_claim_exit_1(tmp_path):
+    """An all_to_all with src_dim and dst_dim swapped parses; well_typed is refuted with the
+    step and the rule, the other claims are not checked."""
+    code, out, err = run_cli(["verify", _plan_file(tmp_path, _step(0, src_dim=0, dst_dim=1))])
+    assert code == 1, err
+    assert "REFUTED  well_typed" in out
+    assert "step 1 (all_to_all): all_to_all: {y} is not the minor-most suffix of src_dim 0" in out
+    assert out.count("UNKNOWN") == 4 and "not posed: the plan is not well-typed" in out
+    code, out, _ = run_cli(["normalize", _plan_file(tmp_path, _step(0, src_dim=0, dst_dim=1))])
+    assert code == 1 and "nothing to normalize: the plan is not well-typed" in out
+
+
+def test_certificate_paths(tmp_path):
+    code, _, err = run_cli(["certify", "check", str(tmp_path / "missing")])
+    assert code == 2 and "no certificate at" in err and "no such file or directory" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, _ = run_cli(["certify", "check", str(empty)])
+    assert code == 1 and "cannot read certificate" in out and "REJECTED" in out
+    code, out, _ = run_cli(["certify", "check", "/dev/null"])
+    assert code == 1 and "is not a regular file" in out
+
+
+def test_real_entry_point_prints_one_line():
+    """The installed command, not just main(): argparse errors included."""
+    for argv, message in [(["run", "--np", "eight"], "'eight' is not a whole number"),
+                          (["plan"] + opt("--shape", "-64,64"), "shape entry -64 must be >= 1")]:
+        r = subprocess.run([sys.executable, "-m", "redist", *argv], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr
+
+
+def test_run_with_plan_file_takes_the_problem_from_the_file(tmp_path):
+    f = _plan_file(tmp_path, GOOD_PLAN)
+    code, _, err = run_cli(["run", "--np", "8", "--plan", f, "--mesh", "x=4,y=2"])
+    assert code == 2 and "--mesh x=4,y=2 contradicts the plan file" in err
+    code, _, err = run_cli(["run", "--np", "8", "--plan", f, "--shape", "32,16"])
+    assert code == 2 and "--shape 32,16 contradicts the plan file" in err
