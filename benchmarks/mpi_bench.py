@@ -19,7 +19,7 @@ from mpi4py import MPI
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
-from redist.core.synthesis.search import naive, normal
+from redist.core.synthesis.synthesize import naive, normal
 from redist.runtime.api import execute, mesh_comm, redistribute_with_stats
 from redist.runtime.arrays import sample_block
 from redist.runtime.memory import MemoryTracker

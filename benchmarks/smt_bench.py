@@ -29,7 +29,7 @@ from redist.core.model.problem import Problem
 from redist.core.smt.certificate import check_certificate, write_certificate
 from redist.core.smt.verify import verify
 from redist.core.synthesis.optimal import optimal
-from redist.core.synthesis.search import normal
+from redist.core.synthesis.synthesize import normal
 
 NAMES = "abcdef"
 

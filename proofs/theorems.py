@@ -26,7 +26,7 @@ from redist.core.semantics.sourcemap import source
 from redist.core.smt.obligations import obligations
 from redist.core.smt.verify import solve, verify
 from redist.core.smt.z3algebra import Z3
-from redist.core.synthesis.search import is_normal_form, normal
+from redist.core.synthesis.synthesize import is_normal_form, normal
 
 from .soundness import soundness_query
 from .symbolic import SymbolicMesh, all_layouts, all_steps

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
 from redist.core.smt.verify import Verdict, verify
-from redist.core.synthesis.search import synthesize_plan
+from redist.core.synthesis.synthesize import synthesize_plan
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def synthesize(problem: Problem, method: str = "normal", budget: int | None = No
         o = optimal(problem, budget=budget, max_steps=steps)
         return Result(o.plan, verify(o.plan, budget), "optimal", o.reason, o.note)
     s = synthesize_plan(problem, method)
-    return Result(s.plan, verify(s.plan, budget), s.method, s.reason)
+    return Result(s.plan, verify(s.plan, budget), s.method, s.reason, s.note)
 
 
 __all__ = ["Plan", "Problem", "Result", "Verdict", "synthesize", "verify"]

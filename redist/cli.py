@@ -144,7 +144,7 @@ def report_plan(args: argparse.Namespace, plan: Plan, reason: str | None, verdic
 
 def cmd_normalize(args: argparse.Namespace) -> int:
     from redist.api import verify
-    from redist.core.synthesis.search import normalize
+    from redist.core.synthesis.synthesize import normalize
 
     plan = plan_from_json(read_doc(args.plan))
     if plan.typed_prefix()[1] is not None:

@@ -17,12 +17,14 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
+from redist.core.model.axes import refine
+from redist.core.model.dtypes import numpy_dtype
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
-from redist.core.model.problem import Problem
+from redist.core.model.problem import Problem, lower_layout
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.plans.plan import Plan
-from redist.core.plans.planjson import plan_to_json
+from redist.core.plans.planjson import plan_from_json, plan_to_json
 
 from .execute import run_step
 from .groups import MeshComm
@@ -46,16 +48,22 @@ def plan_hash(plan: Plan) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _as_plan(spec: Plan | tuple, dtype: np.dtype) -> Plan:
-    if isinstance(spec, Plan):
-        return spec
-    if isinstance(spec, tuple) and len(spec) == 4:
-        from redist.core.synthesis.search import normal
-        mesh, shape, src, dst = spec
-        if not isinstance(src, Layout) or not isinstance(dst, Layout):
-            raise RedistError("redistribute: src and dst must be Layout values")
-        return normal(Problem(mesh, tuple(shape), np.dtype(dtype).name, src, dst)).plan
-    raise RedistError("redistribute: pass a Plan or a (mesh, shape, src, dst) tuple")
+def _synthesized(comm: MPI.Comm, problem: Problem | None, error: str) -> Plan:
+    """Rank 0 synthesizes (searches stop on a clock, so ranks could disagree) and every
+    rank gets the same plan; an error on rank 0 is raised on every rank."""
+    text = None
+    if comm.Get_rank() == 0:
+        if problem is not None:
+            from redist.core.synthesis.synthesize import normal
+            try:
+                text = json.dumps(plan_to_json(normal(problem).plan, with_figures=False))
+            except RedistError as e:
+                error = str(e)
+        text = text or "!" + error
+    text = comm.bcast(text, root=0)            # the plan's JSON: a short text, not data
+    if text.startswith("!"):
+        raise RedistError(text[1:])
+    return plan_from_json(json.loads(text))
 
 
 def _agree(comm: MPI.Comm, digest: str, problem_msg: str) -> None:
@@ -103,23 +111,27 @@ def mesh_comm(mesh: Mesh, comm: MPI.Comm) -> MeshComm:
     return _meshcomms[key]
 
 
-def redistribute_with_stats(local: np.ndarray, spec: Plan | tuple, comm: MPI.Comm,
+def redistribute_with_stats(local: np.ndarray, plan: Plan, comm: MPI.Comm,
                             donate: bool = False) -> tuple[np.ndarray, RunStats]:
-    """Execute a verified plan on this rank's block. With donate=True the caller promises
-    not to use `local` again, and its bytes stop counting once it is consumed."""
-    plan = _as_plan(spec, local.dtype)
+    """Execute a verified plan on this rank's block (its valid extent, DESIGN §11). With
+    donate=True the caller promises not to use `local` again: the runtime may reuse its
+    memory and its bytes stop counting once it is consumed."""
+    if not isinstance(plan, Plan):
+        raise RedistError("redistribute: pass a Plan (or use the (mesh, src, dst) form)")
     p = plan.problem
     digest = plan_hash(plan)
-    want = p.src.local_shape(p.mesh, p.shape)
     problem_msg = ""
     if comm.Get_size() != p.mesh.num_devices:
-        problem_msg = (f"the communicator has {comm.Get_size()} ranks but mesh {p.mesh} has "
+        problem_msg = (f"the communicator has {comm.Get_size()} ranks but mesh {p.base} has "
                        f"{p.mesh.num_devices} devices")
-    elif tuple(local.shape) != want:
-        problem_msg = (f"rank {comm.Get_rank()}: local shape {tuple(local.shape)}, the plan "
-                       f"needs {want}")
-    elif local.dtype != np.dtype(p.dtype):
-        problem_msg = f"rank {comm.Get_rank()}: dtype {local.dtype}, the plan needs {p.dtype}"
+    else:
+        want = p.src.valid_shape(p.mesh, p.shape, comm.Get_rank())
+        if tuple(local.shape) != want:
+            problem_msg = (f"rank {comm.Get_rank()}: local shape {tuple(local.shape)}, the "
+                           f"plan needs {want}")
+        elif local.dtype != np.dtype(numpy_dtype(p.dtype)):
+            problem_msg = (f"rank {comm.Get_rank()}: dtype {local.dtype}, the plan needs "
+                           f"{p.dtype}")
     _agree(comm, digest, problem_msg)
     mc = mesh_comm(p.mesh, comm)
     _gate(mc.cart, plan, digest)
@@ -140,44 +152,99 @@ def redistribute_with_stats(local: np.ndarray, spec: Plan | tuple, comm: MPI.Com
 
 def execute(local: np.ndarray, plan: Plan, mc: MeshComm, donate: bool = False
             ) -> tuple[np.ndarray, int]:
-    """Run the steps with no checks (callers gate); returns the block and peak bytes."""
+    """Run the steps with no checks (callers gate). `local` has its valid extent; inside,
+    buffers are padded to the layout's local shape; the result has its valid extent again.
+    Returns the block and the peak bytes held at once."""
     p = plan.problem
     layouts = plan.layouts()
     mem = MemoryTracker()
-    x = mem.hold(np.ascontiguousarray(local))
-    pinned = None if donate else buffer_of(x)
-    for k, step in enumerate(plan.steps):
-        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], x, mem,
-                     consume=buffer_of(x) is not pinned)
-        # Drop the old block unless the new one is a view of it or the caller keeps it.
-        if buffer_of(y) is not buffer_of(x) and buffer_of(x) is not pinned:
+    padded = p.src.local_shape(p.mesh, p.shape)
+    x = mem.hold(local)
+    own = donate
+    if tuple(local.shape) != padded or not local.flags.c_contiguous:
+        # Short trailing block (or a strided input): a padded contiguous copy.
+        y = mem.zeros(padded, local.dtype)
+        y[tuple(slice(0, n) for n in local.shape)] = local
+        if donate:
             mem.release(x)
+        x, own = y, True
+    for k, step in enumerate(plan.steps):
+        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], x, mem, own=own)
+        if buffer_of(y) is not buffer_of(x):
+            if own:
+                mem.release(x)
+            own = True                    # from here on every buffer is the runtime's
         x = y
+    valid = p.dst.valid_shape(p.mesh, p.shape, mc.rank)
+    if tuple(x.shape) != valid:
+        view = x[tuple(slice(0, n) for n in valid)]
+        if not view.flags.c_contiguous:
+            out = mem.empty(valid, x.dtype)
+            out[...] = view
+            mem.release(x)
+            view = out
+        x = view
     return x, mem.peak
 
 
-def redistribute(local: np.ndarray, *args, donate: bool = False) -> np.ndarray:
-    """This rank's block of the array in the dst layout. Two forms:
+def infer_shape(local: np.ndarray, mesh: Mesh, src: Layout, comm: MPI.Comm) -> tuple[int, ...]:
+    """The global shape from every rank's block under src: per dim, the sum of the extents
+    of its distinct blocks (collective; blocks may be uneven, DESIGN §11)."""
+    atoms = refine(mesh, src.used_axes())
+    lowered = lower_layout(atoms, src)
+    coords = atoms.mesh.coords(comm.Get_rank()) if comm.Get_size() == mesh.num_devices else {}
+    ids = [lowered.block(atoms.mesh, coords, d) if coords else 0 for d in range(src.rank)]
+    mine = np.array(ids + list(local.shape), dtype=np.int64)
+    every = np.empty((comm.Get_size(), mine.size), dtype=np.int64)
+    comm.Allgather([mine, MPI.INT64_T], [every, MPI.INT64_T])
+    shape = []
+    for d in range(src.rank):
+        extents: dict[int, int] = {}
+        for row in every:
+            k, n = int(row[d]), int(row[src.rank + d])
+            if extents.setdefault(k, n) != n:
+                raise RedistError(f"ranks hold block {k} of dim {d} with different extents "
+                                  f"({extents[k]} and {n})")
+        shape.append(sum(extents.values()))
+    return tuple(shape)
+
+
+def redistribute(local: np.ndarray, *args, donate: bool = False,
+                 shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """This rank's block of the array in the dst layout (its valid extent). Two forms:
 
         redistribute(local, plan, comm)
-        redistribute(local, mesh, src, dst, comm)   # a normal-form plan is synthesized
+        redistribute(local, mesh, src, dst, comm)   # rank 0 synthesizes a plan
 
-    mesh, src and dst may be values or text (`"x=2,y=4"`, `"[{x},{y}]"`); the global
-    shape is the local shape times src's shard counts.
+    mesh, src and dst may be values or text (`"x=2,y=4"`, `"[{x},{y}]"`). The global shape
+    is `shape`, or else the sum of the distinct blocks' extents over all ranks.
     """
     if len(args) == 2:
-        spec, comm = args
+        plan, comm = args
     elif len(args) == 4:
         mesh, src, dst, comm = args
-        mesh = parse_mesh(mesh) if isinstance(mesh, str) else mesh
-        src = parse_layout(src) if isinstance(src, str) else src
-        dst = parse_layout(dst) if isinstance(dst, str) else dst
-        if src.rank != local.ndim:
-            raise RedistError(f"src layout {src} has {src.rank} dims but the local block has "
-                              f"{local.ndim}")
-        shape = tuple(n * src.shards(mesh, d) for d, n in enumerate(local.shape))
-        spec = (mesh, shape, src, dst)
+        error, problem = "", None
+        try:
+            mesh = parse_mesh(mesh) if isinstance(mesh, str) else mesh
+            src = parse_layout(src) if isinstance(src, str) else src
+            dst = parse_layout(dst) if isinstance(dst, str) else dst
+            if src.rank != local.ndim:
+                raise RedistError(f"src layout {src} has {src.rank} dims but the local block "
+                                  f"has {local.ndim}")
+        except RedistError as e:
+            error = str(e)
+        flag = np.array([0 if error else 1], dtype=np.int8)
+        comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)       # every rank learns of a bad input
+        if not flag[0]:
+            raise RedistError(error or "another rank was given an invalid mesh or layout")
+        global_shape = tuple(shape) if shape is not None else infer_shape(local, mesh, src, comm)
+        if comm.Get_rank() == 0:
+            try:
+                problem = Problem(mesh, global_shape, local.dtype.name, src, dst)
+            except RedistError as e:
+                error = str(e)
+        plan = _synthesized(comm, problem, error)
     else:
         raise RedistError("redistribute(local, plan, comm) or redistribute(local, mesh, src, "
                           "dst, comm)")
-    return redistribute_with_stats(local, spec, comm, donate)[0]
+    return redistribute_with_stats(local, plan, comm, donate)[0]

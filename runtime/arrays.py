@@ -1,31 +1,51 @@
-"""Building a rank's block, and gathering a distributed array back, for checks."""
+"""A rank's block of a global array and back, with the convention of JAX/XLA and
+torch.chunk (DESIGN §11): every block has exactly its valid extent (trailing blocks may be
+shorter or empty)."""
 
 from __future__ import annotations
 
 import numpy as np
 from mpi4py import MPI
 
+from redist.core.model.axes import refine
+from redist.core.model.dtypes import numpy_dtype
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
+from redist.core.model.problem import check_user_layout, lower_layout
+
+
+def _atoms(mesh: Mesh, layout: Layout, shape: tuple[int, ...]) -> tuple[Mesh, Layout]:
+    """The mesh of atoms and the layout on it, for a user mesh and layout (sub-axes allowed)."""
+    if getattr(mesh, "allow_refs", False):
+        return mesh, layout                     # already atoms (a Problem's mesh)
+    check_user_layout(mesh, layout, shape, "layout")
+    atoms = refine(mesh, layout.used_axes())
+    return atoms.mesh, lower_layout(atoms, layout)
 
 
 def shard_of(global_array: np.ndarray, mesh: Mesh, layout: Layout, device: int) -> np.ndarray:
-    """Device `device`'s block of a global array (a copy)."""
-    return np.array(global_array[layout.block_slices(mesh, global_array.shape, device)])
+    """Device `device`'s block of a global array (a copy, of its valid extent)."""
+    amesh, lay = _atoms(mesh, layout, global_array.shape)
+    return np.array(global_array[lay.block_slices(amesh, global_array.shape, device)])
 
 
 def gather_global(local: np.ndarray, mesh: Mesh, shape: tuple[int, ...], layout: Layout,
                   comm: MPI.Comm, root: int = 0) -> np.ndarray | None:
     """The global array assembled on `root` from every rank's block (None elsewhere)."""
+    amesh, lay = _atoms(mesh, layout, tuple(shape))
+    padded = lay.local_shape(amesh, tuple(shape))
+    mine = np.zeros(padded, dtype=local.dtype)
+    mine[tuple(slice(0, n) for n in local.shape)] = local
     blocks = None
     if comm.Get_rank() == root:
-        blocks = np.empty((comm.Get_size(),) + local.shape, dtype=local.dtype)
-    comm.Gather(np.ascontiguousarray(local), blocks, root=root)
+        blocks = np.empty((comm.Get_size(),) + padded, dtype=local.dtype)
+    comm.Gather(mine, blocks, root=root)
     if comm.Get_rank() != root:
         return None
     out = np.empty(shape, dtype=local.dtype)
     for dev in range(comm.Get_size()):
-        out[layout.block_slices(mesh, shape, dev)] = blocks[dev]
+        where = lay.block_slices(amesh, tuple(shape), dev)
+        out[where] = blocks[dev][tuple(slice(0, s.stop - s.start) for s in where)]
     return out
 
 
@@ -34,23 +54,26 @@ def _modulus(dtype: np.dtype) -> int:
     dt = np.dtype(dtype)
     if dt.kind in "iu":
         return {1: 127, 2: 32749}.get(dt.itemsize, 16777213)
-    if dt.kind == "f" and dt.itemsize == 2:
-        return 2039
+    if dt.itemsize == 1:
+        return 7                       # float8: a handful of exact small integers
+    if dt.itemsize == 2:
+        return 251 if dt.kind == "V" or dt.name == "bfloat16" else 2039
     return 16777213
 
 
 def sample_block(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int,
-                dtype: np.dtype) -> np.ndarray:
-    """The block of the deterministic test array whose element at global index g is a
-    hash of g's flat number, computed for this block only (no global array)."""
-    n = layout.local_shape(mesh, shape)
-    coords = mesh.coords(device)
+                 dtype: str | np.dtype) -> np.ndarray:
+    """The block (valid extent) of the deterministic test array whose element at global
+    index g is a hash of g's flat number, computed for this block only."""
+    dt = numpy_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+    where = layout.block_slices(mesh, shape, device)
+    n = tuple(s.stop - s.start for s in where)
     flat = np.zeros(n, dtype=np.int64)
     for d in range(len(shape)):
-        g = np.arange(n[d], dtype=np.int64) + layout.block(mesh, coords, d) * n[d]
+        g = np.arange(where[d].start, where[d].stop, dtype=np.int64)
         flat *= shape[d]
         flat += g.reshape(tuple(n[d] if e == d else 1 for e in range(len(shape))))
     flat *= 2654435761
     flat += 12345
-    flat %= _modulus(dtype)
-    return flat.astype(dtype)
+    flat %= _modulus(dt)
+    return flat.astype(dt)

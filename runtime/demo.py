@@ -14,7 +14,7 @@ from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
 from redist.core.plans.planjson import plan_to_json
 from redist.core.plans.report import human_bytes, plan_table
 from redist.core.smt.certificate import check_certificate, write_certificate
-from redist.core.synthesis.search import naive
+from redist.core.synthesis.synthesize import naive
 
 from .launch import format_report, launch
 

@@ -1,34 +1,78 @@
-"""The four collectives on NumPy buffers with upper-case (buffer) mpi4py calls.
+"""The collectives on NumPy buffers with upper-case (buffer) mpi4py calls (DESIGN §7).
 
-All-to-alls and single-dim gathers use derived datatypes (a subarray resized to one
-piece's stride) so data lands straight in the output buffer with no local reorder.
+Every buffer inside a plan is C-contiguous and padded to the layout's local shape
+(DESIGN §11). Each step keeps the bytes live on a rank close to its larger block:
+
+  all_slice    a view when the kept block is contiguous; else, when the runtime owns the
+               buffer, compacted in place; else copied.
+  all_permute  in place: Sendrecv_replace in chunks (MPI buffers one chunk, not the block).
+  all_to_all   in place: a local block transpose into send order, pairwise in-place
+               exchanges (chunked), a block transpose into the output order; when blocks
+               are too fine for the transposes, out of place (input and output alive at
+               once).
+A buffer the caller keeps (not donated) is copied once before an in-place step. Which
+algorithm runs depends only on shapes, never on who owns a buffer, so every rank of a
+group makes the same MPI calls.
+  all_gather   into the output buffer (derived datatypes put each member's block in its
+               slot); the input is released as soon as the gather returns.
+  all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing).
+
+All allocations go through a MemoryTracker, so the reported peak counts every buffer.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from functools import cache
 
 import numpy as np
 from mpi4py import MPI
 
 from redist.core.model.layout import Layout
-from redist.core.semantics.blocks import permute_sources
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.semantics.blocks import block_ranges, permute_sources
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+)
 from redist.core.semantics.sourcemap import mixed_radix
 
-from .groups import MeshComm
+from . import inplace
+from .groups import MeshComm, pair_rounds
 from .memory import MemoryTracker
 
+# Sendrecv_replace makes MPI copy a whole message into its own buffer: send at most this
+# many bytes per call, so MPI's scratch stays one chunk.
+CHUNK_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 4 << 20))
+# A piece whose contiguous runs are shorter than this is packed with NumPy rather than
+# described by a derived datatype (MPICH's strided path is slower there; see benchmarks/).
+PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
+# "0" turns the in-place all-to-all off (tests compare both paths).
+INPLACE_ALL_TO_ALL = os.environ.get("REDIST_INPLACE", "1") != "0"
 
-def _mpi_type(dtype: np.dtype) -> MPI.Datatype:
-    return MPI._typedict[np.dtype(dtype).char]
+
+@cache
+def _byte_type(itemsize: int) -> MPI.Datatype:
+    t = MPI.BYTE.Create_contiguous(itemsize)
+    t.Commit()
+    return t
+
+
+def mpi_type(dtype: np.dtype) -> MPI.Datatype:
+    """The MPI type of a NumPy dtype; whole-byte ml_dtypes (bfloat16, float8) move as
+    opaque bytes (nothing here computes on them)."""
+    dt = np.dtype(dtype)
+    return MPI._typedict.get(dt.char) or _byte_type(dt.itemsize)
 
 
 def _piece_type(shape: tuple[int, ...], dim: int, piece: int, dtype: np.dtype) -> MPI.Datatype:
     """The datatype of piece 0 of `shape` cut along `dim` into extents `piece`, with its
     extent resized so that piece k starts k extents later."""
-    base = _mpi_type(dtype)
+    base = mpi_type(dtype)
     sub = list(shape)
     sub[dim] = piece
     t = base.Create_subarray(list(shape), sub, [0] * len(shape), order=MPI.ORDER_C)
@@ -39,10 +83,14 @@ def _piece_type(shape: tuple[int, ...], dim: int, piece: int, dtype: np.dtype) -
     return r
 
 
-# A piece whose contiguous runs are shorter than this many bytes is packed with NumPy
-# rather than described by a derived datatype (MPICH's strided path is slower there; see
-# benchmarks/). Overridable for tuning and so tests can force either path.
-PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
+def _box_type(shape: tuple[int, ...], lo: tuple[int, ...], hi: tuple[int, ...],
+              dtype: np.dtype) -> MPI.Datatype:
+    """The elements [lo, hi) of a C-order array of `shape` (never empty: empty boxes are
+    sent with a count of 0 instead)."""
+    sub = [b - a for a, b in zip(lo, hi, strict=True)]
+    t = mpi_type(dtype).Create_subarray(list(shape), sub, list(lo), order=MPI.ORDER_C)
+    t.Commit()
+    return t
 
 
 def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> int:
@@ -51,63 +99,120 @@ def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> i
 
 
 def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Layout,
-             after: Layout, x: np.ndarray, mem: MemoryTracker,
-             consume: bool = False) -> np.ndarray:
-    """Apply one step to this rank's block `x` (C-contiguous); returns the new block.
-    With consume=True the step may stop counting x's bytes as soon as it has read them."""
+             after: Layout, x: np.ndarray, mem: MemoryTracker, own: bool = False) -> np.ndarray:
+    """Apply one step to this rank's padded block `x` (C-contiguous); returns the new one.
+    With own=True the step may overwrite and release x (it belongs to the runtime or was
+    donated)."""
     mesh = mc.mesh
     n_after = after.local_shape(mesh, shape)
     if isinstance(step, AllSlice):
-        idx = []
-        for d, new in enumerate(step.axes):
-            k = mixed_radix(mesh, new, mc.coords)
-            idx.append(slice(k * n_after[d], (k + 1) * n_after[d]))
-        view = x[tuple(idx)]
-        # A slice of the leading dims of a contiguous block is itself contiguous: keep
-        # the view (no bytes); otherwise copy the kept part out.
-        if view.flags.c_contiguous:
-            return view
-        out = mem.empty(n_after, x.dtype)
-        np.copyto(out, view)
-        return out
+        return _slice(step, mc, x, n_after, mem, own)
+    if isinstance(step, AllPermute):
+        return _permute(mc, before, after, x, mem, own)
     if isinstance(step, AllGather):
-        axes = tuple(a for dim in step.axes for a in dim)
-        comm = mc.group(axes)
-        dims = [d for d, gone in enumerate(step.axes) if gone]
-        if len(dims) == 1:
-            out = mem.empty(n_after, x.dtype)
-            t = _piece_type(n_after, dims[0], x.shape[dims[0]], x.dtype)
-            comm.Allgather([x, x.size, _mpi_type(x.dtype)], [out, 1, t])
-            t.Free()
-            return out
-        g = comm.Get_size()
-        sizes = [math.prod(mesh.size(a) for a in gone) for gone in step.axes]
-        if x.shape[-1] * x.itemsize < PACK_BELOW_BYTES:
-            # Short contiguous runs: receive member blocks contiguously in group order, let
-            # the input go if we may, and interleave them into the output with one copy.
-            recv = mem.empty((g,) + x.shape, x.dtype)
-            comm.Allgather([x, x.size, _mpi_type(x.dtype)],
-                           [recv, x.size, _mpi_type(x.dtype)])
-            if consume:
-                mem.release(x)
-            out = mem.empty(n_after, x.dtype)
-            r = len(shape)
-            order = [i for d in range(r) for i in (d, r + d)]
-            np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], x.shape[d]))),
-                      recv.reshape(tuple(sizes) + x.shape).transpose(order))
-            mem.release(recv)
-            return out
+        return _gather(step, mc, shape, x, n_after, mem, own)
+    if isinstance(step, AllToAll):
+        return _all_to_all(step, mc, shape, x, n_after, mem, own)
+    if isinstance(step, AllExchange):
+        return _exchange(mc, shape, before, after, x, n_after, mem, own)
+    raise AssertionError(f"unknown step {step!r}")
+
+
+def _slice(step: AllSlice, mc: MeshComm, x: np.ndarray, n_after: tuple[int, ...],
+           mem: MemoryTracker, own: bool) -> np.ndarray:
+    lo = [mixed_radix(mc.mesh, new, mc.coords) * n_after[d] for d, new in enumerate(step.axes)]
+    inside = all(lo[d] + n_after[d] <= x.shape[d] for d in range(x.ndim))
+    if inside:
+        view = x[tuple(slice(lo[d], lo[d] + n_after[d]) for d in range(x.ndim))]
+        if view.flags.c_contiguous:
+            return view                              # no bytes: part of x's buffer
+        if own and x.flags.c_contiguous:
+            flat = x.reshape(-1)
+            cur = list(x.shape)
+            for d in range(x.ndim):
+                if n_after[d] != cur[d]:
+                    inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + n_after[d],
+                                    math.prod(cur[d + 1:]))
+                    cur[d] = n_after[d]
+            return flat[:math.prod(n_after)].reshape(n_after)
+    # A dim held whole that splits into pieces reaching past its end: pad the last pieces.
+    out = mem.zeros(n_after, x.dtype) if not inside else mem.empty(n_after, x.dtype)
+    src = tuple(slice(min(lo[d], x.shape[d]), min(lo[d] + n_after[d], x.shape[d]))
+                for d in range(x.ndim))
+    out[tuple(slice(0, s.stop - s.start) for s in src)] = x[src]
+    if own:
+        mem.release(x)
+    return out
+
+
+def _permute(mc: MeshComm, before: Layout, after: Layout, x: np.ndarray, mem: MemoryTracker,
+             own: bool) -> np.ndarray:
+    sources = permute_sources(mc.mesh, before, after)
+    me = mc.rank
+    if sources[me] == me:
+        return x
+    dest = sources.index(me)
+    x = _owned(x, mem, own)
+    _sendrecv_replace(mc.cart, x.reshape(-1), dest, sources[me], mem)
+    return x
+
+
+def _owned(x: np.ndarray, mem: MemoryTracker, own: bool) -> np.ndarray:
+    """x itself if the runtime may overwrite it, else a copy. (Every rank of a group must
+    run the same algorithm, whoever owns its buffer, so ownership never picks one.)"""
+    if own:
+        return x
+    y = mem.empty(x.shape, x.dtype)
+    y[...] = x
+    return y
+
+
+def _sendrecv_replace(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
+                      mem: MemoryTracker) -> None:
+    """Swap `flat` with peers in chunks: MPI copies one chunk into its own buffer."""
+    t = mpi_type(flat.dtype)
+    step = max(1, CHUNK_BYTES // flat.itemsize)
+    mem.scratch(min(flat.nbytes, step * flat.itemsize))      # what MPI allocates inside
+    for lo in range(0, flat.size, step):
+        comm.Sendrecv_replace([flat[lo:lo + step], t], dest, 11, source, 11)
+
+
+def _gather(step: AllGather, mc: MeshComm, shape: tuple[int, ...], x: np.ndarray,
+            n_after: tuple[int, ...], mem: MemoryTracker, own: bool) -> np.ndarray:
+    axes = tuple(a for dim in step.axes for a in dim)
+    comm = mc.group(axes)
+    g = comm.Get_size()
+    sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
+    full = tuple(x.shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
+    exact = full == tuple(n_after)
+    out = mem.empty(full, x.dtype)
+    dims = [d for d, gone in enumerate(step.axes) if gone]
+    base = mpi_type(x.dtype)
+    if len(dims) == 1:
+        t = _piece_type(full, dims[0], x.shape[dims[0]], x.dtype)
+        comm.Allgather([x, x.size, base], [out, 1, t])
+        t.Free()
+    elif x.shape[-1] * x.itemsize < PACK_BELOW_BYTES:
+        # Short contiguous runs: receive member blocks contiguously in group order, and
+        # interleave them into the output with one copy.
+        recv = mem.empty((g,) + x.shape, x.dtype)
+        comm.Allgather([x, x.size, base], [recv, x.size, base])
+        if own:
+            mem.release(x)
+        r = x.ndim
+        order = [i for d in range(r) for i in (d, r + d)]
+        np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], x.shape[d]))),
+                  recv.reshape(tuple(sizes) + x.shape).transpose(order))
+        mem.release(recv)
+    else:
         # Long runs: member k's block starts at an offset given by the digits of k over
-        # each dim's gathered axes; Allgatherv with a one-element-extent subarray type
-        # puts every block straight in place.
-        out = mem.empty(n_after, x.dtype)
-        base = _mpi_type(x.dtype)
-        block = base.Create_subarray(list(n_after), list(x.shape), [0] * len(n_after),
+        # each dim's gathered axes; a one-element-extent subarray type puts it in place.
+        block = base.Create_subarray(list(full), list(x.shape), [0] * x.ndim,
                                      order=MPI.ORDER_C)
         one = block.Create_resized(0, x.itemsize)
         block.Free()
         one.Commit()
-        strides = [math.prod(n_after[d + 1:]) for d in range(len(n_after))]
+        strides = [math.prod(full[d + 1:]) for d in range(x.ndim)]
         displs = []
         for k in range(g):
             off, rest = 0, k
@@ -117,39 +222,170 @@ def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Lay
             displs.append(off)
         comm.Allgatherv([x, x.size, base], [out, [1] * g, displs, one])
         one.Free()
+    if own:
+        mem.release(x)
+    if exact:
         return out
+    # Gathered into a dim held whole: the G padded pieces reach past its end; keep N.
+    final = mem.empty(n_after, x.dtype)
+    final[...] = out[tuple(slice(0, n) for n in n_after)]
+    mem.release(out)
+    return final
 
-    if isinstance(step, AllToAll):
-        comm = mc.group(step.axes)
-        s, t = step.src_dim, step.dst_dim
-        g = comm.Get_size()
-        recv = _piece_type(n_after, s, x.shape[s], x.dtype)
-        if t == 0 or _run_bytes(x.shape, t, n_after[t], x.itemsize) >= PACK_BELOW_BYTES:
-            out = mem.empty(n_after, x.dtype)
-            send = _piece_type(x.shape, t, n_after[t], x.dtype)
-            comm.Alltoall([x, 1, send], [out, 1, recv])
-            send.Free()
-        else:
-            # Pack the pieces for each peer contiguously (one strided NumPy copy), let the
-            # input go if we may, then receive straight into the output.
-            cut = x.reshape(x.shape[:t] + (g, n_after[t]) + x.shape[t + 1:])
-            packed = mem.empty((g,) + tuple(np.moveaxis(cut, t, 0).shape[1:]), x.dtype)
-            np.copyto(packed, np.moveaxis(cut, t, 0))
-            if consume:
-                mem.release(x)
-            out = mem.empty(n_after, x.dtype)
-            comm.Alltoall([packed, packed.size // g, _mpi_type(x.dtype)], [out, 1, recv])
-            mem.release(packed)
-        recv.Free()
+
+def _all_to_all(step: AllToAll, mc: MeshComm, shape: tuple[int, ...], x: np.ndarray,
+                n_after: tuple[int, ...], mem: MemoryTracker, own: bool) -> np.ndarray:
+    comm = mc.group(step.axes)
+    s, t = step.src_dim, step.dst_dim
+    g = comm.Get_size()
+    piece_t = n_after[t]
+    if x.shape[t] != g * piece_t:
+        # dst_dim held whole (DESIGN §11): pad it to g pieces first.
+        padded = mem.zeros(x.shape[:t] + (g * piece_t,) + x.shape[t + 1:], x.dtype)
+        padded[tuple(slice(0, n) for n in x.shape)] = x
+        if own:
+            mem.release(x)
+        x, own = padded, True
+    full = tuple(x.shape[d] * (g if d == s else 1) if d != t else piece_t
+                 for d in range(x.ndim))          # src_dim: g padded pieces
+    if INPLACE_ALL_TO_ALL and _inplace_ok(x, s, t, g, piece_t):
+        out = _all_to_all_inplace(comm, _owned(x, mem, own), s, t, g, piece_t, mem)
+    else:
+        out = _all_to_all_out_of_place(comm, x, s, t, g, full, piece_t, mem, own)
+    if full == tuple(n_after):
         return out
-    if isinstance(step, AllPermute):
-        sources = permute_sources(mesh, before, after)
-        me = mc.rank
-        if sources[me] == me:
-            return x
-        dest = sources.index(me)
-        out = mem.empty(n_after, x.dtype)
-        mc.cart.Sendrecv([x, _mpi_type(x.dtype)], dest, 7, [out, _mpi_type(x.dtype)],
-                         sources[me], 7)
-        return out
-    raise AssertionError(f"unknown step {step!r}")
+    final = mem.empty(n_after, x.dtype)          # src_dim held whole: keep N
+    final[...] = out[tuple(slice(0, n) for n in n_after)]
+    mem.release(out)
+    return final
+
+
+def _all_to_all_out_of_place(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int,
+                             full: tuple[int, ...], piece_t: int, mem: MemoryTracker,
+                             own: bool) -> np.ndarray:
+    recv = _piece_type(full, s, x.shape[s], x.dtype)
+    if t == 0 or _run_bytes(x.shape, t, piece_t, x.itemsize) >= PACK_BELOW_BYTES:
+        out = mem.empty(full, x.dtype)
+        send = _piece_type(x.shape, t, piece_t, x.dtype)
+        comm.Alltoall([x, 1, send], [out, 1, recv])
+        send.Free()
+        if own:
+            mem.release(x)
+    else:
+        # Pack the pieces for each peer contiguously (one strided NumPy copy), let the
+        # input go if we may, then receive straight into the output.
+        cut = x.reshape(x.shape[:t] + (g, piece_t) + x.shape[t + 1:])
+        packed = mem.empty((g,) + tuple(np.moveaxis(cut, t, 0).shape[1:]), x.dtype)
+        np.copyto(packed, np.moveaxis(cut, t, 0))
+        if own:
+            mem.release(x)
+        out = mem.empty(full, x.dtype)
+        comm.Alltoall([packed, packed.size // g, mpi_type(x.dtype)], [out, 1, recv])
+        mem.release(packed)
+    recv.Free()
+    return out
+
+
+def _inplace_ok(x: np.ndarray, s: int, t: int, g: int, piece_t: int) -> bool:
+    rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
+    return (inplace.can_transpose(rows1, cols1, blk1, x.itemsize)
+            and inplace.can_transpose(rows2, cols2, blk2, x.itemsize))
+
+
+def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
+    """The two block transposes of the in-place all-to-all (see _all_to_all_inplace)."""
+    pre_t = math.prod(shape[:t])
+    post_t = piece_t * math.prod(shape[t + 1:])
+    # Into send order: (pre_t, g, post_t) -> (g, pre_t, post_t).
+    first = (pre_t, g, post_t)
+    # Into output order: (g, rest...) where the received piece has shape `shape` with dim t
+    # cut to piece_t; g moves to sit just before dim s.
+    piece = list(shape)
+    piece[t] = piece_t
+    before_s = math.prod(piece[:s])
+    from_s = math.prod(piece[s:])
+    second = (g, before_s, from_s)
+    return (*first, *second)
+
+
+def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, piece_t: int,
+                        mem: MemoryTracker) -> np.ndarray:
+    """x's piece j (its dim t cut into g) goes to member j; member k's piece lands at block
+    k of dim s. Three passes over one buffer: transpose pieces into send order, swap piece
+    j with member j in pairwise rounds (in place, chunked), transpose into output order."""
+    flat = x.reshape(-1)
+    rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
+    mem.scratch(max(blk1, blk2) * x.itemsize)
+    inplace.transpose_blocks(flat, rows1, cols1, blk1)
+    size = flat.size // g
+    me = comm.Get_rank()
+    for partner in pair_rounds(g, me):
+        if partner is not None:
+            _sendrecv_replace(comm, flat[partner * size:(partner + 1) * size], partner,
+                              partner, mem)
+    inplace.transpose_blocks(flat, rows2, cols2, blk2)
+    out_shape = list(x.shape)
+    out_shape[t] = piece_t
+    out_shape[s] = x.shape[s] * g
+    return flat.reshape(out_shape)
+
+
+def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layout,
+              x: np.ndarray, n_after: tuple[int, ...], mem: MemoryTracker,
+              own: bool) -> np.ndarray:
+    """Every element of the new block from its canonical holder (the holder whose
+    coordinates on the axes replicated before are ours), one Alltoallw over all devices."""
+    mesh = mc.mesh
+    me = mc.rank
+    lo_b, hi_b = block_ranges(mesh, shape, before)
+    lo_a, hi_a = block_ranges(mesh, shape, after)
+    c_b = before.local_shape(mesh, shape)
+    replicated = [a for a in mesh.names if a not in before.used_axes()]
+    coords = mesh.coords(me)
+    ndev = mesh.num_devices
+    out = mem.zeros(n_after, x.dtype)
+    base = mpi_type(x.dtype)
+    null = base.Create_contiguous(0)
+    null.Commit()
+    send_types, recv_types, made = [null] * ndev, [null] * ndev, []
+    send_counts, recv_counts = [0] * ndev, [0] * ndev
+
+    def canonical_for(peer_coords: dict) -> bool:
+        return all(peer_coords[a] == coords[a] for a in replicated)
+
+    for peer in range(ndev):
+        pc = mesh.coords(peer)
+        if not canonical_for(pc):
+            continue
+        # I send to peer: my valid before-block ∩ peer's after-block.
+        lo = np.maximum(lo_b[me], lo_a[peer])
+        hi = np.minimum(hi_b[me], hi_a[peer])
+        if np.all(hi > lo):
+            if peer == me:
+                dst = tuple(slice(int(a - b), int(c - b)) for a, c, b in
+                            zip(lo, hi, lo_a[me], strict=True))
+                src = tuple(slice(int(a - b), int(c - b)) for a, c, b in
+                            zip(lo, hi, lo_b[me], strict=True))
+                out[dst] = x[src]
+            else:
+                ty = _box_type(tuple(c_b), tuple(int(v) for v in lo - lo_b[me]),
+                               tuple(int(v) for v in hi - lo_b[me]), x.dtype)
+                send_types[peer], send_counts[peer] = ty, 1
+                made.append(ty)
+        # Peer sends to me: its valid before-block ∩ my after-block.
+        if peer != me:
+            lo = np.maximum(lo_b[peer], lo_a[me])
+            hi = np.minimum(hi_b[peer], hi_a[me])
+            if np.all(hi > lo):
+                ty = _box_type(tuple(n_after), tuple(int(v) for v in lo - lo_a[me]),
+                               tuple(int(v) for v in hi - lo_a[me]), x.dtype)
+                recv_types[peer], recv_counts[peer] = ty, 1
+                made.append(ty)
+    zeros = [0] * ndev
+    mc.cart.Alltoallw([x, send_counts, zeros, send_types], [out, recv_counts, zeros, recv_types])
+    for ty in made:
+        ty.Free()
+    null.Free()
+    if own:
+        mem.release(x)
+    return out

@@ -37,3 +37,23 @@ class MeshComm:
             g.Free()
         self._groups.clear()
         self.cart.Free()
+
+
+def pair_rounds(g: int, me: int) -> list[int | None]:
+    """My partner in each round of a schedule where every pair of the g members meets
+    exactly once and partners are mutual (None: idle this round). XOR pairing when g is a
+    power of two, else the circle method (with an idle member when g is odd)."""
+    if g & (g - 1) == 0:
+        return [me ^ r for r in range(1, g)]
+    n = g + (g % 2)
+    fixed = n - 1
+    out: list[int | None] = []
+    for r in range(n - 1):
+        if me == fixed:
+            partner = r
+        elif me == r:
+            partner = fixed
+        else:
+            partner = (2 * r - me) % (n - 1)
+        out.append(partner if partner < g else None)
+    return out

@@ -176,7 +176,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         raise RedistError("redist run executes normal or naive plans; write an optimal plan "
                           "with `redist plan --method optimal --json F` and pass --plan F")
     from redist.cli import problem_from_args
-    from redist.core.synthesis.search import synthesize_plan
+    from redist.core.synthesis.synthesize import synthesize_plan
 
     return synthesize_plan(problem_from_args(args), args.method).plan
 

@@ -1,4 +1,9 @@
-"""Byte accounting of the buffers the runtime holds (DESIGN §7: per-rank peak)."""
+"""Byte accounting of the buffers the runtime holds (DESIGN §7: per-rank peak).
+
+Every buffer a step allocates goes through the tracker (input copies, packing and receive
+buffers, outputs), and short-lived scratch that MPI or a local transpose needs is declared
+with `scratch`, so the peak is what the rank really held at once.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,13 @@ class MemoryTracker:
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return self.hold(np.empty(shape, dtype=dtype))
+
+    def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return self.hold(np.zeros(shape, dtype=dtype))
+
+    def scratch(self, nbytes: int) -> None:
+        """A buffer alive only during the current operation (e.g. MPI's copy of one chunk)."""
+        self.peak = max(self.peak, self.live + nbytes)
 
     def release(self, arr: np.ndarray) -> None:
         key = id(buffer_of(arr))

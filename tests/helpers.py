@@ -8,9 +8,9 @@ import numpy as np
 
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.semantics.collectives import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 
-SIGNS = {AllSlice: "S", AllToAll: "A", AllPermute: "P", AllGather: "G"}
+SIGNS = {AllSlice: "S", AllToAll: "A", AllPermute: "P", AllGather: "G", AllExchange: "X"}
 
 
 def op_string(plan: Plan) -> str:
@@ -29,25 +29,28 @@ def global_array(plan: Plan) -> np.ndarray:
 
 
 def simulate_matches_dst(plan: Plan) -> bool:
+    """Every device's valid dst elements, delivered by the simulator, are the right ones."""
     p = plan.problem
     x = global_array(plan)
-    final = simulator.run(plan, x)[-1]
-    return np.array_equal(final, simulator.shards(p.mesh, p.shape, p.dst, x))
+    got = simulator.final_blocks(plan, x)
+    return all(np.array_equal(got[dev], simulator.shard(p.mesh, p.shape, p.dst, x, dev))
+               for dev in range(p.mesh.num_devices))
 
 
 def brute_lower_bound(plan: Plan) -> int:
     """Bytes of each device's dst block that its src block lacks, by enumeration."""
     p = plan.problem
-    src = simulator.expected_from_index(p.mesh, p.shape, p.src)
-    dst = simulator.expected_from_index(p.mesh, p.shape, p.dst)
+    x = global_array(plan)
     missing = 0
     for dev in range(p.mesh.num_devices):
-        missing += len(set(dst[dev].ravel().tolist()) - set(src[dev].ravel().tolist()))
+        src = set(simulator.shard(p.mesh, p.shape, p.src, x, dev).ravel().tolist())
+        dst = set(simulator.shard(p.mesh, p.shape, p.dst, x, dev).ravel().tolist())
+        missing += len(dst - src)
     return missing * p.itemsize
 
 
 def brute_discarded(plan: Plan) -> bool:
-    """Does any slice drop, on some device, an element that crossed the network to get
+    """Does any slice drop, on some device, a valid element that crossed the network to get
     there? Tracked element by element through the source maps."""
     from redist.core.semantics.algebra import NUMPY
     from redist.core.semantics.sourcemap import source
@@ -59,6 +62,7 @@ def brute_discarded(plan: Plan) -> bool:
     received = np.zeros((mesh.num_devices,) + n0, bool)
     for k, step in enumerate(plan.steps):
         local = lays[k + 1].local_shape(mesh, shape)
+        n_before = lays[k].local_shape(mesh, shape)
         coords, idx = simulator._grid(mesh, local)
         c2, i2 = source(step, mesh, shape, lays[k], lays[k + 1], coords, idx, NUMPY)
         full = (mesh.num_devices,) + local
@@ -67,10 +71,15 @@ def brute_discarded(plan: Plan) -> bool:
         for a, size in mesh.axes:
             dev = dev * size + np.broadcast_to(c2[a], full)
             moved |= np.broadcast_to(c2[a] != coords[a], full)
+        valid_after = simulator.valid_mask(mesh, shape, lays[k + 1])
+        where = [np.where(valid_after, np.clip(np.broadcast_to(i, full), 0, n - 1), 0)
+                 for i, n in zip(i2, n_before, strict=True)]
+        dev = np.where(valid_after, dev, 0)
         if isinstance(step, AllSlice):
             kept = np.zeros(received.shape, bool)
-            kept[(dev, *[np.broadcast_to(i, full) for i in i2])] = True
-            if np.any(received & ~kept):
+            kept[(dev[valid_after], *[w[valid_after] for w in where])] = True
+            valid_before = simulator.valid_mask(mesh, shape, lays[k])
+            if np.any(received & ~kept & valid_before):
                 return True
-        received = received[(dev, *[np.broadcast_to(i, full) for i in i2])] | moved
+        received = (received[(dev, *where)] | moved) & valid_after
     return False

@@ -1,4 +1,5 @@
-"""Hypothesis strategies: random meshes, shapes, layouts and plans."""
+"""Hypothesis strategies: random meshes, shapes (even, tight and uneven), layouts (with
+sub-axes) and plans."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from redist.core.errors import TypingError
+from redist.core.errors import RedistError, TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
@@ -25,10 +26,28 @@ def meshes(draw, max_axes: int = 4, max_size: int = 6, max_devices: int = 64) ->
     return Mesh(tuple(zip(AXIS_NAMES, sizes, strict=False)))
 
 
+def _divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
 @st.composite
-def layouts(draw, mesh: Mesh, rank: int) -> Layout:
+def axis_refs(draw, mesh: Mesh, sub_axes: bool) -> list[str]:
+    """The mesh's axes, some split into disjoint sub-axes x(p)s (which may then land in
+    different dims, or be replicated)."""
+    out = []
+    for name, size in mesh.axes:
+        if sub_axes and size >= 4 and draw(st.booleans()):
+            cut = draw(st.sampled_from([k for k in _divisors(size) if 1 < k < size]))
+            out += [f"{name}(1){cut}", f"{name}({cut}){size // cut}"]
+        else:
+            out.append(name)
+    return out
+
+
+@st.composite
+def layouts(draw, mesh: Mesh, rank: int, refs: list[str] | None = None) -> Layout:
     dims: list[list[str]] = [[] for _ in range(rank)]
-    for a in draw(st.permutations(mesh.names)):
+    for a in draw(st.permutations(refs if refs is not None else list(mesh.names))):
         d = draw(st.integers(-1, rank - 1)) if rank else -1
         if d >= 0:
             dims[d].append(a)
@@ -42,40 +61,56 @@ def meshes_of(draw, devices: int, max_axes: int = 3) -> Mesh:
     n = draw(st.integers(1, max_axes))
     sizes, left = [], devices
     for _ in range(n - 1):
-        divisors = [k for k in range(1, left + 1) if left % k == 0]
-        k = draw(st.sampled_from(divisors))
+        k = draw(st.sampled_from(_divisors(left)))
         sizes.append(k)
         left //= k
     sizes.append(left)
     return Mesh(tuple(zip(AXIS_NAMES, draw(st.permutations(sizes)), strict=False)))
 
 
+def _shards(mesh: Mesh, layout: Layout, d: int) -> int:
+    from redist.core.model.axes import resolve
+    return math.prod(resolve(mesh, a).size for a in layout.dims[d])
+
+
 @st.composite
-def problems(draw, generous: bool = True, max_axes: int = 4, max_rank: int = 4,
-             max_devices: int = 64, max_elements: int = 1 << 17,
-             distinct: bool = True, mesh: Mesh | None = None) -> Problem:
-    """generous: every extent is divisible by every product of axes, so a normal-form
-    plan always exists; otherwise extents only fit src and dst (tight)."""
+def problems(draw, generous: bool | str = True, max_axes: int = 4, max_rank: int = 4,
+             max_devices: int = 64, max_elements: int = 1 << 17, distinct: bool = True,
+             mesh: Mesh | None = None, sub_axes: bool = False,
+             dtypes=("float32", "int16", "float64")) -> Problem:
+    """generous=True: every extent divisible by every product of axes (a normal-form plan
+    always exists); False ("tight"): extents only fit src and dst; "uneven": any extents,
+    also prime and smaller than the mesh (DESIGN §11)."""
     if mesh is None:
         mesh = draw(meshes(max_axes=max_axes, max_devices=max_devices))
     rank = draw(st.sampled_from([r for r in (0, 1, 2, 2, 3, 3, 4) if r <= max_rank]))
-    src = draw(layouts(mesh, rank))
-    dst = draw(layouts(mesh, rank))
-    if distinct:
-        assume(src != dst)
+    refs = draw(axis_refs(mesh, sub_axes))
+    src = draw(layouts(mesh, rank, refs))
+    refs2 = draw(axis_refs(mesh, sub_axes)) if sub_axes and draw(st.booleans()) else refs
+    dst = draw(layouts(mesh, rank, refs2))
     shape = []
     for d in range(rank):
-        base = mesh.num_devices if generous else math.lcm(src.shards(mesh, d),
-                                                            dst.shards(mesh, d))
+        if generous == "uneven":
+            top = 3 * max(_shards(mesh, src, d), _shards(mesh, dst, d))
+            shape.append(draw(st.integers(1, max(2, top))))
+            continue
+        base = mesh.num_devices if generous else math.lcm(_shards(mesh, src, d),
+                                                           _shards(mesh, dst, d))
         shape.append(base * draw(st.integers(1, 2)))
     st_shape = tuple(shape)
-    if math.prod(st_shape) > max_elements:
+    if math.prod(st_shape) > max_elements and generous != "uneven":
         # Keep simulation cheap: shrink to the smallest valid extents.
         st_shape = tuple(mesh.num_devices if generous else
-                         math.lcm(src.shards(mesh, d), dst.shards(mesh, d)) for d in range(rank))
+                         math.lcm(_shards(mesh, src, d), _shards(mesh, dst, d))
+                         for d in range(rank))
     assume(math.prod(st_shape) <= max_elements)
-    dtype = draw(st.sampled_from(["float32", "int16", "float64"]))
-    return Problem(mesh, st_shape, dtype, src, dst)
+    try:
+        p = Problem(mesh, st_shape, draw(st.sampled_from(dtypes)), src, dst)
+    except RedistError:                   # sub-axes of src and dst that do not nest
+        assume(False)
+    if distinct:
+        assume(p.src != p.dst)
+    return p
 
 
 def random_steps(draw, problem: Problem, max_len: int = 5) -> Plan:
@@ -90,8 +125,7 @@ def random_steps(draw, problem: Problem, max_len: int = 5) -> Plan:
         step = draw(st.sampled_from(options))
         lay = apply(step, mesh, shape, lay)
         steps.append(step)
-    final = Problem(mesh, shape, problem.dtype, problem.src, lay)
-    return Plan(final, tuple(steps))
+    return Plan(problem.with_ends(problem.src, lay), tuple(steps))
 
 
 def _candidate_steps(mesh: Mesh, shape, lay: Layout) -> list:
@@ -122,5 +156,5 @@ def _candidate_steps(mesh: Mesh, shape, lay: Layout) -> list:
 
 
 @st.composite
-def random_plans(draw, generous: bool = True, max_len: int = 5, **kw) -> Plan:
+def random_plans(draw, generous: bool | str = True, max_len: int = 5, **kw) -> Plan:
     return random_steps(draw, draw(problems(generous=generous, **kw)), max_len)

@@ -67,7 +67,7 @@ PROBLEM_CASES = [
     (opt("--shape", f"{2**63},16"), "an array extent is 9,223,372,036,854,775,808, over"),
     (opt("--shape", f"{2**40},{2**40}"), "the number of array elements"),
     # layouts
-    (opt("--dst", "[{y},{q}]"), "unknown axis 'q'"),
+    (opt("--dst", "[{y},{q}]"), "unknown mesh axis 'q'"),
     (opt("--dst", "[{y},{y}]"), "axis 'y' is used more than once"),
     (opt("--src", "[{x}]"), "has 1 dims but the array has rank 2"),
     (opt("--src", "[{x},{y}"), "must be enclosed in [ ]"),
@@ -167,7 +167,7 @@ PLAN_CASES = [
     (_with(shape=[16, "a"]), "plan: shape entry must be an integer"),
     (_with(shape=[16, True]), "plan: shape entry must be an integer"),
     (_with(dtype=5), "'dtype' must be a string"),
-    (_with(src=[["q"], ["y"]]), "unknown axis 'q'"),
+    (_with(src=[["q"], ["y"]]), "unknown mesh axis 'q'"),
     (_with(steps={"op": "all_gather"}), "'steps' must be a list"),
     (_with(steps=[3]), "step 1 must be an object"),
     (_drop("src_dim", step=0), "step 1 (all_to_all): missing 'src_dim'"),

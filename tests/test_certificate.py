@@ -18,7 +18,7 @@ from redist.core.smt.certificate import (
     write_certificate,
 )
 from redist.core.smt.obligations import obligations
-from redist.core.synthesis.search import naive, normal
+from redist.core.synthesis.synthesize import naive, normal
 
 from cases import case
 

@@ -11,7 +11,7 @@ from redist.api import synthesize
 from redist.core.plans import simulator
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.sourcemap import source
-from redist.core.synthesis.search import naive, normal
+from redist.core.synthesis.synthesize import naive, normal
 
 from cases import CASES, case
 from helpers import brute_lower_bound, global_array, is_normal_form, simulate_matches_dst

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 
 from redist.api import synthesize
 from redist.core.synthesis.optimal import optimal
-from redist.core.synthesis.search import normal
+from redist.core.synthesis.synthesize import normal
 
 from cases import CASES, case
 from strategies import problems

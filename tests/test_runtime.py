@@ -17,7 +17,7 @@ from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_to_json
 from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.synthesis.search import normal
+from redist.core.synthesis.synthesize import normal
 from redist.runtime.launch import launch
 
 from strategies import meshes_of, problems, random_steps
@@ -33,25 +33,31 @@ def job_lists(draw, devices: int):
     jobs = []
     for _ in range(12):
         mesh = draw(meshes_of(devices))
-        prob = draw(problems(generous=draw(st.booleans()), mesh=mesh, max_elements=4096,
-                             max_rank=4))
+        prob = draw(problems(generous=draw(st.sampled_from([True, False, "uneven"])),
+                             mesh=mesh, max_elements=4096, max_rank=4, distinct=False,
+                             sub_axes=draw(st.booleans()),
+                             dtypes=("float32", "int16", "float64", "bfloat16")))
+        donate = draw(st.booleans())
         if draw(st.booleans()):
             s = normal(prob)
-            jobs.append({"plan": plan_to_json(s.plan), "gated": s.reason is None})
+            jobs.append({"plan": plan_to_json(s.plan), "gated": s.reason is None,
+                         "donate": donate})
         else:
-            jobs.append({"plan": plan_to_json(random_steps(draw, prob, 5)), "gated": False})
+            jobs.append({"plan": plan_to_json(random_steps(draw, prob, 5)), "gated": False,
+                         "donate": donate})
     return jobs
 
 
 # Derived datatypes everywhere ("0"), or NumPy packing everywhere (huge threshold).
 PATHS = {"derived": {"REDIST_PACK_BELOW_BYTES": "0"},
-         "packed": {"REDIST_PACK_BELOW_BYTES": str(1 << 40)}}
+         "packed": {"REDIST_PACK_BELOW_BYTES": str(1 << 40), "REDIST_INPLACE": "0"},
+         "small-chunks": {"REDIST_CHUNK_BYTES": "24"}}
 
 
 def run_jobs(devices, jobs, tmp_path, env=None):
     f = tmp_path / f"jobs{devices}.json"
     f.write_text(json.dumps(jobs))
-    r = mpirun(devices, "differential.py", str(f), env=env)
+    r = mpirun(devices, "differential.py", str(f), env=env, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(results) == len(jobs)
@@ -60,7 +66,7 @@ def run_jobs(devices, jobs, tmp_path, env=None):
 
 
 @pytest.mark.parametrize("devices,path", [(1, "packed"), (2, "derived"), (4, "packed"),
-                                          (8, "derived"), (8, "packed")])
+                                          (6, "small-chunks"), (8, "derived"), (8, "packed")])
 def test_runtime_equals_simulator_on_random_problems(devices, path, tmp_path_factory):
     @MPI_SETTINGS
     @given(job_lists(devices))

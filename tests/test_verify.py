@@ -15,7 +15,7 @@ from redist.core.plans.planjson import loads, plan_to_json
 from redist.core.semantics import sourcemap as semantics
 from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.smt.verify import verify
-from redist.core.synthesis.search import naive, normal
+from redist.core.synthesis.synthesize import naive, normal
 
 from cases import case
 from helpers import brute_discarded, global_array

@@ -1,12 +1,29 @@
-"""Layouts (the paper's distributed array types) and their block arithmetic (DESIGN §1)."""
+"""Layouts (the paper's distributed array types) and their block arithmetic (DESIGN §1,
+§11).
+
+With S_d blocks in dim d (the product of the sizes of its axes) and c_d = ceil(N_d / S_d),
+block k holds global indices [k·c_d, min((k+1)·c_d, N_d)): trailing blocks are shorter or
+empty, the convention of JAX/XLA and torch.chunk. Inside a plan every device's buffer is
+padded to c_d (the *local shape*); at the boundary a device's array has exactly its valid
+extent. When N_d is divisible by S_d this is the paper's even layout.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from redist.core.errors import RedistError
 from redist.core.model.mesh import Mesh
+
+
+def ceil_div(a: Any, b: Any) -> Any:
+    """ceil(a / b) for positive a, b: ints, or z3 terms (proofs/ runs the same code on
+    symbolic sizes)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return -(-a // b)
+    return (a + b - 1) / b               # z3 Int `/` is floor division for b > 0
 
 
 @dataclass(frozen=True)
@@ -32,8 +49,8 @@ class Layout:
         return math.prod(mesh.size(a) for a in self.dims[d])
 
     def local_shape(self, mesh: Mesh, shape: tuple[int, ...]) -> tuple[int, ...]:
-        # Exact division; written so that symbolic sizes (proofs/) go through unchanged.
-        return tuple(_exact_div(shape[d], self.shards(mesh, d)) for d in range(self.rank))
+        """Every device's buffer shape: c_d = ceil(N_d / S_d) (padded)."""
+        return tuple(ceil_div(shape[d], self.shards(mesh, d)) for d in range(self.rank))
 
     def local_size(self, mesh: Mesh, shape: tuple[int, ...]) -> int:
         return math.prod(self.local_shape(mesh, shape))
@@ -50,14 +67,22 @@ class Layout:
 
     def block_slices(self, mesh: Mesh, shape: tuple[int, ...],
                      device: int) -> tuple[slice, ...]:
-        """The global index ranges of a device's block."""
+        """The global index ranges a device's block holds (valid elements only)."""
         coords = mesh.coords(device)
         n = self.local_shape(mesh, shape)
-        return tuple(slice(self.block(mesh, coords, d) * n[d],
-                           (self.block(mesh, coords, d) + 1) * n[d]) for d in range(self.rank))
+        out = []
+        for d in range(self.rank):
+            lo = min(self.block(mesh, coords, d) * n[d], shape[d])
+            out.append(slice(lo, min(lo + n[d], shape[d])))
+        return tuple(out)
+
+    def valid_shape(self, mesh: Mesh, shape: tuple[int, ...], device: int) -> tuple[int, ...]:
+        """The extent of a device's block without padding (what it holds at the boundary)."""
+        return tuple(s.stop - s.start for s in self.block_slices(mesh, shape, device))
 
     def validate(self, mesh: Mesh, shape: tuple[int, ...]) -> Layout:
-        """Raise RedistError naming the offending part unless the layout fits mesh and shape."""
+        """Raise RedistError naming the offending part unless the layout's axes are axes of
+        `mesh`, each used once, and its rank is the array's."""
         if self.rank != len(shape):
             raise RedistError(
                 f"layout {self} has {self.rank} dims but the array has rank {len(shape)}"
@@ -71,10 +96,6 @@ class Layout:
                 if a in seen:
                     raise RedistError(f"layout {self}: axis {a!r} is used more than once")
                 seen.add(a)
-            s = self.shards(mesh, d)
-            if shape[d] % s:
-                raise RedistError(f"layout {self}: dim {d} of extent {shape[d]} is not "
-                                  f"divisible by {s} (the product of axes {{{','.join(dim)}}})")
         return self
 
     def to_json(self) -> list[list[str]]:
@@ -82,7 +103,3 @@ class Layout:
 
     def __str__(self) -> str:
         return "[" + ",".join("{" + ",".join(dim) + "}" for dim in self.dims) + "]"
-
-
-def _exact_div(a, b):
-    return a // b if isinstance(a, int) and isinstance(b, int) else a / b

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from redist.core.errors import RedistError
 from redist.core.limits import MAX_AXES, MAX_DEVICES, MAX_NAME, check
+
+# A sub-axis reference `x(p)s` (DESIGN §10); also the name of an atom of a refined mesh.
+SUB_AXIS = re.compile(r"^([A-Za-z_]\w*)\((\d{1,18})\)(\d{1,18})$")
 
 
 @dataclass(frozen=True)
 class Mesh:
     axes: tuple[tuple[str, int], ...]
+    # Meshes of atoms (axes.py) name their axes by sub-axis refs such as `x(1)2`.
+    allow_refs: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check(len(self.axes), MAX_AXES, "the number of mesh axes", "MAX_AXES")
         seen: set[str] = set()
         devices = 1
         for name, size in self.axes:
-            if not isinstance(name, str) or not name.isidentifier():
+            if not isinstance(name, str) or not (name.isidentifier() or (
+                    self.allow_refs and SUB_AXIS.match(name))):
                 raise RedistError(f"mesh axis name {name!r:.80} is not an identifier")
             check(len(name), MAX_NAME, f"the length of axis name {name[:20]!r}...", "MAX_NAME")
             if name in seen:
@@ -29,23 +37,27 @@ class Mesh:
             check(devices, MAX_DEVICES, "the device count of the mesh", "MAX_DEVICES")
             seen.add(name)
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.axes)
 
-    @property
+    @cached_property
     def num_devices(self) -> int:
         return math.prod(s for _, s in self.axes)
 
+    @cached_property
+    def _sizes(self) -> dict[str, int]:
+        return dict(self.axes)
+
     def size(self, axis: str) -> int:
-        for n, s in self.axes:
-            if n == axis:
-                return s
-        have = ", ".join(self.names) or "no axes"
-        raise RedistError(f"unknown mesh axis {axis!r} (mesh has {have})")
+        try:
+            return self._sizes[axis]
+        except KeyError:
+            have = ", ".join(self.names) or "no axes"
+            raise RedistError(f"unknown mesh axis {axis!r:.40} (mesh has {have})") from None
 
     def has(self, axis: str) -> bool:
-        return axis in self.names
+        return axis in self._sizes
 
     def coords(self, device: int) -> dict[str, int]:
         """Coordinates of a device; the first axis is the most significant."""

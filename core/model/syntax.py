@@ -7,7 +7,7 @@ import re
 
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
-from redist.core.model.mesh import Mesh
+from redist.core.model.mesh import SUB_AXIS, Mesh
 
 _MESH_ITEM = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(-?\d+)\s*$")
 _BRACE_DIM = re.compile(r"\{([^{}]*)\}")
@@ -59,7 +59,7 @@ def parse_layout(text: str) -> Layout:
     try:
         value = ast.literal_eval(s)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise RedistError(f"layout {text!r} is neither [{{..}},..] nor a Python/JAX "
+        raise RedistError(f"layout {text!r:.60} is neither [{{..}},..] nor a Python/JAX "
                           "tuple form") from None
     return layout_from_value(value, text)
 
@@ -96,8 +96,9 @@ def _parse_braces(s: str) -> Layout:
             raise RedistError(f"layout {s!r}: expected {{axes}} at {inner[pos:]!r}")
         names = [a.strip() for a in m.group(1).split(",") if a.strip()]
         for a in names:
-            if not a.isidentifier():
-                raise RedistError(f"layout {s!r}: {a!r} is not an axis name")
+            if not (a.isidentifier() or SUB_AXIS.match(a)):
+                raise RedistError(f"layout {s!r}: {a!r} is not an axis name or sub-axis "
+                                  "x(p)s")
         if m.group(1).strip() and len(names) != len(m.group(1).split(",")):
             raise RedistError(f"layout {s!r}: empty axis name in {{{m.group(1)}}}")
         dims.append(tuple(names))

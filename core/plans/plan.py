@@ -8,8 +8,8 @@ from redist.core.errors import TypingError
 from redist.core.limits import MAX_STEPS, check
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.collectives import AllSlice, Collective, apply
-from redist.core.semantics.costs import lower_bound_bytes, received_bytes
+from redist.core.semantics.collectives import Collective, apply
+from redist.core.semantics.costs import lower_bound_bytes, step_volume
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,7 @@ class Plan:
         p = self.problem
         lays = self.layouts()
         local = tuple(p.local_bytes(lay) for lay in lays)
-        vols = tuple(int(received_bytes(p, s, lays[k], lays[k + 1]).sum())
-                     for k, s in enumerate(self.steps))
+        vols = tuple(step_volume(p, s, lays[k], lays[k + 1]) for k, s in enumerate(self.steps))
         return Figures(
             local_bytes=local,
             step_volume=vols,
@@ -90,5 +89,5 @@ class Plan:
             bound_bytes=p.bound_bytes,
             volume_bytes=sum(vols),
             lower_bound_bytes=lower_bound_bytes(p),
-            collectives=sum(1 for s in self.steps if not isinstance(s, AllSlice)),
+            collectives=sum(1 for v in vols if v),
         )

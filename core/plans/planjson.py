@@ -1,46 +1,64 @@
-"""The plan file format `redist.plan/1` (DESIGN §3): read, validate, write."""
+"""The plan file format `redist.plan/1` (DESIGN §3, §10): read, validate, write.
+
+Files name the user's mesh and canonical refs (`x`, `x(1)2`); in memory a plan works on
+atoms (model/axes.py). Writing lifts every layout and axis list back to canonical refs;
+reading refines the mesh at every boundary the file's refs use and lowers them.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.limits import MAX_PLAN_FILE_BYTES, MAX_STEPS, check
-from redist.core.model.mesh import Mesh
-from redist.core.model.problem import Problem
+from redist.core.model.axes import Atoms, refine, resolve
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import SUB_AXIS, Mesh
+from redist.core.model.problem import Problem, check_user_layout, lower_layout
 from redist.core.model.syntax import layout_from_value
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+)
 
 FORMAT = "redist.plan/1"
+OPS = "all_slice, all_gather, all_to_all, all_permute or all_exchange"
 
 
-def step_to_json(step: Collective) -> dict[str, Any]:
+def step_to_json(step: Collective, problem: Problem) -> dict[str, Any]:
+    show = problem.show_axes
     if isinstance(step, (AllSlice, AllGather)):
-        return {"op": step.op, "axes": [list(d) for d in step.axes]}
+        return {"op": step.op, "axes": [list(show(d)) for d in step.axes]}
     if isinstance(step, AllToAll):
         return {"op": step.op, "src_dim": step.src_dim, "dst_dim": step.dst_dim,
-                "axes": list(step.axes)}
-    return {"op": step.op, "layout": step.layout.to_json()}
+                "axes": list(show(step.axes))}
+    return {"op": step.op, "layout": problem.show(step.layout).to_json()}
 
 
 def plan_to_json(plan: Plan, *, with_figures: bool = True) -> dict[str, Any]:
     p = plan.problem
+    assert p.base is not None
     lays = plan.layouts()
     steps = []
     for k, step in enumerate(plan.steps):
-        js = step_to_json(step)
-        js["layout_after"] = lays[k + 1].to_json()
+        js = step_to_json(step, p)
+        js["layout_after"] = p.show(lays[k + 1]).to_json()
         steps.append(js)
     out: dict[str, Any] = {
         "format": FORMAT,
-        "mesh": [[n, s] for n, s in p.mesh.axes],
+        "mesh": [[n, s] for n, s in p.base.axes],
         "shape": list(p.shape),
         "dtype": p.dtype,
-        "src": p.src.to_json(),
-        "dst": p.dst.to_json(),
+        "src": p.show(p.src).to_json(),
+        "dst": p.show(p.dst).to_json(),
         "steps": steps,
     }
     if with_figures:
@@ -71,6 +89,7 @@ def _int(value: Any, where: str) -> int:
 
 
 def step_from_json(js: Any, k: int) -> Collective:
+    """A step with the names as written (refs; lowered later)."""
     where = f"step {k + 1}"
     _expect(isinstance(js, dict), f"{where} must be an object")
     op = js.get("op")
@@ -85,27 +104,44 @@ def step_from_json(js: Any, k: int) -> Collective:
         return AllToAll(_int(js["src_dim"], f"{where} src_dim"),
                         _int(js["dst_dim"], f"{where} dst_dim"),
                         _names(js["axes"], f"{where} (all_to_all) axes"))
-    if op == "all_permute":
-        _expect("layout" in js, f"{where} (all_permute): missing 'layout'")
-        return AllPermute(layout_from_value(js["layout"], f"{where} layout"))
-    raise RedistError(f"{where}: unknown op {op!r:.40} (expected all_slice, all_gather, "
-                      "all_to_all or all_permute)")
+    if op in ("all_permute", "all_exchange"):
+        _expect("layout" in js, f"{where} ({op}): missing 'layout'")
+        lay = layout_from_value(js["layout"], f"{where} layout")
+        return AllPermute(lay) if op == "all_permute" else AllExchange(lay)
+    raise RedistError(f"{where}: unknown op {op!r:.40} (expected {OPS})")
 
 
-def problem_from_json(doc: dict[str, Any]) -> Problem:
-    for key in ("mesh", "shape", "dtype", "src", "dst"):
-        _expect(key in doc, f"plan: missing {key!r}")
-    mesh_js = doc["mesh"]
-    _expect(isinstance(mesh_js, list) and all(
-        isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) for m in mesh_js),
-        "plan: 'mesh' must be a list of [name, size] pairs")
-    mesh = Mesh(tuple((m[0], m[1]) for m in mesh_js))
-    shape_js = doc["shape"]
-    _expect(isinstance(shape_js, list), "plan: 'shape' must be a list of integers")
-    shape = tuple(_int(n, "plan: shape entry") for n in shape_js)
-    _expect(isinstance(doc["dtype"], str), "plan: 'dtype' must be a string")
-    return Problem(mesh, shape, doc["dtype"], layout_from_value(doc["src"], "plan src"),
-                   layout_from_value(doc["dst"], "plan dst"))
+def _step_names(step: Collective) -> Iterator[str]:
+    if isinstance(step, (AllSlice, AllGather)):
+        yield from (a for d in step.axes for a in d)
+    elif isinstance(step, AllToAll):
+        yield from step.axes
+    else:
+        yield from step.layout.used_axes()
+
+
+def _known(base: Mesh, name: str) -> bool:
+    """Does the name refer to an axis of the mesh? (A name that does not is a typing
+    error of its step, reported by `verify`; a malformed ref of a known axis is not a
+    plan at all.)"""
+    m = SUB_AXIS.match(name)
+    if not base.has(m.group(1) if m else name):
+        return False
+    resolve(base, name)                  # raises on a bad pre-size or size
+    return True
+
+
+def _lower_names(atoms: Atoms, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(a for n in names for a in (atoms.lower(n) if _known(atoms.base, n) else (n,)))
+
+
+def _lower_step(atoms: Atoms, step: Collective) -> Collective:
+    if isinstance(step, (AllSlice, AllGather)):
+        return type(step)(tuple(_lower_names(atoms, d) for d in step.axes))
+    if isinstance(step, AllToAll):
+        return AllToAll(step.src_dim, step.dst_dim, _lower_names(atoms, step.axes))
+    lay = Layout(tuple(_lower_names(atoms, d) for d in step.layout.dims))
+    return type(step)(lay)
 
 
 def plan_from_json(doc: Any) -> Plan:
@@ -116,18 +152,42 @@ def plan_from_json(doc: Any) -> Plan:
     _expect(isinstance(doc, dict), "plan: the document must be a JSON object")
     fmt = doc.get("format")
     _expect(fmt == FORMAT, f"plan: unknown format {fmt!r:.60} (expected {FORMAT!r})")
-    problem = problem_from_json(doc)
+    for key in ("mesh", "shape", "dtype", "src", "dst"):
+        _expect(key in doc, f"plan: missing {key!r}")
+    mesh_js = doc["mesh"]
+    _expect(isinstance(mesh_js, list) and all(
+        isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) for m in mesh_js),
+        "plan: 'mesh' must be a list of [name, size] pairs")
+    base = Mesh(tuple((m[0], m[1]) for m in mesh_js))
+    shape_js = doc["shape"]
+    _expect(isinstance(shape_js, list), "plan: 'shape' must be a list of integers")
+    shape = tuple(_int(n, "plan: shape entry") for n in shape_js)
+    _expect(isinstance(doc["dtype"], str), "plan: 'dtype' must be a string")
+    src = layout_from_value(doc["src"], "plan src")
+    dst = layout_from_value(doc["dst"], "plan dst")
+    check_user_layout(base, src, shape, "plan src")
+    check_user_layout(base, dst, shape, "plan dst")
     steps_js = doc.get("steps")
     _expect(isinstance(steps_js, list), "plan: 'steps' must be a list")
     check(len(steps_js), MAX_STEPS, "the number of steps", "MAX_STEPS")
-    plan = Plan(problem, tuple(step_from_json(s, k) for k, s in enumerate(steps_js)))
+    raw = [step_from_json(s, k) for k, s in enumerate(steps_js)]
+    claimed_after = [layout_from_value(s["layout_after"], f"step {k + 1} layout_after")
+                     if "layout_after" in s else None for k, s in enumerate(steps_js)]
     claimed_verdict(doc)                  # its shape; `verify` compares the statuses
+    refs = list(src.used_axes() + dst.used_axes())
+    refs += [n for st in raw for n in _step_names(st) if _known(base, n)]
+    refs += [n for lay in claimed_after if lay is not None for n in lay.used_axes()
+             if _known(base, n)]
+    atoms = refine(base, refs)
+    problem = Problem(atoms.mesh, shape, doc["dtype"], lower_layout(atoms, src),
+                      lower_layout(atoms, dst), base=base)
+    plan = Plan(problem, tuple(_lower_step(atoms, st) for st in raw))
     lays, err = plan.typed_prefix()
-    for k, s in enumerate(steps_js[: len(lays) - 1]):
-        if "layout_after" in s:
-            claimed = layout_from_value(s["layout_after"], f"step {k + 1} layout_after")
-            _expect(claimed == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
-                                            f"match the recomputed {lays[k + 1]}")
+    for k, claimed in enumerate(claimed_after[: len(lays) - 1]):
+        if claimed is not None:
+            mine = Layout(tuple(_lower_names(atoms, d) for d in claimed.dims))
+            _expect(mine == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
+                                         f"match the recomputed {problem.show(lays[k + 1])}")
     if "figures" in doc and err is None:
         ours = plan.figures().to_json()
         theirs = doc["figures"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
 from redist.core.semantics.collectives import describe
 
@@ -26,9 +27,10 @@ def plan_table(plan: Plan) -> str:
         b = fig.local_bytes[k]
         return f"{human_bytes(b)} ({100 * b / fig.bound_bytes:.0f}%)"
 
-    rows.append(("src", "", str(p.src), str(p.src.local_shape(p.mesh, p.shape)), "", mem(0)))
+    rows.append(("src", "", str(p.show(p.src)), str(p.src.local_shape(p.mesh, p.shape)), "",
+                 mem(0)))
     for k, step in enumerate(plan.steps):
-        rows.append((str(k + 1), describe(step), str(lays[k + 1]),
+        rows.append((str(k + 1), describe(step, p.show_axes), str(p.show(lays[k + 1])),
                      str(lays[k + 1].local_shape(p.mesh, p.shape)),
                      human_bytes(fig.step_volume[k]), mem(k + 1)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
@@ -38,8 +40,7 @@ def plan_table(plan: Plan) -> str:
     ratio = "n/a" if fig.volume_ratio is None else f"{fig.volume_ratio:.2f}"
     lines += [
         "",
-        f"problem     mesh {p.mesh} ({p.mesh.num_devices} devices), shape "
-        f"{','.join(map(str, p.shape)) or '()'} {p.dtype}: {p.src} -> {p.dst}",
+        problem_line(p),
         f"peak        {human_bytes(fig.peak_bytes)} per device; bound "
         f"{human_bytes(fig.bound_bytes)} -> "
         + ("memory-efficient" if fig.memory_efficient else
@@ -54,10 +55,15 @@ def plan_table(plan: Plan) -> str:
 def _ill_typed_table(plan: Plan, lays: list, error: str) -> str:
     """The steps up to the first ill-typed one; no figures (they need every layout)."""
     p = plan.problem
-    lines = [f"problem     mesh {p.mesh} ({p.mesh.num_devices} devices), shape "
-             f"{','.join(map(str, p.shape)) or '()'} {p.dtype}: {p.src} -> {p.dst}",
-             f"src         {p.src}"]
+    lines = [problem_line(p), f"src         {p.show(p.src)}"]
     for k, step in enumerate(plan.steps[: len(lays) - 1]):
-        lines.append(f"step {k + 1:<6} {describe(step)} -> {lays[k + 1]}")
+        lines.append(f"step {k + 1:<6} {describe(step, p.show_axes)} -> {p.show(lays[k + 1])}")
     lines.append(f"ILL-TYPED   {error}")
     return "\n".join(lines)
+
+
+def problem_line(p: Problem) -> str:
+    padded = "" if not p.uneven else " (uneven: blocks of ceil(N/S), padded inside the plan)"
+    return (f"problem     mesh {p.base} ({p.mesh.num_devices} devices), shape "
+            f"{','.join(map(str, p.shape)) or '()'} {p.dtype}: {p.show(p.src)} -> "
+            f"{p.show(p.dst)}{padded}")

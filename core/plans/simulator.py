@@ -1,5 +1,10 @@
 """Reference simulator: runs a plan in one process through the source maps (not the
-typing rules), on NumPy arrays holding every device's local block."""
+typing rules), on NumPy arrays holding every device's padded local buffer.
+
+Positions whose global index is past the array's end are padding (DESIGN §11): the
+simulator fills them with `FILL` and never reads them as data; comparisons look at valid
+positions only.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +17,41 @@ from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.blocks import device_coords
 from redist.core.semantics.sourcemap import global_index, source
 
+FILL = 0
+
 
 def shard(mesh: Mesh, shape: tuple[int, ...], layout: Layout, global_array: np.ndarray,
           device: int) -> np.ndarray:
-    """Device `device`'s local block of `global_array` under `layout`."""
+    """Device `device`'s block of `global_array` under `layout`: its valid extent only,
+    what a device holds at the boundary of a plan."""
     return global_array[layout.block_slices(mesh, shape, device)]
+
+
+def valid_mask(mesh: Mesh, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
+    """(devices, *local) booleans: which buffer positions hold data (not padding)."""
+    local = layout.local_shape(mesh, shape)
+    coords, idx = _grid(mesh, local)
+    g = global_index(mesh, shape, layout, coords, idx)
+    ok = np.ones((mesh.num_devices,) + local, dtype=bool)
+    for d in range(len(shape)):
+        ok &= np.broadcast_to(g[d] < shape[d], ok.shape)
+    return ok
 
 
 def shards(mesh: Mesh, shape: tuple[int, ...], layout: Layout,
            global_array: np.ndarray) -> np.ndarray:
-    """(devices, *local_shape) stack of every device's block."""
-    return np.stack([shard(mesh, shape, layout, global_array, dev)
-                     for dev in range(mesh.num_devices)])
+    """(devices, *local_shape) stack of every device's padded buffer."""
+    local = layout.local_shape(mesh, shape)
+    out = np.full((mesh.num_devices,) + local, FILL, dtype=global_array.dtype)
+    for dev in range(mesh.num_devices):
+        block = shard(mesh, shape, layout, global_array, dev)
+        out[(dev,) + tuple(slice(0, n) for n in block.shape)] = block
+    return out
 
 
 def expected_from_index(mesh: Mesh, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
-    """For every device and local index, the flat global element number it must hold,
-    computed from the layout semantics alone."""
+    """For every device and local index, the flat global element number it must hold
+    (meaningful at valid positions), from the layout semantics alone."""
     local = layout.local_shape(mesh, shape)
     coords, idx = _grid(mesh, local)
     g = global_index(mesh, shape, layout, coords, idx)
@@ -48,7 +71,8 @@ def _grid(mesh: Mesh, local: tuple[int, ...]):
 
 
 def step(plan: Plan, k: int, before_stack: np.ndarray, layouts: list[Layout]) -> np.ndarray:
-    """Apply step k to the (devices, *local) stack, through its source map."""
+    """Apply step k to the (devices, *local) stack, through its source map. A valid
+    position must find its source in range; padding positions are filled, not read."""
     p = plan.problem
     mesh, shape = p.mesh, p.shape
     before, after = layouts[k], layouts[k + 1]
@@ -60,18 +84,34 @@ def step(plan: Plan, k: int, before_stack: np.ndarray, layouts: list[Layout]) ->
     dev = np.zeros(full, dtype=np.int64)
     for name, size in mesh.axes:
         dev = dev * size + np.broadcast_to(src_c[name], full)
-    where = [np.broadcast_to(i, full) for i in src_i]
-    for d, w in enumerate(where):
-        if w.size and (w.min() < 0 or w.max() >= n_before[d]):
-            raise AssertionError(f"step {k + 1}: source index out of range in dim {d}")
-    return before_stack[(dev, *where)]
+    valid = valid_mask(mesh, shape, after)
+    where = []
+    for d, i in enumerate(src_i):
+        w = np.broadcast_to(i, full)
+        bad = (w < 0) | (w >= n_before[d])
+        if np.any(bad & valid):
+            raise AssertionError(f"step {k + 1}: a valid element's source index is out of "
+                                 f"range in dim {d}")
+        where.append(np.where(bad, 0, w))
+    out = before_stack[(dev, *where)] if before_stack.size else np.zeros(full, before_stack.dtype)
+    out[~valid] = FILL
+    return out
 
 
 def run(plan: Plan, global_array: np.ndarray) -> list[np.ndarray]:
-    """Every device's local arrays: [src stack, stack after step 1, ...]."""
+    """Every device's padded buffers: [src stack, stack after step 1, ...]."""
     p = plan.problem
     layouts = plan.layouts()
     stacks = [shards(p.mesh, p.shape, p.src, global_array)]
     for k in range(len(plan.steps)):
         stacks.append(step(plan, k, stacks[-1], layouts))
     return stacks
+
+
+def final_blocks(plan: Plan, global_array: np.ndarray) -> list[np.ndarray]:
+    """Every device's dst block at its valid extent, as the plan delivers it."""
+    p = plan.problem
+    final = run(plan, global_array)[-1]
+    return [final[(dev,) + tuple(slice(0, n) for n in
+                                 p.dst.valid_shape(p.mesh, p.shape, dev))]
+            for dev in range(p.mesh.num_devices)]

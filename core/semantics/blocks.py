@@ -1,5 +1,5 @@
-"""Who sends to whom in an all_permute (DESIGN §2 pairing rule), and block bookkeeping
-over all devices at once."""
+"""Blocks of every device at once: block indices, valid global ranges, who holds what,
+and who sends to whom in an all_permute (DESIGN §2 pairing rule)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def device_coords(mesh: Mesh) -> dict[str, np.ndarray]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def block_ids(mesh: Mesh, layout: Layout) -> np.ndarray:
-    """(devices, rank) array of every device's block index per dim."""
+    """(devices, rank) array of every device's block index per dim (read-only: cached)."""
     coords = device_coords(mesh)
     cols = []
     for dim in layout.dims:
@@ -31,7 +32,28 @@ def block_ids(mesh: Mesh, layout: Layout) -> np.ndarray:
         for a in dim:
             b = b * mesh.size(a) + coords[a]
         cols.append(b)
-    return np.stack(cols, axis=1) if cols else np.zeros((mesh.num_devices, 0), np.int64)
+    out = np.stack(cols, axis=1) if cols else np.zeros((mesh.num_devices, 0), np.int64)
+    out.flags.writeable = False
+    return out
+
+
+def block_ranges(mesh: Mesh, shape: tuple[int, ...],
+                 layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi): (devices, rank) arrays of the valid global range each device holds."""
+    c = np.array(layout.local_shape(mesh, shape), dtype=np.int64).reshape(1, -1)
+    n = np.array(shape, dtype=np.int64).reshape(1, -1)
+    lo = np.minimum(block_ids(mesh, layout) * c, n)
+    return lo, np.minimum(lo + c, n)
+
+
+def missing_elements(mesh: Mesh, shape: tuple[int, ...], have: Layout,
+                     need: Layout) -> np.ndarray:
+    """Per device: valid elements of its `need` block that its `have` block lacks."""
+    lo_h, hi_h = block_ranges(mesh, shape, have)
+    lo_n, hi_n = block_ranges(mesh, shape, need)
+    want = np.prod(hi_n - lo_n, axis=1)
+    overlap = np.prod(np.maximum(np.minimum(hi_h, hi_n) - np.maximum(lo_h, lo_n), 0), axis=1)
+    return want - overlap                 # each term <= the array's element count < 2**63
 
 
 def changed_devices(mesh: Mesh, before: Layout, after: Layout) -> np.ndarray:
@@ -43,7 +65,8 @@ def permute_sources(mesh: Mesh, before: Layout, after: Layout) -> list[int]:
     """sources[r] = the device that sends its block to device r.
 
     Devices that hold their new block keep it; the remaining holders and needers of each
-    block are paired in ascending device order.
+    block are paired in ascending device order. (The typing rule keeps the number of
+    blocks per dim, so every block has as many holders as needers.)
     """
     held = [tuple(r) for r in block_ids(mesh, before).tolist()]
     need = [tuple(r) for r in block_ids(mesh, after).tolist()]

@@ -1,8 +1,13 @@
-"""The four collectives as values, with their typing rules (DESIGN §2).
+"""The collectives as values, with their typing rules (DESIGN §2, §11).
 
 A typing rule maps the layout before a step to the layout after it, or raises
-TypingError saying which rule failed and why. Element semantics live in semantics.py;
+TypingError saying which rule failed and why. Element semantics live in sourcemap.py;
 byte costs in costs.py.
+
+Uneven extents (§11): splitting a dim of padded extent c into g pieces is local only when
+the blocks nest, i.e. when g divides c (then ceil(N/(S·g)) = c/g), or when the dim is held
+whole (c >= N: one block holds everything and the finer blocks lie inside it). The same
+condition, on the coarser side, governs gathers and both dims of an all-to-all.
 """
 
 from __future__ import annotations
@@ -43,10 +48,19 @@ class AllPermute:
     op = "all_permute"
 
 
-Collective = AllSlice | AllGather | AllToAll | AllPermute
+@dataclass(frozen=True)
+class AllExchange:
+    """The MPI extension (DESIGN §2): any layout, one Alltoallv over all devices, every
+    element sent once by its canonical holder. Not portable (no XLA/NCCL equivalent)."""
+    layout: Layout
+    op = "all_exchange"
 
 
-def named_axes(step: Collective, before: Layout) -> tuple[str, ...]:
+Collective = AllSlice | AllGather | AllToAll | AllPermute | AllExchange
+PORTABLE = (AllSlice, AllGather, AllToAll, AllPermute)
+
+
+def named_axes(step: Collective) -> tuple[str, ...]:
     """The axes a step's groups span, in mixed-radix (major -> minor) order."""
     if isinstance(step, (AllSlice, AllGather)):
         return tuple(a for dim in step.axes for a in dim)
@@ -72,8 +86,8 @@ def _suffix_ok(dim_axes: tuple[str, ...], axes: tuple[str, ...]) -> bool:
 
 def reshape(step: Collective, before: Layout) -> Layout:
     """The structural half of a typing rule: which axes go where (suffixes, replicated
-    axes, dims in range). Divisibility is the other half, checked by `apply`; proofs/
-    states it as a hypothesis over symbolic sizes instead."""
+    axes, dims in range). Extents are the other half, checked by `apply`; proofs/ states
+    them as hypotheses over symbolic sizes instead."""
     if isinstance(step, AllSlice):
         _per_dim(step, before)
         used = set(before.used_axes())
@@ -107,54 +121,80 @@ def reshape(step: Collective, before: Layout) -> Layout:
         dims[s] = before.dims[s][: len(before.dims[s]) - len(step.axes)]
         dims[t] = before.dims[t] + step.axes
         return Layout(tuple(dims))
-    if isinstance(step, AllPermute):
+    if isinstance(step, (AllPermute, AllExchange)):
         if step.layout.rank != before.rank:
-            raise TypingError(f"all_permute: target {step.layout} has rank {step.layout.rank}, "
+            raise TypingError(f"{step.op}: target {step.layout} has rank {step.layout.rank}, "
                               f"not {before.rank}")
         return step.layout
-    raise RedistError(f"unknown collective {step!r}")
+    raise RedistError(f"unknown collective {step!r:.60}")
+
+
+def nests(coarse: int, g: int, extent: int) -> bool:
+    """Do blocks of padded extent `coarse` split into g pieces locally? (module doc)"""
+    return coarse % g == 0 or coarse >= extent
+
+
+def _nest_error(op: str, what: str, d: int, coarse: int, g: int, extent: int) -> TypingError:
+    return TypingError(f"{op}: {what} {d}: blocks of {coarse} (extent {extent}) do not split "
+                       f"locally into {g} (not divisible, and the dim is not held whole): "
+                       "the finer blocks do not nest in the coarser ones")
 
 
 def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout) -> Layout:
     """Typing rule: the layout after `step`, or TypingError."""
-    for a in named_axes(step, before):
+    for a in named_axes(step):
         if not mesh.has(a):
-            raise TypingError(f"{step.op}: unknown axis {a!r}")
+            raise TypingError(f"{step.op}: unknown axis {a!r:.40}")
     after = reshape(step, before)
     local = before.local_shape(mesh, shape)
     if isinstance(step, AllSlice):
         for d, new in enumerate(step.axes):
             g = math.prod(mesh.size(a) for a in new)
-            if local[d] % g:
-                raise TypingError(f"all_slice: local extent {local[d]} of dim {d} is not "
-                                  f"divisible by {g} (axes {{{','.join(new)}}})")
+            if not nests(local[d], g, shape[d]):
+                raise _nest_error("all_slice", "dim", d, local[d], g, shape[d])
+    elif isinstance(step, AllGather):
+        coarse = after.local_shape(mesh, shape)
+        for d, gone in enumerate(step.axes):
+            g = math.prod(mesh.size(a) for a in gone)
+            if gone and not nests(coarse[d], g, shape[d]):
+                raise _nest_error("all_gather", "dim", d, coarse[d], g, shape[d])
     elif isinstance(step, AllToAll):
         g = math.prod(mesh.size(a) for a in step.axes)
-        if local[step.dst_dim] % g:
-            raise TypingError(f"all_to_all: local extent {local[step.dst_dim]} of dst_dim "
-                              f"{step.dst_dim} is not divisible by {g}")
-    elif isinstance(step, AllPermute):
+        coarse_src = after.local_shape(mesh, shape)[step.src_dim]
+        if not nests(coarse_src, g, shape[step.src_dim]):
+            raise _nest_error("all_to_all", "src_dim", step.src_dim, coarse_src, g,
+                              shape[step.src_dim])
+        if not nests(local[step.dst_dim], g, shape[step.dst_dim]):
+            raise _nest_error("all_to_all", "dst_dim", step.dst_dim, local[step.dst_dim], g,
+                              shape[step.dst_dim])
+    elif isinstance(step, (AllPermute, AllExchange)):
         try:
             after.validate(mesh, shape)
         except RedistError as e:
-            raise TypingError(f"all_permute: target {e}") from None
-        after_local = after.local_shape(mesh, shape)
-        if after_local != local:
-            raise TypingError(f"all_permute: local shape {after_local} of {after} "
-                              f"differs from {local} of {before}")
+            raise TypingError(f"{step.op}: target {e}") from None
+        if isinstance(step, AllPermute):
+            # Same number of blocks per dim (with divisible extents: the same local shape),
+            # so every block is held and needed by equally many devices: a permutation.
+            have = tuple(before.shards(mesh, d) for d in range(before.rank))
+            want = tuple(after.shards(mesh, d) for d in range(after.rank))
+            if have != want:
+                raise TypingError(f"all_permute: {after} has {want} blocks per dim, {before} "
+                                  f"has {have}: local shapes "
+                                  f"{after.local_shape(mesh, shape)} and {local}")
     return after
 
 
-def group_size(step: Collective, mesh: Mesh, before: Layout) -> int:
-    return math.prod(mesh.size(a) for a in named_axes(step, before))
+def group_size(step: Collective, mesh: Mesh) -> int:
+    return math.prod(mesh.size(a) for a in named_axes(step))
 
 
-def describe(step: Collective) -> str:
-    """Short human form, e.g. `all_to_all y: 1->0`."""
+def describe(step: Collective, show=lambda axes: axes) -> str:
+    """Short human form, e.g. `all_to_all {y} dim 1->0`; `show` lifts atoms to refs."""
     def per_dim(axes: PerDim) -> str:
-        return " ".join(f"{{{','.join(d)}}}" for d in axes)
+        return " ".join(f"{{{','.join(show(d))}}}" for d in axes)
     if isinstance(step, (AllSlice, AllGather)):
         return f"{step.op} {per_dim(step.axes)}"
     if isinstance(step, AllToAll):
-        return f"all_to_all {{{','.join(step.axes)}}} dim {step.src_dim}->{step.dst_dim}"
-    return f"all_permute -> {step.layout}"
+        return f"all_to_all {{{','.join(show(step.axes))}}} dim {step.src_dim}->{step.dst_dim}"
+    return f"{step.op} -> " + "[" + ",".join("{" + ",".join(show(d)) + "}"
+                                            for d in step.layout.dims) + "]"

@@ -1,13 +1,18 @@
-"""Bytes each device receives in a step (DESIGN §2 table)."""
+"""Bytes each step moves (DESIGN §2 table, §11), exact Python integers throughout.
+
+Collectives move padded buffers (every piece has the same size, padding included); the
+exchange and the lower bound count valid elements only.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.blocks import block_ids, changed_devices
+from redist.core.semantics.blocks import changed_devices, missing_elements
 from redist.core.semantics.collectives import (
+    AllExchange,
     AllGather,
     AllPermute,
     AllSlice,
@@ -17,34 +22,30 @@ from redist.core.semantics.collectives import (
 )
 
 
-def received_bytes(problem: Problem, step: Collective, before: Layout,
-                   after: Layout) -> np.ndarray:
-    """Bytes received by each device (array indexed by device id)."""
-    mesh = problem.mesh
-    lb = before.local_size(mesh, problem.shape) * problem.itemsize
-    out = np.zeros(mesh.num_devices, dtype=np.int64)
+def step_volume(problem: Problem, step: Collective, before: Layout, after: Layout) -> int:
+    """Bytes received in one step, summed over all devices."""
+    mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
+    devices = mesh.num_devices
     if isinstance(step, AllSlice):
-        return out
-    g = group_size(step, mesh, before)
+        return 0
+    if isinstance(step, AllExchange):
+        return int(sum(missing_elements(mesh, shape, before, after).tolist())) * item
+    local = before.local_shape(mesh, shape)
+    lb = math.prod(local) * item
+    if isinstance(step, AllPermute):
+        return int(changed_devices(mesh, before, after).sum()) * lb
+    g = group_size(step, mesh)
     if isinstance(step, AllGather):
-        out[:] = (g - 1) * lb
-    elif isinstance(step, AllToAll):
-        out[:] = (g - 1) * lb // g
-    elif isinstance(step, AllPermute):
-        out[changed_devices(mesh, before, after)] = lb
-    return out
+        return devices * (g - 1) * lb
+    assert isinstance(step, AllToAll)
+    # Each device keeps one of its g pieces and receives g - 1; a piece is the block with
+    # dst_dim cut to its (padded) extent after the step.
+    piece = lb // local[step.dst_dim] * after.local_shape(mesh, shape)[step.dst_dim]
+    return devices * (g - 1) * piece
 
 
 def lower_bound_bytes(problem: Problem) -> int:
-    """Σ over devices of the bytes of its dst block that its src block does not hold."""
-    mesh, shape = problem.mesh, problem.shape
-    ns = problem.src.local_shape(mesh, shape)
-    nd = problem.dst.local_shape(mesh, shape)
-    bs, bd = block_ids(mesh, problem.src), block_ids(mesh, problem.dst)
-    overlap = np.ones(mesh.num_devices, dtype=np.int64)
-    for d in range(len(shape)):
-        lo = np.maximum(bs[:, d] * ns[d], bd[:, d] * nd[d])
-        hi = np.minimum((bs[:, d] + 1) * ns[d], (bd[:, d] + 1) * nd[d])
-        overlap *= np.maximum(hi - lo, 0)
-    need = int(np.prod(nd, dtype=np.int64))
-    return int(np.sum(need - overlap)) * problem.itemsize
+    """Σ over devices of the bytes of its dst block that its src block does not hold
+    (valid elements only): what must cross the network whatever the plan."""
+    missing = missing_elements(problem.mesh, problem.shape, problem.src, problem.dst)
+    return int(sum(missing.tolist())) * problem.itemsize

@@ -14,7 +14,14 @@ from typing import Any
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.semantics.algebra import Algebra
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+)
 
 Coords = dict[str, Any]
 Index = list[Any]
@@ -40,7 +47,8 @@ def digits(mesh: Mesh, axes: tuple[str, ...], value: Any, alg: Algebra) -> Coord
 
 def global_index(mesh: Mesh, shape: tuple[int, ...], layout: Layout, coords: Coords,
                  index: Index) -> Index:
-    """g_d = b_d(c)·n_d + i_d for every dim d."""
+    """g_d = b_d(c)·c_d + i_d for every dim d (c_d the padded local extent; the element is
+    valid, not padding, iff g_d < N_d in every dim)."""
     local = layout.local_shape(mesh, shape)
     return [mixed_radix(mesh, layout.dims[d], coords) * local[d] + index[d]
             for d in range(layout.rank)]
@@ -78,4 +86,12 @@ def source(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout,
         for d in range(after.rank):
             need = mixed_radix(mesh, after.dims[d], coords)
             src_c.update(digits(mesh, before.dims[d], need, alg))
+    elif isinstance(step, AllExchange):
+        # Element by element: the block holding global index g before is g // c_before;
+        # its canonical holder as for a permute (our own coordinates on the axes replicated
+        # before, so a device that held the element is its own source).
+        for d in range(after.rank):
+            g = mixed_radix(mesh, after.dims[d], coords) * n_after[d] + index[d]
+            src_c.update(digits(mesh, before.dims[d], alg.div(g, n_before[d]), alg))
+            src_i[d] = alg.mod(g, n_before[d])
     return src_c, src_i

@@ -16,6 +16,7 @@ import z3
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllSlice
@@ -166,10 +167,12 @@ def _element_correct(plan: Plan, lays: list[Layout]) -> Obligation:
     want = global_index(mesh, shape, p.dst, coords, index)
     got = global_index(mesh, shape, p.src, c0, i0)
     ok = z3.And(*in_range, *[want[d] == got[d] for d in range(len(shape))])
+    # Every valid dst element (padding is never data, DESIGN §11).
+    valid = [want[d] < shape[d] for d in range(len(shape))]
 
     def explain(m: z3.ModelRef) -> str:
         return _explain_point(plan, lays, m, coords, index)
-    return Obligation("element_correct", bounds + [z3.Not(ok)], explain)
+    return Obligation("element_correct", bounds + valid + [z3.Not(ok)], explain)
 
 
 def _explain_point(plan: Plan, lays: list[Layout], m: z3.ModelRef, coords, index) -> str:
@@ -187,17 +190,18 @@ def _explain_point(plan: Plan, lays: list[Layout], m: z3.ModelRef, coords, index
         ii = [int(v) for v in ii]
         n = lays[k - 1].local_shape(mesh, shape)
         if any(not 0 <= ii[d] < n[d] for d in range(len(n))):
-            return (f"device {dev} {_fmt(c)}, local index {tuple(i)}: at step {k} the value "
-                    f"would come from local index {tuple(ii)} of device {mesh.device(cc)}, "
-                    f"outside its local shape {n}")
+            return (f"device {dev} {_fmt(p.base, dev)}, local index {tuple(i)}: at step {k} "
+                    f"the value would come from local index {tuple(ii)} of device "
+                    f"{mesh.device(cc)}, outside its local shape {n}")
     got = [int(x) for x in global_index(mesh, shape, p.src, cc, ii)]
-    return (f"device {dev} {_fmt(c)}, local index {tuple(i)}: expected global element "
+    return (f"device {dev} {_fmt(p.base, dev)}, local index {tuple(i)}: expected global element "
             f"{tuple(want)}, the plan delivers {tuple(got)} (from device {mesh.device(cc)} "
             f"local index {tuple(ii)})")
 
 
-def _fmt(c: dict[str, int]) -> str:
-    return "(" + ", ".join(f"{a}={v}" for a, v in c.items()) + ")"
+def _fmt(base: Mesh, device: int) -> str:
+    """A device's coordinates on the user's mesh."""
+    return "(" + ", ".join(f"{a}={v}" for a, v in base.coords(device).items()) + ")"
 
 
 def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
@@ -210,6 +214,8 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
             continue
         tag = f"s{m_idx}"
         coords, index, bounds = _symbolic_point(plan, lays[m_idx - 1], tag)
+        held = global_index(mesh, shape, lays[m_idx - 1], coords, index)
+        bounds += [held[d] < shape[d] for d in range(len(shape))]   # valid data only
         n_after = lays[m_idx].local_shape(mesh, shape)
         dropped = []
         for d, new in enumerate(step.axes):
@@ -229,7 +235,8 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
                 c = {a: m.eval(v, model_completion=True).as_long() for a, v in coords.items()}
                 i = tuple(m.eval(v, model_completion=True).as_long() for v in index)
                 return (f"step {m_idx} (all_slice) drops local index {i} on device "
-                        f"{mesh.device(c)} {_fmt(c)}, which that device received from "
+                        f"{mesh.device(c)} {_fmt(plan.problem.base, mesh.device(c))}, which "
+                        "that device received from "
                         "another device earlier")
         return "a received element is dropped by a slice"
     return Obligation("no_discard", asserts + [z3.Or(*cases) if cases else z3.BoolVal(False)],

@@ -1,4 +1,4 @@
-"""The typing rules of DESIGN §2 as SMT constraints over symbolic layouts.
+"""The typing rules of DESIGN §2 and §11 as SMT constraints over symbolic layouts.
 
 A layout is encoded per mesh axis a as D[a] (its dim, -1 when replicated) and P[a] (its
 position in that dim, major = 0). A step is encoded by its kind and per-axis
@@ -8,15 +8,23 @@ the plan's values) and synthesize plans (`optimal`, parameters left free).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import z3
 
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+)
 
-NOOP, SLICE, GATHER, A2A, PERMUTE = range(5)
+NOOP, SLICE, GATHER, A2A, PERMUTE, EXCHANGE = range(6)
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ def step_facts(mesh: Mesh, rank: int, sv: StepVars, step: Collective | None) -> 
     """Pin symbolic step variables to a concrete step (None = noop)."""
     names = mesh.names
     kind = {type(None): NOOP, AllSlice: SLICE, AllGather: GATHER, AllToAll: A2A,
-            AllPermute: PERMUTE}[type(step)]
+            AllPermute: PERMUTE, AllExchange: EXCHANGE}[type(step)]
     out = [sv.kind == kind]
     sliced = {a: d for d, axes in enumerate(step.axes) for a in axes} \
         if isinstance(step, AllSlice) else {}
@@ -81,33 +89,38 @@ def count_in(mesh: Mesh, lv: LayoutVars, d: z3.ArithRef | int) -> z3.ArithRef:
         z3.IntVal(0)
 
 
-def local_extent(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars,
-                 d: int) -> tuple[z3.ArithRef, list[z3.BoolRef]]:
-    """n_d as a term, with the divisibility conditions that make it exact. Dividing by one
-    concrete axis size at a time keeps the arithmetic linear."""
-    n: z3.ArithRef = z3.IntVal(shape[d])
-    conds = []
+def local_extent(mesh: Mesh, extent: int, lv: LayoutVars, d: int) -> z3.ArithRef:
+    """c_d = ceil(N_d / S_d) as a term: ceil division by one concrete axis size at a time
+    (ceil(ceil(N/a)/b) = ceil(N/(a·b)), so the order does not matter), which keeps the
+    arithmetic linear."""
+    n: z3.ArithRef = z3.IntVal(extent)
+    exact = extent % mesh.num_devices == 0      # every split exact: plain division
     for a, size in mesh.axes:
         if size > 1:
-            conds.append(z3.Implies(lv.D[a] == d, n % size == 0))
-            n = z3.If(lv.D[a] == d, n / size, n)
-    return n, conds
+            n = z3.If(lv.D[a] == d, (n if exact else n + (size - 1)) / size, n)
+    return n
 
 
 def local_size(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> z3.ArithRef:
-    """Local elements: the total divided by every sharded axis (exact when well-formed)."""
-    total = 1
-    for n in shape:
-        total *= n
-    size: z3.ArithRef = z3.IntVal(total)
-    for a, s in mesh.axes:
-        if s > 1:
-            size = z3.If(lv.D[a] >= 0, size / s, size)
-    return size
+    """Local (padded) elements. When every extent is divisible by every product of axes
+    this is the total divided by each sharded axis (linear); otherwise the product of the
+    per-dim padded extents."""
+    total = math.prod(shape)
+    if all(n % mesh.num_devices == 0 for n in shape):
+        size: z3.ArithRef = z3.IntVal(total)
+        for a, s in mesh.axes:
+            if s > 1:
+                size = z3.If(lv.D[a] >= 0, size / s, size)
+        return size
+    out: z3.ArithRef = z3.IntVal(1)
+    for d, n in enumerate(shape):
+        out = out * local_extent(mesh, n, lv, d)
+    return out
 
 
 def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
-    """Axes in range, positions 0..m-1 in each dim, every extent divisible (DESIGN §1)."""
+    """Axes in range, positions 0..m-1 in each dim (DESIGN §1). Any extent is allowed:
+    uneven ones pad (§11)."""
     rank = len(shape)
     out = []
     names = mesh.names
@@ -119,9 +132,23 @@ def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.Bo
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             out.append(z3.Implies(z3.And(lv.D[a] == lv.D[b], lv.D[a] >= 0), lv.P[a] != lv.P[b]))
-    for d in range(rank):
-        out += local_extent(mesh, shape, lv, d)[1]
     return out
+
+
+def nests(mesh: Mesh, coarse: z3.ArithRef, extent: int,
+          split: dict[str, z3.BoolRef]) -> z3.BoolRef:
+    """The blocks of padded extent `coarse` split locally by the axes flagged in `split`
+    (collectives.nests): their product divides `coarse` (one exact division per axis), or
+    the dim is held whole. Always true when the extent is divisible by every product."""
+    if extent % mesh.num_devices == 0:
+        return z3.BoolVal(True)
+    exact = []
+    n = coarse
+    for a, size in mesh.axes:
+        if size > 1:
+            exact.append(z3.Implies(split[a], n % size == 0))
+            n = z3.If(split[a], n / size, n)
+    return z3.Or(z3.And(*exact), coarse >= extent)
 
 
 def _same(lv: LayoutVars, nx: LayoutVars, a: str) -> z3.BoolRef:
@@ -135,8 +162,8 @@ def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
     names = mesh.names
     rank = len(shape)
     if not names or rank == 0:
-        # Nothing can be sliced, gathered or moved; a permute is the identity.
-        return z3.And(z3.Or(sv.kind == NOOP, sv.kind == PERMUTE),
+        # Nothing can be sliced, gathered or moved; a permute or exchange is the identity.
+        return z3.And(z3.Or(sv.kind == NOOP, sv.kind == PERMUTE, sv.kind == EXCHANGE),
                       *[_same(lv, nx, a) for a in names])
     noop = z3.And(*[_same(lv, nx, a) for a in names])
     sl = z3.And(
@@ -167,12 +194,27 @@ def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
                        nx.P[a] == count_in(mesh, lv, sv.dst_dim) + lv.P[a]
                        - (count_in(mesh, lv, sv.src_dim) - m)),
                 _same(lv, nx, a)) for a in names])
-    perm = z3.And(*[local_extent(mesh, shape, lv, d)[0] == local_extent(mesh, shape, nx, d)[0]
+    # Extents (§11): every split must nest. Slices split the dim they land in; gathers
+    # split (in reverse) the coarser layout after them; an all-to-all both.
+    sl = z3.And(sl, *[nests(mesh, local_extent(mesh, shape[d], lv, d), shape[d],
+                            {a: sv.slice_dim[a] == d for a in names}) for d in range(rank)])
+    ga = z3.And(ga, *[nests(mesh, local_extent(mesh, shape[d], nx, d), shape[d],
+                            {a: z3.And(sv.gathered[a], lv.D[a] == d) for a in names})
+                      for d in range(rank)])
+    a2a = z3.And(a2a, *[z3.Implies(
+        sv.src_dim == d, nests(mesh, local_extent(mesh, shape[d], nx, d), shape[d],
+                               sv.moved)) for d in range(rank)],
+        *[z3.Implies(sv.dst_dim == d, nests(mesh, local_extent(mesh, shape[d], lv, d),
+                                            shape[d], sv.moved)) for d in range(rank)])
+    # A permute keeps the number of blocks per dim: compare the extents a virtual array of
+    # one element per device would have (exact divisions, so equal iff equal products).
+    devices = mesh.num_devices
+    perm = z3.And(*[local_extent(mesh, devices, lv, d) == local_extent(mesh, devices, nx, d)
                     for d in range(rank)])
     return z3.And(z3.Implies(sv.kind == NOOP, noop), z3.Implies(sv.kind == SLICE, sl),
                   z3.Implies(sv.kind == GATHER, ga), z3.Implies(sv.kind == A2A, a2a),
                   z3.Implies(sv.kind == PERMUTE, perm),
-                  sv.kind >= NOOP, sv.kind <= PERMUTE)
+                  sv.kind >= NOOP, sv.kind <= EXCHANGE)
 
 
 def same_layout(mesh: Mesh, lv: LayoutVars, nx: LayoutVars) -> z3.BoolRef:

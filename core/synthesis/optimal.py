@@ -1,30 +1,43 @@
-"""Optimal synthesis (DESIGN §5, `--method optimal`): the typing rules (smt_typing.py),
-the memory bound and normal-form ordering as constraints over K symbolic steps; z3
+"""Optimal synthesis (DESIGN §5, `--method optimal`): the typing rules (smt/typing_rules),
+the memory bound and the no-discard ordering as constraints over K symbolic steps; z3
 minimises volume, then collectives.
 
-Volume terms are exact and linear: a gather adds D·(L_after - L_before), an all-to-all
-moves D·(L - L/G), a permute moves L on every device whose block changes, counted device
-by device (coordinates are concrete). Above PERMUTE_EXACT_DEVICES devices a permute is
-charged as if every device changed, and optimality is then not claimed.
+The search runs on atoms split into prime factors when there are few enough of them, so
+it may move part of an axis (DESIGN §10). Volume terms are the figures' own: a gather
+receives (G-1)·L, an all-to-all (G-1) pieces, a permute L on every device whose block
+changes. When every extent is divisible by the device count they are linear; otherwise
+they are products of the per-dim padded extents. A permute's changed devices are counted
+device by device up to PERMUTE_EXACT_DEVICES devices; above that a permute is charged as
+if every device changed, and optimality is then not claimed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import z3
 
 from redist.core.errors import RedistError
+from redist.core.model.axes import prime_cuts
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+)
+from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.smt import typing_rules as T
-from redist.core.synthesis.search import normal
 
 PERMUTE_EXACT_DEVICES = 64
 DEFAULT_TIMEOUT_MS = 120_000
+MAX_PRIME_ATOMS = 8
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class OptimalResult:
     reason: str | None = None   # why it is not within the bound/budget, if it is not
     proved_optimal: bool = False
     feasible: bool = True
+    found: bool = True          # the solver produced a plan (not the floor shown instead)
 
 
 def _block_term(mesh: Mesh, lv: T.LayoutVars, coords: dict[str, int], d: int) -> z3.ArithRef:
@@ -52,13 +66,6 @@ def _block_term(mesh: Mesh, lv: T.LayoutVars, coords: dict[str, int], d: int) ->
     return total
 
 
-def _divide_by_moved(mesh: Mesh, size: z3.ArithRef, flags: dict[str, z3.BoolRef]) -> z3.ArithRef:
-    for a, s in mesh.axes:
-        if s > 1:
-            size = z3.If(flags[a], size / s, size)
-    return size
-
-
 def _decode_layout(m: z3.ModelRef, mesh: Mesh, rank: int, lv: T.LayoutVars) -> Layout:
     val = {a: (m.eval(lv.D[a], model_completion=True).as_long(),
                m.eval(lv.P[a], model_completion=True).as_long()) for a in mesh.names}
@@ -66,7 +73,7 @@ def _decode_layout(m: z3.ModelRef, mesh: Mesh, rank: int, lv: T.LayoutVars) -> L
                                      key=lambda a: val[a][1])) for d in range(rank)))
 
 
-def _decode_step(m: z3.ModelRef, mesh: Mesh, rank: int, sv: T.StepVars, before: Layout,
+def _decode_step(m: z3.ModelRef, rank: int, sv: T.StepVars, before: Layout,
                  after: Layout) -> Collective | None:
     kind = m.eval(sv.kind, model_completion=True).as_long()
     if kind == T.NOOP:
@@ -79,21 +86,71 @@ def _decode_step(m: z3.ModelRef, mesh: Mesh, rank: int, sv: T.StepVars, before: 
         s = m.eval(sv.src_dim, model_completion=True).as_long()
         t = m.eval(sv.dst_dim, model_completion=True).as_long()
         return AllToAll(s, t, before.dims[s][len(after.dims[s]):])
+    if kind == T.EXCHANGE:
+        return AllExchange(after)
     return AllPermute(after)
 
 
+def _grown(mesh: Mesh, n: z3.ArithRef, flags: dict[str, z3.BoolRef]) -> z3.ArithRef:
+    """n times the sizes of the flagged atoms (one constant factor at a time: linear)."""
+    for a, s in mesh.axes:
+        n = z3.If(flags[a], n * s, n)
+    return n
+
+
+def _volume_terms(problem: Problem, sv: T.StepVars, lv: T.LayoutVars, nx: T.LayoutVars,
+                  lb: z3.ArithRef, la: z3.ArithRef) -> tuple[z3.ArithRef, z3.ArithRef]:
+    """Per device: (elements a gather receives, elements an all-to-all receives)."""
+    mesh, shape = problem.mesh, problem.shape
+    rank = len(shape)
+    if problem.generous:
+        # Every split is exact: G·L_before = L_after, and a piece is L/G.
+        piece: z3.ArithRef = lb
+        for a, s in mesh.axes:
+            piece = z3.If(sv.moved[a], piece / s, piece)
+        return la - lb, lb - piece
+    n_b = [T.local_extent(mesh, shape[d], lv, d) for d in range(rank)]
+    n_a = [T.local_extent(mesh, shape[d], nx, d) for d in range(rank)]
+    grown = math.prod(_grown(mesh, n_b[d], {a: z3.And(sv.gathered[a], lv.D[a] == d)
+                                            for a in mesh.names}) for d in range(rank))
+    a2a: z3.ArithRef = z3.IntVal(0)
+    for t in range(rank):
+        others = math.prod(n_b[d] for d in range(rank) if d != t) if rank > 1 else 1
+        piece_t = others * n_a[t]
+        a2a = z3.If(sv.dst_dim == t, _grown(mesh, piece_t, sv.moved) - piece_t, a2a)
+    return grown - lb, a2a
+
+
+def _expressible(plan: Plan, problem: Problem) -> bool:
+    """Is every atom of the plan a run of `problem`'s atoms (so the plan is one of the
+    plans the constraints describe)?"""
+    cuts = dict(problem.atoms().cuts)
+    return all(set(q) <= set(cuts.get(name, (1,))) for name, q in plan.problem.atoms().cuts)
+
+
 def optimal(problem: Problem, budget: int | None = None, max_steps: int | None = None,
-            timeout_ms: int = DEFAULT_TIMEOUT_MS) -> OptimalResult:
-    mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
-    rank, ndev = len(shape), mesh.num_devices
+            timeout_ms: int = DEFAULT_TIMEOUT_MS, base_plan: Plan | None | bool = True,
+            exchange: bool = False) -> OptimalResult:
+    """The cheapest plan of at most K steps within the bound (or budget). `base_plan`:
+    True computes the normal plan as a floor (optimal is then never worse), a Plan is used
+    as that floor, None skips it (when `normal` itself falls back to this search)."""
+    from redist.core.synthesis.synthesize import canonical, normal
+
     limit = problem.bound_bytes if budget is None else budget
     if limit < 1:
         raise RedistError("--budget must be a positive number of bytes")
-    base = normal(problem)
-    base_fig = base.plan.figures()
-    k_max = max(4, len(base.plan.steps) + 1) if max_steps is None else max_steps
+    if base_plan is True:
+        base_plan = normal(problem).plan
+    base_fig = base_plan.figures() if base_plan else None
+    steps_base = len(base_plan.steps) if base_plan else 3
+    k_max = max(4, steps_base + 1) if max_steps is None else max_steps
     if not 1 <= k_max <= 16:
         raise RedistError("--max-steps must be between 1 and 16")
+    finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
+    if len(finer.mesh.names) <= MAX_PRIME_ATOMS:
+        problem = finer
+    mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
+    rank, ndev = len(shape), mesh.num_devices
     exact = ndev <= PERMUTE_EXACT_DEVICES
 
     lvs = [T.layout_vars(mesh, f"o{k}") for k in range(k_max + 1)]
@@ -105,11 +162,13 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     sizes = [T.local_size(mesh, shape, lv) for lv in lvs]
     for k, lv in enumerate(lvs):
         opt.add(*T.wellformed(mesh, shape, lv), sizes[k] * item <= limit)
-    comm_kinds = (T.GATHER, T.A2A, T.PERMUTE)
+    comm_kinds = (T.GATHER, T.A2A, T.PERMUTE, T.EXCHANGE)
     volumes, colls = [], []
     for k, sv in enumerate(svs):
         before, after = lvs[k], lvs[k + 1]
         opt.add(T.transition(mesh, shape, sv, before, after))
+        if not exchange:
+            opt.add(sv.kind != T.EXCHANGE)
         if k + 1 < k_max:   # no-ops only at the end; no two slices/gathers/permutes in a row
             nxt = svs[k + 1].kind
             opt.add(z3.Implies(sv.kind == T.NOOP, nxt == T.NOOP))
@@ -118,48 +177,62 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
         for j in range(k):  # slices come before every communicating step (no discard)
             opt.add(z3.Implies(sv.kind == T.SLICE, z3.And(*[svs[j].kind != c
                                                             for c in comm_kinds])))
-        lb = sizes[k]
-        if exact:
+        lb, la = sizes[k], sizes[k + 1]
+        if exact and rank:
             changed = z3.Sum([z3.If(z3.And(*[_block_term(mesh, before, mesh.coords(c), d) ==
                                              _block_term(mesh, after, mesh.coords(c), d)
                                              for d in range(rank)]), 0, lb)
-                              for c in range(ndev)]) if rank else z3.IntVal(0)
+                              for c in range(ndev)])
         else:
-            changed = ndev * lb
-        vol = z3.If(sv.kind == T.GATHER, ndev * (sizes[k + 1] - lb),
-                    z3.If(sv.kind == T.A2A, ndev * (lb - _divide_by_moved(mesh, lb, sv.moved)),
-                          z3.If(sv.kind == T.PERMUTE, changed, 0))) * item
+            changed = ndev * lb if rank else z3.IntVal(0)
+        gathered, moved = _volume_terms(problem, sv, before, after, lb, la)
+        # An exchange is charged as a permute of everything (an upper bound); it is only
+        # offered when the caller asks, and its plans are re-costed exactly below.
+        vol = z3.If(sv.kind == T.GATHER, ndev * gathered,
+                    z3.If(sv.kind == T.A2A, ndev * moved,
+                          z3.If(sv.kind == T.PERMUTE, changed,
+                                z3.If(sv.kind == T.EXCHANGE, ndev * lb, 0)))) * item
         volumes.append(vol)
         colls.append(z3.If(z3.Or(*[sv.kind == c for c in comm_kinds]), 1, 0))
     total_volume = z3.Sum(volumes) if volumes else z3.IntVal(0)
     total_colls = z3.Sum(colls) if colls else z3.IntVal(0)
+    # What is known bounds the search: no plan moves less than the lower bound, and the
+    # floor plan (when it fits) is a solution (exact costs only: else it may not be one).
+    opt.add(total_volume >= lower_bound_bytes(problem))
+    if (exact and base_plan and base_fig.peak_bytes <= limit and len(base_plan.steps) <= k_max
+            and _expressible(base_plan, problem)):
+        opt.add(total_volume <= base_fig.volume_bytes)
     opt.minimize(total_volume)
     opt.minimize(total_colls)
     answer = opt.check()
     what = "bound" if budget is None else "budget"
+    shown = base_plan if base_plan else Plan(problem, ())
     if answer == z3.unsat:
-        return OptimalResult(base.plan, f"no plan within the {what} of {limit} bytes exists "
+        return OptimalResult(shown, f"no plan within the {what} of {limit} bytes exists "
                              f"with up to {k_max} steps (proved: the constraints are unsat)",
-                             base.reason or f"shown instead: the normal plan, peak "
-                             f"{base_fig.peak_bytes} bytes", feasible=False)
+                             f"shown instead: the normal plan, peak {base_fig.peak_bytes} bytes"
+                             if base_fig else None, feasible=False, found=False)
     if answer == z3.unknown:
-        return OptimalResult(base.plan, f"the solver gave up ({opt.reason_unknown()}); "
-                             "returning the normal plan", base.reason)
+        return OptimalResult(shown, f"the solver gave up ({opt.reason_unknown()})"
+                             + ("; returning the normal plan" if base_plan else ""),
+                             found=False)
     m = opt.model()
     lays = [_decode_layout(m, mesh, rank, lv) for lv in lvs]
-    steps = [_decode_step(m, mesh, rank, svs[k], lays[k], lays[k + 1]) for k in range(k_max)]
-    plan = Plan(problem, tuple(s for s in steps if s is not None))
+    decoded = [_decode_step(m, rank, svs[k], lays[k], lays[k + 1]) for k in range(k_max)]
+    plan = Plan(problem, tuple(s for s in decoded if s is not None))
     fig = plan.figures()
     model_volume = m.eval(total_volume, model_completion=True).as_long()
-    if exact and fig.volume_bytes != model_volume:
+    if exact and not any(isinstance(s, AllExchange) for s in plan.steps) \
+            and fig.volume_bytes != model_volume:
         raise AssertionError(f"optimal: model volume {model_volume} != plan volume "
                              f"{fig.volume_bytes}")
-    base_fits = base_fig.peak_bytes <= limit
+    plan = canonical(plan)
+    base_fits = base_fig is not None and base_fig.peak_bytes <= limit
     if base_fits and (base_fig.volume_bytes, base_fig.collectives) < (fig.volume_bytes,
                                                                       fig.collectives):
         # Only possible with the approximate permute cost: never worse than normal.
-        return OptimalResult(base.plan, "the normal plan moves less than the best plan "
-                             "under the approximate permute cost; returning it", base.reason)
+        return OptimalResult(base_plan, "the normal plan moves less than the best plan "
+                             "under the approximate permute cost; returning it")
     if exact:
         note = (f"proved optimal among plans of up to {k_max} steps within the {what}: "
                 f"volume {fig.volume_bytes} bytes, then {fig.collectives} collectives")
@@ -171,5 +244,3 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
         note += f"; {saved} bytes less than the normal plan" if saved else \
             "; same volume as the normal plan"
     return OptimalResult(plan, note, None, proved_optimal=exact)
-
-

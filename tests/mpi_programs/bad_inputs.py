@@ -9,7 +9,7 @@ from mpi4py import MPI
 from redist.core.errors import RedistError
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.synthesis.search import naive, normal
+from redist.core.synthesis.synthesize import naive, normal
 from redist.runtime import redistribute
 from redist.runtime.arrays import gather_global, shard_of
 

@@ -1,0 +1,178 @@
+"""Synthesis methods (DESIGN §5) and the default portfolio.
+
+`normal` (the default) keeps the cheapest of several candidates, ranked by (bytes over
+the bound, discarded transfers, leaving normal form, volume, collectives):
+
+  1. the A* search (search.py) on the problem's own atoms;
+  2. unless that is already ideal (normal form, within the bound, at the lower bound), the
+     same search with every axis split into prime factors, so that it can move the part of
+     an axis an extent can take (DESIGN §10), and the greedy planner (greedy.py);
+  3. if no candidate stays within the bound, the SMT search (`optimal`) within a time limit.
+
+The result says which candidate won. Every plan is lifted back to canonical refs and
+re-read (so equal plans compare equal whatever atoms the search used).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redist.core.errors import RedistError
+from redist.core.model.axes import prime_cuts
+from redist.core.model.problem import Problem
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import plan_from_json, plan_to_json
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.synthesis.greedy import greedy
+from redist.core.synthesis.search import search
+
+DEFAULT_TIME_LIMIT = 0.5           # seconds for the searches of `normal`
+FALLBACK_SMT_SECONDS = 2.0         # the SMT search when no candidate fits the bound
+FALLBACK_SMT_MAX_ATOMS = 6
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    plan: Plan
+    method: str                 # which synthesizer produced the plan
+    reason: str | None = None   # why the plan is not memory-efficient or not normal form
+    note: str | None = None     # what else is worth knowing (e.g. what optimal proved)
+
+
+def canonical(plan: Plan) -> Plan:
+    """The same plan on the coarsest atoms its refs need."""
+    return plan_from_json(plan_to_json(plan, with_figures=False))
+
+
+def naive(problem: Problem) -> Plan:
+    """Gather every sharded axis, then slice to dst: the baseline."""
+    steps = []
+    if problem.src.used_axes():
+        steps.append(AllGather(problem.src.dims))
+    if problem.dst.used_axes():
+        steps.append(AllSlice(problem.dst.dims))
+    return Plan(problem, tuple(steps))
+
+
+def is_normal_form(plan: Plan) -> bool:
+    """slices -> all-to-alls/permutes -> gathers, consecutive permutes fused (DESIGN §5)."""
+    phase = 0
+    rank = {AllSlice: 0, AllToAll: 1, AllPermute: 1, AllGather: 2}
+    for k, step in enumerate(plan.steps):
+        r = rank.get(type(step), 1)
+        if r < phase or (k and isinstance(step, AllPermute)
+                         and isinstance(plan.steps[k - 1], AllPermute)):
+            return False
+        phase = r
+    return True
+
+
+def slices_after_communication(plan: Plan) -> bool:
+    seen_comm = False
+    for step in plan.steps:
+        if isinstance(step, AllSlice) and seen_comm:
+            return True
+        seen_comm |= not isinstance(step, AllSlice)
+    return False
+
+
+def rank_key(plan: Plan) -> tuple:
+    """(bytes over the bound, discards, not normal form, volume, collectives): the search's
+    own cost order, so a candidate's key is an incumbent for the next search."""
+    fig = plan.figures()
+    return (max(0, fig.peak_bytes - fig.bound_bytes), int(slices_after_communication(plan)),
+            int(not is_normal_form(plan)), fig.volume_bytes, fig.collectives)
+
+
+def _ideal(plan: Plan | None) -> bool:
+    if plan is None:
+        return False
+    fig = plan.figures()
+    return (fig.memory_efficient and is_normal_form(plan)
+            and fig.volume_bytes == fig.lower_bound_bytes)
+
+
+def normal(problem: Problem, time_limit: float = DEFAULT_TIME_LIMIT) -> Synthesis:
+    t0 = time.monotonic()
+    candidates: list[tuple[Plan, str]] = []
+    first = search(problem, deadline=t0 + time_limit / 2)
+    if first is not None:
+        candidates.append((first, "normal"))
+    if not _ideal(first):
+        finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
+        if finer.mesh != problem.mesh and _splitting_may_help(problem, first):
+            split = search(finer, deadline=t0 + time_limit,
+                           incumbent=rank_key(first) if first is not None else None)
+            if split is not None:
+                candidates.append((split, "normal, with axes split into sub-axes"))
+        for prob in ((problem, finer) if finer.mesh != problem.mesh else (problem,)):
+            g = greedy(prob)
+            if g is not None:
+                candidates.append((g, "greedy (slice, all-to-all, permute, gather)"))
+    note = None
+    if not candidates or not min(rank_key(p) for p, _ in candidates)[0] == 0:
+        found, note = _smt_fallback(problem)
+        if found is not None:
+            candidates.append((found, "optimal (SMT search, after the normal search found "
+                                      "no plan within the bound)"))
+    if not candidates:
+        return Synthesis(naive(problem), "naive", "no search found a plan within its budget; "
+                         "fell back to the naive plan, which is not memory-efficient", note)
+    plan, method = min(candidates, key=lambda c: (rank_key(c[0]), len(c[0].steps)))
+    plan = canonical(plan)
+    return Synthesis(plan, method, _reason(plan), note)
+
+
+def _splitting_may_help(problem: Problem, plan: Plan | None) -> bool:
+    """Splitting atoms lets a plan move the part of an axis that an extent or another axis
+    can take. With atoms all of one size (whole atoms already match each other) it is only
+    tried when the whole-atom plan is not memory-efficient or not in normal form."""
+    if plan is None or rank_key(plan)[:3] != (0, 0, 0):
+        return True
+    return len({s for _, s in problem.mesh.axes}) > 1
+
+
+def _smt_fallback(problem: Problem) -> tuple[Plan | None, str | None]:
+    if len(problem.mesh.names) > FALLBACK_SMT_MAX_ATOMS:
+        return None, (f"the SMT search was not tried: {len(problem.mesh.names)} atoms, over "
+                      f"its limit of {FALLBACK_SMT_MAX_ATOMS} here")
+    from redist.core.synthesis.optimal import optimal
+
+    o = optimal(problem, timeout_ms=int(FALLBACK_SMT_SECONDS * 1000), base_plan=None)
+    if o.feasible and o.found:
+        return o.plan, None
+    return None, f"the SMT search found no plan within the bound: {o.note}"
+
+
+def _reason(plan: Plan) -> str | None:
+    fig = plan.figures()
+    if not fig.memory_efficient:
+        return (f"no plan within the bound was found (extents rule out the normal form); "
+                f"this plan peaks at {fig.peak_bytes} bytes per device, "
+                f"{fig.peak_bytes - fig.bound_bytes} over the bound {fig.bound_bytes}")
+    if not is_normal_form(plan):
+        return ("no normal-form plan exists: the extents forbid it; this plan stays within "
+                "the bound but gathers before it has finished moving data"
+                + (", and then slices some of what it received"
+                   if slices_after_communication(plan) else ""))
+    return None
+
+
+def normalize(plan: Plan) -> Synthesis:
+    """A normal-form plan from the plan's src to the layout it reaches."""
+    p = plan.problem
+    return normal(p.with_ends(p.src, plan.final_layout))
+
+
+def synthesize_plan(problem: Problem, method: str = "normal") -> Synthesis:
+    if method == "naive":
+        plan = naive(problem)
+        fig = plan.figures()
+        reason = None if fig.memory_efficient else (
+            f"the naive plan gathers everything first and peaks at {fig.peak_bytes} bytes "
+            f"per device, {fig.peak_bytes - fig.bound_bytes} over the bound")
+        return Synthesis(plan, "naive", reason)
+    if method == "normal":
+        return normal(problem)
+    raise RedistError(f"unknown method {method!r} (expected normal, optimal or naive)")
