@@ -34,7 +34,7 @@ def soundness_query(names: tuple[str, ...], before: Layout,
     n_before = before.local_shape(mesh, shape)
     n_after = after.local_shape(mesh, shape)
     if isinstance(step, AllPermute):
-        hyp += [n_before[d] == n_after[d] for d in range(rank)]
+        hyp += [before.shards(mesh, d) == after.shards(mesh, d) for d in range(rank)]
     coords = {a: z3.Int(f"c_{a}") for a in names}
     index = [z3.Int(f"i_{d}") for d in range(rank)]
     hyp += [z3.And(coords[a] >= 0, coords[a] < mesh.size(a)) for a in names]

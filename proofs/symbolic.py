@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import z3
 
 from redist.core.model.layout import Layout
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ def all_layouts(names: tuple[str, ...], rank: int) -> Iterator[Layout]:
 
 
 def all_steps(names: tuple[str, ...], before: Layout,
-              permutes: bool = True) -> Iterator[Collective]:
+              permutes: bool = True, exchanges: bool = False) -> Iterator[Collective]:
     """Every structurally well-typed step from `before` (divisibility aside)."""
     rank = before.rank
     free = [a for a in names if a not in before.used_axes()]
@@ -62,3 +69,6 @@ def all_steps(names: tuple[str, ...], before: Layout,
     if permutes:
         for target in all_layouts(names, rank):
             yield AllPermute(target)
+    if exchanges:
+        for target in all_layouts(names, rank):
+            yield AllExchange(target)

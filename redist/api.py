@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from redist.core.errors import RedistError
+from redist.core.model.coerce import problem as coerce_problem
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
 from redist.core.smt.verify import Verdict, verify
@@ -23,16 +26,31 @@ class Result:
         return self.verdict.all_proved
 
 
-def synthesize(problem: Problem, method: str = "normal", budget: int | None = None,
-               steps: int | None = None) -> Result:
+def synthesize(problem: Problem | None = None, method: str = "normal",
+               budget: int | None = None, steps: int | None = None,
+               collectives: str = "portable", timeout: float | None = None, *,
+               mesh: Any = None, shape: Any = None, dtype: Any = "float32", src: Any = None,
+               dst: Any = None) -> Result:
     """Synthesize a plan and verify it before returning it. A plan whose claims are not all
-    proved comes back with a verdict saying so; it is never reported as verified."""
-    if method == "optimal":
-        from redist.core.synthesis.optimal import optimal
+    proved comes back with a verdict saying so; it is never reported as verified.
+    collectives="mpi" also considers one all_exchange (MPI only, not portable) and keeps
+    whichever the cost model predicts faster.
 
-        o = optimal(problem, budget=budget, max_steps=steps)
+    Instead of a Problem, give mesh, shape, dtype, src and dst in any accepted form: redist
+    values or text, a jax Mesh with PartitionSpecs or NamedShardings, a torch DeviceMesh
+    with DTensor placements."""
+    if problem is None:
+        if mesh is None or shape is None or src is None or dst is None:
+            raise RedistError("synthesize: give a Problem, or mesh, shape, src and dst")
+        problem = coerce_problem(mesh, shape, dtype, src, dst)
+    if method == "optimal":
+        from redist.core.synthesis.optimal import DEFAULT_TIMEOUT_MS, optimal
+
+        ms = DEFAULT_TIMEOUT_MS if timeout is None else int(timeout * 1000)
+        o = optimal(problem, budget=budget, max_steps=steps, timeout_ms=ms,
+                    exchange=collectives == "mpi")
         return Result(o.plan, verify(o.plan, budget), "optimal", o.reason, o.note)
-    s = synthesize_plan(problem, method)
+    s = synthesize_plan(problem, method, collectives, budget)
     return Result(s.plan, verify(s.plan, budget), s.method, s.reason, s.note)
 
 

@@ -117,8 +117,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from redist.api import synthesize
 
     problem = problem_from_args(args)
-    result = synthesize(problem, method=args.method, budget=args.budget, steps=args.max_steps)
-    return report_plan(args, result.plan, result.reason, result.verdict, result.note)
+    result = synthesize(problem, method=args.method, budget=args.budget, steps=args.max_steps,
+                        collectives=args.collectives, timeout=args.timeout)
+    note = "; ".join(x for x in (result.method, result.note) if x)
+    return report_plan(args, result.plan, result.reason, result.verdict, note)
 
 
 def report_plan(args: argparse.Namespace, plan: Plan, reason: str | None, verdict,
@@ -228,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=positive_int, default=None,
                    help="optimal method: longest plan searched (default: one more step than "
                         "the normal plan, at least 4; at most 16)")
+    p.add_argument("--timeout", type=positive_seconds, default=None,
+                   help="optimal method: seconds the solver may search (default 120)")
+    p.add_argument("--collectives", choices=["portable", "mpi"], default="portable",
+                   help="portable (default): the four collectives every engine has; mpi: "
+                        "also one all_exchange (Alltoallv), kept when predicted faster")
     p.add_argument("--json", metavar="F", help="write the plan JSON to F ('-' for stdout)")
     p.add_argument("--certificate", metavar="DIR", help="write a proof certificate to DIR")
 
@@ -266,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "else the one installed beside Python, else PATH)")
     p.add_argument("--timeout", type=positive_seconds, default=300,
                    help="seconds before the job is killed (default 300)")
+    p.add_argument("--collectives", choices=["portable", "mpi"], default="mpi",
+                   help="mpi (default for run): the four portable collectives or one "
+                        "all_exchange, whichever the cost model predicts faster; portable: "
+                        "only the four")
     p.add_argument("--json", metavar="F", help="write the run report JSON to F ('-' for stdout)")
 
     p = add("demo", cmd_demo, "the main job: synthesize, prove, execute on 8 local ranks")

@@ -28,7 +28,7 @@ from redist.core.plans.planjson import plan_from_json, plan_to_json
 
 from .execute import run_step
 from .groups import MeshComm
-from .memory import MemoryTracker, buffer_of
+from .memory import Held, MemoryTracker, buffer_of
 
 _verified: set[str] = set()          # plan hashes rank 0 has verified in this process
 _meshcomms: dict[tuple[Mesh, int], MeshComm] = {}
@@ -48,15 +48,17 @@ def plan_hash(plan: Plan) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _synthesized(comm: MPI.Comm, problem: Problem | None, error: str) -> Plan:
+def _synthesized(comm: MPI.Comm, problem: Problem | None, error: str,
+                 collectives: str) -> Plan:
     """Rank 0 synthesizes (searches stop on a clock, so ranks could disagree) and every
     rank gets the same plan; an error on rank 0 is raised on every rank."""
     text = None
     if comm.Get_rank() == 0:
         if problem is not None:
-            from redist.core.synthesis.synthesize import normal
+            from redist.core.synthesis.synthesize import synthesize_plan
             try:
-                text = json.dumps(plan_to_json(normal(problem).plan, with_figures=False))
+                plan = synthesize_plan(problem, "normal", collectives).plan
+                text = json.dumps(plan_to_json(plan, with_figures=False))
             except RedistError as e:
                 error = str(e)
         text = text or "!" + error
@@ -115,7 +117,13 @@ def redistribute_with_stats(local: np.ndarray, plan: Plan, comm: MPI.Comm,
                             donate: bool = False) -> tuple[np.ndarray, RunStats]:
     """Execute a verified plan on this rank's block (its valid extent, DESIGN §11). With
     donate=True the caller promises not to use `local` again: the runtime may reuse its
-    memory and its bytes stop counting once it is consumed."""
+    memory and its bytes stop counting once it is consumed. Python frees the block only
+    when no one refers to it: pass it as a one-element list (which is emptied) to hand it
+    over, so the runtime holds the last reference."""
+    if isinstance(local, list):
+        if len(local) != 1:
+            raise RedistError("redistribute: a list hands over exactly one block")
+        local = local.pop()
     if not isinstance(plan, Plan):
         raise RedistError("redistribute: pass a Plan (or use the (mesh, src, dst) form)")
     p = plan.problem
@@ -136,8 +144,10 @@ def redistribute_with_stats(local: np.ndarray, plan: Plan, comm: MPI.Comm,
     mc = mesh_comm(p.mesh, comm)
     _gate(mc.cart, plan, digest)
     t0 = time.perf_counter()
+    box = [local]
+    del local
     try:
-        out, peak = execute(local, plan, mc, donate)
+        out, peak = execute(box, plan, mc, donate)
     except Exception as e:
         # Data is moving: the other ranks may already wait in a collective this rank will
         # never join. End the job rather than leave it hanging (DESIGN §7).
@@ -150,31 +160,39 @@ def redistribute_with_stats(local: np.ndarray, plan: Plan, comm: MPI.Comm,
     return out, RunStats(time.perf_counter() - t0, peak, len(plan.steps))
 
 
-def execute(local: np.ndarray, plan: Plan, mc: MeshComm, donate: bool = False
+def execute(local: np.ndarray | list, plan: Plan, mc: MeshComm, donate: bool = False
             ) -> tuple[np.ndarray, int]:
-    """Run the steps with no checks (callers gate). `local` has its valid extent; inside,
-    buffers are padded to the layout's local shape; the result has its valid extent again.
-    Returns the block and the peak bytes held at once."""
+    """Run the steps with no checks (callers gate). `local` has its valid extent (or is a
+    one-element list handing it over); inside, buffers are padded to the layout's local
+    shape; the result has its valid extent again. Returns the block and the peak bytes
+    held at once."""
+    if isinstance(local, list):
+        local = local.pop()
     p = plan.problem
     layouts = plan.layouts()
     mem = MemoryTracker()
     padded = p.src.local_shape(p.mesh, p.shape)
-    x = mem.hold(local)
-    own = donate
+    held = Held(mem.hold(local), donate)
     if tuple(local.shape) != padded or not local.flags.c_contiguous:
         # Short trailing block (or a strided input): a padded contiguous copy.
         y = mem.zeros(padded, local.dtype)
         y[tuple(slice(0, n) for n in local.shape)] = local
-        if donate:
-            mem.release(x)
-        x, own = y, True
+        del local
+        held.free(mem)
+        held = Held(y, True)
+        del y
+    else:
+        del local                             # `held` (or the caller) keeps the block
     for k, step in enumerate(plan.steps):
-        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], x, mem, own=own)
-        if buffer_of(y) is not buffer_of(x):
-            if own:
-                mem.release(x)
-            own = True                    # from here on every buffer is the runtime's
-        x = y
+        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], held, mem)
+        if held.a is None or buffer_of(y) is not buffer_of(held.a):
+            held.free(mem)                    # (unless the step freed it already)
+            held = Held(y, True)              # from here on every buffer is the runtime's
+        else:
+            held = Held(y, held.own)          # a view of, or in place in, the same buffer
+        del y
+    x = held.a
+    del held
     valid = p.dst.valid_shape(p.mesh, p.shape, mc.rank)
     if tuple(x.shape) != valid:
         view = x[tuple(slice(0, n) for n in valid)]
@@ -210,14 +228,16 @@ def infer_shape(local: np.ndarray, mesh: Mesh, src: Layout, comm: MPI.Comm) -> t
 
 
 def redistribute(local: np.ndarray, *args, donate: bool = False,
-                 shape: tuple[int, ...] | None = None) -> np.ndarray:
+                 shape: tuple[int, ...] | None = None, collectives: str = "mpi") -> np.ndarray:
     """This rank's block of the array in the dst layout (its valid extent). Two forms:
 
         redistribute(local, plan, comm)
         redistribute(local, mesh, src, dst, comm)   # rank 0 synthesizes a plan
 
     mesh, src and dst may be values or text (`"x=2,y=4"`, `"[{x},{y}]"`). The global shape
-    is `shape`, or else the sum of the distinct blocks' extents over all ranks.
+    is `shape`, or else the sum of the distinct blocks' extents over all ranks. The
+    synthesized plan may use the MPI-only all_exchange when the cost model predicts it
+    faster (collectives="mpi", the default here) or only the portable four ("portable").
     """
     if len(args) == 2:
         plan, comm = args
@@ -243,7 +263,7 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
                 problem = Problem(mesh, global_shape, local.dtype.name, src, dst)
             except RedistError as e:
                 error = str(e)
-        plan = _synthesized(comm, problem, error)
+        plan = _synthesized(comm, problem, error, collectives)
     else:
         raise RedistError("redistribute(local, plan, comm) or redistribute(local, mesh, src, "
                           "dst, comm)")

@@ -43,7 +43,7 @@ from redist.core.semantics.sourcemap import mixed_radix
 
 from . import inplace
 from .groups import MeshComm, pair_rounds
-from .memory import MemoryTracker
+from .memory import Held, MemoryTracker
 
 # Sendrecv_replace makes MPI copy a whole message into its own buffer: send at most this
 # many bytes per call, so MPI's scratch stays one chunk.
@@ -99,34 +99,36 @@ def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> i
 
 
 def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Layout,
-             after: Layout, x: np.ndarray, mem: MemoryTracker, own: bool = False) -> np.ndarray:
-    """Apply one step to this rank's padded block `x` (C-contiguous); returns the new one.
-    With own=True the step may overwrite and release x (it belongs to the runtime or was
-    donated)."""
+             after: Layout, held: Held, mem: MemoryTracker) -> np.ndarray:
+    """Apply one step to this rank's padded block `held.a` (C-contiguous); returns the new
+    one. If the runtime owns the input (held.own) the step may overwrite it, and frees it
+    as soon as it is done with it."""
     mesh = mc.mesh
     n_after = after.local_shape(mesh, shape)
     if isinstance(step, AllSlice):
-        return _slice(step, mc, x, n_after, mem, own)
+        return _slice(step, mc, held, n_after, mem)
     if isinstance(step, AllPermute):
-        return _permute(mc, before, after, x, mem, own)
+        return _permute(mc, before, after, held, mem)
     if isinstance(step, AllGather):
-        return _gather(step, mc, shape, x, n_after, mem, own)
+        return _gather(step, mc, held, n_after, mem)
     if isinstance(step, AllToAll):
-        return _all_to_all(step, mc, shape, x, n_after, mem, own)
+        return _all_to_all(step, mc, held, n_after, mem)
     if isinstance(step, AllExchange):
-        return _exchange(mc, shape, before, after, x, n_after, mem, own)
+        return _exchange(mc, shape, before, after, held, n_after, mem)
     raise AssertionError(f"unknown step {step!r}")
 
 
-def _slice(step: AllSlice, mc: MeshComm, x: np.ndarray, n_after: tuple[int, ...],
-           mem: MemoryTracker, own: bool) -> np.ndarray:
+def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
+           mem: MemoryTracker) -> np.ndarray:
+    x = held.a
     lo = [mixed_radix(mc.mesh, new, mc.coords) * n_after[d] for d, new in enumerate(step.axes)]
     inside = all(lo[d] + n_after[d] <= x.shape[d] for d in range(x.ndim))
+    view = None
     if inside:
         view = x[tuple(slice(lo[d], lo[d] + n_after[d]) for d in range(x.ndim))]
         if view.flags.c_contiguous:
             return view                              # no bytes: part of x's buffer
-        if own and x.flags.c_contiguous:
+        if held.own and x.flags.c_contiguous:
             flat = x.reshape(-1)
             cur = list(x.shape)
             for d in range(x.ndim):
@@ -140,30 +142,31 @@ def _slice(step: AllSlice, mc: MeshComm, x: np.ndarray, n_after: tuple[int, ...]
     src = tuple(slice(min(lo[d], x.shape[d]), min(lo[d] + n_after[d], x.shape[d]))
                 for d in range(x.ndim))
     out[tuple(slice(0, s.stop - s.start) for s in src)] = x[src]
-    if own:
-        mem.release(x)
+    del x, view
+    held.free(mem)
     return out
 
 
-def _permute(mc: MeshComm, before: Layout, after: Layout, x: np.ndarray, mem: MemoryTracker,
-             own: bool) -> np.ndarray:
+def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
+             mem: MemoryTracker) -> np.ndarray:
     sources = permute_sources(mc.mesh, before, after)
     me = mc.rank
     if sources[me] == me:
-        return x
+        return held.a
     dest = sources.index(me)
-    x = _owned(x, mem, own)
+    x = _owned(held, mem)
     _sendrecv_replace(mc.cart, x.reshape(-1), dest, sources[me], mem)
     return x
 
 
-def _owned(x: np.ndarray, mem: MemoryTracker, own: bool) -> np.ndarray:
-    """x itself if the runtime may overwrite it, else a copy. (Every rank of a group must
-    run the same algorithm, whoever owns its buffer, so ownership never picks one.)"""
-    if own:
-        return x
-    y = mem.empty(x.shape, x.dtype)
-    y[...] = x
+def _owned(held: Held, mem: MemoryTracker) -> np.ndarray:
+    """The input itself if the runtime may overwrite it, else a copy. (Every rank of a
+    group must run the same algorithm, whoever owns its buffer, so ownership never picks
+    one.)"""
+    if held.own:
+        return held.a
+    y = mem.empty(held.a.shape, held.a.dtype)
+    y[...] = held.a
     return y
 
 
@@ -177,17 +180,19 @@ def _sendrecv_replace(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
         comm.Sendrecv_replace([flat[lo:lo + step], t], dest, 11, source, 11)
 
 
-def _gather(step: AllGather, mc: MeshComm, shape: tuple[int, ...], x: np.ndarray,
-            n_after: tuple[int, ...], mem: MemoryTracker, own: bool) -> np.ndarray:
+def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
+            mem: MemoryTracker) -> np.ndarray:
+    x = held.a
     axes = tuple(a for dim in step.axes for a in dim)
     comm = mc.group(axes)
     g = comm.Get_size()
     sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
     full = tuple(x.shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
     exact = full == tuple(n_after)
-    out = mem.empty(full, x.dtype)
+    dtype = x.dtype
+    out = mem.empty(full, dtype)
     dims = [d for d, gone in enumerate(step.axes) if gone]
-    base = mpi_type(x.dtype)
+    base = mpi_type(dtype)
     if len(dims) == 1:
         t = _piece_type(full, dims[0], x.shape[dims[0]], x.dtype)
         comm.Allgather([x, x.size, base], [out, 1, t])
@@ -197,13 +202,15 @@ def _gather(step: AllGather, mc: MeshComm, shape: tuple[int, ...], x: np.ndarray
         # interleave them into the output with one copy.
         recv = mem.empty((g,) + x.shape, x.dtype)
         comm.Allgather([x, x.size, base], [recv, x.size, base])
-        if own:
-            mem.release(x)
-        r = x.ndim
+        shape_in = x.shape
+        del x
+        held.free(mem)
+        r = len(shape_in)
         order = [i for d in range(r) for i in (d, r + d)]
-        np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], x.shape[d]))),
-                  recv.reshape(tuple(sizes) + x.shape).transpose(order))
+        np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], shape_in[d]))),
+                  recv.reshape(tuple(sizes) + shape_in).transpose(order))
         mem.release(recv)
+        del recv
     else:
         # Long runs: member k's block starts at an offset given by the digits of k over
         # each dim's gathered axes; a one-element-extent subarray type puts it in place.
@@ -222,74 +229,80 @@ def _gather(step: AllGather, mc: MeshComm, shape: tuple[int, ...], x: np.ndarray
             displs.append(off)
         comm.Allgatherv([x, x.size, base], [out, [1] * g, displs, one])
         one.Free()
-    if own:
-        mem.release(x)
+    x = None
+    held.free(mem)
     if exact:
         return out
     # Gathered into a dim held whole: the G padded pieces reach past its end; keep N.
-    final = mem.empty(n_after, x.dtype)
+    final = mem.empty(n_after, dtype)
     final[...] = out[tuple(slice(0, n) for n in n_after)]
     mem.release(out)
     return final
 
 
-def _all_to_all(step: AllToAll, mc: MeshComm, shape: tuple[int, ...], x: np.ndarray,
-                n_after: tuple[int, ...], mem: MemoryTracker, own: bool) -> np.ndarray:
+def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ...],
+                mem: MemoryTracker) -> np.ndarray:
     comm = mc.group(step.axes)
     s, t = step.src_dim, step.dst_dim
     g = comm.Get_size()
     piece_t = n_after[t]
-    if x.shape[t] != g * piece_t:
+    shape_in, dtype = held.a.shape, held.a.dtype
+    if shape_in[t] != g * piece_t:
         # dst_dim held whole (DESIGN §11): pad it to g pieces first.
-        padded = mem.zeros(x.shape[:t] + (g * piece_t,) + x.shape[t + 1:], x.dtype)
-        padded[tuple(slice(0, n) for n in x.shape)] = x
-        if own:
-            mem.release(x)
-        x, own = padded, True
-    full = tuple(x.shape[d] * (g if d == s else 1) if d != t else piece_t
-                 for d in range(x.ndim))          # src_dim: g padded pieces
-    if INPLACE_ALL_TO_ALL and _inplace_ok(x, s, t, g, piece_t):
-        out = _all_to_all_inplace(comm, _owned(x, mem, own), s, t, g, piece_t, mem)
+        padded = mem.zeros(shape_in[:t] + (g * piece_t,) + shape_in[t + 1:], dtype)
+        padded[tuple(slice(0, n) for n in shape_in)] = held.a
+        held.free(mem)
+        held = Held(padded, True)
+        del padded
+        shape_in = held.a.shape
+    full = tuple(shape_in[d] * (g if d == s else 1) if d != t else piece_t
+                 for d in range(len(shape_in)))          # src_dim: g padded pieces
+    if INPLACE_ALL_TO_ALL and _inplace_ok(shape_in, dtype.itemsize, s, t, g, piece_t):
+        out = _all_to_all_inplace(comm, _owned(held, mem), s, t, g, piece_t, mem)
     else:
-        out = _all_to_all_out_of_place(comm, x, s, t, g, full, piece_t, mem, own)
+        out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
     if full == tuple(n_after):
         return out
-    final = mem.empty(n_after, x.dtype)          # src_dim held whole: keep N
+    final = mem.empty(n_after, dtype)          # src_dim held whole: keep N
     final[...] = out[tuple(slice(0, n) for n in n_after)]
     mem.release(out)
     return final
 
 
-def _all_to_all_out_of_place(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int,
-                             full: tuple[int, ...], piece_t: int, mem: MemoryTracker,
-                             own: bool) -> np.ndarray:
-    recv = _piece_type(full, s, x.shape[s], x.dtype)
+def _all_to_all_out_of_place(comm: MPI.Comm, held: Held, s: int, t: int, g: int,
+                             full: tuple[int, ...], piece_t: int,
+                             mem: MemoryTracker) -> np.ndarray:
+    x = held.a
+    dtype = x.dtype
+    recv = _piece_type(full, s, x.shape[s], dtype)
     if t == 0 or _run_bytes(x.shape, t, piece_t, x.itemsize) >= PACK_BELOW_BYTES:
-        out = mem.empty(full, x.dtype)
-        send = _piece_type(x.shape, t, piece_t, x.dtype)
+        out = mem.empty(full, dtype)
+        send = _piece_type(x.shape, t, piece_t, dtype)
         comm.Alltoall([x, 1, send], [out, 1, recv])
         send.Free()
-        if own:
-            mem.release(x)
+        del x
+        held.free(mem)
     else:
         # Pack the pieces for each peer contiguously (one strided NumPy copy), let the
         # input go if we may, then receive straight into the output.
         cut = x.reshape(x.shape[:t] + (g, piece_t) + x.shape[t + 1:])
-        packed = mem.empty((g,) + tuple(np.moveaxis(cut, t, 0).shape[1:]), x.dtype)
+        packed = mem.empty((g,) + tuple(np.moveaxis(cut, t, 0).shape[1:]), dtype)
         np.copyto(packed, np.moveaxis(cut, t, 0))
-        if own:
-            mem.release(x)
-        out = mem.empty(full, x.dtype)
-        comm.Alltoall([packed, packed.size // g, mpi_type(x.dtype)], [out, 1, recv])
+        del x, cut
+        held.free(mem)
+        out = mem.empty(full, dtype)
+        comm.Alltoall([packed, packed.size // g, mpi_type(dtype)], [out, 1, recv])
         mem.release(packed)
+        del packed
     recv.Free()
     return out
 
 
-def _inplace_ok(x: np.ndarray, s: int, t: int, g: int, piece_t: int) -> bool:
-    rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
-    return (inplace.can_transpose(rows1, cols1, blk1, x.itemsize)
-            and inplace.can_transpose(rows2, cols2, blk2, x.itemsize))
+def _inplace_ok(shape: tuple[int, ...], itemsize: int, s: int, t: int, g: int,
+                piece_t: int) -> bool:
+    rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(shape, s, t, g, piece_t)
+    return (inplace.can_transpose(rows1, cols1, blk1, itemsize)
+            and inplace.can_transpose(rows2, cols2, blk2, itemsize))
 
 
 def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
@@ -331,12 +344,12 @@ def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, p
 
 
 def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layout,
-              x: np.ndarray, n_after: tuple[int, ...], mem: MemoryTracker,
-              own: bool) -> np.ndarray:
+              held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     """Every element of the new block from its canonical holder (the holder whose
     coordinates on the axes replicated before are ours), one Alltoallw over all devices."""
     mesh = mc.mesh
     me = mc.rank
+    x = held.a
     lo_b, hi_b = block_ranges(mesh, shape, before)
     lo_a, hi_a = block_ranges(mesh, shape, after)
     c_b = before.local_shape(mesh, shape)
@@ -386,6 +399,6 @@ def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layou
     for ty in made:
         ty.Free()
     null.Free()
-    if own:
-        mem.release(x)
+    del x
+    held.free(mem)
     return out

@@ -178,7 +178,9 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     from redist.cli import problem_from_args
     from redist.core.synthesis.synthesize import synthesize_plan
 
-    return synthesize_plan(problem_from_args(args), args.method).plan
+    s = synthesize_plan(problem_from_args(args), args.method, args.collectives)
+    print(f"plan        {s.method}", file=sys.stderr)
+    return s.plan
 
 
 def _agree_with_file(plan: Plan, given: dict, path: str) -> None:

@@ -47,3 +47,18 @@ def buffer_of(arr: np.ndarray) -> np.ndarray:
     while isinstance(arr.base, np.ndarray):
         arr = arr.base
     return arr
+
+
+class Held:
+    """The runtime's reference to a step's input. A buffer is freed only when nothing
+    refers to it, so a step that is done with its input drops this reference (`free`),
+    and the caller keeps no other (it hands the block over in a Held)."""
+
+    def __init__(self, a: np.ndarray, own: bool) -> None:
+        self.a: np.ndarray | None = a
+        self.own = own            # the runtime may overwrite and free it (else the caller's)
+
+    def free(self, mem: MemoryTracker) -> None:
+        if self.own and self.a is not None:
+            mem.release(self.a)
+            self.a = None

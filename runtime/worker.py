@@ -41,10 +41,10 @@ def main(job_path: str) -> None:
     times, peaks = [], []
     out = None
     for _ in range(max(1, int(job.get("repeat", 1)))):
-        local = sample_block(p.mesh, p.shape, p.src, rank, p.dtype)
+        box = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
+        out = None                       # free the last output before the next run
         comm.Barrier()
-        out, stats = redistribute_with_stats(local, plan, comm, donate=True)
-        del local
+        out, stats = redistribute_with_stats(box, plan, comm, donate=True)   # handed over
         comm.Barrier()
         times.append(comm.allreduce(stats.seconds, op=MPI.MAX))
         peaks.append(stats.peak_bytes)

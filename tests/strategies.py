@@ -36,8 +36,9 @@ def axis_refs(draw, mesh: Mesh, sub_axes: bool) -> list[str]:
     different dims, or be replicated)."""
     out = []
     for name, size in mesh.axes:
-        if sub_axes and size >= 4 and draw(st.booleans()):
-            cut = draw(st.sampled_from([k for k in _divisors(size) if 1 < k < size]))
+        proper = [k for k in _divisors(size) if 1 < k < size]
+        if sub_axes and proper and draw(st.booleans()):
+            cut = draw(st.sampled_from(proper))
             out += [f"{name}(1){cut}", f"{name}({cut}){size // cut}"]
         else:
             out.append(name)

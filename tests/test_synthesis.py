@@ -149,3 +149,36 @@ def test_typing_rule_rejects_permute_with_other_local_shape(bad):
     mesh = parse_mesh("x=2,y=4")
     with pytest.raises(TypingError, match="local shape"):
         apply(AllPermute(parse_layout(bad)), mesh, (16, 16), Layout((("x",), ("y",))))
+
+
+@SLOW
+@given(problems(generous="uneven", sub_axes=True))
+def test_uneven_and_sub_axis_plans_are_correct_and_honest(problem):
+    """DESIGN §10-§11: any extents, sub-axes in src and dst. The plan reaches dst, every
+    valid element is right, and a plan without caveat proves all five claims."""
+    s = normal(problem)
+    _well_typed_to_dst(s.plan)
+    assert simulate_matches_dst(s.plan)
+    fig = s.plan.figures()
+    assert (s.reason is None) == (fig.memory_efficient and is_normal_form(s.plan))
+    if s.reason is None:
+        from redist.core.smt.verify import verify
+        assert verify(s.plan).all_proved
+
+
+@SLOW
+@given(problems(generous=True, sub_axes=True))
+def test_sub_axis_problems_with_divisible_extents_get_normal_plans(problem):
+    s = normal(problem)
+    assert s.reason is None, s.reason
+    assert is_normal_form(s.plan) and simulate_matches_dst(s.plan)
+
+
+@SLOW
+@given(problems(generous=True, max_axes=3, max_devices=16))
+def test_never_more_volume_than_the_greedy_planner(problem):
+    from redist.core.synthesis.greedy import greedy
+    s = normal(problem)
+    g = greedy(problem)
+    if g is not None and g.figures().memory_efficient:
+        assert s.plan.figures().volume_bytes <= g.figures().volume_bytes

@@ -23,7 +23,10 @@ def ceil_div(a: Any, b: Any) -> Any:
     symbolic sizes)."""
     if isinstance(a, int) and isinstance(b, int):
         return -(-a // b)
-    return (a + b - 1) / b               # z3 Int `/` is floor division for b > 0
+    # z3 terms (`/` is floor division for b > 0). Written as a case split so that proofs
+    # with divisibility hypotheses see the exact quotient at once.
+    import z3
+    return z3.If(a % b == 0, a / b, a / b + 1)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,22 @@ The search runs on atoms split into prime factors when there are few enough of t
 it may move part of an axis (DESIGN §10). Volume terms are the figures' own: a gather
 receives (G-1)·L, an all-to-all (G-1) pieces, a permute L on every device whose block
 changes. When every extent is divisible by the device count they are linear; otherwise
-they are products of the per-dim padded extents. A permute's changed devices are counted
-device by device up to PERMUTE_EXACT_DEVICES devices; above that a permute is charged as
-if every device changed, and optimality is then not claimed.
+they are products of the per-dim padded extents.
+
+A permute's unchanged devices are counted exactly. Up to PERMUTE_ENUMERATE_DEVICES devices
+device by device; on larger meshes symbolically: when the permute keeps atom sizes
+position by position (every permute does when all atoms have one size, e.g. meshes of
+powers of two), a device keeps its block iff its coordinates on the atoms paired at equal
+positions are equal, so the unchanged devices number the product of the atom sizes over
+the connected components of that pairing. Components are counted by root variables: atoms
+paired must share a root, and the minimisation makes as many atoms roots as the pairing
+allows, which is the number of components. Larger meshes therefore only consider such
+size-preserving permutes, and the note says so.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -35,7 +44,7 @@ from redist.core.semantics.collectives import (
 from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.smt import typing_rules as T
 
-PERMUTE_EXACT_DEVICES = 64
+PERMUTE_ENUMERATE_DEVICES = 64
 DEFAULT_TIMEOUT_MS = 120_000
 MAX_PRIME_ATOMS = 8
 
@@ -89,6 +98,39 @@ def _decode_step(m: z3.ModelRef, rank: int, sv: T.StepVars, before: Layout,
     if kind == T.EXCHANGE:
         return AllExchange(after)
     return AllPermute(after)
+
+
+def _unchanged_terms(mesh: Mesh, lv: T.LayoutVars, nx: T.LayoutVars, is_permute: z3.BoolRef,
+                     tag: str) -> tuple[list[z3.BoolRef], list[tuple[z3.BoolRef, int]]]:
+    """Constraints and a table [(condition, unchanged device count)] for a permute from lv
+    to nx that keeps atom sizes at every position (see the module doc)."""
+    names = mesh.names
+    index = {a: i for i, a in enumerate(names)}
+    size = dict(mesh.axes)
+    root = {a: z3.Int(f"root_{tag}_{a}") for a in names}
+    out = [z3.And(root[a] >= 0, root[a] <= index[a]) for a in names]
+
+    def pair(u: str, v: str) -> z3.BoolRef:
+        return z3.And(lv.D[u] >= 0, lv.D[u] == nx.D[v], lv.P[u] == nx.P[v])
+    for u in names:
+        same = [v for v in names if size[v] == size[u]]
+        # Every sharded atom meets one of its own size at its position in the other layout.
+        out.append(z3.Implies(z3.And(is_permute, lv.D[u] >= 0),
+                              z3.Or(*[pair(u, v) for v in same])))
+        out.append(z3.Implies(z3.And(is_permute, nx.D[u] >= 0),
+                              z3.Or(*[pair(v, u) for v in same])))
+        for v in names:
+            if v != u:
+                out.append(z3.Implies(pair(u, v), root[u] == root[v]))
+    sizes = sorted(set(size.values()))
+    counts = {s: z3.Sum([z3.If(root[a] == index[a], 1, 0) for a in names if size[a] == s])
+              for s in sizes}
+    table = []
+    for ks in itertools.product(*[range(sum(1 for a in names if size[a] == s) + 1)
+                                  for s in sizes]):
+        cond = z3.And(*[counts[s] == k for s, k in zip(sizes, ks, strict=True)])
+        table.append((cond, math.prod(s ** k for s, k in zip(sizes, ks, strict=True))))
+    return out, table
 
 
 def _grown(mesh: Mesh, n: z3.ArithRef, flags: dict[str, z3.BoolRef]) -> z3.ArithRef:
@@ -151,7 +193,8 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
         problem = finer
     mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
     rank, ndev = len(shape), mesh.num_devices
-    exact = ndev <= PERMUTE_EXACT_DEVICES
+    enumerate_devices = ndev <= PERMUTE_ENUMERATE_DEVICES
+    mixed_sizes = len({s for _, s in mesh.axes}) > 1
 
     lvs = [T.layout_vars(mesh, f"o{k}") for k in range(k_max + 1)]
     svs = [T.step_vars(mesh, f"o{k + 1}") for k in range(k_max)]
@@ -178,13 +221,17 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
             opt.add(z3.Implies(sv.kind == T.SLICE, z3.And(*[svs[j].kind != c
                                                             for c in comm_kinds])))
         lb, la = sizes[k], sizes[k + 1]
-        if exact and rank:
+        if not rank or not mesh.names:
+            changed = z3.IntVal(0)
+        elif enumerate_devices:
             changed = z3.Sum([z3.If(z3.And(*[_block_term(mesh, before, mesh.coords(c), d) ==
                                              _block_term(mesh, after, mesh.coords(c), d)
                                              for d in range(rank)]), 0, lb)
                               for c in range(ndev)])
         else:
-            changed = ndev * lb if rank else z3.IntVal(0)
+            facts, table = _unchanged_terms(mesh, before, after, sv.kind == T.PERMUTE, str(k))
+            opt.add(*facts)
+            changed = z3.Sum([z3.If(cond, (ndev - count) * lb, 0) for cond, count in table])
         gathered, moved = _volume_terms(problem, sv, before, after, lb, la)
         # An exchange is charged as a permute of everything (an upper bound); it is only
         # offered when the caller asks, and its plans are re-costed exactly below.
@@ -199,8 +246,9 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     # What is known bounds the search: no plan moves less than the lower bound, and the
     # floor plan (when it fits) is a solution (exact costs only: else it may not be one).
     opt.add(total_volume >= lower_bound_bytes(problem))
-    if (exact and base_plan and base_fig.peak_bytes <= limit and len(base_plan.steps) <= k_max
-            and _expressible(base_plan, problem)):
+    if (base_plan and base_fig.peak_bytes <= limit and len(base_plan.steps) <= k_max
+            and _expressible(base_plan, problem)
+            and (enumerate_devices or not mixed_sizes)):
         opt.add(total_volume <= base_fig.volume_bytes)
     opt.minimize(total_volume)
     opt.minimize(total_colls)
@@ -222,7 +270,7 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     plan = Plan(problem, tuple(s for s in decoded if s is not None))
     fig = plan.figures()
     model_volume = m.eval(total_volume, model_completion=True).as_long()
-    if exact and not any(isinstance(s, AllExchange) for s in plan.steps) \
+    if not any(isinstance(s, AllExchange) for s in plan.steps) \
             and fig.volume_bytes != model_volume:
         raise AssertionError(f"optimal: model volume {model_volume} != plan volume "
                              f"{fig.volume_bytes}")
@@ -230,17 +278,16 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     base_fits = base_fig is not None and base_fig.peak_bytes <= limit
     if base_fits and (base_fig.volume_bytes, base_fig.collectives) < (fig.volume_bytes,
                                                                       fig.collectives):
-        # Only possible with the approximate permute cost: never worse than normal.
-        return OptimalResult(base_plan, "the normal plan moves less than the best plan "
-                             "under the approximate permute cost; returning it")
-    if exact:
-        note = (f"proved optimal among plans of up to {k_max} steps within the {what}: "
-                f"volume {fig.volume_bytes} bytes, then {fig.collectives} collectives")
-    else:
-        note = (f"best found with permutes charged on all {ndev} devices (exact costs only up "
-                f"to {PERMUTE_EXACT_DEVICES} devices); optimality not claimed")
+        # Only possible when the normal plan uses a permute outside the search space
+        # (mixed atom sizes on a large mesh): never worse than normal.
+        return OptimalResult(base_plan, "the normal plan moves less than the best plan the "
+                             "SMT search considers (permutes that keep atom sizes); returning it")
+    note = (f"proved optimal among plans of up to {k_max} steps within the {what}"
+            + ("" if enumerate_devices or not mixed_sizes else
+               " whose permutes keep atom sizes position by position")
+            + f": volume {fig.volume_bytes} bytes, then {fig.collectives} collectives")
     if base_fits:
         saved = base_fig.volume_bytes - fig.volume_bytes
         note += f"; {saved} bytes less than the normal plan" if saved else \
             "; same volume as the normal plan"
-    return OptimalResult(plan, note, None, proved_optimal=exact)
+    return OptimalResult(plan, note, None, proved_optimal=True)

@@ -7,7 +7,8 @@ the bound, discarded transfers, leaving normal form, volume, collectives):
   2. unless that is already ideal (normal form, within the bound, at the lower bound), the
      same search with every axis split into prime factors, so that it can move the part of
      an axis an extent can take (DESIGN §10), and the greedy planner (greedy.py);
-  3. if no candidate stays within the bound, the SMT search (`optimal`) within a time limit.
+  3. if no candidate stays within the bound, an exhaustive search of every plan within the
+     bound (exhaustive.py), within a time limit: it finds one, or proves none exists.
 
 The result says which candidate won. Every plan is lifted back to canonical refs and
 re-read (so equal plans compare equal whatever atoms the search used).
@@ -16,20 +17,28 @@ re-read (so equal plans compare equal whatever atoms the search used).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redist.core.errors import RedistError
 from redist.core.model.axes import prime_cuts
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+)
+from redist.core.synthesis.costmodel import CostModel
+from redist.core.synthesis.costmodel import load as load_cost_model
+from redist.core.synthesis.exhaustive import exhaustive
 from redist.core.synthesis.greedy import greedy
 from redist.core.synthesis.search import search
 
 DEFAULT_TIME_LIMIT = 0.5           # seconds for the searches of `normal`
-FALLBACK_SMT_SECONDS = 2.0         # the SMT search when no candidate fits the bound
-FALLBACK_SMT_MAX_ATOMS = 6
+FALLBACK_SECONDS = 1.0             # the exhaustive search when no candidate fits the bound
 
 
 @dataclass(frozen=True)
@@ -112,10 +121,10 @@ def normal(problem: Problem, time_limit: float = DEFAULT_TIME_LIMIT) -> Synthesi
                 candidates.append((g, "greedy (slice, all-to-all, permute, gather)"))
     note = None
     if not candidates or not min(rank_key(p) for p, _ in candidates)[0] == 0:
-        found, note = _smt_fallback(problem)
+        found, note = _fallback(problem, time.monotonic() + FALLBACK_SECONDS)
         if found is not None:
-            candidates.append((found, "optimal (SMT search, after the normal search found "
-                                      "no plan within the bound)"))
+            candidates.append((found, "exhaustive (the normal-form search found no plan "
+                                      "within the bound)"))
     if not candidates:
         return Synthesis(naive(problem), "naive", "no search found a plan within its budget; "
                          "fell back to the naive plan, which is not memory-efficient", note)
@@ -133,16 +142,20 @@ def _splitting_may_help(problem: Problem, plan: Plan | None) -> bool:
     return len({s for _, s in problem.mesh.axes}) > 1
 
 
-def _smt_fallback(problem: Problem) -> tuple[Plan | None, str | None]:
-    if len(problem.mesh.names) > FALLBACK_SMT_MAX_ATOMS:
-        return None, (f"the SMT search was not tried: {len(problem.mesh.names)} atoms, over "
-                      f"its limit of {FALLBACK_SMT_MAX_ATOMS} here")
-    from redist.core.synthesis.optimal import optimal
-
-    o = optimal(problem, timeout_ms=int(FALLBACK_SMT_SECONDS * 1000), base_plan=None)
-    if o.feasible and o.found:
-        return o.plan, None
-    return None, f"the SMT search found no plan within the bound: {o.note}"
+def _fallback(problem: Problem, deadline: float) -> tuple[Plan | None, str | None]:
+    """Every plan within the bound, cheapest first, on atoms split into prime factors (so
+    on any sub-axes): finds one if one exists, or says none does when the search is
+    complete."""
+    finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
+    r = exhaustive(finer, deadline=deadline)
+    if r.plan is not None:
+        return r.plan, None
+    if r.complete:
+        return None, (f"an exhaustive search of all {r.states} layouts reachable within the "
+                      "bound (every sub-axis split, the four portable collectives) found no "
+                      "plan: none exists")
+    return None, (f"the exhaustive search for a plan within the bound stopped after "
+                  f"{r.states} layouts without one (time limit)")
 
 
 def _reason(plan: Plan) -> str | None:
@@ -165,7 +178,37 @@ def normalize(plan: Plan) -> Synthesis:
     return normal(p.with_ends(p.src, plan.final_layout))
 
 
-def synthesize_plan(problem: Problem, method: str = "normal") -> Synthesis:
+def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = None,
+                  model: CostModel | None = None) -> Synthesis:
+    """`--collectives mpi`: the portable plan or one all_exchange (volume at the lower
+    bound, one Alltoallv), whichever the cost model predicts faster within the memory
+    bound (or budget)."""
+    model = model or load_cost_model()
+    if problem.src == problem.dst:
+        return portable
+    exchange = Plan(problem, (AllExchange(problem.dst),))
+    limit = problem.bound_bytes if budget is None else budget
+    t_port = model.seconds(portable.plan)
+    t_exch = model.seconds(exchange)
+    port_fits = portable.plan.figures().peak_bytes <= limit and portable.reason is None
+    if port_fits and t_port <= t_exch:
+        return replace(portable, method=f"{portable.method}; portable collectives predicted "
+                       f"faster than one all_exchange ({_ms(t_port)} vs {_ms(t_exch)}, "
+                       f"cost model: {model.source})")
+    why = (f"predicted faster than the portable plan ({_ms(t_exch)} vs {_ms(t_port)}, "
+           f"cost model: {model.source})" if port_fits else
+           "the portable plan is not within the bound or not in normal form")
+    return Synthesis(canonical(exchange), f"all_exchange (mpi collectives): {why}")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms"
+
+
+def synthesize_plan(problem: Problem, method: str = "normal",
+                    collectives: str = "portable", budget: int | None = None) -> Synthesis:
+    if collectives not in ("portable", "mpi"):
+        raise RedistError(f"unknown collectives {collectives!r} (expected portable or mpi)")
     if method == "naive":
         plan = naive(problem)
         fig = plan.figures()
@@ -174,5 +217,6 @@ def synthesize_plan(problem: Problem, method: str = "normal") -> Synthesis:
             f"per device, {fig.peak_bytes - fig.bound_bytes} over the bound")
         return Synthesis(plan, "naive", reason)
     if method == "normal":
-        return normal(problem)
+        s = normal(problem)
+        return with_exchange(problem, s, budget) if collectives == "mpi" else s
     raise RedistError(f"unknown method {method!r} (expected normal, optimal or naive)")

@@ -25,7 +25,8 @@ if MPI.COMM_WORLD.Get_rank() == target:
         if fault == "dtype":
             p = replace(p, dtype="float64" if p.dtype != "float64" else "float32")
         elif fault == "devices":
-            p = replace(p, mesh=parse_mesh(",".join(f"{a}={s * 2}" for a, s in p.mesh.axes)))
+            bigger = parse_mesh(",".join(f"{a}={s * 2}" for a, s in p.base.axes))
+            p = replace(p, mesh=bigger, base=bigger)
         return replace(plan, problem=p)
 
     def die(*args, **kwargs):

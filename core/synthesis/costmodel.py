@@ -1,0 +1,117 @@
+"""A model of the time a plan takes on MPI ranks: per communicating step, a latency that
+grows with log2 of the group size plus the bytes the busiest device receives over a
+bandwidth, both per kind of step. `redist calibrate` measures the constants on the
+machine where jobs run and saves them; `plan` and `run` read that file
+($REDIST_COST_MODEL, default ~/.config/redist/costmodel.json). Without one, defaults
+measured on a 2-core machine with the PyPI MPICH (shared memory) apply."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+from redist.core.errors import RedistError
+from redist.core.files import parse_json, read_text
+from redist.core.plans.plan import Plan
+from redist.core.semantics.blocks import changed_devices, missing_elements
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+    group_size,
+)
+
+KINDS = ("all_gather", "all_to_all", "all_permute", "all_exchange")
+FORMAT = "redist.costmodel/1"
+
+
+def default_path() -> str:
+    return os.environ.get("REDIST_COST_MODEL") or os.path.join(
+        os.path.expanduser("~"), ".config", "redist", "costmodel.json")
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds = latency[kind] * (1 + log2 g) + bytes received by the busiest device *
+    seconds_per_byte[kind] (+ local copies at copy_seconds_per_byte)."""
+    latency: dict[str, float] = field(default_factory=lambda: {
+        "all_gather": 30e-6, "all_to_all": 40e-6, "all_permute": 20e-6, "all_exchange": 60e-6})
+    seconds_per_byte: dict[str, float] = field(default_factory=lambda: {
+        "all_gather": 0.35e-9, "all_to_all": 0.55e-9, "all_permute": 0.45e-9,
+        "all_exchange": 0.6e-9})
+    copy_seconds_per_byte: float = 0.2e-9
+    source: str = "defaults (no calibration file)"
+
+    def step_seconds(self, plan: Plan, k: int, before, after) -> float:
+        step = plan.steps[k]
+        p = plan.problem
+        if isinstance(step, AllSlice):
+            return 0.0
+        busiest = busiest_bytes(plan, step, before, after)
+        if busiest == 0:
+            return 0.0
+        g = p.mesh.num_devices if isinstance(step, (AllPermute, AllExchange)) else \
+            group_size(step, p.mesh)
+        local = p.local_bytes(after)
+        # In-place all-to-alls transpose twice locally; exchanges unpack once.
+        copies = 2 * local if isinstance(step, AllToAll) else local
+        return (self.latency[step.op] * (1 + math.log2(max(g, 1)))
+                + busiest * self.seconds_per_byte[step.op]
+                + copies * self.copy_seconds_per_byte)
+
+    def seconds(self, plan: Plan) -> float:
+        lays = plan.layouts()
+        return sum(self.step_seconds(plan, k, lays[k], lays[k + 1])
+                   for k in range(len(plan.steps)))
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "latency": self.latency,
+                "seconds_per_byte": self.seconds_per_byte,
+                "copy_seconds_per_byte": self.copy_seconds_per_byte, "source": self.source}
+
+
+def busiest_bytes(plan: Plan, step: Collective, before, after) -> int:
+    """Bytes received by the device that receives the most in this step."""
+    p = plan.problem
+    lb = p.local_bytes(before)
+    if isinstance(step, AllExchange):
+        return int(missing_elements(p.mesh, p.shape, before, after).max()) * p.itemsize
+    if isinstance(step, AllPermute):
+        return lb if changed_devices(p.mesh, before, after).any() else 0
+    g = group_size(step, p.mesh)
+    if isinstance(step, AllGather):
+        return (g - 1) * lb
+    local = before.local_shape(p.mesh, p.shape)
+    return (g - 1) * (lb // local[step.dst_dim] * after.local_shape(p.mesh, p.shape)[step.dst_dim])
+
+
+def load(path: str | None = None) -> CostModel:
+    """The calibrated model if the file exists, else the defaults."""
+    path = path or default_path()
+    if not os.path.exists(path):
+        return CostModel()
+    doc = parse_json(read_text(path, 1 << 20, "cost model"), "cost model")
+    try:
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"unknown format {doc.get('format')!r}")
+        lat = {k: float(doc["latency"][k]) for k in KINDS}
+        spb = {k: float(doc["seconds_per_byte"][k]) for k in KINDS}
+        copy = float(doc["copy_seconds_per_byte"])
+        if not all(math.isfinite(v) and v >= 0 for v in [*lat.values(), *spb.values(), copy]):
+            raise ValueError("constants must be finite and >= 0")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RedistError(f"cost model {path}: {e}") from None
+    return CostModel(lat, spb, copy, source=f"calibrated ({path})")
+
+
+def save(model: CostModel, path: str | None = None) -> str:
+    path = path or default_path()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(model.to_json(), f, indent=1)
+    return path

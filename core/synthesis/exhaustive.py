@@ -1,0 +1,116 @@
+"""Exhaustive search over every plan of the four portable collectives that stays within a
+memory limit (cheapest first: volume, then collectives).
+
+States are layouts of the problem's atoms (and whether data has moved yet: slices come
+before every communicating step, so no received element is ever sliced away). Moves:
+slice any replicated atom into any dim, gather any minor-most suffix, all-to-all any
+suffix to any other dim, and permute to *every* layout with the same blocks per dim.
+Because the limit bounds every layout on the way, the reachable states are finite; when
+the search runs out of states without reaching dst, no plan within the limit exists on
+these atoms (with atoms split into prime factors: on any sub-axes). It is the fallback of
+`normal` when the normal-form search finds nothing within the bound, and the bounded
+search the plan-quality benchmark measures the default planner against.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from dataclasses import dataclass
+
+from redist.core.model.layout import Layout
+from redist.core.model.problem import Problem
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.synthesis.search import Ctx, merge_steps
+
+MAX_STATES = 200_000
+MAX_PERMUTE_TARGETS = 5_000
+
+
+@dataclass(frozen=True)
+class ExhaustiveResult:
+    plan: Plan | None        # the cheapest plan within the limit, if one was found
+    complete: bool           # every reachable state was explored (None plan: none exists)
+    states: int
+
+
+def exhaustive(problem: Problem, limit: int | None = None, deadline: float | None = None,
+               max_states: int = MAX_STATES) -> ExhaustiveResult:
+    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0)
+    limit = problem.bound_bytes if limit is None else limit
+    src, dst = problem.src, problem.dst
+    if ctx.local(src) > limit:
+        return ExhaustiveResult(None, True, 0)
+    tie = itertools.count()
+    start = (src, False)
+    heap = [((0, 0), next(tie), start, ())]
+    best = {start: (0, 0)}
+    explored = 0
+    while heap:
+        cost, _, state, steps = heapq.heappop(heap)
+        lay, moved = state
+        if lay == dst:
+            return ExhaustiveResult(Plan(problem, merge_steps(steps)), True, explored)
+        if best.get(state, cost) < cost:
+            continue
+        explored += 1
+        if explored > max_states or (explored % 64 == 0 and time.monotonic() > ctx.deadline):
+            return ExhaustiveResult(None, False, explored)
+        for step, nxt in _moves(ctx, lay, moved):
+            if ctx.local(nxt) > limit:
+                continue
+            vol = ctx.volume(step, lay, nxt)
+            c = (cost[0] + vol, cost[1] + bool(vol))
+            key = (nxt, moved or bool(vol))
+            if c < best.get(key, (math.inf, 0)):
+                best[key] = c
+                heapq.heappush(heap, (c, next(tie), key, steps + (step,)))
+    return ExhaustiveResult(None, True, explored)
+
+
+def _moves(ctx: Ctx, lay: Layout, moved: bool):
+    mesh = ctx.problem.mesh
+    rank = lay.rank
+    used = set(lay.used_axes())
+    candidates = []
+    if not moved:
+        for a in mesh.names:
+            if a not in used:
+                for d in range(rank):
+                    candidates.append(AllSlice(tuple((a,) if e == d else () for e in
+                                                     range(rank))))
+    for d in range(rank):
+        for k in range(1, len(lay.dims[d]) + 1):
+            suffix = lay.dims[d][len(lay.dims[d]) - k:]
+            candidates.append(AllGather(tuple(suffix if e == d else () for e in range(rank))))
+            candidates += [AllToAll(d, t, suffix) for t in range(rank) if t != d]
+    for step in candidates:
+        nxt = ctx.typed(step, lay)
+        if nxt is not None:
+            yield step, nxt
+    for target in itertools.islice(same_blocks(mesh, lay), MAX_PERMUTE_TARGETS):
+        if target != lay:
+            step = AllPermute(target)
+            if ctx.typed(step, lay) is not None:
+                yield step, target
+
+
+def same_blocks(mesh, lay: Layout):
+    """Every layout with lay's number of blocks in each dim."""
+    need = [lay.shards(mesh, d) for d in range(lay.rank)]
+
+    def fill(d: int, free: tuple[str, ...]):
+        if d == len(need):
+            yield ()
+            return
+        for r in range(len(free) + 1):
+            for combo in itertools.permutations(free, r):
+                if math.prod(mesh.size(a) for a in combo) == need[d]:
+                    rest = tuple(a for a in free if a not in combo)
+                    for tail in fill(d + 1, rest):
+                        yield (combo,) + tail
+    for dims in fill(0, mesh.names):
+        yield Layout(dims)

@@ -1,0 +1,38 @@
+"""Run under mpiexec: for each plan of a JSON list, the runtime's own byte accounting
+against tracemalloc's count of the NumPy buffers on each rank (input donated). Rank 0
+prints one JSON line per plan with both peaks per rank."""
+
+import json
+import sys
+import tracemalloc
+
+import numpy as np
+from mpi4py import MPI
+
+from redist.core.plans.planjson import plan_from_json
+from redist.runtime.api import redistribute_with_stats
+from redist.runtime.arrays import sample_block
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+with open(sys.argv[1]) as f:
+    docs = json.load(f)
+for k, doc in enumerate(docs):
+    plan = plan_from_json(doc)
+    p = plan.problem
+    redistribute_with_stats(sample_block(p.mesh, p.shape, p.src, rank, p.dtype), plan, comm,
+                            donate=True)              # warm up: communicators, verification
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    box = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
+    tracemalloc.reset_peak()
+    out, stats = redistribute_with_stats(box, plan, comm, donate=True)   # handed over
+    traced = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    want = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
+    ok = out.shape == want.shape and bool(np.array_equal(out, want))
+    del out
+    rows = comm.gather({"traced": traced, "counted": stats.peak_bytes, "ok": ok}, root=0)
+    if rank == 0:
+        print(json.dumps({"plan": k, "ranks": rows, "bound": plan.figures().bound_bytes}),
+              flush=True)
