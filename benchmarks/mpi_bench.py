@@ -1,10 +1,12 @@
-"""Run under mpiexec by runtime_bench.py: time one case three ways on this job's ranks.
+"""Run under mpiexec by runtime_bench.py: time one case four ways on this job's ranks.
 
-normal: the verified normal-form plan through redistribute (the product path).
-naive:  gather-then-slice through the bare executor (a baseline; the product path would
-        refuse it, since it is not memory-efficient).
-direct: one Alltoallv moving exactly the lower-bound bytes (benchmarks/direct.py).
-Every result is checked element by element. Rank 0 prints one JSON line per method.
+portable: the verified portable plan (normal synthesis) through redistribute (in place).
+exchange: one all_exchange (Alltoallw over all ranks, MPI only).
+chosen:   what `--collectives mpi` picks with the cost model (one of the two above).
+direct:   one Alltoallv moving exactly the lower-bound bytes (benchmarks/direct.py).
+Every result is checked element by element. The last repetition of each runs under
+tracemalloc, which counts every NumPy buffer; the runtime's own count is reported beside
+it. Rank 0 prints one JSON line per method.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import json
 import statistics
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 from mpi4py import MPI
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
-from redist.core.synthesis.synthesize import naive, normal
-from redist.runtime.api import execute, mesh_comm, redistribute_with_stats
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import AllExchange
+from redist.core.synthesis.costmodel import load as load_model
+from redist.core.synthesis.synthesize import normal, with_exchange
+from redist.runtime.api import redistribute_with_stats
 from redist.runtime.arrays import sample_block
 from redist.runtime.memory import MemoryTracker
 
@@ -33,45 +39,60 @@ def main() -> None:
     mesh_t, shape_t, src_t, dst_t, reps = sys.argv[1:6]
     problem = Problem(parse_mesh(mesh_t), parse_shape(shape_t), "float32",
                       parse_layout(src_t), parse_layout(dst_t))
-    plans = {"normal": normal(problem).plan, "naive": naive(problem)}
-    mc = mesh_comm(problem.mesh, comm)
-    expected = sample_block(problem.mesh, problem.shape, problem.dst, rank, np.float32)
-    for method in ("normal", "naive", "direct"):
-        times, peaks, ok = [], [], True
-        for rep in range(int(reps) + 1):              # rep 0 is a warm-up
-            local = sample_block(problem.mesh, problem.shape, problem.src, rank, np.float32)
+    model = load_model()
+    portable = normal(problem)
+    chosen = with_exchange(problem, portable, model=model)
+    plans = {"portable": portable.plan, "exchange": Plan(problem, (AllExchange(problem.dst),)),
+             "chosen": chosen.plan}
+    expected = sample_block(problem.mesh, problem.shape, problem.dst, rank, "float32")
+    for method in ("portable", "exchange", "chosen", "direct"):
+        times, counted, traced, ok = [], 0, 0, True
+        n = int(reps)
+        for rep in range(n + 2):                       # rep 0 warms up; the last is traced
+            box = [sample_block(problem.mesh, problem.shape, problem.src, rank, "float32")]
+            trace = rep == n + 1
+            if trace:
+                tracemalloc.start()
+                base = tracemalloc.get_traced_memory()[0] - box[0].nbytes
+                tracemalloc.reset_peak()
             comm.Barrier()
             t0 = time.perf_counter()
-            if method == "normal":
-                out, stats = redistribute_with_stats(local, plans["normal"], comm, donate=True)
-                peak = stats.peak_bytes
-            elif method == "naive":
-                out, peak = execute(local, plans["naive"], mc, donate=True)
-            else:
+            if method == "direct":
                 mem = MemoryTracker()
+                local = box.pop()
                 mem.hold(local)
-                out = direct_redistribute(local, plans["normal"], comm, mem)
+                out = direct_redistribute(local, plans["portable"], comm, mem)
+                del local
                 peak = mem.peak
+            else:
+                out, stats = redistribute_with_stats(box, plans[method], comm, donate=True)
+                peak = stats.peak_bytes
             dt = time.perf_counter() - t0
-            del local
+            if trace:
+                traced = tracemalloc.get_traced_memory()[1] - base
+                tracemalloc.stop()
+                counted = peak
             ok &= bool(np.array_equal(out, expected))
             del out
             dt = comm.allreduce(dt, op=MPI.MAX)
-            if rep:
+            if 0 < rep <= n:
                 times.append(dt)
-                peaks.append(peak)
         ok = comm.allreduce(ok, op=MPI.LAND)
-        peak = comm.allreduce(max(peaks), op=MPI.MAX)
+        counted = comm.allreduce(counted, op=MPI.MAX)
+        traced = comm.allreduce(traced, op=MPI.MAX)
         if rank == 0:
-            fig = plans["normal" if method == "direct" else method].figures()
-            print(json.dumps({"method": method, "median_s": statistics.median(times),
-                              "min_s": min(times), "times_s": times, "peak_bytes": peak,
-                              "bound_bytes": fig.bound_bytes,
-                              "volume_bytes": (fig.lower_bound_bytes if method == "direct"
-                                               else fig.volume_bytes),
-                              "steps": [s.op for s in plans.get(method, plans["normal"]).steps]
-                              if method != "direct" else ["alltoallv"],
-                              "all_match": ok}), flush=True)
+            plan = plans.get(method, plans["portable"])
+            fig = plan.figures()
+            print(json.dumps({
+                "method": method, "median_s": statistics.median(times), "min_s": min(times),
+                "peak_counted": counted, "peak_traced": traced, "bound_bytes": fig.bound_bytes,
+                "volume_bytes": fig.lower_bound_bytes if method == "direct" else fig.volume_bytes,
+                "steps": ["alltoallv"] if method == "direct" else [s.op for s in plan.steps],
+                "predicted_s": model.seconds(plan) if method != "direct" else None,
+                "chosen_is": "exchange" if isinstance(plans["chosen"].steps[0:1] and
+                                                      plans["chosen"].steps[0], AllExchange)
+                else "portable",
+                "model": model.source, "all_match": ok}), flush=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ examples:
 # take it for an option, so such values are glued on (`--shape=-64,64`) and then refused
 # by the value's own parser with a message that names it.
 _VALUE_OPTIONS = {"--mesh", "--shape", "--src", "--dst", "--budget", "--np", "--repeat",
-                  "--timeout", "--max-steps", "--dtype"}
+                  "--timeout", "--max-steps", "--dtype", "--layout"}
 _NEGATIVE = re.compile(r"^-[\d.,]")
 
 
@@ -120,12 +120,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
     result = synthesize(problem, method=args.method, budget=args.budget, steps=args.max_steps,
                         collectives=args.collectives, timeout=args.timeout)
     note = "; ".join(x for x in (result.method, result.note) if x)
+    if args.plot:
+        from redist.core.synthesis.synthesize import naive
+        from redist.plot import plot_plans
+
+        path = plot_plans([(f"{args.method} plan", result.plan),
+                           ("naive plan", naive(result.plan.problem))], args.plot)
+        say(args, f"plot written to {path}")
     return report_plan(args, result.plan, result.reason, result.verdict, note)
 
 
 def report_plan(args: argparse.Namespace, plan: Plan, reason: str | None, verdict,
                 note: str | None = None) -> int:
     say(args, plan_table(plan))
+    if getattr(args, "show", False) and getattr(args, "json", None) != "-":
+        from redist.core.plans.show import plan_pictures, render
+        print()
+        render(plan_pictures(plan))
     if note:
         say(args, f"method      {note}")
     if reason:
@@ -179,6 +190,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.all_proved and not disagree else EXIT_CLAIM
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from redist.core.plans.show import layout_header, layout_picture, plan_pictures, render
+
+    if args.plan:
+        if any(getattr(args, k) for k in ("mesh", "shape", "layout")):
+            raise RedistError("show: give a plan file or --mesh/--shape/--layout, not both")
+        plan = plan_from_json(read_doc(args.plan))
+        if plan.typed_prefix()[1] is not None:
+            raise RedistError(f"show: the plan is not well-typed ({plan.typed_prefix()[1]})")
+        render(plan_pictures(plan))
+        return EXIT_OK
+    missing = [f"--{k}" for k in ("mesh", "shape", "layout") if getattr(args, k) is None]
+    if missing:
+        raise RedistError(f"show: give a plan file, or {', '.join(missing)}")
+    from redist.core.model.problem import Problem
+    from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+
+    lay = parse_layout(args.layout)
+    p = Problem(parse_mesh(args.mesh), parse_shape(args.shape), args.dtype or "float32",
+                lay, lay)
+    print(layout_header(p, p.src))
+    render(layout_picture(p, p.src))
+    return EXIT_OK
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
     from redist.core.smt.certificate import check_certificate
 
@@ -192,6 +228,108 @@ def cmd_run(args: argparse.Namespace) -> int:
     from redist.runtime.launch import run_command
 
     return run_command(args)
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    import os as _os
+
+    if args.jax:
+        _os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from redist import regress
+
+    if args.replay:
+        from redist.core.plans.planjson import load
+
+        problem = load(args.replay).problem
+        np_ranks = problem.mesh.num_devices if args.np else None
+        failures = regress.replay(args.replay, np_ranks, args.jax, args.mpiexec)
+        p = problem
+        print(f"replayed {args.replay}: mesh {p.base}, shape {','.join(map(str, p.shape))} "
+              f"{p.dtype}: {p.show(p.src)} -> {p.show(p.dst)}")
+        for f in failures:
+            print(f"  FAILED: {f}")
+        print("all properties hold" if not failures else "the failure reproduces")
+        return EXIT_CLAIM if failures else EXIT_OK
+    err = Console(stderr=True)
+    live = err.is_terminal and args.json != "-"
+    bar = Progress(TextColumn("regress"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[what]}"), console=err, disable=not live)
+    with bar:
+        task = bar.add_task("", total=args.examples, what="")
+
+        def tick(tally) -> None:
+            bar.update(task, completed=min(tally.checked, args.examples),
+                       what=f"{tally.failures} failures" if tally.failures else "")
+        outcome = regress.run(args.examples, args.seed, args.np, args.jax, args.max_devices,
+                              args.database, args.mpiexec, tick, not args.no_database)
+    t = outcome.tally
+    table = Table(title=f"redist regress: {t.checked} problems in {outcome.seconds:.1f} s",
+                  title_justify="left", show_header=False, box=None)
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    for kind, n in sorted(t.kinds.items()):
+        table.add_row(f"  problems: {kind}", str(n))
+    table.add_row("  plans with all five claims proved", str(t.verified))
+    table.add_row("  plans over the bound or out of normal form (said so)", str(t.caveat))
+    table.add_row("  plans at the lower bound of volume", str(t.at_lower_bound))
+    if args.np:
+        table.add_row(f"  executed on {args.np} MPI ranks, every element compared",
+                      str(t.mpi_runs))
+        table.add_row("    of which one all_exchange (mpi collectives)", str(t.exchange_chosen))
+    if args.jax:
+        table.add_row("  compared inside JAX with jax.device_put", str(t.jax_runs))
+    table.add_row("  failures", str(t.failures))
+    if args.json != "-":
+        Console().print(table)
+    doc = {"checked": t.checked, "kinds": dict(t.kinds), "verified": t.verified,
+           "caveat": t.caveat, "at_lower_bound": t.at_lower_bound, "mpi_runs": t.mpi_runs,
+           "jax_runs": t.jax_runs, "failures": t.failures, "seconds": outcome.seconds}
+    if outcome.failure:
+        path = regress.save_failure(outcome.problem)
+        p = outcome.problem
+        doc.update(failure=outcome.failure, saved=path)
+        if args.json != "-":
+            print(f"\nFAILED on mesh {p.base}, shape {','.join(map(str, p.shape))} {p.dtype}: "
+                  f"{p.show(p.src)} -> {p.show(p.dst)}")
+            for f in outcome.failure:
+                print(f"  {f}")
+            replay_cmd = f"redist regress --replay {path}" + (" --np 1" if args.np else "") + \
+                (" --jax" if args.jax else "")
+            print(f"saved to {path}; replay with:\n  {replay_cmd}")
+    emit_json(doc, args.json)
+    return EXIT_CLAIM if outcome.failure else EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import sys as _sys
+
+    from redist.core.plans.report import human_bytes
+    from redist.core.synthesis.costmodel import CostModel, default_path, save
+    from redist.runtime.launch import launch
+
+    say(args, f"calibrating on {args.np} MPI ranks (a few seconds)...")
+    res = launch({}, args.np, args.mpiexec, timeout=args.timeout,
+                 program=[_sys.executable, "-m", "redist.runtime.calibrate"])
+    if res.timed_out or res.returncode != 0 or res.report is None:
+        raise RedistError(f"calibration failed (exit {res.returncode}): "
+                          f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''}")
+    m = res.report["model"]
+    model = CostModel(m["latency"], m["seconds_per_byte"], m["copy_seconds_per_byte"],
+                      source=f"calibrated on {args.np} ranks")
+    path = save(model, args.out or default_path())
+    rows = [("step", "latency", "bandwidth")]
+    rows += [(k, f"{model.latency[k] * 1e6:.1f} us",
+              f"{human_bytes(1 / model.seconds_per_byte[k])}/s") for k in model.latency]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    for r in rows:
+        say(args, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    say(args, f"{len(res.report['measurements'])} measurements; cost model saved to {path}")
+    emit_json({"path": path, **res.report}, args.json)
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -237,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "also one all_exchange (Alltoallv), kept when predicted faster")
     p.add_argument("--json", metavar="F", help="write the plan JSON to F ('-' for stdout)")
     p.add_argument("--certificate", metavar="DIR", help="write a proof certificate to DIR")
+    p.add_argument("--show", action="store_true", help="also draw the layout after each step")
+    p.add_argument("--plot", metavar="FILE", help="draw memory and bytes moved per step, this "
+                   "plan beside the naive one (.png, .svg or .pdf; needs matplotlib)")
+
+    p = add("show", cmd_show, "draw a layout on its mesh, or a plan step by step")
+    p.add_argument("plan", nargs="?", help="plan JSON file (or give --mesh, --shape, --layout)")
+    p.add_argument("--mesh", help="mesh axes and sizes, e.g. x=2,y=2,z=2")
+    p.add_argument("--shape", help="array shape, e.g. 8,8,8")
+    p.add_argument("--layout", help="the layout to draw, e.g. '[{x},{y},{z}]'")
+    p.add_argument("--dtype", default=None, help="element type (default float32)")
 
     p = add("verify", cmd_verify, "prove the five claims of a plan file")
     p.add_argument("plan", help="plan JSON file (format redist.plan/1)")
@@ -278,6 +426,35 @@ def build_parser() -> argparse.ArgumentParser:
                         "all_exchange, whichever the cost model predicts faster; portable: "
                         "only the four")
     p.add_argument("--json", metavar="F", help="write the run report JSON to F ('-' for stdout)")
+
+    p = add("regress", cmd_regress, "property-based regressions on random problems: "
+            "synthesize, verify, simulate, and run on MPI ranks or inside JAX")
+    p.add_argument("--examples", type=positive_int, default=100,
+                   help="random problems to check (default 100)")
+    p.add_argument("--seed", type=int, default=None, help="fix the random problems")
+    p.add_argument("--np", type=positive_int, default=None,
+                   help="also execute every plan on this many MPI ranks")
+    p.add_argument("--jax", action="store_true",
+                   help="also compare redist.jax.reshard with jax.device_put (8 host devices)")
+    p.add_argument("--max-devices", type=positive_int, default=64,
+                   help="largest mesh without --np (default 64)")
+    p.add_argument("--replay", metavar="FILE", help="check the problem of a saved failure")
+    p.add_argument("--database", default=None, help="where failures are kept and replayed "
+                   "first (default ~/.cache/redist/regress-examples)")
+    p.add_argument("--no-database", action="store_true", help="do not keep or replay failures")
+    p.add_argument("--mpiexec", default=None, help="mpiexec to use")
+    p.add_argument("--json", metavar="F", help="write the summary JSON to F ('-' for stdout)")
+
+    p = add("calibrate", cmd_calibrate, "measure this machine's MPI for the cost model that "
+            "chooses between portable plans and one all_exchange")
+    p.add_argument("--np", type=positive_int, default=8, help="ranks (default 8)")
+    p.add_argument("--out", metavar="FILE", default=None, help="where to save the model "
+                   "(default $REDIST_COST_MODEL or ~/.config/redist/costmodel.json)")
+    p.add_argument("--mpiexec", default=None, help="mpiexec to use")
+    p.add_argument("--timeout", type=positive_seconds, default=600,
+                   help="seconds before the job is killed (default 600)")
+    p.add_argument("--json", metavar="F", help="write the measurements JSON to F ('-' for "
+                   "stdout)")
 
     p = add("demo", cmd_demo, "the main job: synthesize, prove, execute on 8 local ranks")
     p.add_argument("--np", type=positive_int, default=8, help="ranks (default 8)")

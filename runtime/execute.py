@@ -13,8 +13,8 @@ Every buffer inside a plan is C-contiguous and padded to the layout's local shap
 A buffer the caller keeps (not donated) is copied once before an in-place step. Which
 algorithm runs depends only on shapes, never on who owns a buffer, so every rank of a
 group makes the same MPI calls.
-  all_gather   into the output buffer (derived datatypes put each member's block in its
-               slot); the input is released as soon as the gather returns.
+  all_gather   straight into the output buffer (derived datatypes put each member's block
+               in its slot); the input is released as soon as the gather returns.
   all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing).
 
 All allocations go through a MemoryTracker, so the reported peak counts every buffer.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from functools import cache
 
 import numpy as np
@@ -45,9 +46,10 @@ from . import inplace
 from .groups import MeshComm, pair_rounds
 from .memory import Held, MemoryTracker
 
-# Sendrecv_replace makes MPI copy a whole message into its own buffer: send at most this
-# many bytes per call, so MPI's scratch stays one chunk.
-CHUNK_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 4 << 20))
+# Sendrecv_replace makes MPI copy a whole message into its own buffer: send a block in
+# chunks of a 16th of it (between MIN and MAX_CHUNK_BYTES), so MPI's scratch stays small.
+MAX_CHUNK_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 4 << 20))
+MIN_CHUNK_BYTES = min(256 << 10, MAX_CHUNK_BYTES)
 # A piece whose contiguous runs are shorter than this is packed with NumPy rather than
 # described by a derived datatype (MPICH's strided path is slower there; see benchmarks/).
 PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
@@ -136,7 +138,8 @@ def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
                     inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + n_after[d],
                                     math.prod(cur[d + 1:]))
                     cur[d] = n_after[d]
-            return flat[:math.prod(n_after)].reshape(n_after)
+            del flat, view, x
+            return _shrunk(held, math.prod(n_after), mem).reshape(n_after)
     # A dim held whole that splits into pieces reaching past its end: pad the last pieces.
     out = mem.zeros(n_after, x.dtype) if not inside else mem.empty(n_after, x.dtype)
     src = tuple(slice(min(lo[d], x.shape[d]), min(lo[d] + n_after[d], x.shape[d]))
@@ -145,6 +148,19 @@ def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     del x, view
     held.free(mem)
     return out
+
+
+def _shrunk(held: Held, n: int, mem: MemoryTracker) -> np.ndarray:
+    """The first n elements of the held buffer, given back to the allocator beyond them
+    when the runtime holds the only reference to it (else a view of the first n)."""
+    owner = held.a
+    # Ours alone: held.a, the name `owner`, and getrefcount's own argument.
+    if owner.flags.owndata and sys.getrefcount(owner) <= 3:
+        mem.release(owner)
+        owner.resize((n,), refcheck=False)      # realloc: the tail pages go back
+        mem.hold(owner)
+        return owner
+    return owner.reshape(-1)[:n]
 
 
 def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
@@ -174,7 +190,8 @@ def _sendrecv_replace(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
                       mem: MemoryTracker) -> None:
     """Swap `flat` with peers in chunks: MPI copies one chunk into its own buffer."""
     t = mpi_type(flat.dtype)
-    step = max(1, CHUNK_BYTES // flat.itemsize)
+    chunk = min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, flat.nbytes // 16))
+    step = max(1, chunk // flat.itemsize)
     mem.scratch(min(flat.nbytes, step * flat.itemsize))      # what MPI allocates inside
     for lo in range(0, flat.size, step):
         comm.Sendrecv_replace([flat[lo:lo + step], t], dest, 11, source, 11)
@@ -197,23 +214,10 @@ def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
         t = _piece_type(full, dims[0], x.shape[dims[0]], x.dtype)
         comm.Allgather([x, x.size, base], [out, 1, t])
         t.Free()
-    elif x.shape[-1] * x.itemsize < PACK_BELOW_BYTES:
-        # Short contiguous runs: receive member blocks contiguously in group order, and
-        # interleave them into the output with one copy.
-        recv = mem.empty((g,) + x.shape, x.dtype)
-        comm.Allgather([x, x.size, base], [recv, x.size, base])
-        shape_in = x.shape
-        del x
-        held.free(mem)
-        r = len(shape_in)
-        order = [i for d in range(r) for i in (d, r + d)]
-        np.copyto(out.reshape(tuple(v for d in range(r) for v in (sizes[d], shape_in[d]))),
-                  recv.reshape(tuple(sizes) + shape_in).transpose(order))
-        mem.release(recv)
-        del recv
     else:
-        # Long runs: member k's block starts at an offset given by the digits of k over
-        # each dim's gathered axes; a one-element-extent subarray type puts it in place.
+        # Member k's block starts at an offset given by the digits of k over each dim's
+        # gathered axes; a one-element-extent subarray type puts it in place (no receive
+        # buffer: the output is the only new memory).
         block = base.Create_subarray(list(full), list(x.shape), [0] * x.ndim,
                                      order=MPI.ORDER_C)
         one = block.Create_resized(0, x.itemsize)
@@ -328,7 +332,8 @@ def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, p
     j with member j in pairwise rounds (in place, chunked), transpose into output order."""
     flat = x.reshape(-1)
     rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
-    mem.scratch(max(blk1, blk2) * x.itemsize)
+    mem.scratch(max(inplace.scratch_bytes(rows1, cols1, blk1, x.itemsize),
+                    inplace.scratch_bytes(rows2, cols2, blk2, x.itemsize)))
     inplace.transpose_blocks(flat, rows1, cols1, blk1)
     size = flat.size // g
     me = comm.Get_rank()

@@ -21,6 +21,11 @@ def can_transpose(rows: int, cols: int, block: int, itemsize: int) -> bool:
                                       and block * itemsize >= MIN_BLOCK_BYTES)
 
 
+def scratch_bytes(rows: int, cols: int, block: int, itemsize: int) -> int:
+    """What transpose_blocks allocates: one block and a flag per block (none if trivial)."""
+    return 0 if rows == 1 or cols == 1 else block * itemsize + rows * cols
+
+
 def transpose_blocks(flat: np.ndarray, rows: int, cols: int, block: int) -> None:
     """In place: flat viewed as (rows, cols, block) becomes (cols, rows, block)."""
     if rows == 1 or cols == 1:

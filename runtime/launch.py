@@ -157,9 +157,9 @@ def check_resources(plan: Plan, ranks: int) -> None:
                           f"{human_bytes(have)} is available")
 
 
-def plan_from_args(args: argparse.Namespace) -> Plan:
-    """The plan to run: the file given with --plan (problem options, if given, must agree
-    with it), or a plan synthesized for the problem options."""
+def plan_from_args(args: argparse.Namespace) -> tuple[Plan, str]:
+    """The plan to run and where it came from: the file given with --plan (problem options,
+    if given, must agree with it), or a plan synthesized for the problem options."""
     if args.plan_file:
         plan = load(args.plan_file)
         given = {k: getattr(args, k) for k in ("mesh", "shape", "dtype", "src", "dst")
@@ -168,7 +168,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             _agree_with_file(plan, given, args.plan_file)
         if args.method != "normal":
             raise RedistError("--method does not apply with --plan (the plan file is run as is)")
-        return plan
+        return plan, f"from {args.plan_file}"
     missing = [f"--{k}" for k in ("mesh", "shape", "src", "dst") if getattr(args, k) is None]
     if missing:
         raise RedistError(f"run: give --plan FILE or the problem ({', '.join(missing)} missing)")
@@ -179,8 +179,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     from redist.core.synthesis.synthesize import synthesize_plan
 
     s = synthesize_plan(problem_from_args(args), args.method, args.collectives)
-    print(f"plan        {s.method}", file=sys.stderr)
-    return s.plan
+    return s.plan, s.method
 
 
 def _agree_with_file(plan: Plan, given: dict, path: str) -> None:
@@ -218,7 +217,7 @@ def first_error(stderr: str) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    plan = plan_from_args(args)
+    plan, method = plan_from_args(args)
     devices = plan.problem.mesh.num_devices
     if args.np != devices:
         raise RedistError(f"--np {args.np} does not match the mesh's {devices} devices")
@@ -246,6 +245,7 @@ def run_command(args: argparse.Namespace) -> int:
         from redist.cli import emit_json
         emit_json(res.report, args.json)
     if getattr(args, "json", None) != "-":
+        print(f"plan        {method}")
         print(format_report(res.report))
     return 0 if res.report["all_match"] else 1
 

@@ -14,8 +14,8 @@ from cases import CASES, case
 from strategies import problems
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(problems(generous=True, max_axes=3, max_rank=3, max_devices=16))
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(problems(generous=True, max_axes=3, max_rank=3, max_devices=8))
 def test_optimal_never_worse_than_normal_and_verifies(problem):
     o = optimal(problem)
     n = normal(problem).plan.figures()

@@ -151,7 +151,8 @@ def test_typing_rule_rejects_permute_with_other_local_shape(bad):
         apply(AllPermute(parse_layout(bad)), mesh, (16, 16), Layout((("x",), ("y",))))
 
 
-@SLOW
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(problems(generous="uneven", sub_axes=True))
 def test_uneven_and_sub_axis_plans_are_correct_and_honest(problem):
     """DESIGN §10-§11: any extents, sub-axes in src and dst. The plan reaches dst, every

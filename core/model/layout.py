@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from redist.core.errors import RedistError
@@ -27,6 +28,12 @@ def ceil_div(a: Any, b: Any) -> Any:
     # with divisibility hypotheses see the exact quotient at once.
     import z3
     return z3.If(a % b == 0, a / b, a / b + 1)
+
+
+@lru_cache(maxsize=1 << 16)
+def _local_shape(layout: Layout, mesh: Mesh, shape: tuple[int, ...]) -> tuple[int, ...]:
+    # Synthesis asks for the same local shapes again and again (search states, typing).
+    return tuple(ceil_div(shape[d], layout.shards(mesh, d)) for d in range(layout.rank))
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class Layout:
 
     def local_shape(self, mesh: Mesh, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Every device's buffer shape: c_d = ceil(N_d / S_d) (padded)."""
+        if all(isinstance(n, int) for n in shape):
+            return _local_shape(self, mesh, tuple(shape))
         return tuple(ceil_div(shape[d], self.shards(mesh, d)) for d in range(self.rank))
 
     def local_size(self, mesh: Mesh, shape: tuple[int, ...]) -> int:

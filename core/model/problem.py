@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from redist.core.errors import RedistError
 from redist.core.limits import MAX_EXTENT, MAX_RANK, check
@@ -83,7 +84,7 @@ class Problem:
         self.src.validate(self.mesh, shape)
         self.dst.validate(self.mesh, shape)
 
-    @property
+    @cached_property
     def itemsize(self) -> int:
         return itemsize(self.dtype)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.semantics.blocks import changed_devices, missing_elements
@@ -33,7 +35,7 @@ def step_volume(problem: Problem, step: Collective, before: Layout, after: Layou
     local = before.local_shape(mesh, shape)
     lb = math.prod(local) * item
     if isinstance(step, AllPermute):
-        return int(changed_devices(mesh, before, after).sum()) * lb
+        return int(np.count_nonzero(changed_devices(mesh, before, after))) * lb
     g = group_size(step, mesh)
     if isinstance(step, AllGather):
         return devices * (g - 1) * lb

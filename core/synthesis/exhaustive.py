@@ -24,7 +24,7 @@ from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
 from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.synthesis.search import Ctx, merge_steps
+from redist.core.synthesis.search import Ctx, dst_slices, merge_steps
 
 MAX_STATES = 200_000
 MAX_PERMUTE_TARGETS = 5_000
@@ -82,6 +82,7 @@ def _moves(ctx: Ctx, lay: Layout, moved: bool):
                 for d in range(rank):
                     candidates.append(AllSlice(tuple((a,) if e == d else () for e in
                                                      range(rank))))
+        candidates += list(dst_slices(ctx.dst, lay, used))
     for d in range(rank):
         for k in range(1, len(lay.dims[d]) + 1):
             suffix = lay.dims[d][len(lay.dims[d]) - k:]

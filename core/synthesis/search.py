@@ -43,7 +43,7 @@ from redist.core.semantics.collectives import (
 )
 from redist.core.semantics.costs import lower_bound_bytes, step_volume
 
-MAX_EXPANSIONS = 20_000
+MAX_EXPANSIONS = 2_000           # layouts expanded: the budget (deterministic)
 MAX_GOALS = 48                 # finish candidates tried per layout
 
 
@@ -190,6 +190,10 @@ def _moves(ctx: Ctx, phase: int, lay: Layout):
                 nxt = ctx.typed(step, lay)
                 if nxt is not None:
                     yield step, phase, nxt
+        for step in dst_slices(ctx.dst, lay, used):
+            nxt = ctx.typed(step, lay)
+            if nxt is not None:
+                yield step, phase, nxt
     for s in range(rank):
         for k in range(1, len(lay.dims[s]) + 1):
             moved = lay.dims[s][len(lay.dims[s]) - k:]
@@ -236,6 +240,16 @@ def _permute_targets(ctx: Ctx, lay: Layout):
                 e, j = where[b]
                 dims[e][j] = a
             yield Layout(tuple(tuple(x) for x in dims))
+
+
+def dst_slices(dst: Layout, lay: Layout, used: set[str]):
+    """Per dim, all of dst's atoms for it that nobody holds, sliced at once: a dim held
+    whole splits into any number of pieces, a partly split one may not split further one
+    atom at a time (DESIGN §11)."""
+    for d in range(lay.rank):
+        new = tuple(a for a in dst.dims[d] if a not in used)
+        if len(new) > 1:
+            yield AllSlice(tuple(new if e == d else () for e in range(lay.rank)))
 
 
 def _sliceable(ctx: Ctx, used: set[str]) -> list[str]:

@@ -8,7 +8,8 @@ the bound, discarded transfers, leaving normal form, volume, collectives):
      same search with every axis split into prime factors, so that it can move the part of
      an axis an extent can take (DESIGN §10), and the greedy planner (greedy.py);
   3. if no candidate stays within the bound, an exhaustive search of every plan within the
-     bound (exhaustive.py), within a time limit: it finds one, or proves none exists.
+     bound (exhaustive.py), within a budget: it finds one, or proves none exists.
+The naive plan is always a candidate (ranked last unless it is the only one in bound).
 
 The result says which candidate won. Every plan is lifted back to canonical refs and
 re-read (so equal plans compare equal whatever atoms the search used).
@@ -37,8 +38,14 @@ from redist.core.synthesis.exhaustive import exhaustive
 from redist.core.synthesis.greedy import greedy
 from redist.core.synthesis.search import search
 
-DEFAULT_TIME_LIMIT = 0.5           # seconds for the searches of `normal`
-FALLBACK_SECONDS = 1.0             # the exhaustive search when no candidate fits the bound
+# Budgets are counts (deterministic: the same problem always gets the same plan); the
+# clock only stops a search that a slow machine makes take far longer than usual.
+FIRST_EXPANSIONS = 1_500           # the A* search on the problem's own atoms
+SPLIT_EXPANSIONS = 250             # the same on prime atoms
+SPLIT_MAX_ATOMS = 8
+FALLBACK_STATES = 20_000           # the exhaustive search when no candidate fits the bound
+FALLBACK_MAX_ATOMS = 8
+SAFETY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -102,16 +109,18 @@ def _ideal(plan: Plan | None) -> bool:
             and fig.volume_bytes == fig.lower_bound_bytes)
 
 
-def normal(problem: Problem, time_limit: float = DEFAULT_TIME_LIMIT) -> Synthesis:
+def normal(problem: Problem) -> Synthesis:
     t0 = time.monotonic()
-    candidates: list[tuple[Plan, str]] = []
-    first = search(problem, deadline=t0 + time_limit / 2)
+    candidates: list[tuple[Plan, str]] = [(naive(problem), "naive")]
+    first = search(problem, deadline=t0 + SAFETY_SECONDS, max_expansions=FIRST_EXPANSIONS)
     if first is not None:
         candidates.append((first, "normal"))
     if not _ideal(first):
         finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-        if finer.mesh != problem.mesh and _splitting_may_help(problem, first):
-            split = search(finer, deadline=t0 + time_limit,
+        if (finer.mesh != problem.mesh and len(finer.mesh.names) <= SPLIT_MAX_ATOMS
+                and _splitting_may_help(problem, first)):
+            split = search(finer, deadline=time.monotonic() + SAFETY_SECONDS,
+                           max_expansions=SPLIT_EXPANSIONS,
                            incumbent=rank_key(first) if first is not None else None)
             if split is not None:
                 candidates.append((split, "normal, with axes split into sub-axes"))
@@ -120,15 +129,13 @@ def normal(problem: Problem, time_limit: float = DEFAULT_TIME_LIMIT) -> Synthesi
             if g is not None:
                 candidates.append((g, "greedy (slice, all-to-all, permute, gather)"))
     note = None
-    if not candidates or not min(rank_key(p) for p, _ in candidates)[0] == 0:
-        found, note = _fallback(problem, time.monotonic() + FALLBACK_SECONDS)
+    if min(rank_key(p)[0] for p, _ in candidates) > 0:
+        found, note = _fallback(problem)
         if found is not None:
             candidates.append((found, "exhaustive (the normal-form search found no plan "
                                       "within the bound)"))
-    if not candidates:
-        return Synthesis(naive(problem), "naive", "no search found a plan within its budget; "
-                         "fell back to the naive plan, which is not memory-efficient", note)
-    plan, method = min(candidates, key=lambda c: (rank_key(c[0]), len(c[0].steps)))
+    plan, method = min(candidates, key=lambda c: (rank_key(c[0]), len(c[0].steps),
+                                                  c[1] == "naive"))
     plan = canonical(plan)
     return Synthesis(plan, method, _reason(plan), note)
 
@@ -142,12 +149,15 @@ def _splitting_may_help(problem: Problem, plan: Plan | None) -> bool:
     return len({s for _, s in problem.mesh.axes}) > 1
 
 
-def _fallback(problem: Problem, deadline: float) -> tuple[Plan | None, str | None]:
+def _fallback(problem: Problem) -> tuple[Plan | None, str | None]:
     """Every plan within the bound, cheapest first, on atoms split into prime factors (so
     on any sub-axes): finds one if one exists, or says none does when the search is
     complete."""
     finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-    r = exhaustive(finer, deadline=deadline)
+    if len(finer.mesh.names) > FALLBACK_MAX_ATOMS:
+        finer = problem
+    r = exhaustive(finer, deadline=time.monotonic() + SAFETY_SECONDS,
+                   max_states=FALLBACK_STATES)
     if r.plan is not None:
         return r.plan, None
     if r.complete:
@@ -155,7 +165,7 @@ def _fallback(problem: Problem, deadline: float) -> tuple[Plan | None, str | Non
                       "bound (every sub-axis split, the four portable collectives) found no "
                       "plan: none exists")
     return None, (f"the exhaustive search for a plan within the bound stopped after "
-                  f"{r.states} layouts without one (time limit)")
+                  f"{r.states} layouts without one (its budget)")
 
 
 def _reason(plan: Plan) -> str | None:

@@ -1,0 +1,139 @@
+"""`redist calibrate`: measure the cost model's constants on this machine's MPI and save
+them for `plan --collectives mpi`, `run` and `redistribute` (costmodel.py).
+
+Each rank runs every kind of step (gather, all-to-all, permute, exchange) on a few group
+sizes and message sizes through the runtime itself; per kind, a least-squares fit of
+seconds = latency·(1 + log2 g) + seconds_per_byte·(bytes the busiest rank receives)
+gives the two constants (negative fits are clamped to 0). Run as
+`mpiexec -n N python -m redist.runtime.calibrate JOB.json` by the command (rank 0 prints
+the fitted model and the measurements on one marked line, like the worker's report).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+
+import numpy as np
+
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.plans.plan import Plan
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllToAll,
+)
+from redist.core.synthesis.costmodel import KINDS, CostModel, busiest_bytes
+
+SIZES = (1 << 16, 1 << 20, 8 << 20)          # bytes per rank before the step
+REPEAT = 5
+
+
+def _cases(ranks: int) -> list[tuple[str, Plan]]:
+    """(kind, one-step plan) on meshes of `ranks` devices, group sizes 2..ranks."""
+    out = []
+    groups = [g for g in (2, 4, 8, 16) if ranks % g == 0 and g <= ranks] or [ranks]
+    for g in groups:
+        mesh = parse_mesh(f"a={g},b={ranks // g}" if ranks // g > 1 else f"a={g}")
+        for nbytes in SIZES:
+            n = max(g, nbytes // 4 // g * g)                   # float32 elements per rank
+            rows = g * 8
+            cols = max(g, n // 8 // g * g)
+            two = (rows * (ranks // g), cols * g)
+
+            p = _problem(mesh, "[{a},{}]", "[{},{}]", (n * g * (ranks // g), 1))
+            out.append(("all_gather", Plan(p, (AllGather(((p.mesh.names[0],), ())),))))
+            p = _problem(mesh, "[{a},{}]", "[{},{a}]", two)
+            out.append(("all_to_all", Plan(p, (AllToAll(0, 1, (p.mesh.names[0],)),))))
+            p = _problem(mesh, "[{},{a}]", "[{a},{}]", two)
+            out.append(("all_exchange", Plan(p, (AllExchange(p.dst),))))
+        if ranks // g > 1 and g == ranks // g:
+            mesh2 = parse_mesh(f"a={g},b={g}")
+            for nbytes in SIZES:
+                n = max(1, nbytes // 4) * g * g
+                p = Problem(mesh2, (n,), "float32", parse_layout("[{a,b}]"),
+                            parse_layout("[{b,a}]"))
+                out.append(("all_permute", Plan(p, (AllPermute(p.dst),))))
+    if not any(k == "all_permute" for k, _ in out):
+        mesh = parse_mesh(f"x={ranks}")
+        for nbytes in SIZES:
+            p = Problem(mesh, (max(1, nbytes // 4) * ranks,), "float32",
+                        parse_layout("[{x}]"), parse_layout("[{x}]"))
+            # A shifted block order: every device changes block.
+            out.append(("all_permute", _shift_plan(p)))
+    return out
+
+
+def _problem(mesh, src: str, dst: str, shape: tuple[int, ...]) -> Problem:
+    return Problem(mesh, shape, "float32", parse_layout(src), parse_layout(dst))
+
+
+def _shift_plan(p: Problem) -> Plan:
+    """A permute in which every device receives (blocks rotate): the mesh split in two."""
+    from redist.core.model.axes import prime_cuts
+    finer = p.refined(prime_cuts(p.base, p.atoms()))
+    names = finer.mesh.names
+    if len(names) < 2:
+        return Plan(finer, ())
+    src = finer.src
+    rotated = type(src)((names[1:] + names[:1],))
+    return Plan(finer.with_ends(src, rotated), (AllPermute(rotated),))
+
+
+def main(job_path: str) -> None:
+    from mpi4py import MPI
+
+    from redist.runtime.api import execute, mesh_comm
+    from redist.runtime.arrays import sample_block
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    rows = []
+    for kind, plan in _cases(comm.Get_size()):
+        p = plan.problem
+        if not plan.steps:
+            continue
+        mc = mesh_comm(p.mesh, comm)
+        times = []
+        for _ in range(REPEAT + 1):
+            local = sample_block(p.mesh, p.shape, p.src, rank, p.dtype)
+            comm.Barrier()
+            t0 = MPI.Wtime()
+            execute([local], plan, mc, donate=True)
+            times.append(comm.allreduce(MPI.Wtime() - t0, op=MPI.MAX))
+        lays = plan.layouts()
+        step = plan.steps[0]
+        g = p.mesh.num_devices if isinstance(step, (AllPermute, AllExchange)) else \
+            math.prod(p.mesh.size(a) for dim in getattr(step, "axes", ())
+                      for a in (dim if isinstance(dim, tuple) else (dim,)))
+        rows.append({"kind": kind, "g": g, "bytes": busiest_bytes(plan, step, lays[0], lays[1]),
+                     "local": p.local_bytes(lays[1]), "seconds": statistics.median(times[1:])})
+    if rank == 0:
+        from redist.runtime.worker import MARK
+        model = fit(rows)
+        print(MARK + json.dumps({"model": model.to_json(), "measurements": rows}), flush=True)
+
+
+def fit(rows: list[dict]) -> CostModel:
+    """Per kind, least squares of seconds on (1 + log2 g, busiest bytes); copies are folded
+    into the bandwidth term (the runtime's local copies scale with the same bytes)."""
+    base = CostModel()
+    latency, per_byte = dict(base.latency), dict(base.seconds_per_byte)
+    for kind in KINDS:
+        mine = [r for r in rows if r["kind"] == kind and r["bytes"] > 0]
+        if len(mine) < 2:
+            continue
+        a = np.array([[1 + math.log2(max(r["g"], 1)), r["bytes"]] for r in mine], dtype=float)
+        b = np.array([r["seconds"] for r in mine])
+        coef, *_ = np.linalg.lstsq(a, b, rcond=None)
+        latency[kind] = max(0.0, float(coef[0]))
+        per_byte[kind] = max(1e-12, float(coef[1]))
+    return CostModel(latency, per_byte, 0.0, source="calibrated")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,97 @@
+"""Every code block of the README and docs/ runs: Python blocks (as programs; under
+mpiexec when their first line says `mpiexec -n N`; printed output checked against the `#`
+lines that follow a print), `redist` command lines of sh blocks (exit code 0 unless the
+line says `# exit N`), and plan files in json blocks (they must parse)."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from redist.core.plans.planjson import plan_from_json
+from redist.runtime.launch import find_mpiexec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILES = ["README.md"] + sorted(f"docs/{f}" for f in os.listdir(os.path.join(ROOT, "docs"))
+                               if f.endswith(".md"))
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(kind: str) -> list[tuple[str, int, str]]:
+    out = []
+    for f in FILES:
+        text = open(os.path.join(ROOT, f), encoding="utf-8").read()
+        for k, m in enumerate(FENCE.finditer(text)):
+            if m.group(1) == kind:
+                out.append((f, k, m.group(2)))
+    return out
+
+
+def _expected(code: str) -> list[str]:
+    """The `# ...` lines that follow a print() (the output the block promises)."""
+    out, after_print = [], False
+    for line in code.splitlines():
+        s = line.strip()
+        if after_print and s.startswith("# "):
+            out.append(s[2:])
+            continue
+        after_print = "print(" in s
+    return out
+
+
+def _env() -> dict:
+    return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+
+
+@pytest.mark.parametrize("where,k,code", blocks("python"),
+                         ids=[f"{f}#{k}" for f, k, _ in blocks("python")])
+def test_python_blocks_run(where, k, code, tmp_path):
+    if "import jax" in code:
+        pytest.importorskip("jax")
+    path = tmp_path / "example.py"
+    path.write_text(code)
+    first = code.splitlines()[0]
+    m = re.search(r"mpiexec -n (\d+)", first)
+    cmd = ([find_mpiexec(), "-n", m.group(1), sys.executable, str(path)] if m
+           else [sys.executable, str(path)])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env=_env())
+    assert r.returncode == 0, f"{where} block {k}:\n{r.stderr[-2000:]}"
+    want = _expected(code)
+    got = [line.strip() for line in r.stdout.splitlines() if line.strip()]
+    assert got[:len(want)] == want or all(w in got for w in want), (where, got, want)
+
+
+def _commands():
+    out = []
+    for f, k, code in blocks("sh"):
+        for line in code.splitlines():
+            if line.startswith("redist ") and "skip-test" not in line:
+                out.append((f, k, line))
+    return out
+
+
+@pytest.mark.parametrize("where,k,line", _commands(), ids=[c[2][:60] for c in _commands()])
+def test_command_lines_run(where, k, line, tmp_path):
+    code_wanted = 0
+    m = re.search(r"#\s*exit (\d+)", line)
+    if m:
+        code_wanted = int(m.group(1))
+    args = shlex.split(line.split("  #")[0].split(" # ")[0])[1:]
+    r = subprocess.run([sys.executable, "-m", "redist", *args], capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path, env=_env())
+    assert r.returncode == code_wanted, f"{where}: {line}\n{r.stdout[-1500:]}{r.stderr[-1500:]}"
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("where,k,text", blocks("json"),
+                         ids=[f"{f}#{k}" for f, k, _ in blocks("json")])
+def test_json_blocks_are_valid(where, k, text):
+    doc = json.loads(text)
+    if doc.get("format") == "redist.plan/1":
+        plan = plan_from_json(doc)
+        assert plan.final_layout == plan.problem.dst
