@@ -22,10 +22,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
@@ -38,6 +35,8 @@ import jax.numpy as jnp  # noqa: E402
 from redist.core.model.layout import Layout  # noqa: E402
 from redist.core.model.syntax import parse_layout, parse_mesh  # noqa: E402
 from redist.jax import compile_plan, plan_for, to_jax_mesh, to_named_sharding  # noqa: E402
+
+from . import report as report_io  # noqa: E402
 
 MESHES = ["x=2,y=4", "x=4,y=2", "x=2,y=2,z=2", "x=8,y=1", "x=8"]
 DESIGN = {"transpose": ("x=2,y=4", "[{x},{y}]", "[{y},{x}]", 2),
@@ -209,22 +208,13 @@ def main() -> None:
         print(f"[{time.perf_counter() - t0:7.1f} s] {i + 1}/{len(jobs)} {name} {mesh} "
               f"{src} -> {dst}", file=sys.stderr, flush=True)
         rows.append(run_case(name, mesh, src, dst, shape, args.repeat))
-    date = datetime.date.today().isoformat()
-    meta = {"date": date, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, JAX {jax.__version__}",
-            "devices": f"{len(jax.devices())} x {jax.devices()[0].platform}",
-            "note": "Host CPU devices share the machine's cores and memory: times compare "
-                    "the two programs side by side, not a real accelerator. Medians of "
-                    f"{args.repeat} runs after a warm-up.",
-            "command": "python -m benchmarks.jax_vs_xla " + " ".join(sys.argv[1:])}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"jax-vs-xla-{date}.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    text = report(rows, meta)
-    with open(os.path.join(args.out, f"jax-vs-xla-{date}.md"), "w") as f:
-        f.write(text)
-    print(text)
-
+    info = report_io.meta(
+        "jax_vs_xla", devices=f"{len(jax.devices())} x {jax.devices()[0].platform}",
+        note="Host CPU devices share the machine's cores and memory: times compare the two "
+             "programs side by side, not a real accelerator. Medians of "
+             f"{args.repeat} runs after a warm-up.")
+    info["machine"] += f", JAX {jax.__version__}"
+    report_io.write(args.out, "jax-vs-xla", info, {"rows": rows}, report(rows, info))
 
 if __name__ == "__main__":
     main()

@@ -13,11 +13,9 @@ oversubscribed, so times compare methods side by side, they are not absolute.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -26,6 +24,8 @@ import sys
 from redist.core.model.layout import Layout
 from redist.core.model.syntax import parse_mesh
 from redist.runtime.launch import find_mpiexec
+
+from . import report as report_io
 
 # name: mesh, src, dst, rank
 CASES = {
@@ -154,21 +154,12 @@ def main() -> None:
             print(f"[{k + 1}/{len(cases)}] {name} at {size} MiB ...", file=sys.stderr,
                   flush=True)
             rows += run_case(name, spec, size, args.repeat)
-    date = datetime.date.today().isoformat()
-    meta = {"date": date, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}",
-            "note": "8 MPI ranks (paper-1d: 6) oversubscribed on 2 cores, shared-memory "
-                    "MPICH (PyPI wheel); medians over the repetitions, rep 0 discarded; "
-                    "the last repetition runs under tracemalloc (not timed).",
-            "command": "python -m benchmarks.runtime_bench " + " ".join(sys.argv[1:])}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"runtime-{date}.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    text = report(rows, meta)
-    with open(os.path.join(args.out, f"runtime-{date}.md"), "w") as f:
-        f.write(text)
-    print(text)
-
+    info = report_io.meta(
+        "runtime_bench",
+        note="8 MPI ranks (paper-1d: 6) oversubscribed on 2 cores, shared-memory MPICH (PyPI "
+             "wheel); medians over the repetitions, rep 0 discarded; the last repetition "
+             "runs under tracemalloc (not timed).")
+    report_io.write(args.out, "runtime", info, {"rows": rows}, report(rows, info))
 
 if __name__ == "__main__":
     main()

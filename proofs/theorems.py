@@ -1,5 +1,5 @@
 """The general theorems of DESIGN §4, discharged as SMT obligations or by exhaustive
-evaluation (see PROOFS.md).
+evaluation (see docs/proofs.md).
 
   T0  a sub-axis is the mixed-radix number of its atoms (refinement is faithful);
   T1  each collective's typing rule is sound for its source map (divisible extents,
@@ -299,7 +299,7 @@ def t2_normal_form_memory(max_len: int = 4) -> TheoremResult:
         "local size is at most max(src, dst); and no element that crossed the network is "
         "later sliced away",
         f"every phase pattern with up to {max_len} steps per phase (longer plans: by the "
-        "same step-local facts, see PROOFS.md); all sizes symbolic")
+        "same step-local facts, see docs/proofs.md); all sizes symbolic")
     t0 = time.perf_counter()
     for s, m, g in itertools.product(range(max_len + 1), repeat=3):
         n = s + m + g
@@ -362,6 +362,24 @@ def _canonical_pair(src: Layout, dst: Layout, sizes: dict[str, int]) -> tuple:
     return best
 
 
+def layout_pairs(max_axes: int, sizes: tuple[int, ...], ranks: Iterable[int]):
+    """(mesh, rank, src, dst) for every mesh of 1..max_axes axes with the given sizes, every
+    rank and every pair of layouts, one per class of renamings of equal-size axes."""
+    for n in range(1, max_axes + 1):
+        names = NAMES[:n]
+        for sz in size_patterns(n, sizes):
+            mesh = Mesh(tuple(zip(names, sz, strict=True)))
+            size_of = dict(mesh.axes)
+            for rank in ranks:
+                lays = list(all_layouts(names, rank))
+                seen = set()
+                for src, dst in itertools.product(lays, lays):
+                    key = _canonical_pair(src, dst, size_of)
+                    if key not in seen:
+                        seen.add(key)
+                        yield mesh, rank, src, dst
+
+
 def _t3_case(job: tuple) -> str | None:
     mesh, shape, src, dst, full_check = job
     p = Problem(mesh, shape, "float32", src, dst)
@@ -394,22 +412,9 @@ def t3_synthesizer(max_axes: int = 3, max_rank: int = 3, sizes: tuple[int, ...] 
         f"axis product; every plan on meshes with all sizes in {set(verify_sizes)} also "
         "SMT-verified")
     t0 = time.perf_counter()
-    jobs = []
-    for n in range(1, max_axes + 1):
-        names = NAMES[:n]
-        for sz in size_patterns(n, sizes):
-            mesh = Mesh(tuple(zip(names, sz, strict=True)))
-            size_of = dict(mesh.axes)
-            full_check = all(s in verify_sizes for s in sz)
-            for rank in range(max_rank + 1):
-                shape = (mesh.num_devices,) * rank
-                lays = list(all_layouts(names, rank))
-                seen = set()
-                for src, dst in itertools.product(lays, lays):
-                    key = _canonical_pair(src, dst, size_of)
-                    if key not in seen:
-                        seen.add(key)
-                        jobs.append((mesh, shape, src, dst, full_check))
+    jobs = [(mesh, (mesh.num_devices,) * rank, src, dst,
+             all(s in verify_sizes for _, s in mesh.axes))
+            for mesh, rank, src, dst in layout_pairs(max_axes, sizes, range(max_rank + 1))]
     for k, failure in enumerate(_parallel(_t3_case, jobs, processes)):
         res.cases += 1
         if failure is None:
@@ -429,13 +434,9 @@ def _t3u_case(job: tuple) -> str | None:
     plan = s.plan
     if plan.final_layout != plan.problem.dst:
         return f"mesh {mesh} {shape} {src} -> {dst}: does not reach dst"
-    from redist.core.plans.simulator import final_blocks, shard
-    x = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
-    got = final_blocks(plan, x)
-    pp = plan.problem
-    for dev in range(pp.mesh.num_devices):
-        if not np.array_equal(got[dev], shard(pp.mesh, shape, pp.dst, x, dev)):
-            return f"mesh {mesh} {shape} {src} -> {dst}: wrong elements on device {dev}"
+    dev = simulator.wrong_device(plan)
+    if dev is not None:
+        return f"mesh {mesh} {shape} {src} -> {dst}: wrong elements on device {dev}"
     fig = plan.figures()
     honest = (s.reason is None) == (fig.memory_efficient and is_normal_form(plan))
     if not honest:
@@ -457,23 +458,10 @@ def t3_uneven(max_axes: int = 2, max_rank: int = 2, sizes: tuple[int, ...] = (2,
         f"by the simulator, and every {smt_every}th plan without caveat SMT-verified")
     t0 = time.perf_counter()
     jobs = []
-    for n in range(1, max_axes + 1):
-        names = NAMES[:n]
-        for sz in size_patterns(n, sizes):
-            mesh = Mesh(tuple(zip(names, sz, strict=True)))
-            size_of = dict(mesh.axes)
-            dev = mesh.num_devices
-            for rank in range(1, max_rank + 1):
-                top = 2 * dev + 1 if rank == 1 else dev + 1
-                lays = list(all_layouts(names, rank))
-                seen = set()
-                for src, dst in itertools.product(lays, lays):
-                    key = _canonical_pair(src, dst, size_of)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    for shape in itertools.product(range(1, top + 1), repeat=rank):
-                        jobs.append((mesh, shape, src, dst, len(jobs) % smt_every == 0))
+    for mesh, rank, src, dst in layout_pairs(max_axes, sizes, range(1, max_rank + 1)):
+        top = 2 * mesh.num_devices + 1 if rank == 1 else mesh.num_devices + 1
+        for shape in itertools.product(range(1, top + 1), repeat=rank):
+            jobs.append((mesh, shape, src, dst, len(jobs) % smt_every == 0))
     for failure in _parallel(_t3u_case, jobs, processes):
         res.cases += 1
         if failure is None:

@@ -113,12 +113,21 @@ def say(args: argparse.Namespace, text: str) -> None:
         print(text)
 
 
+def progress(args: argparse.Namespace, text: str) -> None:
+    """A progress line on a terminal's stderr (silent when piped or with --json -)."""
+    if sys.stderr.isatty() and getattr(args, "json", None) != "-":
+        print(f"... {text}", file=sys.stderr, flush=True)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from redist.api import synthesize
 
     problem = problem_from_args(args)
+    if args.method == "optimal":
+        progress(args, f"searching for an optimal plan with z3 (up to {args.timeout or 120:g} s)")
     result = synthesize(problem, method=args.method, budget=args.budget, steps=args.max_steps,
                         collectives=args.collectives, timeout=args.timeout)
+    progress(args, "plan found and verified" if result.verified else "plan found")
     note = "; ".join(x for x in (result.method, result.note) if x)
     if args.plot:
         from redist.core.synthesis.synthesize import naive
@@ -218,6 +227,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_certify(args: argparse.Namespace) -> int:
     from redist.core.smt.certificate import check_certificate
 
+    progress(args, f"checking {args.dir}: regenerating and comparing obligations, then "
+                   "solving them with z3 (and cvc5)")
     report = check_certificate(args.dir)
     say(args, report.table())
     emit_json(report.to_json(), args.json)

@@ -228,6 +228,10 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"redist: refusing to run an unverified plan: {refusal}", file=sys.stderr)
         return 1
     job = {"plan": plan_to_json(plan, with_figures=False), "repeat": args.repeat}
+    if sys.stderr.isatty() and getattr(args, "json", None) != "-":
+        print(f"... running on {args.np} MPI ranks ({args.repeat} repetitions, "
+              f"{human_bytes(plan.figures().bound_bytes)} per rank)", file=sys.stderr,
+              flush=True)
     try:
         res = launch(job, args.np, args.mpiexec, args.timeout)
     except Terminated:

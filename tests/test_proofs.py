@@ -1,4 +1,4 @@
-"""The general theorems of proofs/ (PROOFS.md). The default run proves them at small bounds
+"""The general theorems of proofs/ (docs/proofs.md). The default run proves them at small bounds
 in seconds; `.ci/run` runs `python -m redist.proofs` at the full bounds as its own step.
 The harness tests check that a broken source map or synthesizer is caught."""
 

@@ -8,6 +8,8 @@ positions only.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from redist.core.model.layout import Layout
@@ -115,3 +117,15 @@ def final_blocks(plan: Plan, global_array: np.ndarray) -> list[np.ndarray]:
     return [final[(dev,) + tuple(slice(0, n) for n in
                                  p.dst.valid_shape(p.mesh, p.shape, dev))]
             for dev in range(p.mesh.num_devices)]
+
+
+def wrong_device(plan: Plan) -> int | None:
+    """The first device whose valid dst elements the plan gets wrong (on the array whose
+    elements are their own flat global index), or None if every device's are right."""
+    p = plan.problem
+    x = np.arange(math.prod(p.shape), dtype=np.int64).reshape(p.shape)
+    got = final_blocks(plan, x)
+    for dev in range(p.mesh.num_devices):
+        if not np.array_equal(got[dev], shard(p.mesh, p.shape, p.dst, x, dev)):
+            return dev
+    return None

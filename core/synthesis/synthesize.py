@@ -43,7 +43,7 @@ from redist.core.synthesis.search import search
 FIRST_EXPANSIONS = 1_500           # the A* search on the problem's own atoms
 SPLIT_EXPANSIONS = 250             # the same on prime atoms
 SPLIT_MAX_ATOMS = 8
-FALLBACK_STATES = 20_000           # the exhaustive search when no candidate fits the bound
+FALLBACK_STATES = 8_000            # the exhaustive search when no candidate fits the bound
 FALLBACK_MAX_ATOMS = 8
 SAFETY_SECONDS = 5.0
 
