@@ -247,3 +247,19 @@ def test_run_with_plan_file_takes_the_problem_from_the_file(tmp_path):
     assert code == 2 and "--mesh x=4,y=2 contradicts the plan file" in err
     code, _, err = run_cli(["run", "--np", "8", "--plan", f, "--shape", "32,16"])
     assert code == 2 and "--shape 32,16 contradicts the plan file" in err
+
+
+def test_python_api_shapes():
+    """The Python API takes a shape as text or integers (NumPy's too) and names a bad one."""
+    import numpy as np
+
+    from redist import RedistError, synthesize
+
+    a = synthesize(mesh="x=2,y=2", shape="8,6", dtype="float32", src="[{x},{y}]", dst="[{y},{x}]")
+    b = synthesize(mesh="x=2,y=2", shape=(np.int64(8), 6), dtype="float32", src="[{x},{y}]",
+                   dst="[{y},{x}]")
+    assert a.plan.problem.shape == b.plan.problem.shape == (8, 6)
+    for bad, word in (((2.5, 4), "2.5"), ((True, 4), "True"), (8, "int"), ("8,x", "'x'")):
+        with pytest.raises(RedistError, match=word):
+            synthesize(mesh="x=2,y=2", shape=bad, dtype="float32", src="[{x},{}]",
+                       dst="[{},{x}]")

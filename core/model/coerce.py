@@ -12,7 +12,7 @@ from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.model.syntax import layout_from_value, parse_layout, parse_mesh
+from redist.core.model.syntax import layout_from_value, parse_layout, parse_mesh, parse_shape
 
 
 def _kind(value: Any) -> str:
@@ -85,10 +85,26 @@ def as_layout(value: Any, rank: int | None = None, mesh: Any = None) -> Layout:
                       "tuple form, a jax PartitionSpec or NamedSharding, or DTensor placements)")
 
 
-def problem(mesh: Any, shape: Sequence[int], dtype: Any, src: Any, dst: Any) -> Problem:
-    """A Problem from any accepted forms of mesh and layouts (and a dtype name or object)."""
+def as_shape(value: Any) -> tuple[int, ...]:
+    """A shape from `"4096,4096"` or a sequence of integers (NumPy integers too)."""
+    if isinstance(value, str):
+        return parse_shape(value)
+    if not isinstance(value, Sequence):
+        raise RedistError(f"cannot use a {_kind(value)} as a shape (a tuple of integers or "
+                          "'4096,4096')")
+    out = []
+    for n in value:
+        if isinstance(n, bool) or not hasattr(n, "__index__"):
+            raise RedistError(f"shape entry {n!r} is not an integer")
+        out.append(n.__index__())
+    return tuple(out)
+
+
+def problem(mesh: Any, shape: Any, dtype: Any, src: Any, dst: Any) -> Problem:
+    """A Problem from any accepted forms of mesh, shape and layouts (and a dtype name or
+    object)."""
     m = as_mesh(mesh)
-    rank = len(tuple(shape))
+    dims = as_shape(shape)
     name = getattr(dtype, "name", None) or (dtype if isinstance(dtype, str) else str(dtype))
-    return Problem(m, tuple(int(n) for n in shape), name, as_layout(src, rank, mesh),
-                   as_layout(dst, rank, mesh))
+    return Problem(m, dims, name, as_layout(src, len(dims), mesh),
+                   as_layout(dst, len(dims), mesh))
