@@ -8,8 +8,11 @@ from redist.core.model.layout import Layout
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.semantics.blocks import block_ids, permute_sources
 from redist.core.semantics.collectives import apply
-from redist.core.synthesis.synthesize import naive, normal, normalize
+from redist.core.smt.verify import verify
+from redist.core.synthesis.costmodel import CostModel
+from redist.core.synthesis.synthesize import naive, normal, normalize, with_exchange
 
+from cases import case
 from helpers import is_normal_form, simulate_matches_dst
 from strategies import problems, random_plans
 
@@ -183,3 +186,20 @@ def test_never_more_volume_than_the_greedy_planner(problem):
     g = greedy(problem)
     if g is not None and g.figures().memory_efficient:
         assert s.plan.figures().volume_bytes <= g.figures().volume_bytes
+
+
+def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper():
+    """--collectives mpi: with an exchange calibrated cheap the plan is one all_exchange (and
+    says how much a rank holds while it runs); calibrated dear, the portable plan."""
+    p = case("transpose", "512,512")
+    portable = normal(p)
+    kinds = ("all_gather", "all_to_all", "all_permute", "all_exchange")
+    cheap = CostModel({k: 1e-3 for k in kinds} | {"all_exchange": 1e-6},
+                      {k: 1e-8 for k in kinds} | {"all_exchange": 1e-11}, 0.0, "test")
+    dear = CostModel({k: 1e-6 for k in kinds} | {"all_exchange": 1.0},
+                     {k: 1e-11 for k in kinds} | {"all_exchange": 1e-6}, 0.0, "test")
+    s = with_exchange(p, portable, model=cheap)
+    assert [st.op for st in s.plan.steps] == ["all_exchange"]
+    assert "2.00x the bound" in s.method and verify(s.plan).all_proved
+    s = with_exchange(p, portable, model=dear)
+    assert s.plan == portable.plan and "portable collectives predicted faster" in s.method
