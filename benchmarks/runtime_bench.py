@@ -80,7 +80,13 @@ def run_case(name: str, spec: tuple, size_mib: int, repeat: int) -> list[dict]:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=here, timeout=3600)
     if r.returncode != 0:
-        raise SystemExit(f"{name} {size_mib} MiB failed:\n{r.stderr[-3000:]}")
+        # one case failing (e.g. killed for memory) must not lose the others: report it
+        tail = r.stderr.strip().splitlines()[-1:] or ["no message (killed: likely out of "
+                                                      "memory)"]
+        print(f"{name} at {size_mib} MiB failed (exit {r.returncode}): {tail[0]}",
+              file=sys.stderr, flush=True)
+        return [{"case": name, "size_mib": size_mib, "failed": f"exit {r.returncode}: "
+                 f"{tail[0][:300]}", "mesh": mesh, "src": src, "dst": dst}]
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     for row in rows:
         row.update(case=name, size_mib=size_mib, ranks=ranks, shape=shape, src=src, dst=dst,
@@ -92,7 +98,9 @@ def geomean(xs: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in xs) / len(xs)) if xs else float("nan")
 
 
-def report(rows: list[dict], meta: dict) -> str:
+def report(all_rows: list[dict], meta: dict) -> str:
+    failed = [r for r in all_rows if "failed" in r]
+    rows = [r for r in all_rows if "failed" not in r]
     by = {(r["case"], r["size_mib"], r["method"]): r for r in rows}
     keys = sorted({(r["case"], r["size_mib"]) for r in rows}, key=lambda k: (k[1], k[0]))
     lines = [f"# Runtime benchmark — {meta['date']}", "",
@@ -100,12 +108,18 @@ def report(rows: list[dict], meta: dict) -> str:
              f"Command: `{meta['command']}`; cost model: {rows[0]['model'] if rows else '-'}",
              ""]
     chosen_vs_best, chosen_vs_direct, counted, traced = [], [], [], []
+    p_counted, p_traced = [], []
     for key in keys:
         c, p, d = by[key + ("chosen",)], by[key + ("portable",)], by[key + ("direct",)]
         chosen_vs_best.append(c["median_s"] / min(p["median_s"], d["median_s"]))
         chosen_vs_direct.append(c["median_s"] / d["median_s"])
         counted.append(c["peak_counted"] / c["bound_bytes"])
         traced.append(c["peak_traced"] / c["bound_bytes"])
+        p_counted.append(p["peak_counted"] / p["bound_bytes"])
+        p_traced.append(p["peak_traced"] / p["bound_bytes"])
+    if not keys:
+        return "\n".join(lines + ["No case ran."] + [f"- {r['case']} at {r['size_mib']} MiB: "
+                                                     f"{r['failed']}" for r in failed]) + "\n"
     lines += ["## Summary (the chosen plan)", "",
               f"- time over the faster of (portable plan, direct Alltoallv): geo-mean "
               f"{geomean(chosen_vs_best):.2f}x, max {max(chosen_vs_best):.2f}x; over the "
@@ -115,6 +129,11 @@ def report(rows: list[dict], meta: dict) -> str:
               f"- measured peak over bound, runtime's count: median "
               f"{statistics.median(counted):.2f}, max {max(counted):.2f}; tracemalloc: median "
               f"{statistics.median(traced):.2f}, max {max(traced):.2f}",
+              f"- the portable plan's measured peak over bound, runtime's count: median "
+              f"{statistics.median(p_counted):.2f}, max {max(p_counted):.2f}; tracemalloc: "
+              f"median {statistics.median(p_traced):.2f}, max {max(p_traced):.2f}",
+              *([f"- failed: {r['case']} at {r['size_mib']} MiB ({r['mesh']} {r['src']} -> "
+                 f"{r['dst']}): {r['failed']}" for r in failed]),
               "", "## Per case (times in ms; peak/bound: runtime count / tracemalloc)", "",
               "| case | size | portable plan | portable | exchange | direct | chosen | chosen "
               "pred. | chosen/best | peak portable | peak exchange | peak chosen | ok |",

@@ -263,9 +263,11 @@ def format_report(r: dict) -> str:
         f"{r['min_seconds'] * 1e3:.2f} ms (slowest rank per repetition)",
         f"volume      {human_bytes(fig['volume_bytes'])} moved (lower bound "
         f"{human_bytes(fig['lower_bound_bytes'])})",
-        f"memory      measured peak {human_bytes(max(r['peak_bytes_per_rank']))} per rank = "
-        f"{r['peak_over_bound']:.2f} x bound {human_bytes(r['bound_bytes'])} "
-        "(input, scratch and output buffers)",
+        f"memory      measured peak {human_bytes(r['peak_over_bound'] * r['bound_bytes'])} "
+        f"per rank = {r['peak_over_bound']:.2f} x bound {human_bytes(r['bound_bytes'])} "
+        f"(input, scratch and output; the larger of the runtime's count, "
+        f"{max(r['peak_bytes_per_rank']) / r['bound_bytes']:.2f}x, and tracemalloc's, "
+        f"{max(r['traced_peak_bytes_per_rank']) / r['bound_bytes']:.2f}x)",
         "elements    " + ("all match the expected dst blocks" if r["all_match"] else
                           f"{r['mismatched_elements']} MISMATCHED"),
     ])

@@ -144,7 +144,7 @@ def test_run_refuses_unverified_plan_before_launch():
 
 def test_run_reports_time_volume_memory_and_match():
     r = subprocess.run([sys.executable, "-m", "redist.cli", "run", "--np", "8", "--mesh",
-                        "x=2,y=4", "--shape", "64,64", "--src", "[{x},{y}]", "--dst",
+                        "x=2,y=4", "--shape", "1024,1024", "--src", "[{x},{y}]", "--dst",
                         "[{y},{x}]", "--repeat", "2", "--json", "-"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -152,8 +152,15 @@ def test_run_reports_time_volume_memory_and_match():
     assert rep["all_match"] and rep["mismatched_elements"] == 0
     assert len(rep["seconds"]) == 2 and rep["median_seconds"] > 0
     assert len(rep["peak_bytes_per_rank"]) == 8
-    # measured, not estimated: at least the block itself, at most input + 2 blocks
+    # measured, not estimated: at least the block itself, at most input + 2 blocks (the
+    # blocks are large enough here that Python's own small objects, which tracemalloc
+    # counts too, are a few percent)
     assert 1.0 <= rep["peak_over_bound"] <= 3.0
+    # the reported figure is never below either count (the runtime's, tracemalloc's)
+    assert len(rep["traced_peak_bytes_per_rank"]) == 8
+    bound = rep["bound_bytes"]
+    assert rep["peak_over_bound"] * bound >= max(rep["peak_bytes_per_rank"])
+    assert rep["peak_over_bound"] * bound >= max(rep["traced_peak_bytes_per_rank"]) > 0
 
 
 FAULTY = [sys.executable, os.path.join(os.path.dirname(__file__), "mpi_programs",

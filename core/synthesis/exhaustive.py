@@ -57,7 +57,7 @@ def exhaustive(problem: Problem, limit: int | None = None, deadline: float | Non
         if best.get(state, cost) < cost:
             continue
         explored += 1
-        if explored > max_states or (explored % 64 == 0 and time.monotonic() > ctx.deadline):
+        if explored > max_states or time.monotonic() > ctx.deadline:
             return ExhaustiveResult(None, False, explored)
         for step, nxt in _moves(ctx, lay, moved):
             if ctx.local(nxt) > limit:

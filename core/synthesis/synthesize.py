@@ -47,6 +47,7 @@ SPLIT_MAX_ATOMS = 8
 FALLBACK_STATES = 8_000            # the exhaustive search when no candidate fits the bound
 FALLBACK_MAX_ATOMS = 8
 SAFETY_SECONDS = 5.0
+TOTAL_SECONDS = 10.0               # all phases together, on the same safety clock
 
 
 @dataclass(frozen=True)
@@ -113,14 +114,18 @@ def _ideal(plan: Plan | None) -> bool:
 def normal(problem: Problem) -> Synthesis:
     t0 = time.monotonic()
     candidates: list[tuple[Plan, str]] = [(naive(problem), "naive")]
-    first = search(problem, deadline=t0 + SAFETY_SECONDS, max_expansions=FIRST_EXPANSIONS)
+    end = t0 + TOTAL_SECONDS
+
+    def deadline() -> float:
+        return min(time.monotonic() + SAFETY_SECONDS, end)
+    first = search(problem, deadline=deadline(), max_expansions=FIRST_EXPANSIONS)
     if first is not None:
         candidates.append((first, "normal"))
     if not _ideal(first):
         finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
         if (finer.mesh != problem.mesh and len(finer.mesh.names) <= SPLIT_MAX_ATOMS
                 and _splitting_may_help(problem, first)):
-            split = search(finer, deadline=time.monotonic() + SAFETY_SECONDS,
+            split = search(finer, deadline=deadline(),
                            max_expansions=SPLIT_EXPANSIONS,
                            incumbent=rank_key(first) if first is not None else None)
             if split is not None:
@@ -131,14 +136,14 @@ def normal(problem: Problem) -> Synthesis:
                 candidates.append((g, "greedy (slice, all-to-all, permute, gather)"))
     note = None
     if min(rank_key(p)[0] for p, _ in candidates) > 0:
-        found, note = _fallback(problem)
+        found, note = _fallback(problem, deadline())
         if found is not None:
             candidates.append((found, "exhaustive (the normal-form search found no plan "
                                       "within the bound)"))
     plan, method = min(candidates, key=lambda c: (rank_key(c[0]), len(c[0].steps),
                                                   c[1] == "naive"))
     plan = canonical(plan)
-    return Synthesis(plan, method, _reason(plan), note)
+    return Synthesis(plan, method, _reason(plan, note), note)
 
 
 def _splitting_may_help(problem: Problem, plan: Plan | None) -> bool:
@@ -150,15 +155,14 @@ def _splitting_may_help(problem: Problem, plan: Plan | None) -> bool:
     return len({s for _, s in problem.mesh.axes}) > 1
 
 
-def _fallback(problem: Problem) -> tuple[Plan | None, str | None]:
+def _fallback(problem: Problem, deadline: float) -> tuple[Plan | None, str | None]:
     """Every plan within the bound, cheapest first, on atoms split into prime factors (so
     on any sub-axes): finds one if one exists, or says none does when the search is
     complete."""
     finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
     if len(finer.mesh.names) > FALLBACK_MAX_ATOMS:
         finer = problem
-    r = exhaustive(finer, deadline=time.monotonic() + SAFETY_SECONDS,
-                   max_states=FALLBACK_STATES)
+    r = exhaustive(finer, deadline=deadline, max_states=FALLBACK_STATES)
     if r.plan is not None:
         return r.plan, None
     if r.complete:
@@ -169,15 +173,19 @@ def _fallback(problem: Problem) -> tuple[Plan | None, str | None]:
                   f"{r.states} layouts without one (its budget)")
 
 
-def _reason(plan: Plan) -> str | None:
+def _reason(plan: Plan, note: str | None = None) -> str | None:
+    # Say "exists" only when a complete search proved it; otherwise what was not found.
     fig = plan.figures()
+    none_exists = note is not None and note.endswith("none exists")
     if not fig.memory_efficient:
-        return (f"no plan within the bound was found (extents rule out the normal form); "
-                f"this plan peaks at {fig.peak_bytes} bytes per device, "
+        return ((f"no plan within the bound exists ({note})" if none_exists else
+                 "no plan within the bound was found within the search budgets")
+                + f"; this plan peaks at {fig.peak_bytes} bytes per device, "
                 f"{fig.peak_bytes - fig.bound_bytes} over the bound {fig.bound_bytes}")
     if not is_normal_form(plan):
-        return ("no normal-form plan exists: the extents forbid it; this plan stays within "
-                "the bound but gathers before it has finished moving data"
+        return ("no normal-form plan was found (the extents forbid it or the search budgets "
+                "ran out); this plan stays within the bound but gathers before it has "
+                "finished moving data"
                 + (", and then slices some of what it received"
                    if slices_after_communication(plan) else ""))
     return None
