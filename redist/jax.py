@@ -2,20 +2,20 @@
 rest of redist never imports JAX.
 
     from redist.jax import reshard
-    y = reshard(x, NamedSharding(mesh, P(None, "y")))     # == jax.device_put(x, ...)
+    y = reshard(x, NamedSharding(mesh, P("y", "x")))     # == jax.device_put(x, ...)
 
-A plan becomes one jitted `shard_map` over the mesh (refined into atoms when the plan
-uses sub-axes) with one `jax.lax` collective per step: all_slice is a dynamic slice at
-`axis_index`, all_gather an `all_gather`, all_to_all an `all_to_all` over the tuple of
-axes in mixed-radix order, all_permute a `ppermute` with the DESIGN §2 pairing. Plans
-that do not verify are refused before anything is compiled. Compiled programs are cached
-per plan, mesh and donation. Uneven extents are padded to the blocks' padded extent
-around the shard_map (XLA decides how to move the padding).
+`reshard` works on concrete arrays and inside the user's `jax.jit` / `jax.grad`: the plan
+is proved once per problem (redist.plan_cache: in the process, and on disk with
+REDIST_PLAN_CACHE), at trace time, and a repeated eager call on the same problem costs a
+dictionary look-up beside the compiled program. Under `jax.grad` the cotangent goes back
+dst -> src by a verified plan of the reverse problem (a custom VJP). The program itself
+is one `shard_map` over the user's own mesh (redist.jax_program). Plans that do not
+verify are refused before anything is compiled.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -26,32 +26,28 @@ from jax.sharding import Mesh as JaxMesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from redist import plan_cache
 from redist.core.errors import RedistError
-from redist.core.model.coerce import as_layout, as_mesh, layout_from_spec
+from redist.core.model.coerce import as_layout, layout_from_spec
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import permute_sources
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-)
+from redist.jax_program import check_mesh, partition_spec, program
 
-__all__ = ["reshard", "plan_for", "compile_plan", "mesh_from_jax", "layout_from_spec",
-           "to_partition_spec", "to_named_sharding", "to_jax_mesh"]
+__all__ = ["reshard", "plan_for", "compile_plan", "clear_caches", "mesh_from_jax",
+           "layout_from_spec", "to_partition_spec", "to_named_sharding", "to_jax_mesh"]
 
 
-def mesh_from_jax(mesh: JaxMesh) -> Mesh:
-    return as_mesh(mesh)
+def mesh_from_jax(mesh: Any) -> Mesh:
+    """redist's Mesh of a jax Mesh or AbstractMesh (names and sizes, in order)."""
+    return Mesh(tuple((str(n), int(s)) for n, s in zip(mesh.axis_names, mesh.axis_sizes,
+                                                        strict=True)))
 
 
 def to_partition_spec(layout: Layout) -> P:
     """None for a replicated dim, a name for one axis, a tuple (major first) for several."""
-    return P(*[None if not d else d[0] if len(d) == 1 else tuple(d) for d in layout.dims])
+    return partition_spec(layout)
 
 
 def to_jax_mesh(mesh: Mesh, devices: Any = None) -> JaxMesh:
@@ -68,167 +64,151 @@ def to_named_sharding(mesh: JaxMesh, layout: Layout) -> NamedSharding:
     return NamedSharding(mesh, to_partition_spec(layout))
 
 
-def plan_for(x: jax.Array, dst: Any, method: str = "normal", budget: int | None = None
-             ) -> Plan:
-    """The verified plan that takes x's sharding to `dst` (a NamedSharding, PartitionSpec or
-    layout on x's mesh); RedistError if no plan verifies."""
-    from redist.api import synthesize
+def _is_traced(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
 
-    src_sharding = x.sharding
-    if not isinstance(src_sharding, NamedSharding):
-        raise RedistError(f"x must have a NamedSharding, not {type(src_sharding).__name__}")
-    jmesh = src_sharding.mesh
-    if isinstance(dst, NamedSharding) and dst.mesh != jmesh:
-        raise RedistError("the dst sharding must be on x's mesh")
-    problem = Problem(mesh_from_jax(jmesh), tuple(x.shape), jnp.dtype(x.dtype).name,
-                      layout_from_spec(src_sharding.spec, x.ndim), as_layout(dst, x.ndim))
-    result = synthesize(problem, method=method, budget=budget)
-    if not result.verified:
-        failed = "; ".join(f"{r.claim} {r.status}" for r in result.verdict.results
-                           if r.status != "proved")
-        raise RedistError(f"refusing to compile an unverified plan ({failed})"
-                          + (f": {result.reason}" if result.reason else ""))
-    if any(isinstance(s, AllExchange) for s in result.plan.steps):
+
+def _source(x: Any, src: Any) -> tuple[Any, Layout]:
+    """The mesh x lives on (concrete if known, else abstract) and its layout."""
+    if src is not None:
+        if isinstance(src, NamedSharding):
+            return src.mesh, layout_from_spec(src.spec, x.ndim)
+        mesh = _mesh_of(x)
+        if mesh is None:
+            raise RedistError("src= is a PartitionSpec but x's mesh is not known: pass a "
+                              "NamedSharding")
+        return mesh, as_layout(src, x.ndim)
+    if not _is_traced(x):
+        sharding = x.sharding
+        if not isinstance(sharding, NamedSharding):
+            raise RedistError(f"x must have a NamedSharding, not {type(sharding).__name__} "
+                              "(jax.device_put it onto a mesh first, or pass src=)")
+        return sharding.mesh, layout_from_spec(sharding.spec, x.ndim)
+    sharding = jax.typeof(x).sharding
+    mesh = sharding.mesh
+    if not mesh.axis_names or not all(t == jax.sharding.AxisType.Explicit
+                                       for t in mesh.axis_types):
+        raise RedistError("x is traced and its sharding is not part of its type (the mesh "
+                          "axes are not all Explicit): pass src=NamedSharding(mesh, spec)")
+    return mesh, layout_from_spec(sharding.spec, x.ndim)
+
+
+def _mesh_of(x: Any) -> Any:
+    if _is_traced(x):
+        mesh = jax.typeof(x).sharding.mesh
+        return mesh if mesh.axis_names else None
+    sharding = getattr(x, "sharding", None)
+    return sharding.mesh if isinstance(sharding, NamedSharding) else None
+
+
+def _problem(x: Any, dst: Any, src: Any) -> tuple[Problem, Any]:
+    """The problem of moving x to dst, and the mesh to run it on."""
+    mesh, src_layout = _source(x, src)
+    if isinstance(dst, NamedSharding):
+        if mesh_from_jax(dst.mesh) != mesh_from_jax(mesh) or (
+                not _is_traced(x) and isinstance(mesh, JaxMesh) and dst.mesh != mesh):
+            raise RedistError("the dst sharding must be on x's mesh")
+        mesh = dst.mesh                     # concrete, where x's may be abstract
+    problem = Problem(mesh_from_jax(mesh), tuple(x.shape), jnp.dtype(x.dtype).name,
+                      src_layout, as_layout(dst, x.ndim))
+    return problem, mesh
+
+
+def _portable(plan: Plan) -> Plan:
+    if any(s.op == "all_exchange" for s in plan.steps):
         raise RedistError("all_exchange is an MPI step; JAX runs portable plans only")
-    return result.plan
+    return plan
 
 
-def _atom_mesh(jmesh: JaxMesh, problem: Problem) -> JaxMesh:
-    """x's mesh, or the same devices reshaped into the plan's atoms (sub-axes)."""
-    if problem.mesh.axes == problem.base.axes:
-        return jmesh
-    shape = tuple(s for _, s in problem.mesh.axes) or (1,)
-    names = problem.mesh.names or ("_",)
-    return JaxMesh(np.asarray(jmesh.devices).reshape(shape), names)
-
-
-def _spec(layout: Layout) -> P:
-    return P(*[tuple(d) if d else None for d in layout.dims])
-
-
-def _axis(axes: tuple[str, ...]) -> Any:
-    return axes[0] if len(axes) == 1 else tuple(axes)
-
-
-def _step_fn(plan: Plan, k: int, before: Layout, after: Layout):
-    """The per-device function of one step (buffers padded to the local shape)."""
-    p = plan.problem
-    mesh, shape = p.mesh, p.shape
-    step = plan.steps[k]
-    n_before = before.local_shape(mesh, shape)
-    n_after = after.local_shape(mesh, shape)
-    if isinstance(step, AllSlice):
-        def run(x):
-            for d, new in enumerate(step.axes):
-                if new:
-                    idx = jax.lax.axis_index(_axis(new))
-                    need = n_after[d] * math.prod(mesh.size(a) for a in new)
-                    if x.shape[d] < need:        # a dim held whole: pad its last pieces
-                        pad = [(0, 0)] * x.ndim
-                        pad[d] = (0, need - x.shape[d])
-                        x = jnp.pad(x, pad)
-                    x = jax.lax.dynamic_slice_in_dim(x, idx * n_after[d], n_after[d], axis=d)
-            return x
-        return run
-    if isinstance(step, AllGather):
-        gathers = [(d, gone) for d, gone in enumerate(step.axes) if gone]
-        sizes = [math.prod(mesh.size(a) for a in gone) for gone in step.axes]
-        dims = [d for d, _ in gathers]
-        axes = tuple(a for _, gone in gathers for a in gone)
-
-        def run(x):
-            if len(gathers) == 1:                      # straight into its dim
-                d, gone = gathers[0]
-                y = jax.lax.all_gather(x, _axis(gone), axis=d, tiled=True)
-            else:
-                # One all-gather over every gathered axis (dim order) into a new leading
-                # axis, then each member's block to its place: its digits over the per-dim
-                # groups give the block position in each dim.
-                y = jax.lax.all_gather(x, _axis(axes), axis=0, tiled=False)
-                y = y.reshape(tuple(sizes[d] for d in dims) + x.shape)
-                order = []
-                for d in range(x.ndim):
-                    if d in dims:
-                        order.append(dims.index(d))
-                    order.append(len(dims) + d)
-                y = jnp.transpose(y, order).reshape(
-                    tuple(x.shape[d] * sizes[d] for d in range(x.ndim)))
-            if y.shape != tuple(n_after):              # gathered into a dim held whole
-                y = y[tuple(slice(0, n) for n in n_after)]
-            return y
-        return run
-    if isinstance(step, AllToAll):
-        s, t = step.src_dim, step.dst_dim
-        g = math.prod(mesh.size(a) for a in step.axes)
-
-        def run(x):
-            if x.shape[t] < g * n_after[t]:           # dst_dim held whole: pad it
-                pad = [(0, 0)] * x.ndim
-                pad[t] = (0, g * n_after[t] - x.shape[t])
-                x = jnp.pad(x, pad)
-            y = jax.lax.all_to_all(x, _axis(step.axes), split_axis=t, concat_axis=s,
-                                   tiled=True)
-            if y.shape != tuple(n_after):          # src_dim held whole: keep N
-                y = y[tuple(slice(0, n) for n in n_after)]
-            return y
-        return run
-    if isinstance(step, AllPermute):
-        sources = permute_sources(mesh, before, after)
-        if all(src == dst for dst, src in enumerate(sources)):
-            return lambda x: x
-        # ppermute zeroes a device nobody sends to: a device keeping its block sends to
-        # itself (XLA moves nothing for it).
-        pairs = [(src, dst) for dst, src in enumerate(sources)]
-        everyone = mesh.names
-
-        def run(x):
-            return jax.lax.ppermute(x, _axis(everyone), perm=pairs)
-        return run
-    del n_before
-    raise RedistError(f"{step.op} has no portable JAX form")
+def plan_for(x: Any, dst: Any, method: str = "normal", budget: int | None = None, *,
+             src: Any = None, cache_dir: str | None = None) -> Plan:
+    """The verified plan that takes x's sharding (or `src`) to `dst` (a NamedSharding,
+    PartitionSpec or layout on x's mesh); RedistError if no plan verifies. Proved once per
+    problem (redist.plan_cache)."""
+    problem, _ = _problem(x, dst, src)
+    return _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
 
 
 def compile_plan(plan: Plan, jmesh: JaxMesh, donate: bool = False):
-    """A jitted function taking the global array (x's sharding) to the dst array."""
-    return _compiled(plan, jmesh, donate)
+    """A jitted function taking the global array (src sharding) to the dst array."""
+    return _jitted(plan, jmesh, donate)
 
 
-@lru_cache(maxsize=128)
-def _compiled(plan: Plan, jmesh: JaxMesh, donate: bool):
+@lru_cache(maxsize=256)
+def _jitted(plan: Plan, jmesh: JaxMesh, donate: bool):
+    check_mesh(plan, jmesh)
     p = plan.problem
-    lays = plan.layouts()
-    amesh = _atom_mesh(jmesh, p)
-    steps = [_step_fn(plan, k, lays[k], lays[k + 1]) for k in range(len(plan.steps))]
-    src_pad = [c * p.src.shards(p.mesh, d) for d, c in
-               enumerate(p.src.local_shape(p.mesh, p.shape))]
-    dst_pad = [c * p.dst.shards(p.mesh, d) for d, c in
-               enumerate(p.dst.local_shape(p.mesh, p.shape))]
-
-    def local(x):
-        for fn in steps:
-            x = fn(x)
-        return x
-    body = jax.shard_map(local, mesh=amesh, in_specs=_spec(p.src), out_specs=_spec(p.dst),
-                         check_vma=False)
-    uneven = tuple(src_pad) != p.shape or tuple(dst_pad) != p.shape
-    dst_sharding = NamedSharding(jmesh, to_partition_spec(p.show(p.dst)))
-
-    def run(x):
-        if uneven:
-            x = jnp.pad(x, [(0, n - m) for n, m in zip(src_pad, p.shape, strict=True)])
-        y = body(x)
-        if uneven:
-            y = y[tuple(slice(0, n) for n in p.shape)]
-        return y
-    return jax.jit(run, out_shardings=dst_sharding, donate_argnums=(0,) if donate else ())
+    return jax.jit(program(plan, jmesh), donate_argnums=(0,) if donate else (),
+                   out_shardings=NamedSharding(jmesh, partition_spec(p.show(p.dst))))
 
 
-def reshard(x: jax.Array, dst_sharding: Any, method: str = "normal", budget: int | None = None,
-            donate: bool = False) -> jax.Array:
-    """x with `dst_sharding` (values equal to jax.device_put(x, dst_sharding)), moved by a
-    verified redist plan. donate=True lets XLA reuse x's buffers."""
-    plan = plan_for(x, dst_sharding, method, budget)
-    y = compile_plan(plan, x.sharding.mesh, donate)(x)
-    if isinstance(dst_sharding, NamedSharding) and y.sharding != dst_sharding:
-        y = jax.device_put(y, dst_sharding)   # an equivalent sharding object: no copy
-    return y
+def _reverse(problem: Problem) -> Problem:
+    assert problem.base is not None
+    return Problem(problem.base, problem.shape, problem.dtype, problem.show(problem.dst),
+                   problem.show(problem.src))
+
+
+@lru_cache(maxsize=256)
+def _differentiable(plan: Plan, mesh: Any, method: str, budget: int | None,
+                    cache_dir: str | None) -> Callable[[Any], Any]:
+    """The plan as a traceable function whose VJP moves the cotangent dst -> src by the
+    verified plan of the reverse problem (proved when the backward pass is traced)."""
+    forward = program(plan, mesh)
+
+    @jax.custom_vjp
+    def move(x):
+        return forward(x)
+
+    def fwd(x):
+        return forward(x), None
+
+    def bwd(_, g):
+        back = plan_cache.verified_plan(_reverse(plan.problem), method, budget, cache_dir)
+        return (program(_portable(back), mesh)(g),)
+
+    move.defvjp(fwd, bwd)
+    return move
+
+
+# (shape, dtype, src sharding, dst, options) -> the compiled call: a hit proves nothing
+# and traces nothing.
+_calls: dict[tuple, Callable[[Any], Any]] = {}
+
+
+def clear_caches() -> None:
+    """Forget proved plans and compiled programs of this process."""
+    _calls.clear()
+    _jitted.cache_clear()
+    _differentiable.cache_clear()
+    plan_cache.clear()
+
+
+def reshard(x: Any, dst: Any, *, src: Any = None, method: str = "normal",
+            budget: int | None = None, donate: bool = False,
+            cache_dir: str | None = None) -> Any:
+    """x with sharding `dst` (a NamedSharding, or a PartitionSpec on x's mesh), moved by a
+    verified redist plan; the values of jax.device_put(x, dst).
+
+    Works on concrete arrays and on traced ones inside jax.jit / jax.grad (where x's
+    sharding is read from its type on Explicit meshes; otherwise pass src=). donate=True
+    lets XLA reuse x's buffers (eager calls). cache_dir keeps proved plans on disk (default:
+    $REDIST_PLAN_CACHE, if set)."""
+    if _is_traced(x):
+        problem, mesh = _problem(x, dst, src)
+        plan = _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
+        return _differentiable(plan, mesh, method, budget, cache_dir)(x)
+    try:
+        key = (x.shape, x.dtype, x.sharding, dst, src, method, budget, donate, cache_dir)
+        call = _calls.get(key)
+    except TypeError:                       # an unhashable dst or src: plan below
+        key, call = None, None
+    if call is None:
+        problem, mesh = _problem(x, dst, src)
+        if not isinstance(mesh, JaxMesh):
+            raise RedistError("x's mesh has no devices (an abstract mesh): pass a concrete "
+                              "NamedSharding")
+        plan = _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
+        call = _jitted(plan, mesh, donate)
+        if key is not None:
+            _calls[key] = call
+    return call(x)
