@@ -68,29 +68,38 @@ def _is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def _source(x: Any, src: Any) -> tuple[Any, Layout]:
-    """The mesh x lives on (concrete if known, else abstract) and its layout."""
+def _spec(value: Any, rank: int) -> P:
+    """A PartitionSpec as the user wrote it (kept: Explicit meshes type arrays by it)."""
+    if isinstance(value, NamedSharding):
+        return value.spec
+    if isinstance(value, P):
+        return value
+    return to_partition_spec(as_layout(value, rank))
+
+
+def _source(x: Any, src: Any) -> tuple[Any, P]:
+    """The mesh x lives on (concrete if known, else abstract) and its PartitionSpec."""
     if src is not None:
         if isinstance(src, NamedSharding):
-            return src.mesh, layout_from_spec(src.spec, x.ndim)
+            return src.mesh, src.spec
         mesh = _mesh_of(x)
         if mesh is None:
             raise RedistError("src= is a PartitionSpec but x's mesh is not known: pass a "
                               "NamedSharding")
-        return mesh, as_layout(src, x.ndim)
+        return mesh, _spec(src, x.ndim)
     if not _is_traced(x):
         sharding = x.sharding
         if not isinstance(sharding, NamedSharding):
             raise RedistError(f"x must have a NamedSharding, not {type(sharding).__name__} "
                               "(jax.device_put it onto a mesh first, or pass src=)")
-        return sharding.mesh, layout_from_spec(sharding.spec, x.ndim)
+        return sharding.mesh, sharding.spec
     sharding = jax.typeof(x).sharding
     mesh = sharding.mesh
     if not mesh.axis_names or not all(t == jax.sharding.AxisType.Explicit
                                        for t in mesh.axis_types):
         raise RedistError("x is traced and its sharding is not part of its type (the mesh "
                           "axes are not all Explicit): pass src=NamedSharding(mesh, spec)")
-    return mesh, layout_from_spec(sharding.spec, x.ndim)
+    return mesh, sharding.spec
 
 
 def _mesh_of(x: Any) -> Any:
@@ -101,17 +110,18 @@ def _mesh_of(x: Any) -> Any:
     return sharding.mesh if isinstance(sharding, NamedSharding) else None
 
 
-def _problem(x: Any, dst: Any, src: Any) -> tuple[Problem, Any]:
-    """The problem of moving x to dst, and the mesh to run it on."""
-    mesh, src_layout = _source(x, src)
+def _problem(x: Any, dst: Any, src: Any) -> tuple[Problem, Any, P, P]:
+    """The problem of moving x to dst, the mesh to run it on, and the two specs."""
+    mesh, src_spec = _source(x, src)
     if isinstance(dst, NamedSharding):
         if mesh_from_jax(dst.mesh) != mesh_from_jax(mesh) or (
                 not _is_traced(x) and isinstance(mesh, JaxMesh) and dst.mesh != mesh):
             raise RedistError("the dst sharding must be on x's mesh")
         mesh = dst.mesh                     # concrete, where x's may be abstract
+    dst_spec = _spec(dst, x.ndim)
     problem = Problem(mesh_from_jax(mesh), tuple(x.shape), jnp.dtype(x.dtype).name,
-                      src_layout, as_layout(dst, x.ndim))
-    return problem, mesh
+                      layout_from_spec(src_spec, x.ndim), layout_from_spec(dst_spec, x.ndim))
+    return problem, mesh, src_spec, dst_spec
 
 
 def _portable(plan: Plan) -> Plan:
@@ -125,21 +135,23 @@ def plan_for(x: Any, dst: Any, method: str = "normal", budget: int | None = None
     """The verified plan that takes x's sharding (or `src`) to `dst` (a NamedSharding,
     PartitionSpec or layout on x's mesh); RedistError if no plan verifies. Proved once per
     problem (redist.plan_cache)."""
-    problem, _ = _problem(x, dst, src)
+    problem = _problem(x, dst, src)[0]
     return _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
 
 
 def compile_plan(plan: Plan, jmesh: JaxMesh, donate: bool = False):
     """A jitted function taking the global array (src sharding) to the dst array."""
-    return _jitted(plan, jmesh, donate)
+    p = plan.problem
+    return _jitted(plan, jmesh, partition_spec(p.show(p.src)),
+                   partition_spec(p.show(p.dst)), donate)
 
 
 @lru_cache(maxsize=256)
-def _jitted(plan: Plan, jmesh: JaxMesh, donate: bool):
+def _jitted(plan: Plan, jmesh: JaxMesh, src_spec: P, dst_spec: P, donate: bool):
     check_mesh(plan, jmesh)
-    p = plan.problem
-    return jax.jit(program(plan, jmesh), donate_argnums=(0,) if donate else (),
-                   out_shardings=NamedSharding(jmesh, partition_spec(p.show(p.dst))))
+    return jax.jit(program(plan, jmesh, src_spec, dst_spec),
+                   donate_argnums=(0,) if donate else (),
+                   out_shardings=NamedSharding(jmesh, dst_spec))
 
 
 def _reverse(problem: Problem) -> Problem:
@@ -149,11 +161,11 @@ def _reverse(problem: Problem) -> Problem:
 
 
 @lru_cache(maxsize=256)
-def _differentiable(plan: Plan, mesh: Any, method: str, budget: int | None,
-                    cache_dir: str | None) -> Callable[[Any], Any]:
+def _differentiable(plan: Plan, mesh: Any, src_spec: P, dst_spec: P, method: str,
+                    budget: int | None, cache_dir: str | None) -> Callable[[Any], Any]:
     """The plan as a traceable function whose VJP moves the cotangent dst -> src by the
     verified plan of the reverse problem (proved when the backward pass is traced)."""
-    forward = program(plan, mesh)
+    forward = program(plan, mesh, src_spec, dst_spec)
 
     @jax.custom_vjp
     def move(x):
@@ -164,7 +176,7 @@ def _differentiable(plan: Plan, mesh: Any, method: str, budget: int | None,
 
     def bwd(_, g):
         back = plan_cache.verified_plan(_reverse(plan.problem), method, budget, cache_dir)
-        return (program(_portable(back), mesh)(g),)
+        return (program(_portable(back), mesh, dst_spec, src_spec)(g),)
 
     move.defvjp(fwd, bwd)
     return move
@@ -194,21 +206,21 @@ def reshard(x: Any, dst: Any, *, src: Any = None, method: str = "normal",
     lets XLA reuse x's buffers (eager calls). cache_dir keeps proved plans on disk (default:
     $REDIST_PLAN_CACHE, if set)."""
     if _is_traced(x):
-        problem, mesh = _problem(x, dst, src)
+        problem, mesh, src_spec, dst_spec = _problem(x, dst, src)
         plan = _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
-        return _differentiable(plan, mesh, method, budget, cache_dir)(x)
+        return _differentiable(plan, mesh, src_spec, dst_spec, method, budget, cache_dir)(x)
     try:
         key = (x.shape, x.dtype, x.sharding, dst, src, method, budget, donate, cache_dir)
         call = _calls.get(key)
     except TypeError:                       # an unhashable dst or src: plan below
         key, call = None, None
     if call is None:
-        problem, mesh = _problem(x, dst, src)
+        problem, mesh, src_spec, dst_spec = _problem(x, dst, src)
         if not isinstance(mesh, JaxMesh):
             raise RedistError("x's mesh has no devices (an abstract mesh): pass a concrete "
                               "NamedSharding")
         plan = _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
-        call = _jitted(plan, mesh, donate)
+        call = _jitted(plan, mesh, src_spec, dst_spec, donate)
         if key is not None:
             _calls[key] = call
     return call(x)

@@ -128,10 +128,12 @@ def check_mesh(plan: Plan, mesh: Any) -> None:
                           f"{','.join(f'{n}={s}' for n, s in have)}")
 
 
-def program(plan: Plan, mesh: Any):
+def program(plan: Plan, mesh: Any, in_spec: P | None = None, out_spec: P | None = None):
     """The global function src -> dst: a shard_map over `mesh` (a jax Mesh or
     AbstractMesh) whose body runs the plan's steps, one collective per gathered dim or
-    step. Traceable: call it under jit, grad or vmap-free code of the user's own."""
+    step; traceable inside the user's jit and grad. `in_spec`/`out_spec` are the user's
+    own PartitionSpecs of src and dst when they differ in form only (a size-1 axis named):
+    an Explicit mesh types arrays by the spec as written."""
     check_mesh(plan, mesh)
     p = plan.problem
     lays = plan.layouts()
@@ -142,5 +144,6 @@ def program(plan: Plan, mesh: Any):
         for fn in steps:
             x = fn(x)
         return x
-    return jax.shard_map(local, mesh=mesh, in_specs=partition_spec(p.show(p.src)),
-                         out_specs=partition_spec(p.show(p.dst)), check_vma=False)
+    return jax.shard_map(local, mesh=mesh,
+                         in_specs=in_spec or partition_spec(p.show(p.src)),
+                         out_specs=out_spec or partition_spec(p.show(p.dst)), check_vma=False)

@@ -174,9 +174,12 @@ def _check(path: str, problem: Problem, method: str, budget: int | None) -> Plan
         raise RedistError("it is for another problem, method, budget or redist version")
     plan = plan_from_json(doc.get("plan"))
     claims = claimed_verdict(doc["plan"])
-    if plan.problem != problem or set(claims) != set(CLAIMS) or \
-            set(claims.values()) != {"proved"}:
+    # The plan's problem is the file's, refined into the atoms its steps use.
+    if _problem_doc(plan.problem, method, budget) != want or set(claims) != set(CLAIMS) \
+            or set(claims.values()) != {"proved"}:
         raise RedistError("its plan is not a proved plan of this problem")
-    if plan.typed_prefix()[1] is not None or plan.final_layout != problem.dst:
+    mine = plan.problem
+    if plan.typed_prefix()[1] is not None or mine.show(plan.final_layout) != mine.show(
+            mine.dst):
         raise RedistError("its plan does not take src to dst")
     return plan

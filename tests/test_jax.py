@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import AxisType, NamedSharding  # noqa: E402
+from jax.sharding import Mesh as JaxMesh  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from redist.api import synthesize  # noqa: E402
@@ -20,6 +21,7 @@ from redist.core.errors import RedistError  # noqa: E402
 from redist.core.model.layout import Layout  # noqa: E402
 from redist.core.model.syntax import parse_layout, parse_mesh  # noqa: E402
 from redist.jax import (  # noqa: E402
+    clear_caches,
     compile_plan,
     layout_from_spec,
     mesh_from_jax,
@@ -31,7 +33,7 @@ from redist.jax import (  # noqa: E402
 )
 
 from cases import CASES  # noqa: E402
-from strategies import layouts  # noqa: E402
+from strategies import layouts, meshes_of  # noqa: E402
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 host devices "
                                 "(XLA_FLAGS=--xla_force_host_platform_device_count=8)")
@@ -84,9 +86,24 @@ def test_reshard_equals_device_put_on_design_cases(name):
     assert np.array_equal(np.asarray(y), np.asarray(jax.device_put(x, dsh)))
 
 
+KINDS = ["make_mesh", "explicit", "auto", "Mesh"]
+
+
+def user_mesh(kind: str, mesh):
+    """A JAX mesh built as users build it (never through redist's helper)."""
+    shape, names = tuple(s for _, s in mesh.axes), mesh.names
+    devices = jax.devices()[:mesh.num_devices]
+    if kind == "make_mesh":                       # JAX's default axis types (Explicit)
+        return jax.make_mesh(shape, names, devices=devices)
+    if kind in ("explicit", "auto"):
+        t = AxisType.Explicit if kind == "explicit" else AxisType.Auto
+        return jax.make_mesh(shape, names, axis_types=(t,) * len(names), devices=devices)
+    return JaxMesh(np.asarray(devices, dtype=object).reshape(shape), names)
+
+
 @st.composite
 def jax_problems(draw):
-    mesh = parse_mesh(draw(st.sampled_from(MESHES)))
+    mesh = draw(meshes_of(8))
     rank = draw(st.integers(1, 3))
     src, dst = draw(layouts(mesh, rank)), draw(layouts(mesh, rank))
     shape = tuple(mesh.num_devices * draw(st.integers(1, 2)) for _ in range(rank))
@@ -94,16 +111,35 @@ def jax_problems(draw):
     return mesh, shape, src, dst, dtype
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(jax_problems())
-def test_reshard_equals_device_put_on_random_problems(problem):
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(problem=jax_problems())
+def test_reshard_equals_device_put_on_random_problems(kind, problem):
     mesh, shape, src, dst, dtype = problem
-    jm = to_jax_mesh(mesh)
+    jm = user_mesh(kind, mesh)
     x = _array(jm, shape, src, jnp.dtype(dtype))
     dsh = to_named_sharding(jm, dst)
     y = reshard(x, dsh)
     assert y.sharding.is_equivalent_to(dsh, len(shape))
     assert np.array_equal(np.asarray(y), np.asarray(jax.device_put(x, dsh)))
+
+
+# Plans that split an axis into sub-axes (the README's transpose among them).
+SUB_AXES = [("x=2,y=4", (16, 16), P("x", "y"), P("y", "x")),
+            ("x=2,y=4", (16, 16, 16), P("y", "x", None), P(None, "y", None)),
+            ("x=2,y=4", (8, 16), P("x", None), P("y", None))]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mesh,shape,src,dst", SUB_AXES)
+def test_sub_axis_plans_run_on_every_kind_of_mesh(kind, mesh, shape, src, dst):
+    jm = user_mesh(kind, parse_mesh(mesh))
+    x = _array(jm, shape, layout_from_spec(src, len(shape)))
+    plan = plan_for(x, NamedSharding(jm, dst))
+    assert plan.problem.mesh != plan.problem.base       # the plan really uses sub-axes
+    y = reshard(x, NamedSharding(jm, dst))
+    assert y.sharding == NamedSharding(jm, dst)
+    assert np.array_equal(np.asarray(y), np.asarray(jax.device_put(x, NamedSharding(jm, dst))))
 
 
 def _collectives(compiled_text: str) -> dict[str, int]:
@@ -125,8 +161,10 @@ def test_compiled_program_holds_exactly_the_plans_collectives(src, dst):
     hlo = {"all_gather": "all-gather", "all_to_all": "all-to-all",
            "all_permute": "collective-permute"}
     for s in plan.steps:
+        # a gather over several dims is one all-gather per dim (straight into it)
+        n = sum(1 for d in s.axes if d) if s.op == "all_gather" else 1
         if s.op in hlo:
-            want[hlo[s.op]] = want.get(hlo[s.op], 0) + 1
+            want[hlo[s.op]] = want.get(hlo[s.op], 0) + n
     assert _collectives(text) == want, text[:3000]
     if "all-gather" not in want:            # no gather of the full array sneaks in
         assert "all-gather" not in text
@@ -153,3 +191,80 @@ def test_donation_gives_the_same_values():
     want = np.asarray(x).copy()
     y = reshard(x, to_named_sharding(jm, parse_layout("[{y},{x}]")), donate=True)
     assert np.array_equal(np.asarray(y), want)
+
+
+# ---- inside the user's jit and grad -----------------------------------------------------
+
+def _xy(kind="make_mesh", spec=None, shape=(16, 16)):
+    spec = P("x", "y") if spec is None else spec
+    jm = user_mesh(kind, parse_mesh("x=2,y=4"))
+    return jm, _array(jm, shape, layout_from_spec(spec, len(shape)))
+
+
+@pytest.mark.parametrize("dst", [P("y", "x"), P(None, "y"), P(), P(("y", "x"), None)])
+def test_reshard_composes_with_user_code_inside_jit(dst):
+    jm, x = _xy()
+    dsh = NamedSharding(jm, dst)
+
+    @jax.jit
+    def step(a):
+        return reshard(a * 2, dsh) + 1            # the sharding is read from a's type
+
+    y = step(x)
+    assert y.sharding.is_equivalent_to(dsh, 2)
+    assert np.array_equal(np.asarray(y), np.asarray(x) * 2 + 1)
+
+
+@pytest.mark.parametrize("kind", ["auto", "Mesh"])
+def test_inside_jit_on_auto_axes_needs_src(kind):
+    jm, x = _xy(kind)
+    dsh = NamedSharding(jm, P("y", "x"))
+    with pytest.raises(RedistError, match="pass src="):
+        jax.jit(lambda a: reshard(a, dsh))(x)
+    y = jax.jit(lambda a: reshard(a, dsh, src=NamedSharding(jm, P("x", "y"))))(x)
+    assert y.sharding.is_equivalent_to(dsh, 2)
+    assert np.array_equal(np.asarray(y), np.asarray(x))
+
+
+@pytest.mark.parametrize("kind", ["make_mesh", "auto"])
+@pytest.mark.parametrize("src,dst", [(P("x", "y"), P("y", "x")), (P("x", None), P(None, "y")),
+                                     (P(("x", "y"), None), P())])
+def test_grad_moves_the_cotangent_back_by_a_verified_plan(kind, src, dst, monkeypatch):
+    from redist import plan_cache
+
+    jm, x = _xy(kind, src)
+    sx, dsh = NamedSharding(jm, src), NamedSharding(jm, dst)
+    w = jax.device_put(jnp.arange(256.0).reshape(16, 16) % 7, dsh)
+    proved = []
+    real = plan_cache.prove
+    monkeypatch.setattr(plan_cache, "prove", lambda p, *a: proved.append(p) or real(p, *a))
+    clear_caches()
+
+    def loss(a):
+        return jnp.sum(reshard(a, dsh, src=sx) * w)
+
+    g = jax.jit(jax.grad(loss))(x)
+    assert np.array_equal(np.asarray(g), np.asarray(w))         # d/dx sum(x * w) = w
+    assert g.sharding.is_equivalent_to(sx, 2)
+    layouts_proved = {(p.show(p.src), p.show(p.dst)) for p in proved}
+    fwd = (layout_from_spec(src, 2), layout_from_spec(dst, 2))
+    assert layouts_proved == {fwd, fwd[::-1]}       # the forward and the reverse problem
+    jax.jit(jax.grad(loss))(x)                      # same problem again: nothing re-proved
+    assert len(proved) == 2
+
+
+def test_a_repeated_call_proves_and_traces_nothing(monkeypatch):
+    from redist import plan_cache
+
+    jm, x = _xy()
+    dsh = NamedSharding(jm, P("y", "x"))
+    calls = []
+    real = plan_cache.prove
+    monkeypatch.setattr(plan_cache, "prove", lambda p, *a: calls.append(p) or real(p, *a))
+    clear_caches()
+    first = reshard(x, dsh)
+    monkeypatch.setattr(plan_cache, "prove", lambda *a: pytest.fail("proved again"))
+    for _ in range(3):
+        assert np.array_equal(np.asarray(reshard(x, dsh)), np.asarray(first))
+    jax.jit(lambda a: reshard(a, dsh))(x)           # a trace of the same problem
+    assert len(calls) == 1
