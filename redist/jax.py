@@ -124,10 +124,45 @@ def _problem(x: Any, dst: Any, src: Any) -> tuple[Problem, Any, P, P]:
     return problem, mesh, src_spec, dst_spec
 
 
-def _portable(plan: Plan) -> Plan:
+# Problems whose plan every process of the job has agreed on.
+_agreed: set[tuple[Problem, str, int | None]] = set()
+AGREE_TIMEOUT_MS = 300_000
+
+
+def _plan(problem: Problem, method: str, budget: int | None, cache_dir: str | None) -> Plan:
+    """The verified plan (proved once per process), portable, and the same on every
+    process of a multi-process job."""
+    plan = plan_cache.verified_plan(problem, method, budget, cache_dir)
     if any(s.op == "all_exchange" for s in plan.steps):
         raise RedistError("all_exchange is an MPI step; JAX runs portable plans only")
+    key = (problem, method, budget)
+    if key not in _agreed and jax.process_count() > 1:
+        _agree(plan_cache.problem_id(problem, method, budget), plan_cache.plan_sha256(plan))
+    _agreed.add(key)
     return plan
+
+
+def _agree(problem_id: str, mine: str) -> None:
+    """Each process proves its own plan; a job whose processes would run different
+    programs must fail on every process, not hang in a collective. The plans' SHA-256
+    are compared through the coordinator's key-value store (jax.distributed)."""
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    if client is None:
+        return
+    me = jax.process_index()
+    client.key_value_set(f"redist/plan/{problem_id}/{me}", mine, allow_overwrite=True)
+    for k in range(jax.process_count()):
+        try:
+            theirs = client.blocking_key_value_get(f"redist/plan/{problem_id}/{k}",
+                                                   AGREE_TIMEOUT_MS)
+        except Exception as e:  # the client raises its own error type on a timeout
+            raise RedistError(f"process {k} did not plan this reshard within "
+                              f"{AGREE_TIMEOUT_MS // 1000} s ({e})") from None
+        if theirs != mine:
+            raise RedistError(f"process {k} planned a different program for this reshard "
+                              f"(plan {theirs[:12]} vs {mine[:12]} here)")
 
 
 def plan_for(x: Any, dst: Any, method: str = "normal", budget: int | None = None, *,
@@ -135,8 +170,7 @@ def plan_for(x: Any, dst: Any, method: str = "normal", budget: int | None = None
     """The verified plan that takes x's sharding (or `src`) to `dst` (a NamedSharding,
     PartitionSpec or layout on x's mesh); RedistError if no plan verifies. Proved once per
     problem (redist.plan_cache)."""
-    problem = _problem(x, dst, src)[0]
-    return _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
+    return _plan(_problem(x, dst, src)[0], method, budget, cache_dir)
 
 
 def compile_plan(plan: Plan, jmesh: JaxMesh, donate: bool = False):
@@ -175,8 +209,8 @@ def _differentiable(plan: Plan, mesh: Any, src_spec: P, dst_spec: P, method: str
         return forward(x), None
 
     def bwd(_, g):
-        back = plan_cache.verified_plan(_reverse(plan.problem), method, budget, cache_dir)
-        return (program(_portable(back), mesh, dst_spec, src_spec)(g),)
+        back = _plan(_reverse(plan.problem), method, budget, cache_dir)
+        return (program(back, mesh, dst_spec, src_spec)(g),)
 
     move.defvjp(fwd, bwd)
     return move
@@ -192,6 +226,7 @@ def clear_caches() -> None:
     _calls.clear()
     _jitted.cache_clear()
     _differentiable.cache_clear()
+    _agreed.clear()
     plan_cache.clear()
 
 
@@ -207,7 +242,7 @@ def reshard(x: Any, dst: Any, *, src: Any = None, method: str = "normal",
     $REDIST_PLAN_CACHE, if set)."""
     if _is_traced(x):
         problem, mesh, src_spec, dst_spec = _problem(x, dst, src)
-        plan = _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
+        plan = _plan(problem, method, budget, cache_dir)
         return _differentiable(plan, mesh, src_spec, dst_spec, method, budget, cache_dir)(x)
     try:
         key = (x.shape, x.dtype, x.sharding, dst, src, method, budget, donate, cache_dir)
@@ -219,7 +254,7 @@ def reshard(x: Any, dst: Any, *, src: Any = None, method: str = "normal",
         if not isinstance(mesh, JaxMesh):
             raise RedistError("x's mesh has no devices (an abstract mesh): pass a concrete "
                               "NamedSharding")
-        plan = _portable(plan_cache.verified_plan(problem, method, budget, cache_dir))
+        plan = _plan(problem, method, budget, cache_dir)
         call = _jitted(plan, mesh, src_spec, dst_spec, donate)
         if key is not None:
             _calls[key] = call

@@ -117,9 +117,18 @@ def _problem_doc(problem: Problem, method: str, budget: int | None) -> dict[str,
     return {"redist": _version(), "problem": doc, "method": method, "budget": budget}
 
 
-def entry_path(cache_dir: str, problem: Problem, method: str, budget: int | None) -> str:
+def problem_id(problem: Problem, method: str, budget: int | None) -> str:
+    """A name for the problem (with method, budget and redist's version)."""
     text = json.dumps(_problem_doc(problem, method, budget), sort_keys=True)
-    return os.path.join(cache_dir, hashlib.sha256(text.encode()).hexdigest()[:40] + ".json")
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def plan_sha256(plan: Plan) -> str:
+    return hashlib.sha256(json.dumps(plan_to_json(plan), sort_keys=True).encode()).hexdigest()
+
+
+def entry_path(cache_dir: str, problem: Problem, method: str, budget: int | None) -> str:
+    return os.path.join(cache_dir, problem_id(problem, method, budget) + ".json")
 
 
 def _mac(payload: str) -> str:
