@@ -100,8 +100,20 @@ def _step_fn(plan: Plan, k: int, names: tuple[str, ...], before: Layout, after: 
 
         def run(x):
             x = _pad_to(x, t, g * n_after[t])        # dst_dim held whole: pad it
-            y = jax.lax.all_to_all(x, names, split_axis=t, concat_axis=s, tiled=True,
+            # dst_dim as (member, piece); exchange along the member axis; then the member
+            # axis goes major into src_dim. XLA fuses that reorder with the concatenation
+            # of the received pieces and writes the output once, as in its own reshard
+            # (a tiled all_to_all leaves a full-size concatenation temporary: 4.00x the
+            # bound per device instead of XLA's 3.88x on 8 devices).
+            shp = x.shape
+            y = x.reshape(shp[:t] + (g, shp[t] // g) + shp[t + 1:])
+            y = jax.lax.all_to_all(y, names, split_axis=t, concat_axis=t, tiled=False,
                                    axis_index_groups=[list(gr) for gr in grp])
+            y = jnp.moveaxis(y, t, s)                # just before src_dim's own axis
+            merged = list(shp)
+            merged[t] //= g
+            merged[s] *= g
+            y = y.reshape(merged)
             if y.shape[s] > n_after[s]:              # src_dim held whole: keep N
                 y = jax.lax.slice_in_dim(y, 0, n_after[s], axis=s)
             return y
