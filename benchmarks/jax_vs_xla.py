@@ -1,15 +1,20 @@
-"""The paper's evaluation, reproduced in one process (issue 9): redist's verified plan run
-inside XLA (redist.jax.reshard) against XLA's own resharding (a jitted identity with
-out_shardings, and jax.device_put), on the same devices, side by side.
+"""The paper's evaluation, reproduced in one process (issues 9 and 17): redist's verified
+plan inside XLA against XLA's own resharding, on the same devices, side by side, measured
+as users run them.
 
-    python -m benchmarks.jax_vs_xla [--problems 200] [--sizes 64,256] [--repeat 5]
+    python -m benchmarks.jax_vs_xla [--problems 200] [--sizes 64,256] [--repeat 5] [--seed S]
 
 Cases: the DESIGN §9 cases on 8 devices and random problems on 8-device meshes (2x4, 4x2,
-2x2x2, 8x1, 8), ranks 1-4, float32 arrays of 64 and 256 MiB. Per case: median wall time
-of each, the speed-up, XLA's compiled memory analysis (argument + temp + output bytes per
-device, over the bound) for redist's program and XLA's, whether XLA's program gathers the
-full array (a "rematerialization"), and whether the two plans differ (different
-collectives). Writes results/jax-vs-xla-<date>.json and .md.
+2x2x2, 8x1, 8), ranks 1-4, float32 arrays of the given sizes; meshes come from
+`jax.make_mesh` with its default axis types. Per case, medians of round-robin timings
+after a warm-up: the user-facing call `redist.jax.reshard(x, dst)`, the compiled program
+called directly, XLA's compiled reshard (a jitted identity with out_shardings),
+`jax.device_put`, and a user's jitted step with `redist.jax.reshard` against the same
+step with `jax.sharding.reshard`; first-call times (planning and compiling) apart; XLA's
+compiled memory analysis (argument + temp + output bytes per device, over the bound) for
+both programs; whether XLA's program gathers the full array; whether the collectives
+differ. Also the per-call overhead on a small array, before and after plans were cached.
+Writes results/jax-vs-xla-<date>.json and .md.
 
 Without accelerators it uses 8 host CPU devices (XLA_FLAGS is set before JAX loads); on a
 GPU or TPU host it uses the first 8 devices unchanged.
@@ -31,10 +36,15 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
+import redist.jax  # noqa: E402
+from redist import plan_cache  # noqa: E402
 from redist.core.model.layout import Layout  # noqa: E402
+from redist.core.model.problem import Problem  # noqa: E402
 from redist.core.model.syntax import parse_layout, parse_mesh  # noqa: E402
-from redist.jax import compile_plan, plan_for, to_jax_mesh, to_named_sharding  # noqa: E402
+from redist.jax import compile_plan, plan_for, to_named_sharding  # noqa: E402
 
 from . import report as report_io  # noqa: E402
 
@@ -66,14 +76,24 @@ def random_layout(rng: random.Random, names: list[str], rank: int) -> Layout:
     return Layout(tuple(tuple(d) for d in dims))
 
 
-def timed(fn, x, repeat: int) -> float:
-    fn(x).block_until_ready()                  # compile and warm up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def timed_side_by_side(fns: dict, x, repeat: int) -> dict[str, float]:
+    """Median wall time of each function, called in turn (round robin), after a warm-up:
+    the programs see the same load on a shared machine."""
+    for fn in fns.values():
         fn(x).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(x).block_until_ready()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def first_call(fn, x) -> float:
+    t0 = time.perf_counter()
+    fn(x).block_until_ready()
+    return time.perf_counter() - t0
 
 
 def memory(compiled) -> int | None:
@@ -94,24 +114,41 @@ def full_gather(text: str, shape: tuple[int, ...]) -> bool:
 
 def run_case(name: str, mesh_text: str, src: Layout, dst: Layout, shape: tuple[int, ...],
              repeat: int) -> dict:
+    """One problem as a user meets it: a mesh from jax.make_mesh (default axis types), an
+    array put on it, and a reshard by redist and by XLA, eagerly and inside a jitted step."""
     mesh = parse_mesh(mesh_text)
-    jm = to_jax_mesh(mesh, jax.devices()[:mesh.num_devices])
+    jm = jax.make_mesh(tuple(s for _, s in mesh.axes), mesh.names,
+                       devices=jax.devices()[:mesh.num_devices])
     x = jax.device_put(jnp.arange(math.prod(shape), dtype=jnp.float32).reshape(shape)
                        % 1021, to_named_sharding(jm, src))
     dsh = to_named_sharding(jm, dst)
+    problem = Problem(mesh, shape, "float32", src, dst)
+    t0 = time.perf_counter()
+    plan_cache.prove(problem)                # what every call cost before plans were cached
+    prove_s = time.perf_counter() - t0
+    redist.jax.clear_caches()
+    user = lambda a: redist.jax.reshard(a, dsh)          # noqa: E731
+    xla_jit = jax.jit(lambda a: a, out_shardings=dsh)    # XLA's reshard program
+    step_ours = jax.jit(lambda a: redist.jax.reshard(a, dsh) * 2)
+    step_xla = jax.jit(lambda a: jax.sharding.reshard(a, dsh) * 2)
+    compile_s = {"redist": first_call(user, x), "xla": first_call(xla_jit, x),
+                 "redist_step": first_call(step_ours, x), "xla_step": first_call(step_xla, x)}
     plan = plan_for(x, dsh)
-    ours = compile_plan(plan, jm)
-    xla = jax.jit(lambda a: a, out_shardings=dsh)
-    ours_c, xla_c = ours.lower(x).compile(), xla.lower(x).compile()
+    direct = compile_plan(plan, jm, src_spec=x.sharding.spec, dst_spec=dsh.spec)  # bare
+    ours_c, xla_c = direct.lower(x).compile(), xla_jit.lower(x).compile()
     ours_t, xla_t = ours_c.as_text(), xla_c.as_text()
-    y, want = ours(x), jax.device_put(x, dsh)
-    ok = bool(jnp.array_equal(y, want))
-    del y, want
+    want = jax.device_put(x, dsh)
+    ok = all(bool(jnp.array_equal(f(x), want)) for f in (user, direct))
+    ok = ok and bool(jnp.array_equal(step_ours(x), step_xla(x)))
+    del want
+    t = timed_side_by_side({"redist": user, "direct": direct, "xla_jit": xla_jit,
+                            "device_put": lambda a: jax.device_put(a, dsh),
+                            "redist_step": step_ours, "xla_step": step_xla}, x, repeat)
     bound = plan.figures().bound_bytes
     row = {"case": name, "mesh": mesh_text, "shape": list(shape), "src": str(src),
            "dst": str(dst), "steps": [s.op for s in plan.steps], "bound_bytes": bound,
-           "redist_s": timed(ours, x, repeat), "xla_jit_s": timed(xla, x, repeat),
-           "device_put_s": timed(lambda a: jax.device_put(a, dsh), x, repeat),
+           **{f"{k}_s": v for k, v in t.items()}, "prove_s": prove_s,
+           **{f"compile_{k}_s": v for k, v in compile_s.items()},
            "redist_mem": memory(ours_c), "xla_mem": memory(xla_c),
            "redist_collectives": collectives(ours_t), "xla_collectives": collectives(xla_t),
            "xla_full_gather": full_gather(xla_t, shape),
@@ -120,53 +157,104 @@ def run_case(name: str, mesh_text: str, src: Layout, dst: Layout, shape: tuple[i
     return row
 
 
+def overhead(repeat: int) -> dict:
+    """The per-call cost of the user-facing call beside the compiled program, on a small
+    array where the program itself is short: now (a cache hit) and before (every call
+    proved its plan, as redist.jax did until plans were cached). Every call is waited for:
+    XLA's CPU collectives stall with hundreds of programs in flight on few cores (XLA's own
+    reshard program too)."""
+    jm = jax.make_mesh((2, 4), ("x", "y"))
+    x = jax.device_put(jnp.zeros((64, 64), jnp.float32), NamedSharding(jm, P("x", "y")))
+    dsh = NamedSharding(jm, P("y", "x"))
+    problem = Problem(parse_mesh("x=2,y=4"), (64, 64), "float32", parse_layout("[{x},{y}]"),
+                      parse_layout("[{y},{x}]"))
+    direct = compile_plan(plan_for(x, dsh), jm)
+
+    def before(a):
+        plan_cache.prove(problem)
+        return direct(a)
+    now = timed_side_by_side({"direct": direct,
+                              "redist": lambda a: redist.jax.reshard(a, dsh)}, x, repeat)
+    old = timed_side_by_side({"before_direct": direct, "before": before}, x, 10)
+    key = (x.shape, x.dtype, x.sharding, dsh, None, "normal", None, False, None)
+    t0 = time.perf_counter()
+    for _ in range(10_000):
+        hash(key)
+    return {**{k + "_s": v for k, v in {**now, **old}.items()},
+            "key_s": (time.perf_counter() - t0) / 10_000}
+
+
 def geomean(xs: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in xs) / len(xs)) if xs else float("nan")
 
 
-def report(rows: list[dict], meta: dict) -> str:
+def _spread(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    return f"geo-mean {geomean(xs):.2f}x, min {min(xs):.2f}x, max {max(xs):.2f}x"
+
+
+def report(rows: list[dict], over: dict, meta: dict) -> str:
     lines = [f"# redist inside XLA vs XLA's own resharding — {meta['date']}", "",
              f"Machine: {meta['machine']}; devices: {meta['devices']}. {meta['note']}", "",
              f"Command: `{meta['command']}`", ""]
     differ = [r for r in rows if r["differ"]]
-    speed = [r["xla_jit_s"] / r["redist_s"] for r in differ]
+    user = [r["xla_jit_s"] / r["redist_s"] for r in rows]
+    put = [r["device_put_s"] / r["redist_s"] for r in rows]
+    step = [r["xla_step_s"] / r["redist_step_s"] for r in rows]
+    ovh = [r["redist_s"] / r["direct_s"] - 1 for r in rows]
     lines += ["## Summary", "",
-              f"- cases: {len(rows)} ({len(differ)} where XLA's plan differs from redist's); "
-              f"every result equal to jax.device_put: {all(r['all_match'] for r in rows)}",
-              f"- speed-up of redist over XLA's jitted reshard where the plans differ: "
-              f"geo-mean {geomean(speed):.2f}x, max {max(speed, default=float('nan')):.2f}x, "
-              f"min {min(speed, default=float('nan')):.2f}x "
-              f"(redist slower on {sum(s < 1 for s in speed)})",
-              f"- over all cases: geo-mean "
-              f"{geomean([r['xla_jit_s'] / r['redist_s'] for r in rows]):.2f}x vs jitted "
-              f"reshard, {geomean([r['device_put_s'] / r['redist_s'] for r in rows]):.2f}x vs "
-              "device_put"]
+              f"- cases: {len(rows)} ({len(differ)} where XLA's collectives differ from "
+              f"redist's); every result equal to jax.device_put: "
+              f"{all(r['all_match'] for r in rows)}",
+              f"- the user-facing call `redist.jax.reshard(x, dst)` (after a warm-up) over "
+              f"XLA's compiled reshard (jit with out_shardings): {_spread(user)}; slower than "
+              f"0.8x on {sum(v < 0.8 for v in user)}",
+              f"- where the collectives differ: "
+              f"{_spread([r['xla_jit_s'] / r['redist_s'] for r in differ])}",
+              f"- over `jax.device_put(x, dst)`: {_spread(put)}",
+              f"- inside a user's jitted step (`reshard(a, dst) * 2` vs "
+              f"`jax.sharding.reshard(a, dst) * 2`): {_spread(step)}",
+              f"- the user-facing call over the compiled program called directly: median "
+              f"{statistics.median(ovh) * 100:+.1f}% (min {min(ovh) * 100:+.1f}%, max "
+              f"{max(ovh) * 100:+.1f}%)",
+              f"- per-call overhead on a 64x64 transpose (program alone "
+              f"{over['direct_s'] * 1e6:.0f} us, median of many waited-for calls): now "
+              f"{(over['redist_s'] - over['direct_s']) * 1e6:+.0f} us (the cache key itself "
+              f"{over['key_s'] * 1e6:.1f} us); before plans were cached (every call proved "
+              f"its plan) {(over['before_s'] - over['before_direct_s']) * 1e3:+.1f} ms",
+              f"- first call (plan proved + compiled): redist median "
+              f"{statistics.median(r['compile_redist_s'] for r in rows) * 1e3:.0f} ms (proving "
+              f"alone {statistics.median(r['prove_s'] for r in rows) * 1e3:.0f} ms), XLA "
+              f"{statistics.median(r['compile_xla_s'] for r in rows) * 1e3:.0f} ms; in a "
+              f"jitted step {statistics.median(r['compile_redist_step_s'] for r in rows) * 1e3:.0f}"
+              f" vs {statistics.median(r['compile_xla_step_s'] for r in rows) * 1e3:.0f} ms"]
     mem = [(r["redist_mem"] / r["bound_bytes"], r["xla_mem"] / r["bound_bytes"], r)
            for r in rows if r["redist_mem"] and r["xla_mem"]]
     if mem:
-        ours = sorted(m[0] for m in mem)
-        theirs = sorted(m[1] for m in mem)
-        remat = [m for m in mem if m[2]["xla_full_gather"]]
-        lines += [f"- arg+temp+out per device over the bound: redist median "
-                  f"{statistics.median(ours):.2f}, max {ours[-1]:.2f}; XLA median "
-                  f"{statistics.median(theirs):.2f}, max {theirs[-1]:.2f}",
-                  f"- redist needs more than XLA on {sum(a > b for a, b, _ in mem)} cases, "
-                  f"less on {sum(a < b for a, b, _ in mem)}",
-                  f"- XLA gathers the full array (rematerializes) on {len(remat)} cases; there "
-                  f"redist needs {', '.join(f'{a:.2f}' for a, _, _ in remat[:8]) or '-'} vs "
-                  f"XLA {', '.join(f'{b:.2f}' for _, b, _ in remat[:8]) or '-'} x bound"]
+        eps = 1e-3
+        lines += [f"- memory per device (argument + temp + output over the bound): redist "
+                  f"needs more than XLA on {sum(a > b + eps for a, b, _ in mem)} cases, the "
+                  f"same on {sum(abs(a - b) <= eps for a, b, _ in mem)}, less on "
+                  f"{sum(a < b - eps for a, b, _ in mem)}; XLA gathers the full array on "
+                  f"{sum(r['xla_full_gather'] for _, _, r in mem)}"]
     lines += ["", "## Cases", "",
-              "| case | mesh | shape | src -> dst | redist steps | redist ms | XLA jit ms | "
-              "device_put ms | speed-up | mem/bound redist | mem/bound XLA | XLA remat |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "Times in ms (medians). speed-up = XLA / redist.", "",
+              "| case | mesh | shape | src -> dst | redist steps | reshard() | program | "
+              "XLA jit | device_put | speed-up | jit step redist | jit step XLA | speed-up | "
+              "mem/bound redist | mem/bound XLA | XLA remat |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        rm = f"{r['redist_mem'] / r['bound_bytes']:.2f}" if r["redist_mem"] else "?"
-        xm = f"{r['xla_mem'] / r['bound_bytes']:.2f}" if r["xla_mem"] else "?"
+        rm = f"{r['redist_mem'] / r['bound_bytes']:.3f}" if r["redist_mem"] else "?"
+        xm = f"{r['xla_mem'] / r['bound_bytes']:.3f}" if r["xla_mem"] else "?"
         lines.append(f"| {r['case']} | {r['mesh']} | {'x'.join(map(str, r['shape']))} | "
                      f"{r['src']} -> {r['dst']} | {'+'.join(r['steps']) or '-'} | "
-                     f"{r['redist_s'] * 1e3:.2f} | {r['xla_jit_s'] * 1e3:.2f} | "
-                     f"{r['device_put_s'] * 1e3:.2f} | {r['xla_jit_s'] / r['redist_s']:.2f} | "
-                     f"{rm} | {xm} | {'yes' if r['xla_full_gather'] else ''} |")
+                     f"{r['redist_s'] * 1e3:.2f} | {r['direct_s'] * 1e3:.2f} | "
+                     f"{r['xla_jit_s'] * 1e3:.2f} | {r['device_put_s'] * 1e3:.2f} | "
+                     f"{r['xla_jit_s'] / r['redist_s']:.2f} | {r['redist_step_s'] * 1e3:.2f} | "
+                     f"{r['xla_step_s'] * 1e3:.2f} | "
+                     f"{r['xla_step_s'] / r['redist_step_s']:.2f} | {rm} | {xm} | "
+                     f"{'yes' if r['xla_full_gather'] else ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,7 +302,9 @@ def main() -> None:
              "programs side by side, not a real accelerator. Medians of "
              f"{args.repeat} runs after a warm-up.")
     info["machine"] += f", JAX {jax.__version__}"
-    report_io.write(args.out, "jax-vs-xla", info, {"rows": rows}, report(rows, info))
+    over = overhead(300)
+    report_io.write(args.out, "jax-vs-xla", info, {"rows": rows, "overhead": over},
+                    report(rows, over, info))
 
 if __name__ == "__main__":
     main()

@@ -173,11 +173,13 @@ def plan_for(x: Any, dst: Any, method: str = "normal", budget: int | None = None
     return _plan(_problem(x, dst, src)[0], method, budget, cache_dir)
 
 
-def compile_plan(plan: Plan, jmesh: JaxMesh, donate: bool = False):
-    """A jitted function taking the global array (src sharding) to the dst array."""
+def compile_plan(plan: Plan, jmesh: JaxMesh, donate: bool = False, *,
+                 src_spec: P | None = None, dst_spec: P | None = None):
+    """A jitted function taking the global array (src sharding) to the dst array. On an
+    Explicit mesh, give the specs as the arrays carry them when they name a size-1 axis."""
     p = plan.problem
-    return _jitted(plan, jmesh, partition_spec(p.show(p.src)),
-                   partition_spec(p.show(p.dst)), donate)
+    return _jitted(plan, jmesh, src_spec or partition_spec(p.show(p.src)),
+                   dst_spec or partition_spec(p.show(p.dst)), donate)
 
 
 @lru_cache(maxsize=256)
