@@ -232,3 +232,4 @@ def reshard(x: jax.Array, dst_sharding: Any, method: str = "normal", budget: int
     if isinstance(dst_sharding, NamedSharding) and y.sharding != dst_sharding:
         y = jax.device_put(y, dst_sharding)   # an equivalent sharding object: no copy
     return y
+from redist.audit import audit  # noqa: E402,F401  (DESIGN §16; module kept apart)

@@ -236,6 +236,8 @@ def parse_module(text: str) -> Module:
             if m:
                 parts = int(m.group(1))
             continue
+        if name is None:
+            raise RedistError("HLO: no 'HloModule' line first: this is not HLO text")
         if cur is None:
             h = _HEADER.match(line)
             if h is None:
