@@ -79,7 +79,7 @@ class Audit:
         rows = [("", "volume", "collectives", "peak / bound", "verdict")]
         if self.xla.plan is not None and self.verdict is not None:
             x = self.xla.plan.figures()
-            rows.append(("XLA", human_bytes(x.volume_bytes), str(x.collectives),
+            rows.append(("XLA", human_bytes(sum(self.xla.hlo_volume)), str(x.collectives),
                          f"{x.peak_bytes / x.bound_bytes:.2f}",
                          "proved" if self.verdict.all_proved else "REFUTED"))
         else:

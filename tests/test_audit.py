@@ -352,3 +352,26 @@ def test_python_audit_of_a_jax_array():
     assert report.proved and report.xla.plan is not None
     assert re.search(r"XLA\s+\S+ \S+\s+2\s+1\.00\s+proved", report.text())
     assert report.to_json()["xla"]["plan"]["verdict"]["all_proved"]
+
+
+def test_an_all_to_all_over_two_dim_pairs_is_named_with_its_line():
+    """XLA moves x dim 2->0 and z dim 3->1 in one all-to-all: no single redist step."""
+    p = _problem("x=2,y=2,z=2", (8, 8, 4, 4), "[{},{},{x},{z}]", "[{y},{x},{},{}]")
+    r = reconstruct(p, _text("two_dim_all_to_all"))
+    assert r.plan is None and len(r.inexpressible) == 1
+    assert r.inexpressible[0].line.startswith("%all-to-all.1 = (f32[1,4,4,2,2]")
+    assert "several pairs of dims" in r.inexpressible[0].why
+
+
+def test_a_permute_that_resends_held_blocks_is_counted_as_xla_runs_it():
+    """[{z}] -> [{x}]: XLA's collective-permute also sends to devices that already hold
+    their block; the audit reports XLA's bytes beside the step's minimal figure."""
+    from redist.audit import audit_hlo
+
+    p = _problem("x=2,y=2,z=2", (8,), "[{z}]", "[{x}]")
+    a = audit_hlo(p, _text("permute_extra"))
+    assert a.proved
+    fig = a.xla.plan.figures()
+    assert fig.volume_bytes == fig.lower_bound_bytes == 64
+    assert a.xla.hlo_volume == (96,)
+    assert "XLA's collectives receive 96 B (the steps' figure is 64 B)" in a.text()

@@ -15,6 +15,8 @@ from redist.core.errors import RedistError
 
 MAX_HLO_BYTES = 16 << 20               # an HLO text file
 MAX_HLO_INSTRUCTIONS = 200_000
+# The audit runs the program on tagged data: every buffer of every device is materialised.
+MAX_AUDIT_ELEMENTS = 1 << 25           # elements of one instruction summed over devices
 
 FLOAT_TYPES = {"f16", "bf16", "f32", "f64", "f8e4m3fn", "f8e5m2", "f8e4m3", "f8e5m2fnuz",
                "f8e4m3fnuz", "c64", "c128"}
@@ -92,6 +94,21 @@ class Module:
     num_partitions: int
     computations: dict[str, Computation]
     entry: Computation
+
+    def check_size(self) -> None:
+        """Every buffer, on every device, within MAX_AUDIT_ELEMENTS (one-line error)."""
+        for comp in self.computations.values():
+            for ins in comp.instructions:
+                for arr in _arrays(ins.shape):
+                    if arr.elements * self.num_partitions > MAX_AUDIT_ELEMENTS:
+                        raise RedistError(
+                            f"HLO: %{ins.name} ({arr}) on {self.num_partitions} devices is "
+                            f"over the limit MAX_AUDIT_ELEMENTS = {MAX_AUDIT_ELEMENTS:,} "
+                            "elements: audit the same resharding at a smaller shape")
+
+
+def _arrays(shape: Shape) -> list[Array]:
+    return [a for s in shape for a in _arrays(s)] if isinstance(shape, tuple) else [shape]
 
 
 def _balanced_value(text: str, start: int) -> str:

@@ -111,7 +111,12 @@ class Interpreter:
     def _run(self, comp: Computation, args: list[list], top: bool = False):
         env: dict[str, list] = {}
         deps: dict[str, frozenset[str]] = {}
-        for ins in comp.instructions:
+        last = {o: k for k, ins in enumerate(comp.instructions) for o in ins.operands}
+        for k, ins in enumerate(comp.instructions):
+            if k and top:                   # free what no later instruction reads
+                for o in comp.instructions[k - 1].operands:
+                    if last.get(o) == k - 1 and o != comp.root.name:
+                        env.pop(o, None)
             for o in ins.operands:
                 if o not in env:
                     raise RedistError(f"HLO: %{o} is used before it is defined: {ins.line[:200]}")

@@ -28,6 +28,7 @@ from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import FORMAT, plan_from_json
 from redist.core.plans.simulator import expected_from_index, valid_mask
+from redist.core.semantics.blocks import block_ranges
 from redist.core.semantics.collectives import (
     AllGather,
     AllPermute,
@@ -77,25 +78,28 @@ def observe(problem: Problem, fine: Mesh, arrays: list[list[np.ndarray]], line: 
     buffers hold, the buffers being exactly that layout's local size; else _Stop."""
     shape = problem.shape
     n = fine.num_devices
-    flat = [np.concatenate([a.reshape(-1) for a in arrs]) if arrs else np.zeros(0, np.int64)
-            for arrs in arrays]
-    sizes = {f.size for f in flat}
-    valid = [np.unique(f[f >= 0]) for f in flat]
-    for d in range(n):
-        if valid[d].size != np.count_nonzero(flat[d] >= 0):
-            raise _Stop(line, f"{where}: device {d} holds an element twice")
     rank = len(shape)
+    sizes = {sum(a.size for a in arrs) for arrs in arrays}
     lo = np.zeros((n, rank), np.int64)
     hi = np.zeros((n, rank), np.int64)
-    has = np.array([v.size > 0 for v in valid])
+    has = np.zeros(n, bool)
     for d in range(n):
-        if has[d]:
-            idx = np.unravel_index(valid[d], shape)
-            lo[d] = [int(i.min()) for i in idx]
-            hi[d] = [int(i.max()) + 1 for i in idx]
-            if math.prod((hi[d] - lo[d]).tolist()) != valid[d].size:
-                raise _Stop(line, f"{where}: device {d} holds elements that are not one "
-                                  "block of any layout")
+        flat = np.concatenate([a.reshape(-1) for a in arrays[d]]) if arrays[d] else \
+            np.zeros(0, np.int64)
+        v = flat[flat >= 0]
+        if not v.size:
+            continue
+        has[d] = True
+        idx = np.unravel_index(v, shape)
+        lo[d] = [int(i.min()) for i in idx]
+        hi[d] = [int(i.max()) + 1 for i in idx]
+        box = hi[d] - lo[d]
+        # v fills its bounding box exactly once iff it has the box's size and no repeats
+        if math.prod(box.tolist()) != v.size or np.bincount(
+                np.ravel_multi_index(tuple(i - lo[d][k] for k, i in enumerate(idx)),
+                                     tuple(box.tolist())), minlength=v.size).min() == 0:
+            raise _Stop(line, f"{where}: device {d} holds elements that are not one block "
+                              "of any layout (or holds one twice)")
     if not has.any():
         raise _Stop(line, f"{where}: no device holds any element of the array")
     dims: list[tuple[str, ...]] = []
@@ -117,9 +121,12 @@ def observe(problem: Problem, fine: Mesh, arrays: list[list[np.ndarray]], line: 
         used |= set(axes)
         dims.append(axes)
     layout = Layout(tuple(dims))
-    want = _tags(problem, fine, layout)
+    want_lo, want_hi = block_ranges(fine, shape, layout)
+    empty = np.any(want_hi <= want_lo, axis=1)
     for d in range(n):
-        if not np.array_equal(np.unique(want[d][want[d] >= 0]), valid[d]):
+        if (has[d] and (empty[d] or not (np.array_equal(want_lo[d], lo[d]) and
+                                         np.array_equal(want_hi[d], hi[d])))) or \
+                (not has[d] and not empty[d]):
             raise _Stop(line, f"{where}: no layout fits every device (device {d})")
     local = layout.local_size(fine, shape)
     if sizes != {local}:
@@ -168,6 +175,9 @@ def _collective_step(ev: Event, before: Layout, after: Layout) -> Collective:
     if ev.kind == "all-to-all" and len(gone) == 1 and len(gained) == 1 and \
             gone[0][1] == gained[0][1]:
         return AllToAll(gone[0][0], gained[0][0], gone[0][1])
+    if ev.kind == "all-to-all" and len(gone) > 1:
+        raise ValueError("moves axes between several pairs of dims in one all-to-all; "
+                         "redist's all_to_all moves one suffix from one dim to another")
     raise ValueError
 
 
@@ -219,6 +229,7 @@ def _plan(problem: Problem, steps: list[tuple[Collective, Layout]]) -> Plan:
 def reconstruct(problem: Problem, hlo: str | Module) -> Reconstruction:
     """XLA's plan for `problem` from the HLO text of its compiled resharding."""
     module = parse_module(hlo) if isinstance(hlo, str) else hlo
+    module.check_size()
     base = problem.base
     assert base is not None
     fine = fine_mesh(base)
@@ -298,9 +309,11 @@ def _walk(problem: Problem, fine: Mesh, src: Layout, dst: Layout, trace: Trace):
             step = _collective_step(ev, before, after)
             if apply(step, fine, shape, before) != after:
                 raise ValueError
-        except (ValueError, TypingError):
+        except (ValueError, TypingError) as e:
+            why = f" ({e})" if isinstance(e, ValueError) and str(e) else ""
             raise _Stop(line, f"{ev.kind} takes {_show(problem, before)} to "
-                              f"{_show(problem, after)}, which no redist step does") from None
+                              f"{_show(problem, after)}, which no redist step does"
+                              f"{why}") from None
         if ev.groups is not None:
             named = {a for d in getattr(step, "axes", ()) for a in
                      ((d,) if isinstance(d, str) else d)}
