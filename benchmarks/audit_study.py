@@ -28,24 +28,15 @@ from collections import Counter  # noqa: E402
 import jax  # noqa: E402
 
 from redist.audit import audit_hlo, compiled_hlo  # noqa: E402
-from redist.core.model.layout import Layout  # noqa: E402
 from redist.core.model.problem import Problem  # noqa: E402
 from redist.core.model.syntax import parse_mesh  # noqa: E402
 
 from . import report as report_io  # noqa: E402
+from .jax_vs_xla import random_layout  # noqa: E402
 
 MESHES = ["x=2,y=4", "x=4,y=2", "x=2,y=2,z=2", "x=8,y=1", "x=8"]
 FACTORS = [1, 1, 2, 3, 5]
 MAX_ELEMENTS = 1 << 16
-
-
-def random_layout(rng: random.Random, names: list[str], rank: int) -> Layout:
-    dims: list[list[str]] = [[] for _ in range(rank)]
-    for a in rng.sample(names, len(names)):
-        d = rng.randint(-1, rank - 1)
-        if d >= 0:
-            dims[d].append(a)
-    return Layout(tuple(tuple(d) for d in dims))
 
 
 def random_problem(rng: random.Random) -> Problem:

@@ -144,20 +144,7 @@ def parse_shape(text: str, where: str) -> Shape:
     text = text.strip()
     if text.startswith("("):
         inner = text[1:_closing(text, 0, where) - 1]
-        parts, depth, cur = [], 0, ""
-        for ch in inner:
-            if ch in "{[(":
-                depth += 1
-            elif ch in "}])":
-                depth -= 1
-            if ch == "," and depth == 0:
-                parts.append(cur)
-                cur = ""
-            else:
-                cur += ch
-        if cur.strip():
-            parts.append(cur)
-        return tuple(parse_shape(p, where) for p in parts)
+        return tuple(parse_shape(p, where) for p in _split_top(inner))
     m = _ARRAY.fullmatch(text)
     if m is None:
         raise RedistError(f"HLO: cannot read the shape {text[:60]!r} in {where}")
@@ -190,7 +177,8 @@ def _split_shape(rest: str, where: str) -> tuple[str, str]:
     return m.group(0), rest[m.end():]
 
 
-def _operand_names(text: str) -> tuple[str, ...]:
+def _split_top(text: str) -> list[str]:
+    """The comma-separated parts of `text` outside brackets (non-empty ones)."""
     parts, depth, cur = [], 0, ""
     for ch in text:
         if ch in "{[(":
@@ -202,10 +190,13 @@ def _operand_names(text: str) -> tuple[str, ...]:
             cur = ""
         else:
             cur += ch
-    if cur.strip():
-        parts.append(cur)
+    parts.append(cur)
+    return [p for p in parts if p.strip()]
+
+
+def _operand_names(text: str) -> tuple[str, ...]:
     # Older dumps write `f32[8]{0} %name`; the name is the last token.
-    return tuple(p.split()[-1].lstrip("%") for p in parts if p.strip())
+    return tuple(p.split()[-1].lstrip("%") for p in _split_top(text))
 
 
 def parse_instruction(line: str) -> Instruction:

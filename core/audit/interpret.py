@@ -95,6 +95,9 @@ class Interpreter:
         self.module = module
         self.n = devices
         self.events: list[Event] = []
+        # instruction names are unique in a module
+        self.shapes = {i.name: i.shape for c in module.computations.values()
+                       for i in c.instructions}
 
     # --- one computation, every device ----------------------------------------------
     def run_entry(self, inputs: list[np.ndarray]) -> Trace:
@@ -276,11 +279,7 @@ class Interpreter:
         raise Unsupported(ins.line, f"the audit does not follow '{op}'")
 
     def _operand_shape(self, ins: Instruction, k: int) -> Array:
-        shape = self._shapes.get(ins.operands[k]) if hasattr(self, "_shapes") else None
-        if shape is None:
-            self._shapes = {i.name: i.shape for c in self.module.computations.values()
-                            for i in c.instructions}
-            shape = self._shapes[ins.operands[k]]
+        shape = self.shapes[ins.operands[k]]
         if not isinstance(shape, Array):
             raise Unsupported(ins.line, "bitcast of a tuple")
         return shape
@@ -292,16 +291,10 @@ class Interpreter:
         per_dev = [[v[d] for v in vals] for d in range(n)]
         if kind == "collective-permute":
             pairs = [tuple(p) for p in _pairs(ins.attr("source_target_pairs"), n, ins)]
-            out = [np.zeros_like(per_dev[d][0]) for d in range(n)]
-            for d in range(n):
-                out[d][...] = 0
-            received = set()
+            # a device nobody sends to gets zeros from XLA: no data
+            out = [np.full_like(per_dev[d][0], PAD) for d in range(n)]
             for s, t in pairs:
                 out[t] = per_dev[s][0].copy()
-                received.add(t)
-            for d in range(n):
-                if d not in received:
-                    out[d] = np.full_like(per_dev[d][0], PAD)   # XLA writes zeros: no data
             self.events.append(Event(ins, kind, None, pairs, per_dev,
                                      [[o] for o in out], dep))
             return out if not ins.opcode.endswith("-start") else [
