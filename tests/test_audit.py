@@ -124,7 +124,8 @@ def test_async_pairs_and_fusion_dynamic_slice():
     # collective-permute-start/done
     text = _text("reorder").replace(
         "ROOT %collective-permute = f32[8,64]{1,0} collective-permute(%param)",
-        "%cp = (f32[8,64]{1,0}, f32[8,64]{1,0}) collective-permute-start(%param)")
+        "%cp = (f32[8,64]{1,0}, f32[8,64]{1,0}, u32[], u32[]) "
+        "collective-permute-start(%param)")
     text = text.replace("{7,7}}\n", "{7,7}}\n  ROOT %done = f32[8,64]{1,0} "
                         "collective-permute-done(%cp)\n")
     r = reconstruct(_problem(*FIXTURES["reorder"]), text)
@@ -375,3 +376,29 @@ def test_a_permute_that_resends_held_blocks_is_counted_as_xla_runs_it():
     assert fig.volume_bytes == fig.lower_bound_bytes == 64
     assert a.xla.hlo_volume == (96,)
     assert "XLA's collectives receive 96 B (the steps' figure is 64 B)" in a.text()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(FIXTURES)), st.lists(st.tuples(
+    st.integers(0, 10**6), st.sampled_from(["del", "ins", "line"]),
+    st.sampled_from(list("{}[](),=%0123456789-:'T<x"))), min_size=1, max_size=3))
+def test_mutated_hlo_is_reconstructed_or_a_one_line_error(name, edits):
+    """HLO text is untrusted: any corruption of a real module is either still a valid
+    resharding, or a one-line RedistError, never another exception."""
+    text = _text(name)
+    for at, kind, ch in edits:
+        k = at % len(text)
+        if kind == "del":
+            text = text[:k] + text[k + 1 + at % 4:]
+        elif kind == "ins":
+            text = text[:k] + ch + text[k:]
+        else:
+            lines = text.splitlines()
+            del lines[at % len(lines)]
+            text = "\n".join(lines)
+    try:
+        r = reconstruct(_problem(*FIXTURES[name]), text)
+    except RedistError as e:
+        assert "\n" not in str(e)
+        return
+    assert r.plan is not None or r.inexpressible

@@ -159,6 +159,8 @@ def parse_shape(text: str, where: str) -> Shape:
     if m.group(3) is not None:
         lay = m.group(3).split(":")[0].strip()          # TPU tiling after ':'
         if lay:
+            if not re.fullmatch(r"\d+(,\d+)*", lay.replace(" ", "")):
+                raise RedistError(f"HLO: cannot read the layout {{{lay[:30]}}} in {where}")
             layout = tuple(int(v) for v in lay.split(","))
             if sorted(layout) != list(range(len(dims))):
                 raise RedistError(f"HLO: layout {{{lay}}} does not fit {text[:40]} in {where}")

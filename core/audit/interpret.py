@@ -130,7 +130,7 @@ class Interpreter:
                 env[ins.name] = [a[k] for a in args] if not top else [a[0] for a in args]
                 deps[ins.name] = frozenset({"param"}) if top else frozenset({f"arg{k}"})
                 continue
-            env[ins.name] = self._eval(ins, env, deps, dep, top)
+            env[ins.name] = self._checked(ins, env, deps, dep, top)
             base = ins.opcode.removesuffix("-start")
             if top and base in COLLECTIVES and not ins.opcode.endswith("-done"):
                 deps[ins.name] = frozenset({ins.name})
@@ -139,6 +139,23 @@ class Interpreter:
         return env, deps
 
     # --- instructions ------------------------------------------------------------------
+    def _checked(self, ins: Instruction, env, deps, dep: frozenset[str], top: bool) -> list:
+        """Evaluate, then hold the result to the shape the HLO declares: a module whose
+        instructions do not fit their own shapes is not valid HLO."""
+        try:
+            out = self._eval(ins, env, deps, dep, top)
+        except RedistError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError,
+                OverflowError, np.exceptions.AxisError) as e:
+            raise RedistError(f"HLO: cannot evaluate %{ins.name} "
+                              f"({type(e).__name__}: {str(e)[:80]}): {ins.line[:200]}") from None
+        for d in range(self.n):
+            if not _fits(out[d], ins.shape):
+                raise RedistError(f"HLO: %{ins.name} does not have its declared shape: "
+                                  f"{ins.line[:200]}")
+        return out
+
     def _eval(self, ins: Instruction, env, deps, dep: frozenset[str], top: bool) -> list:
         op = ins.opcode
         vals = [env[o] for o in ins.operands]
@@ -149,8 +166,9 @@ class Interpreter:
                 raise Unsupported(ins.line, "a collective inside a called computation")
             return self._collective(ins, base, vals, frozenset(dep))
         if op.endswith("-done"):
-            return [v[1] if isinstance(v, tuple) and len(v) == 2 and op != "copy-done"
-                    else v for v in vals[0]]
+            # a -start's value is (operands, result, scratch...); copy-start's (out, in, ...)
+            k = 0 if op == "copy-done" else 1
+            return [v[k] if isinstance(v, tuple) and len(v) >= 2 else v for v in vals[0]]
         if op in ("fusion", "call"):
             target = (ins.attr("calls") or ins.attr("to_apply") or "").lstrip("%")
             comp = self.module.computations.get(target)
@@ -176,7 +194,7 @@ class Interpreter:
                 continue
             dep = frozenset().union(*(deps[o] for o in ins.operands)) if ins.operands \
                 else frozenset()
-            env[ins.name] = self._eval(ins, env, deps, dep, False)
+            env[ins.name] = self._checked(ins, env, deps, dep, False)
             deps[ins.name] = dep
         return env, deps
 
@@ -208,7 +226,7 @@ class Interpreter:
         if op in ("copy", "optimization-barrier", "opt-barrier"):
             return xs[0]
         if op == "copy-start":
-            return (xs[0], xs[0])
+            return _started(ins, [xs[0]], xs[0])
         if op == "convert":
             assert isinstance(shape, Array)
             if is_data[0]:
@@ -298,7 +316,7 @@ class Interpreter:
             self.events.append(Event(ins, kind, None, pairs, per_dev,
                                      [[o] for o in out], dep))
             return out if not ins.opcode.endswith("-start") else [
-                (per_dev[d][0], out[d]) for d in range(n)]
+                _started(ins, per_dev[d], out[d]) for d in range(n)]
         groups = parse_groups(ins.attrs, ins.attr("replica_groups"), n, f"%{ins.name}")
         if kind in ("all-reduce", "reduce-scatter", "collective-broadcast",
                     "ragged-all-to-all"):
@@ -334,9 +352,26 @@ class Interpreter:
         results = [_flat(o) if isinstance(o, tuple) else [o] for o in out]
         self.events.append(Event(ins, kind, groups, None, per_dev, results, dep))
         if ins.opcode.endswith("-start"):
-            return [(tuple(per_dev[d]) if len(per_dev[d]) > 1 else per_dev[d][0], out[d])
-                    for d in range(n)]
+            return [_started(ins, per_dev[d], out[d]) for d in range(n)]
         return out
+
+
+def _started(ins: Instruction, operands: list, result):
+    """The value of a `-start`: (operands, result, then any scratch the declared tuple
+    has, such as collective-permute-start's two u32[] contexts)."""
+    first = tuple(operands) if len(operands) > 1 else operands[0]
+    extra = ()
+    if isinstance(ins.shape, tuple) and len(ins.shape) > 2:
+        extra = tuple(np.zeros(s.dims, np.int64) if isinstance(s, Array) else None
+                      for s in ins.shape[2:])
+    return (first, result) + extra
+
+
+def _fits(value, shape) -> bool:
+    if isinstance(shape, tuple):
+        return isinstance(value, tuple) and len(value) == len(shape) and all(
+            _fits(v, s) for v, s in zip(value, shape, strict=True))
+    return not isinstance(value, tuple) and tuple(np.shape(value)) == shape.dims
 
 
 def _pairs(raw: str | None, n: int, ins: Instruction) -> list[list[int]]:
