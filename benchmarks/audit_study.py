@@ -120,6 +120,11 @@ def report(rows: list[dict], meta: dict) -> str:
                if r["redist"]["lower_bound"]]
     better = sum(r["redist"]["volume"] < r["xla"]["volume"] for r in got)
     worse = sum(r["redist"]["volume"] > r["xla"]["volume"] for r in got)
+    whole_rows = [r for r in got if r["xla"]["whole_array"]]
+    whole_refuted = sum(r["xla"]["claims"]["memory_efficient"] == "refuted"
+                        for r in whole_rows)
+    whole_alt = sum(r["redist"]["peak_over_bound"] <= 1 and r["redist"]["verified"]
+                    for r in whole_rows)
     why = Counter(r["inexpressible"][0]["why"].split(":")[0] for r in lost)
     lines = [f"# Auditing XLA's resharding plans — {meta['date']}", "",
              f"Machine: {meta['machine']} (shared with other jobs); JAX {meta['jax']}, "
@@ -145,6 +150,9 @@ def report(rows: list[dict], meta: dict) -> str:
              "- XLA's peak over the bound where it exceeds it: "
              + (f"median {statistics.median(over):.2f}, max {over[-1]:.2f} ({len(over)} "
                 "problems)" if over else "never"),
+             f"- full rematerializations: {len(whole_rows)}, memory claim refuted (with a "
+             f"counterexample) on {whole_refuted}, redist's certified plan within the bound "
+             f"on {whole_alt}",
              f"- redist moves less than XLA on {better} problems, more on {worse}",
              f"- XLA's collectives receive more than the reconstructed steps' figure (a "
              f"collective-permute that also sends blocks a device already holds): "
