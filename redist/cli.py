@@ -31,6 +31,7 @@ examples:
   redist plan --mesh x=2,y=4 --shape 4096,4096 --src '[{x},{}]' --dst '[{},{y}]'
   redist plan --mesh x=2,y=4 --shape 4096,4096 --src '[{x},{y}]' --dst '[{y},{x}]' --json plan.json
   redist verify plan.json
+  redist audit --mesh x=2,y=4 --shape 64,64 --src '[{x},{}]' --dst '[{},{y}]'
   redist normalize plan.json --json -
   redist demo
 """
@@ -343,6 +344,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """XLA's plan for the problem (compiled here, or read from --hlo), proved or refuted."""
+    problem = problem_from_args(args)
+    from redist.audit import audit_hlo, compiled_hlo, ensure_host_devices
+
+    if args.hlo is not None:
+        from redist.core.audit.hlo import MAX_HLO_BYTES
+        from redist.core.files import read_text
+
+        text = read_text(args.hlo, MAX_HLO_BYTES, "HLO file")
+    else:
+        import os as _os
+
+        ensure_host_devices(problem.mesh.num_devices)
+        _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # XLA's own warnings
+        progress(args, "compiling the resharding with JAX")
+        text = compiled_hlo(problem)
+    progress(args, "reconstructing XLA's plan and proving its claims")
+    report = audit_hlo(problem, text, args.method)
+    say(args, report.text())
+    emit_json(report.to_json(), args.json)
+    return EXIT_OK if report.proved else EXIT_CLAIM
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from redist.runtime.demo import demo
 
@@ -466,6 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds before the job is killed (default 600)")
     p.add_argument("--json", metavar="F", help="write the measurements JSON to F ('-' for "
                    "stdout)")
+
+    p = add("audit", cmd_audit, "prove or refute the plan XLA compiles for a resharding, "
+            "beside redist's plan")
+    problem_options(p)
+    p.add_argument("--hlo", metavar="FILE", help="audit this HLO text (a compiled module's "
+                   "as_text(), partition p = device p of the mesh) instead of compiling with JAX")
+    p.add_argument("--json", metavar="F", help="write the audit JSON to F ('-' for stdout)")
 
     p = add("demo", cmd_demo, "the main job: synthesize, prove, execute on 8 local ranks")
     p.add_argument("--np", type=positive_int, default=8, help="ranks (default 8)")
