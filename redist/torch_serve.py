@@ -8,10 +8,11 @@ stdout; an empty line ends the job.
 
 A case: {"mesh": [[name, size], ...], "shape": [...], "dtype": "float32",
 "src": ["S0", "R", ...], "dst": [...]} with one placement per mesh dim ("R", "S<d>", "P"
-for Partial). "dst_on_rank": {"r": [...]} gives rank r other dst placements (to test that
-ranks which disagree get an error, not a hang). The expected block of every rank is
-computed here from DTensor's documented rule (torch.chunk, again for each further mesh
-dim), independently of both engines.
+for Partial); "flatten": true also flattens every run of adjacent mesh dims (DTensor
+then uses one collective over them). "dst_on_rank": {"r": [...]} gives rank r other dst
+placements (to test that ranks which disagree get an error, not a hang). The expected
+block of every rank is computed here from DTensor's documented rule (torch.chunk, again
+for each further mesh dim), independently of both engines.
 """
 
 from __future__ import annotations
@@ -51,18 +52,22 @@ def placement(text: str) -> Any:
 def random_cases(seed: int, n: int, max_extent: int = 13, partial: bool = False
                  ) -> list[dict]:
     """n random cases on 8 devices (1-D to 3-D meshes), ranks 1 to 3, extents from 1 to
-    max_extent (mostly not divisible by the mesh), placements Shard or Replicate."""
+    max_extent (mostly not divisible by the mesh) or multiples of 8 (a third), placements
+    Shard or Replicate; on half the meshes of several dims, DTensor is given flattened
+    dims too (it then gathers several mesh dims in one collective)."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         sizes, names = rng.choice(MESHES)
         rank = rng.randint(1, 3)
-        shape = [rng.randint(1, max_extent) for _ in range(rank)]
+        shape = [rng.randint(1, max_extent) if rng.random() < 2 / 3 else 8 * rng.randint(1, 3)
+                 for _ in range(rank)]
         choices = ["R"] + [f"S{d}" for d in range(rank)] + (["P"] if partial else [])
         out.append({"mesh": [[a, s] for a, s in zip(names, sizes, strict=True)],
                     "shape": shape, "dtype": rng.choice(["float32", "int32", "bfloat16"]),
                     "src": [rng.choice(choices) for _ in sizes],
-                    "dst": [rng.choice(choices) for _ in sizes]})
+                    "dst": [rng.choice(choices) for _ in sizes],
+                    "flatten": len(sizes) > 1 and rng.random() < 0.5})
     return out
 
 
@@ -81,10 +86,16 @@ def expected_block(x: torch.Tensor, sizes: tuple[int, ...], placements: list[str
     return x[tuple(index)]
 
 
-def _mesh(sizes: tuple[int, ...], names: tuple[str, ...]) -> Any:
-    if (sizes, names) not in _meshes:
-        _meshes[(sizes, names)] = init_device_mesh("cpu", sizes, mesh_dim_names=names)
-    return _meshes[(sizes, names)]
+def _mesh(sizes: tuple[int, ...], names: tuple[str, ...], flatten: bool) -> Any:
+    key = (sizes, names, flatten)
+    if key not in _meshes:
+        mesh = init_device_mesh("cpu", sizes, mesh_dim_names=names)
+        if flatten:
+            for i in range(len(names)):
+                for j in range(i + 2, len(names) + 1):
+                    mesh[names[i:j]]._flatten()
+        _meshes[key] = mesh
+    return _meshes[key]
 
 
 def _global(shape: list[int], dtype: str) -> torch.Tensor:
@@ -102,7 +113,7 @@ def _verdicts(ok: bool, what: str) -> list:
 def run_case(case: dict) -> dict:
     sizes = tuple(s for _, s in case["mesh"])
     names = tuple(a for a, _ in case["mesh"])
-    mesh = _mesh(sizes, names)
+    mesh = _mesh(sizes, names, bool(case.get("flatten")))
     rank = dist.get_rank()
     coords = tuple(int(c) for c in mesh.get_coordinate())
     x = _global(case["shape"], case["dtype"])
@@ -135,11 +146,16 @@ def run_case(case: dict) -> dict:
         full = z.full_tensor()
         full_ok = tuple(full.shape) == tuple(x.shape) and torch.equal(full, x)
         same = mine is not None and mine.shape == got.shape and torch.equal(mine, got)
-        per_rank = _verdicts(good and full_ok, "same" if same else "")
+        per_rank = _verdicts(good and full_ok, ("same" if same else "") +
+                             ("" if good else f" block {tuple(got.shape)} want "
+                              f"{tuple(want.shape)}") + ("" if full_ok else " full_tensor"))
         answer["dtensor"] = {"ok": all(g for g, _ in per_rank),
-                             "bad_ranks": [r for r, (g, _) in enumerate(per_rank) if not g]}
+                             "bad_ranks": [r for r, (g, _) in enumerate(per_rank) if not g],
+                             "what": sorted({w.removeprefix("same").strip()
+                                             for g, w in per_rank if not g})}
         if mine is not None:     # redist's block equals DTensor's on every rank
-            answer["redist"]["same_as_dtensor"] = all(w == "same" for _, w in per_rank)
+            answer["redist"]["same_as_dtensor"] = all(w.startswith("same")
+                                                      for _, w in per_rank)
     except Exception as e:
         answer["dtensor"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:300]}
     return answer
