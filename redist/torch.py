@@ -10,7 +10,8 @@ proves it (once per problem per process), every rank gets the plan, and each ste
 as one torch.distributed collective on the groups of its axes:
 
   all_slice    a local slice (no communication)
-  all_gather   all_gather_into_tensor
+  all_gather   batch_isend_irecv straight into the output (gloo's all_gather would hold
+               a second output-sized buffer)
   all_to_all   all_to_all_single
   all_permute  batch_isend_irecv, paired as DESIGN §2 says
   all_exchange all_to_all_single with split sizes over the whole mesh, each element from
@@ -240,26 +241,58 @@ def _arranged(ctx: _Context, x: torch.Tensor, order: list[int], shape: tuple[int
     return y
 
 
+def _members(ctx: _Context, axes: tuple[str, ...]) -> list[int]:
+    """Global ranks of this device's group on `axes`, in mixed-radix order (major first)."""
+    c = dict(ctx.coords)
+    out = []
+    for k in range(math.prod(ctx.mesh.size(a) for a in axes)):
+        rest = k
+        for a in reversed(axes):
+            c[a], rest = rest % ctx.mesh.size(a), rest // ctx.mesh.size(a)
+        out.append(ctx.ranks[ctx.mesh.device(c)])
+    return out
+
+
 def _gather(ctx: _Context, step: AllGather, x: torch.Tensor, before: Layout, after: Layout,
             shape: tuple[int, ...]) -> torch.Tensor:
+    """Point to point straight into the output: gloo's all_gather collects into a flat
+    buffer of the output's size and copies out of it, twice the output. Member k's block
+    goes to its digits over each dim's gathered axes; a block that is not contiguous in
+    the output (a gather along a later dim) is received into one scratch block per round
+    and copied into place."""
     n_after = after.local_shape(ctx.mesh, shape)
     axes = tuple(a for gone in step.axes for a in gone)
-    ranked = _in_mesh_order(ctx.mesh, axes)
-    g = math.prod(ctx.mesh.size(a) for a in axes)
-    block = tuple(x.shape)
-    out = _empty(ctx, (g * block[0],) + block[1:], x)       # member r at rows r·n
-    dist.all_gather_into_tensor(out, x, group=ctx.group(axes))
+    sizes = [math.prod(ctx.mesh.size(a) for a in gone) for gone in step.axes]
+    members = _members(ctx, axes)
+    g = len(members)
+    me = members.index(ctx.ranks[ctx.me])
+    out = _empty(ctx, tuple(n * k for n, k in zip(x.shape, sizes, strict=True)), x)
+
+    def box(k: int) -> tuple[slice, ...]:
+        digits = []
+        for size in reversed(sizes):
+            digits.append(k % size)
+            k //= size
+        return tuple(slice(i * n, (i + 1) * n)
+                     for i, n in zip(reversed(digits), x.shape, strict=True))
+
+    out[box(me)] = x
+    if all(out[box(k)].is_contiguous() for k in range(g)):
+        ops = [dist.P2POp(dist.isend, x, members[k]) for k in range(g) if k != me]
+        ops += [dist.P2POp(dist.irecv, out[box(k)], members[k]) for k in range(g) if k != me]
+        for w in dist.batch_isend_irecv(ops) if ops else []:
+            w.wait()
+    else:
+        scratch = _empty(ctx, x.shape, x)
+        for r in range(1, g):
+            to, frm = (me + r) % g, (me - r) % g
+            for w in dist.batch_isend_irecv([dist.P2POp(dist.isend, x, members[to]),
+                                             dist.P2POp(dist.irecv, scratch, members[frm])]):
+                w.wait()
+            out[box(frm)] = scratch
+        ctx.free(scratch)
     ctx.free(x)
-    del x
-    # Member r's block goes to its digits over each dim's gathered axes (major first).
-    k = len(ranked)
-    order = []
-    for d, gone in enumerate(step.axes):
-        order += [ranked.index(a) for a in gone] + [k + d]
-    full = tuple(block[d] * math.prod(ctx.mesh.size(a) for a in gone)
-                 for d, gone in enumerate(step.axes))
-    y = _arranged(ctx, out.view(tuple(ctx.mesh.size(a) for a in ranked) + block), order, full)
-    return _trim(ctx, y, n_after)
+    return _trim(ctx, out, n_after)
 
 
 def _all_to_all(ctx: _Context, step: AllToAll, x: torch.Tensor, before: Layout,
