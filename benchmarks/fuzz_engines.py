@@ -206,7 +206,7 @@ def run(cases: int, minutes: float, seed: int, out: str) -> dict:
                         path = os.path.join(out, REPRO, f"{engine}-{len(seen)}.json")
                         with open(path, "w") as f:
                             json.dump(entry, f, indent=1)
-                        entry["saved"] = path
+                        entry["saved"] = os.path.relpath(path, os.getcwd())
                     found.append(entry)
             if done % 100 == 0:
                 print(f"{done} cases, {time.perf_counter() - t0:.0f} s: "

@@ -3,15 +3,16 @@ the same DTensors, the same placements, timed side by side.
 
     python -m benchmarks.torch_bench [--mib 64] [--repeat 5]
 
-Per case and engine: the median over `repeat` runs of the wall time (barrier, the call,
-barrier; the slowest rank), and the measured peak per rank: the input block plus the
-largest growth of the rank's resident memory during the call (the kernel's high-water
-mark VmHWM, reset before each call through /proc/self/clear_refs; glibc is told to
-return every buffer over 64 KiB to the kernel at once, MALLOC_MMAP_THRESHOLD_, so freed
-buffers leave the count). That covers every buffer a call allocates, gloo's included.
-For redist the bytes of the buffers its steps allocate (its own count) are reported
-beside it. The plan is synthesized and proved on the first call (reported, then cached);
-the timed runs alternate the two engines. Writes results/torch-<date>.json and .md.
+Per case and engine (DTensor, redist, redist with check=False): the median over
+`repeat` runs of the wall time (barrier, the call, barrier; the slowest rank), and the
+measured peak per rank: the input block plus the largest growth of the rank's resident
+memory during the call (the kernel's high-water mark VmHWM, reset before each call
+through /proc/self/clear_refs; glibc is told to return every buffer over 64 KiB to the
+kernel at once, MALLOC_MMAP_THRESHOLD_, so freed buffers leave the count). That covers
+every buffer a call allocates, gloo's included. For redist the bytes of the buffers its
+steps allocate (its own count) are reported beside it. The plan is synthesized and
+proved on the first call (reported, then cached); the timed runs alternate the engines.
+Writes results/torch-<date>.json and .md.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def _case(dist, mesh, t, dplace, repeat: int) -> tuple[dict, bool, float]:
         y, stats = redistribute_with_stats(t, dplace)
         return y, stats.peak_bytes
 
+    def unchecked():
+        y, stats = redistribute_with_stats(t, dplace, check=False)
+        return y, stats.peak_bytes
+
     def theirs():
         return t.redistribute(mesh, dplace), None
 
@@ -78,9 +83,9 @@ def _case(dist, mesh, t, dplace, repeat: int) -> tuple[dict, bool, float]:
     inp = t.to_local().untyped_storage().nbytes()
     first = _measure(dist, ours)[0]            # synthesis and proof on rank 0, then cached
     equal = torch.equal(_measure(dist, ours)[3], _measure(dist, theirs)[3])
-    res: dict = {"redist": [], "dtensor": []}
+    res: dict = {"redist": [], "dtensor": [], "unchecked": []}
     for _ in range(repeat):
-        for engine, fn in (("dtensor", theirs), ("redist", ours)):
+        for engine, fn in (("dtensor", theirs), ("redist", ours), ("unchecked", unchecked)):
             res[engine].append(_measure(dist, fn)[:3])
     return ({e: {"t": statistics.median(r[0] for r in v), "peak": inp + max(r[1] for r in v),
                  "own": max((r[2] or 0) for r in v), "input": inp} for e, v in res.items()},
@@ -125,7 +130,8 @@ def worker(mib: int, repeat: int, out: str) -> None:
                 "src": src, "dst": dst, "equal": all(b[1] for b in box),
                 "input_bytes_max": max(b[0]["redist"]["input"] for b in box),
                 "redist_first_call_s": max(b[2] for b in box),
-                **{f"{e}_s": max(b[0][e]["t"] for b in box) for e in ("redist", "dtensor")},
+                **{f"{e}_s": max(b[0][e]["t"] for b in box)
+                   for e in ("redist", "dtensor", "unchecked")},
                 **{f"{e}_peak_bytes": max(b[0][e]["peak"] for b in box)
                    for e in ("redist", "dtensor")},
                 "redist_own_count_bytes": max(b[0]["redist"]["own"] for b in box)})
@@ -146,20 +152,25 @@ def report(rows: list[dict], info: dict) -> str:
              "(VmHWM, reset before each call) during the call, the largest rank; it counts "
              "every buffer, gloo's included. redist's own count of the buffers its steps "
              "allocate (input included) is beside it.", "",
+             "`check=False` skips the per-call all_gather by which ranks given different "
+             "placements fail instead of hanging (DTensor makes no such check).", "",
              "| case | mesh | shape | src -> dst | DTensor ms | redist ms | speed-up | "
-             "DTensor peak MiB | redist peak MiB | redist own count MiB | equal |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "redist check=False ms | speed-up | DTensor peak MiB | redist peak MiB | "
+             "redist own count MiB | equal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['mesh']} | {'x'.join(map(str, r['shape']))} | "
             f"{','.join(r['src'])} -> {','.join(r['dst'])} | {r['dtensor_s'] * 1e3:.1f} | "
             f"{r['redist_s'] * 1e3:.1f} | {r['dtensor_s'] / r['redist_s']:.2f}x | "
+            f"{r['unchecked_s'] * 1e3:.1f} | {r['dtensor_s'] / r['unchecked_s']:.2f}x | "
             f"{r['dtensor_peak_bytes'] / mib:.1f} | {r['redist_peak_bytes'] / mib:.1f} | "
             f"{r['redist_own_count_bytes'] / mib:.1f} | {r['equal']} |")
-    geo = math.exp(statistics.mean(math.log(r["dtensor_s"] / r["redist_s"]) for r in rows))
+    def geo(key: str) -> float:
+        return math.exp(statistics.mean(math.log(r["dtensor_s"] / r[key]) for r in rows))
     more = [r["case"] for r in rows if r["redist_peak_bytes"] > r["dtensor_peak_bytes"]]
-    lines += ["", f"Geometric-mean speed-up of redist over DTensor: **{geo:.2f}x** over "
-              f"{len(rows)} cases.",
+    lines += ["", f"Geometric-mean speed-up of redist over DTensor: **{geo('redist_s'):.2f}x**"
+              f" (check=False: {geo('unchecked_s'):.2f}x) over {len(rows)} cases.",
               "Cases where redist's measured peak exceeds DTensor's: "
               + (", ".join(more) if more else "none") + ".",
               "First call of redist (synthesis and proof on rank 0, then cached): "

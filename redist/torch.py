@@ -65,6 +65,8 @@ __all__ = ["redistribute", "redistribute_with_stats", "plan_for", "nested_blocks
 # Verified plans per (problem, method): every rank fills it at the same call, so a hit
 # skips synthesis, the proof and the broadcast on every rank alike.
 _plans: dict[tuple[Problem, str], Plan] = {}
+# Problems per DTensor spec and target placements.
+_problems: dict[tuple, tuple[Problem, tuple[int, ...]]] = {}
 # Process groups per (global ranks of the mesh, mesh of atoms, ordered axes).
 _groups: dict[tuple[tuple[int, ...], Mesh, tuple[str, ...]], Any] = {}
 
@@ -485,20 +487,40 @@ def _synthesized(problem: Problem, method: str, ctx: _Context, group: Any) -> Pl
     return plan_from_json(json.loads(box[0]))
 
 
-def plan_for(dtensor: DTensor, placements: Sequence[Any], method: str = "normal") -> Plan:
+def plan_for(dtensor: DTensor, placements: Sequence[Any], method: str = "normal",
+             check: bool = True) -> Plan:
     """The verified plan (cached per problem) that `redistribute` would run. Collective:
     every rank of the DTensor's mesh calls it."""
-    return _plan_and_context(dtensor, placements, method)[0]
+    return _plan_and_context(dtensor, placements, method, check)[0]
 
 
-def _plan_and_context(dtensor: DTensor, placements: Sequence[Any], method: str
-                      ) -> tuple[Plan, _Context, bool]:
-    problem = problem_of(dtensor, placements)
-    ranks = _mesh_ranks(dtensor.device_mesh)
+def _problem_and_ranks(dtensor: DTensor, placements: Sequence[Any]
+                       ) -> tuple[Problem, tuple[int, ...]]:
+    """problem_of and the mesh's ranks, remembered per DTensor spec (a repeated call
+    costs a dict lookup, not a Problem's checks)."""
+    try:
+        spec = dtensor._spec
+        key = (dtensor.device_mesh, spec.placements, getattr(spec, "shard_order", None),
+               tuple(dtensor.shape), dtensor.dtype, tuple(placements))
+        hash(key)
+    except (AttributeError, TypeError):
+        key = None
+    if key is None or key not in _problems:
+        value = (problem_of(dtensor, placements), _mesh_ranks(dtensor.device_mesh))
+        if key is None:
+            return value
+        _problems[key] = value
+    return _problems[key]
+
+
+def _plan_and_context(dtensor: DTensor, placements: Sequence[Any], method: str,
+                      check: bool = True) -> tuple[Plan, _Context, bool]:
+    problem, ranks = _problem_and_ranks(dtensor, placements)
     me = ranks.index(dist.get_rank())
     base = _Context(problem.base, ranks, me)
     everyone = base.group(problem.base.names)
-    _agree(ranks, everyone, _problem_key(problem, method))
+    if check:
+        _agree(ranks, everyone, _problem_key(problem, method))
     cached = (problem, method) in _plans
     if not cached:
         _plans[(problem, method)] = _synthesized(problem, method, base, everyone)
@@ -521,17 +543,21 @@ def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
 
 
 def redistribute_with_stats(dtensor: DTensor, placements: Sequence[Any],
-                            method: str = "normal") -> tuple[DTensor, RunStats]:
-    plan, ctx, cached = _plan_and_context(dtensor, placements, method)
+                            method: str = "normal", check: bool = True
+                            ) -> tuple[DTensor, RunStats]:
+    plan, ctx, cached = _plan_and_context(dtensor, placements, method, check)
     out = execute(dtensor.to_local(), plan, ctx)
     result = DTensor.from_local(out, dtensor.device_mesh, tuple(placements), run_check=False,
                                 shape=dtensor.shape, stride=dtensor.stride())
     return result, RunStats(ctx.peak, len(plan.steps), cached)
 
 
-def redistribute(dtensor: DTensor, placements: Sequence[Any], method: str = "normal"
-                 ) -> DTensor:
+def redistribute(dtensor: DTensor, placements: Sequence[Any], method: str = "normal",
+                 check: bool = True) -> DTensor:
     """`dtensor` with `placements` on the same DeviceMesh, equal to
     `dtensor.redistribute(dtensor.device_mesh, placements)`, moved by a verified plan.
-    Collective: every rank of the mesh calls it with the same placements."""
-    return redistribute_with_stats(dtensor, placements, method)[0]
+    Collective: every rank of the mesh calls it with the same placements. check=False
+    skips the one small all_gather per call by which ranks that were given different
+    placements all fail instead of hanging (DTensor's own redistribute assumes they
+    agree)."""
+    return redistribute_with_stats(dtensor, placements, method, check)[0]
