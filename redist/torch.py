@@ -215,13 +215,15 @@ def _slice(ctx: _Context, step: AllSlice, x: torch.Tensor, before: Layout, after
         if new:        # a dim held whole splits into pieces reaching past its end
             need[d] = max(need[d], n_after[d] * math.prod(ctx.mesh.size(a) for a in new))
     src = x
-    x = _padded(ctx, x, need)
+    x = padded = _padded(ctx, x, need)
     for d, new in enumerate(step.axes):
         if new:
             x = x.narrow(d, mixed_radix(ctx.mesh, new, coords) * n_after[d], n_after[d])
     y = _contiguous(ctx, x)
-    if y.untyped_storage().data_ptr() != src.untyped_storage().data_ptr():
-        ctx.free(src)
+    kept = y.untyped_storage().data_ptr()
+    for t in {id(src): src, id(padded): padded}.values():
+        if t.untyped_storage().data_ptr() != kept:
+            ctx.free(t)
     return y
 
 
@@ -365,7 +367,8 @@ def _exchange(ctx: _Context, step: AllExchange, x: torch.Tensor, before: Layout,
     lo_a, hi_a = block_ranges(mesh, shape, after)
     replicated = [a for a in mesh.names if a not in before.used_axes()]
     mine = mesh.coords(me)
-    out = ctx.alloc(torch.zeros(after.local_shape(mesh, shape), dtype=x.dtype))
+    out = ctx.alloc(torch.zeros(after.local_shape(mesh, shape), dtype=x.dtype,
+                                device=x.device))
 
     def box(lo_h, hi_h, lo_n, hi_n, origin) -> tuple[slice, ...] | None:
         lo, hi = np.maximum(lo_h, lo_n), np.minimum(hi_h, hi_n)
@@ -446,11 +449,11 @@ def _problem_key(problem: Problem, method: str) -> bytes:
     return hashlib.sha256(json.dumps(doc, default=list).encode()).digest()
 
 
-def _agree(ranks: tuple[int, ...], group: Any, key: bytes) -> None:
+def _agree(ranks: tuple[int, ...], group: Any, key: bytes, device: Any) -> None:
     """Collective: every rank learns whether all ranks asked for the same problem, so a
     rank that differs raises on every rank instead of leaving the others waiting."""
-    mine = torch.frombuffer(bytearray(key), dtype=torch.uint8)
-    every = torch.empty(len(ranks) * mine.numel(), dtype=torch.uint8)
+    mine = torch.frombuffer(bytearray(key), dtype=torch.uint8).to(device)
+    every = torch.empty(len(ranks) * mine.numel(), dtype=torch.uint8, device=device)
     dist.all_gather_into_tensor(every, mine, group=group)
     rows = every.view(len(ranks), -1)
     differ = [ranks[i] for i in range(len(ranks)) if not torch.equal(rows[i], rows[0])]
@@ -520,7 +523,7 @@ def _plan_and_context(dtensor: DTensor, placements: Sequence[Any], method: str,
     base = _Context(problem.base, ranks, me)
     everyone = base.group(problem.base.names)
     if check:
-        _agree(ranks, everyone, _problem_key(problem, method))
+        _agree(ranks, everyone, _problem_key(problem, method), dtensor.device)
     cached = (problem, method) in _plans
     if not cached:
         _plans[(problem, method)] = _synthesized(problem, method, base, everyone)
@@ -546,7 +549,8 @@ def redistribute_with_stats(dtensor: DTensor, placements: Sequence[Any],
                             method: str = "normal", check: bool = True
                             ) -> tuple[DTensor, RunStats]:
     plan, ctx, cached = _plan_and_context(dtensor, placements, method, check)
-    out = execute(dtensor.to_local(), plan, ctx)
+    with torch.no_grad():              # data movement only: the result is a new leaf
+        out = execute(dtensor.to_local(), plan, ctx)
     result = DTensor.from_local(out, dtensor.device_mesh, tuple(placements), run_check=False,
                                 shape=dtensor.shape, stride=dtensor.stride())
     return result, RunStats(ctx.peak, len(plan.steps), cached)
