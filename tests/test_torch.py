@@ -16,9 +16,12 @@ dist = pytest.importorskip("torch.distributed")
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.tensor import Partial, Replicate, Shard  # noqa: E402
 
+from redist import regress  # noqa: E402
 from redist.core.errors import RedistError  # noqa: E402
 from redist.core.model.layout import Layout  # noqa: E402
 from redist.core.model.mesh import Mesh  # noqa: E402
+from redist.core.model.problem import Problem  # noqa: E402
+from redist.core.model.syntax import parse_layout, parse_mesh  # noqa: E402
 from redist.regress import torch_server  # noqa: E402
 from redist.torch import (  # noqa: E402
     ceil_blocks,
@@ -124,6 +127,14 @@ def test_torchrun_8_ranks_equal_dtensor_block_by_block():
         disagree = server.run({"mesh": m24, "shape": [8, 8], "dtype": "float32",
                                "src": ["S0", "R"], "dst": ["R", "S1"],
                                "dst_on_rank": {"3": ["R", "S0"]}})
+        # `redist regress --torch` checks its problems through the same job
+        tally = regress.Tally()
+        for src, dst, shape in [("[{x},{y}]", "[{y},{x}]", (9, 7)),
+                                ("[{x,y},{}]", "[{},{}]", (10, 3)),      # nested: refused
+                                ("[{},{y(1)2}]", "[{x},{}]", (8, 8))]:   # sub-axis: skipped
+            p = Problem(parse_mesh("x=2,y=4"), shape, "float32", parse_layout(src),
+                        parse_layout(dst))
+            assert regress.check_problem(p, tally, torch=server) == []
     finally:
         server.close()
     ran = 0
@@ -140,3 +151,4 @@ def test_torchrun_8_ranks_equal_dtensor_block_by_block():
     assert "Partial" in partial["redist"]["refused"]
     assert "\n" not in partial["redist"]["refused"]
     assert "asked for a different redistribution" in disagree["redist"]["refused"]
+    assert (tally.torch_runs, tally.torch_refused) == (2, 1)
