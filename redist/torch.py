@@ -59,8 +59,8 @@ from redist.core.semantics.collectives import (
 from redist.core.semantics.sourcemap import mixed_radix
 from redist.dtensor import layout_from_placements, layout_of, mesh_from_device_mesh
 
-__all__ = ["redistribute", "redistribute_with_stats", "plan_for", "nested_blocks",
-           "check_chunk_convention", "RunStats"]
+__all__ = ["redistribute", "redistribute_with_stats", "plan_for", "problem_of",
+           "nested_blocks", "ceil_blocks", "check_chunk_convention", "RunStats"]
 
 # Verified plans per (problem, method): every rank fills it at the same call, so a hit
 # skips synthesis, the proof and the broadcast on every rank alike.
@@ -134,24 +134,31 @@ class _Context:
     def coords(self) -> dict[str, int]:
         return self.mesh.coords(self.me)
 
+    def members(self, axes: tuple[str, ...], coords: dict[str, int] | None = None
+                ) -> list[int]:
+        """Global ranks of the group on `axes` of the device at `coords` (this one by
+        default), in the mixed-radix order of their coordinates on `axes` (DESIGN §7)."""
+        c = dict(self.coords if coords is None else coords)
+        out = []
+        for k in range(math.prod(self.mesh.size(a) for a in axes)):
+            rest = k
+            for a in reversed(axes):
+                c[a], rest = rest % self.mesh.size(a), rest // self.mesh.size(a)
+            out.append(self.ranks[self.mesh.device(c)])
+        return out
+
     def group(self, axes: tuple[str, ...]) -> Any:
-        """The process group of this device's group on `axes`, members ranked by the
-        mixed-radix number of their coordinates on `axes` (DESIGN §7). Every rank creates
-        every group of the partition, in device order (new_group is collective)."""
+        """The process group of this device's group on `axes`. Every rank creates every
+        group of the partition, in device order (new_group is collective); torch ranks a
+        group's members in mesh order (see _in_mesh_order)."""
         key = (self.ranks, self.mesh, axes)
         if key not in _groups:
             mine = None
-            g = math.prod(self.mesh.size(a) for a in axes)
             for dev in range(self.mesh.num_devices):
                 c = self.mesh.coords(dev)
                 if any(c[a] for a in axes):
                     continue                           # not the group's first member
-                members = []
-                for k in range(g):
-                    cc, rest = dict(c), k
-                    for a in reversed(axes):
-                        cc[a], rest = rest % self.mesh.size(a), rest // self.mesh.size(a)
-                    members.append(self.ranks[self.mesh.device(cc)])
+                members = self.members(axes, c)
                 pg = dist.new_group(members)
                 if self.ranks[self.me] in members:
                     mine = pg
@@ -245,18 +252,6 @@ def _arranged(ctx: _Context, x: torch.Tensor, order: list[int], shape: tuple[int
     return y
 
 
-def _members(ctx: _Context, axes: tuple[str, ...]) -> list[int]:
-    """Global ranks of this device's group on `axes`, in mixed-radix order (major first)."""
-    c = dict(ctx.coords)
-    out = []
-    for k in range(math.prod(ctx.mesh.size(a) for a in axes)):
-        rest = k
-        for a in reversed(axes):
-            c[a], rest = rest % ctx.mesh.size(a), rest // ctx.mesh.size(a)
-        out.append(ctx.ranks[ctx.mesh.device(c)])
-    return out
-
-
 def _gather(ctx: _Context, step: AllGather, x: torch.Tensor, before: Layout, after: Layout,
             shape: tuple[int, ...]) -> torch.Tensor:
     """Point to point straight into the output: gloo's all_gather collects into a flat
@@ -267,7 +262,7 @@ def _gather(ctx: _Context, step: AllGather, x: torch.Tensor, before: Layout, aft
     n_after = after.local_shape(ctx.mesh, shape)
     axes = tuple(a for gone in step.axes for a in gone)
     sizes = [math.prod(ctx.mesh.size(a) for a in gone) for gone in step.axes]
-    members = _members(ctx, axes)
+    members = ctx.members(axes)
     g = len(members)
     me = members.index(ctx.ranks[ctx.me])
     out = _empty(ctx, tuple(n * k for n, k in zip(x.shape, sizes, strict=True)), x)
