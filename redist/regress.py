@@ -107,7 +107,10 @@ class MpiServer:
 
 def torch_server(nprocs: int = 8, timeout: float = 300) -> MpiServer:
     """The same line protocol on torchrun ranks (redist/torch_serve.py, gloo)."""
-    from redist.torch_serve import READY
+    try:
+        from redist.torch_serve import READY
+    except ImportError as e:
+        raise RedistError(f"--torch needs PyTorch ({e}): pip install 'redist[torch]'") from None
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nprocs),
            "-m", "redist.torch_serve"]
