@@ -258,7 +258,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
         problem = load(args.replay).problem
         np_ranks = problem.mesh.num_devices if args.np else None
-        failures = regress.replay(args.replay, np_ranks, args.jax, args.mpiexec)
+        failures = regress.replay(args.replay, np_ranks, args.jax, args.mpiexec, args.torch)
         p = problem
         print(f"replayed {args.replay}: mesh {p.base}, shape {','.join(map(str, p.shape))} "
               f"{p.dtype}: {p.show(p.src)} -> {p.show(p.dst)}")
@@ -277,7 +277,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
             bar.update(task, completed=min(tally.checked, args.examples),
                        what=f"{tally.failures} failures" if tally.failures else "")
         outcome = regress.run(args.examples, args.seed, args.np, args.jax, args.max_devices,
-                              args.database, args.mpiexec, tick, not args.no_database)
+                              args.database, args.mpiexec, tick, not args.no_database,
+                              args.torch)
     t = outcome.tally
     table = Table(title=f"redist regress: {t.checked} problems in {outcome.seconds:.1f} s",
                   title_justify="left", show_header=False, box=None)
@@ -294,12 +295,16 @@ def cmd_regress(args: argparse.Namespace) -> int:
         table.add_row("    of which one all_exchange (mpi collectives)", str(t.exchange_chosen))
     if args.jax:
         table.add_row("  compared inside JAX with jax.device_put", str(t.jax_runs))
+    if args.torch:
+        table.add_row("  run on 8 torchrun ranks, every DTensor block compared", str(t.torch_runs))
+        table.add_row("    of which refused: DTensor's nested uneven split", str(t.torch_refused))
     table.add_row("  failures", str(t.failures))
     if args.json != "-":
         Console().print(table)
     doc = {"checked": t.checked, "kinds": dict(t.kinds), "verified": t.verified,
            "caveat": t.caveat, "at_lower_bound": t.at_lower_bound, "mpi_runs": t.mpi_runs,
-           "jax_runs": t.jax_runs, "failures": t.failures, "seconds": outcome.seconds}
+           "jax_runs": t.jax_runs, "torch_runs": t.torch_runs,
+           "torch_refused": t.torch_refused, "failures": t.failures, "seconds": outcome.seconds}
     if outcome.failure:
         path = regress.save_failure(outcome.problem)
         p = outcome.problem
@@ -310,7 +315,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
             for f in outcome.failure:
                 print(f"  {f}")
             replay_cmd = f"redist regress --replay {path}" + (" --np 1" if args.np else "") + \
-                (" --jax" if args.jax else "")
+                (" --jax" if args.jax else "") + (" --torch" if args.torch else "")
             print(f"saved to {path}; replay with:\n  {replay_cmd}")
     emit_json(doc, args.json)
     return EXIT_CLAIM if outcome.failure else EXIT_OK
@@ -472,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also execute every plan on this many MPI ranks")
     p.add_argument("--jax", action="store_true",
                    help="also compare redist.jax.reshard with jax.device_put (8 host devices)")
+    p.add_argument("--torch", action="store_true",
+                   help="also run redist.torch.redistribute on 8 torchrun ranks (gloo) and "
+                        "compare every DTensor block")
     p.add_argument("--max-devices", type=positive_int, default=64,
                    help="largest mesh without --np (default 64)")
     p.add_argument("--replay", metavar="FILE", help="check the problem of a saved failure")

@@ -8,7 +8,10 @@ For every random problem (meshes, shapes even, tight and uneven, layouts with su
   2. with --np R: the plan `run` would choose (collectives mpi, always verifiable) runs on
      R MPI ranks through `redistribute`, and every element is compared;
   3. with --jax: on 8 host devices, redist.jax.reshard equals jax.device_put (extents
-     divisible by the mesh, as JAX requires).
+     divisible by the mesh, as JAX requires);
+  4. with --torch: on 8 torchrun ranks (gloo), redist.torch.redistribute gives every rank
+     its DTensor block (problems whose layouts are DTensor placements; DTensor's nested
+     uneven splits, which redist refuses with a clear error, are counted apart).
 A failure is shrunk by hypothesis to a minimal problem, saved as a plan file (its
 problem is the failing one), printed with the one command that replays it, kept in an
 example database that is replayed first next time, and the exit code is 1.
@@ -46,19 +49,25 @@ DEFAULT_DB = os.path.join(os.path.expanduser("~"), ".cache", "redist", "regress-
 class MpiServer:
     """One MPI job for the whole run (runtime/serve.py): a plan per line in, a verdict out."""
 
-    def __init__(self, nprocs: int, mpiexec: str | None = None, timeout: float = 120) -> None:
-        from redist.runtime.launch import find_mpiexec
-        from redist.runtime.serve import READY
+    def __init__(self, nprocs: int, mpiexec: str | None = None, timeout: float = 120,
+                 cmd: list[str] | None = None, ready: str | None = None) -> None:
+        import tempfile
 
         self.timeout = timeout
-        cmd = [find_mpiexec(mpiexec), "-n", str(nprocs), sys.executable, "-m",
-               "redist.runtime.serve"]
+        if cmd is None:
+            from redist.runtime.launch import find_mpiexec
+            from redist.runtime.serve import READY
+            cmd = [find_mpiexec(mpiexec), "-n", str(nprocs), sys.executable, "-m",
+                   "redist.runtime.serve"]
+            ready = READY
+        # A file, not a pipe: chatty ranks must never block on a full stderr pipe.
+        self.err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                     stderr=self.err, text=True, start_new_session=True)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
         line = self._line()
-        if line.strip() != READY:
+        if line.strip() != ready:
             raise RedistError(f"the MPI job did not start: {line or self._stderr()}")
 
     def _line(self) -> str:
@@ -69,7 +78,8 @@ class MpiServer:
 
     def _stderr(self) -> str:
         try:
-            return self.proc.stderr.read()[-500:]
+            self.err.seek(0)
+            return self.err.read()[-500:]
         except (OSError, ValueError):
             return ""
 
@@ -95,6 +105,18 @@ class MpiServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def torch_server(nprocs: int = 8, timeout: float = 300) -> MpiServer:
+    """The same line protocol on torchrun ranks (redist/torch_serve.py, gloo)."""
+    try:
+        from redist.torch_serve import READY
+    except ImportError as e:
+        raise RedistError(f"--torch needs PyTorch ({e}): pip install 'redist[torch]'") from None
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nprocs),
+           "-m", "redist.torch_serve"]
+    return MpiServer(nprocs, timeout=timeout, cmd=cmd, ready=READY)
+
+
 @dataclass
 class Tally:
     checked: int = 0
@@ -105,6 +127,8 @@ class Tally:
     exchange_chosen: int = 0
     mpi_runs: int = 0
     jax_runs: int = 0
+    torch_runs: int = 0
+    torch_refused: int = 0        # DTensor's nested uneven splits (a clear error)
     failures: int = 0
 
 
@@ -115,7 +139,7 @@ def _kind(p: Problem) -> str:
 
 
 def check_problem(p: Problem, tally: Tally | None = None, server: MpiServer | None = None,
-                  with_jax: bool = False) -> list[str]:
+                  with_jax: bool = False, torch: MpiServer | None = None) -> list[str]:
     """Every property above for one problem; the list of what failed (empty: all good)."""
     tally = tally if tally is not None else Tally()
     out = []
@@ -148,7 +172,32 @@ def check_problem(p: Problem, tally: Tally | None = None, server: MpiServer | No
     if with_jax and not p.uneven and p.mesh.num_devices <= 8:
         out += _check_jax(p)
         tally.jax_runs += 1
+    case = torch_case(p) if torch is not None else None
+    if case is not None:
+        answer = torch.run(case)["redist"]
+        tally.torch_runs += 1
+        if "DTensor splits dim" in answer.get("refused", ""):
+            tally.torch_refused += 1
+        elif not answer.get("ok"):
+            out.append("redist.torch: " + (answer.get("refused") or
+                                           f"ranks {answer['bad_ranks']} hold wrong blocks"))
     return out
+
+
+def torch_case(p: Problem) -> dict | None:
+    """The problem as a DTensor case (one placement per mesh dim), or None when its
+    layouts are not placements (sub-axes, or several mesh dims out of mesh order)."""
+    src, dst = p.show(p.src), p.show(p.dst)
+    names = p.base.names
+    out = []
+    for lay in (src, dst):
+        for dim in lay.dims:
+            if any(a not in names for a in dim) or list(dim) != sorted(dim, key=names.index):
+                return None
+        out.append([f"S{lay.dim_of(a)}" if lay.dim_of(a) is not None else "R" for a in names])
+    return {"mesh": [list(a) for a in p.base.axes], "shape": list(p.shape),
+            "dtype": p.dtype if p.dtype in ("float32", "int32", "bfloat16") else "float32",
+            "src": out[0], "dst": out[1]}
 
 
 def _check_jax(p: Problem) -> list[str]:
@@ -171,11 +220,11 @@ def _check_jax(p: Problem) -> list[str]:
     return []
 
 
-def strategy(np_ranks: int | None, max_devices: int, with_jax: bool):
+def strategy(np_ranks: int | None, max_devices: int, with_jax: bool, with_torch: bool = False):
     kinds = st.sampled_from([True, False, "uneven"])
     if np_ranks:
         mesh = meshes_of(np_ranks)
-    elif with_jax:
+    elif with_jax or with_torch:
         mesh = meshes_of(8)
     else:
         mesh = meshes(max_devices=max_devices)
@@ -195,10 +244,12 @@ class Outcome:
 
 def run(examples: int = 100, seed: int | None = None, np_ranks: int | None = None,
         with_jax: bool = False, max_devices: int = 64, database: str | None = None,
-        mpiexec: str | None = None, on_example=None, use_database: bool = True) -> Outcome:
+        mpiexec: str | None = None, on_example=None, use_database: bool = True,
+        with_torch: bool = False) -> Outcome:
     tally = Tally()
     last: dict = {}
     server = MpiServer(np_ranks, mpiexec) if np_ranks else None
+    torch = torch_server() if with_torch else None
     t0 = time.perf_counter()
 
     def prop(problem: Problem) -> None:
@@ -207,7 +258,7 @@ def run(examples: int = 100, seed: int | None = None, np_ranks: int | None = Non
         if on_example:
             on_example(tally)
         try:
-            failures = check_problem(problem, tally, server, with_jax)
+            failures = check_problem(problem, tally, server, with_jax, torch)
         except RedistError as e:
             failures = [f"error: {e}"]
         if failures:
@@ -217,7 +268,7 @@ def run(examples: int = 100, seed: int | None = None, np_ranks: int | None = Non
     db = DirectoryBasedExampleDatabase(database or DEFAULT_DB) if use_database else None
     test = settings(max_examples=examples, deadline=None, database=db, print_blob=False,
                     suppress_health_check=list(HealthCheck))(
-        given(strategy(np_ranks, max_devices, with_jax))(prop))
+        given(strategy(np_ranks, max_devices, with_jax, with_torch))(prop))
     if seed is not None:
         test = hypothesis_seed(seed)(test)
     outcome = Outcome(tally)
@@ -229,8 +280,9 @@ def run(examples: int = 100, seed: int | None = None, np_ranks: int | None = Non
         tally.failures += 1
         outcome.failure, outcome.problem = last["failures"], last["problem"]
     finally:
-        if server is not None:
-            server.close()
+        for job in (server, torch):
+            if job is not None:
+                job.close()
     outcome.seconds = time.perf_counter() - t0
     return outcome
 
@@ -246,11 +298,13 @@ def save_failure(problem: Problem, directory: str = ".") -> str:
 
 
 def replay(path: str, np_ranks: int | None = None, with_jax: bool = False,
-           mpiexec: str | None = None) -> list[str]:
+           mpiexec: str | None = None, with_torch: bool = False) -> list[str]:
     problem = load(path).problem
     server = MpiServer(np_ranks, mpiexec) if np_ranks else None
+    torch = torch_server() if with_torch else None
     try:
-        return check_problem(problem, Tally(), server, with_jax)
+        return check_problem(problem, Tally(), server, with_jax, torch)
     finally:
-        if server is not None:
-            server.close()
+        for job in (server, torch):
+            if job is not None:
+                job.close()

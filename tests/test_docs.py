@@ -1,5 +1,6 @@
 """Every code block of the README and docs/ runs: Python blocks (as programs; under
-mpiexec when their first line says `mpiexec -n N`; printed output checked against the `#`
+mpiexec when their first line says `mpiexec -n N`, under torchrun when it says
+`torchrun --nproc-per-node N`; printed output checked against the `#`
 lines that follow a print), `redist` command lines of sh blocks (exit code 0 unless the
 line says `# exit N`), and plan files in json blocks (they must parse)."""
 
@@ -52,11 +53,16 @@ def _env() -> dict:
 def test_python_blocks_run(where, k, code, tmp_path):
     if "import jax" in code:
         pytest.importorskip("jax")
+    if "import torch" in code:
+        pytest.importorskip("torch")
     path = tmp_path / "example.py"
     path.write_text(code)
     first = code.splitlines()[0]
     m = re.search(r"mpiexec -n (\d+)", first)
+    t = re.search(r"torchrun --nproc-per-node (\d+)", first)
     cmd = ([find_mpiexec(), "-n", m.group(1), sys.executable, str(path)] if m
+           else [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                 t.group(1), str(path)] if t
            else [sys.executable, str(path)])
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                        env=_env())
