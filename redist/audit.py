@@ -158,7 +158,7 @@ def audit(x: Any, dst_sharding: Any, method: str = "normal") -> Audit:
     from jax.sharding import NamedSharding
 
     from redist.core.model.coerce import as_layout, layout_from_spec
-    from redist.jax import mesh_from_jax
+    from redist.jax import mesh_from_jax, to_named_sharding
 
     if not isinstance(x.sharding, NamedSharding):
         raise RedistError(f"x must have a NamedSharding, not {type(x.sharding).__name__}")
@@ -168,9 +168,8 @@ def audit(x: Any, dst_sharding: Any, method: str = "normal") -> Audit:
     dst = as_layout(dst_sharding, x.ndim)
     problem = Problem(mesh_from_jax(jmesh), tuple(x.shape), x.dtype.name,
                       layout_from_spec(x.sharding.spec, x.ndim), dst)
-    out = dst_sharding if isinstance(dst_sharding, NamedSharding) else NamedSharding(
-        jmesh, jax.sharding.PartitionSpec(*[None if not d else d[0] if len(d) == 1 else d
-                                            for d in dst.dims]))
+    out = dst_sharding if isinstance(dst_sharding, NamedSharding) else \
+        to_named_sharding(jmesh, dst)
     text = _text(jax.jit(lambda a: a, out_shardings=out).lower(x).compile(), jmesh)
     return audit_hlo(problem, text, method)
 
