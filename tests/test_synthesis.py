@@ -204,3 +204,17 @@ def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper():
     assert "2.00x the bound" in s.method and verify(s.plan).all_proved
     s = with_exchange(p, portable, model=dear)
     assert s.plan == portable.plan and "portable collectives predicted faster" in s.method
+
+
+def test_exchange_message_never_calls_an_over_bound_portable_plan_nearer():
+    """The portable plan here peaks at 6x the bound; the exchange holds 1.9x while it runs:
+    the message gives both numbers and does not say portable stays nearer the bound."""
+    from redist.core.model.coerce import problem
+    from redist.core.synthesis.costmodel import CostModel
+    from redist.core.synthesis.synthesize import normal, with_exchange
+
+    p = problem("x=4,y=2", "12,10", "float32", "[{x,y},{}]", "[{y},{x}]")
+    s = with_exchange(p, normal(p), model=CostModel())
+    assert "stays nearer" not in s.method, s.method
+    assert "1.90x the bound (the portable plan peaks at 480 B = 6.00x the bound, no nearer)" \
+        in s.method

@@ -11,7 +11,7 @@ from redist.core.errors import RedistError
 from redist.core.limits import MAX_AXES, MAX_DEVICES, MAX_NAME, check
 
 # A sub-axis reference `x(p)s` (DESIGN §10); also the name of an atom of a refined mesh.
-SUB_AXIS = re.compile(r"^([A-Za-z_]\w*)\((\d{1,18})\)(\d{1,18})$")
+SUB_AXIS = re.compile(r"^([A-Za-z_]\w*)\(([0-9]{1,18})\)([0-9]{1,18})$")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import SUB_AXIS, Mesh
 
-_MESH_ITEM = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(-?\d+)\s*$")
+_MESH_ITEM = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(-?[0-9]+)\s*$")
 _BRACE_DIM = re.compile(r"\{([^{}]*)\}")
 
 
@@ -21,7 +21,10 @@ def parse_mesh(text: str) -> Mesh:
     for item in text.split(","):
         m = _MESH_ITEM.match(item)
         if not m:
-            raise RedistError(f"mesh item {item.strip()!r} is not of the form name=size")
+            digits = " (sizes are written with the digits 0-9)" if any(
+                c.isdigit() and not c.isascii() for c in item) else ""
+            raise RedistError(f"mesh item {item.strip()!r:.80} is not of the form "
+                              f"name=size{digits}")
         axes.append((m.group(1), _small_int(m.group(2), f"mesh axis {m.group(1)!r} size")))
     return Mesh(tuple(axes))
 
@@ -34,8 +37,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
     out = []
     for item in body.split(","):
         item = item.strip()
-        if not re.fullmatch(r"-?\d+", item):
-            raise RedistError(f"shape entry {item!r} is not an integer")
+        if not re.fullmatch(r"-?[0-9]+", item):   # ASCII digits only (not "٢")
+            raise RedistError(f"shape entry {item!r:.40} is not an integer (digits 0-9)")
         n = _small_int(item, "shape entry")
         if n < 1:
             raise RedistError(f"shape entry {n} must be >= 1")

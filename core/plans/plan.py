@@ -60,7 +60,8 @@ class Plan:
         out = [self.problem.src]
         for k, step in enumerate(self.steps):
             try:
-                out.append(apply(step, self.problem.mesh, self.problem.shape, out[-1]))
+                out.append(apply(step, self.problem.mesh, self.problem.shape, out[-1],
+                                 self.problem.show))
             except TypingError as e:
                 return out, TypingError(f"step {k + 1} ({step.op}): {e}")
         return out, None

@@ -192,16 +192,21 @@ def plan_from_json(doc: Any) -> Plan:
         ours = plan.figures().to_json()
         theirs = doc["figures"]
         _expect(isinstance(theirs, dict), "plan: 'figures' must be an object")
-        for key, value in theirs.items():
-            _expect(key not in ours or _same(ours[key], value),
-                    f"plan: figure {key!r:.40} = {value!r:.40} does not match the recomputed "
-                    f"{ours.get(key)!r}")
+        stale = [f"{key!r:.40} = {value!r:.40} (recomputed {ours[key]!r})"
+                 for key, value in theirs.items() if key in ours and not _same(ours[key], value)]
+        _expect(not stale, "plan: the stored 'figures' disagree with the plan (edited after "
+                           "they were written? remove 'figures' to recompute them): figure "
+                + "; ".join(stale[:3]) + (f"; and {len(stale) - 3} more" if len(stale) > 3
+                                          else ""))
     return plan
 
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return abs(a - b) <= 1e-9 * max(1.0, abs(a))
+        try:
+            return abs(a - b) <= 1e-9 * max(1.0, abs(a))
+        except OverflowError:               # an integer too large for a float
+            return False
     return a == b and type(a) is type(b)
 
 

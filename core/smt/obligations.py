@@ -22,6 +22,7 @@ from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllSlice
 from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.smt import typing_rules as T
+from redist.core.smt.standard import standard
 from redist.core.smt.z3algebra import Z3
 
 _ALIAS = re.compile(r"([$?])x\d+")
@@ -47,10 +48,12 @@ class Obligation:
     def smt2(self) -> str:
         """SMT-LIB2 text, reproducible. z3 orders and names shared subterms by internal AST
         ids, which depend on everything the process built before; translating into a
-        fresh context assigns ids by traversal alone, and the names are renumbered."""
+        fresh context assigns ids by traversal alone, and the names are renumbered. Terms
+        are standardized first (no one-argument `+`, `and`, ...) so that every SMT-LIB
+        solver accepts the text, cvc5 included."""
         ctx = z3.Context()
         s = z3.Solver(ctx=ctx)
-        s.add(*[a.translate(ctx) for a in self.assertions])
+        s.add(*[standard(a.translate(ctx)) for a in self.assertions])
         names: dict[str, str] = {}
 
         def rename(m: re.Match) -> str:
@@ -87,7 +90,7 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv)]
     rules += [r for k in range(n_ok) for r in
               [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1])]
-              + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1])]
+              + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1], rank)]
     if err is None:
         return Obligation("well_typed", facts + [z3.Not(z3.And(*rules))],
                           lambda m: "the SMT typing rules reject a step the typing code "
@@ -97,7 +100,7 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     nxt = T.layout_vars(mesh, str(n_ok + 1))
     check = facts + rules + T.wellformed(mesh, shape, nxt) + [
         T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)] + T.listed_order(
-        mesh, plan.steps[n_ok], lvs[n_ok], nxt)
+        mesh, plan.steps[n_ok], lvs[n_ok], nxt, rank)
     return Obligation("well_typed", check, lambda m: str(err), expect_sat=True,
                       note=str(err))
 
