@@ -21,6 +21,11 @@ class Mesh:
     allow_refs: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.axes, (tuple, list)) or not all(
+                isinstance(p, (tuple, list)) and len(p) == 2 for p in self.axes):
+            raise RedistError(f"Mesh: axes must be a sequence of (name, size) pairs, not "
+                              f"{self.axes!r:.60}")
+        object.__setattr__(self, "axes", tuple(tuple(p) for p in self.axes))
         check(len(self.axes), MAX_AXES, "the number of mesh axes", "MAX_AXES")
         seen: set[str] = set()
         devices = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
+from redist.core import args
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import SUB_AXIS, Mesh
@@ -15,6 +16,7 @@ _BRACE_DIM = re.compile(r"\{([^{}]*)\}")
 
 def parse_mesh(text: str) -> Mesh:
     """`x=2,y=4` -> Mesh. An empty string is the mesh with no axes (one device)."""
+    args.text(text, "parse_mesh", "text")
     if not text.strip():
         return Mesh(())
     axes = []
@@ -31,6 +33,7 @@ def parse_mesh(text: str) -> Mesh:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """`4096,4096` -> (4096, 4096); `` or `()` is a rank-0 array."""
+    args.text(text, "parse_shape", "text")
     body = text.strip().strip("()[]").strip()
     if not body:
         return ()
@@ -56,6 +59,7 @@ def _small_int(digits: str, what: str) -> int:
 def parse_layout(text: str) -> Layout:
     """Brace syntax `[{x},{y,z},{}]`, Python `(("x",),("y","z"),())` or JAX-like
     `("x", ("y","z"), None)`."""
+    args.text(text, "parse_layout", "text")
     s = text.strip()
     if "{" in s:
         return _parse_braces(s)

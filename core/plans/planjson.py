@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from redist.core import args
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.limits import MAX_PLAN_FILE_BYTES, MAX_STEPS, check
@@ -67,6 +68,7 @@ def plan_to_json(plan: Plan, *, with_figures: bool = True) -> dict[str, Any]:
 
 
 def dumps(plan: Plan, **extra: Any) -> str:
+    args.instance(plan, Plan, "plan_dumps", "plan", "a Plan")
     doc = plan_to_json(plan)
     doc.update(extra)
     return json.dumps(doc, indent=1)
@@ -227,6 +229,7 @@ def claimed_verdict(doc: Any) -> dict[str, str]:
 
 
 def loads(text: str) -> Plan:
+    args.text(text, "plan_loads", "text")
     return plan_from_json(parse_json(text, "plan"))
 
 

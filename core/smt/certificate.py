@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from redist.core import args
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.limits import MAX_CERTIFICATE_BYTES, MAX_OBLIGATION_BYTES, MAX_PLAN_FILE_BYTES
@@ -63,6 +64,12 @@ def statement_sha256(doc: dict[str, Any]) -> str:
 def write_certificate(plan: Plan, verdict: Verdict | None, path: str,
                       memory_budget: int | None = None) -> str:
     """Write a certificate for `plan` to `path` (a directory, or a file ending in .json)."""
+    args.instance(plan, Plan, "write_certificate", "plan", "a Plan")
+    if verdict is not None:
+        args.instance(verdict, Verdict, "write_certificate", "verdict", "a Verdict or None")
+    path = args.path(path, "write_certificate", "path")
+    args.positive_int(memory_budget, "write_certificate", "memory_budget",
+                      "a positive integer (bytes)", optional=True)
     if verdict is None:
         verdict = verify(plan, memory_budget)
     if verdict.get("well_typed").status != "proved":
@@ -164,6 +171,9 @@ def check_certificate(path: str, use_cvc5: bool = True,
     """Check a certificate. A path that does not exist or is not a file or directory is bad
     input (RedistError); anything wrong inside it makes a report with genuine=False and the
     first reason."""
+    path = args.path(path, "check_certificate", "path")
+    args.instance(use_cvc5, bool, "check_certificate", "use_cvc5", "True or False")
+    args.positive_int(timeout_ms, "check_certificate", "timeout_ms", "a positive integer (ms)")
     report = CheckReport(path)
     if not os.path.lexists(path):
         raise RedistError(f"no certificate at {path!r}: no such file or directory")
