@@ -351,7 +351,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise RedistError("the calibration job's report has no list of measurements")
     path = save(model, args.out or default_path())
     rows = [("step", "latency", "bandwidth")]
-    rows += [(k, f"{model.latency[k] * 1e6:.1f} us",
+    rows += [(k, f"{model.latency[k] * 1e6:.3g} us",
               f"{human_bytes(1 / model.seconds_per_byte[k])}/s") for k in model.latency]
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
     for r in rows:

@@ -355,3 +355,19 @@ def test_malformed_reports_from_an_odd_mpiexec(tmp_path, monkeypatch, report):
         code, _, err = run_cli(argv + ["--mpiexec", str(exe)])
         assert code == 2 and err.startswith("redist: error: ") and err.count("\n") == 1, err
         assert "report" in err
+
+
+def test_verify_prints_layouts_in_canonical_form(tmp_path):
+    """Refutations name layouts as the user writes them ([{y},{x}]), never as the atoms
+    the plan is computed on ([{y(1)2,y(2)2},{x}])."""
+    wrong_dst = _with(dst=[["x"], ["y"]], steps=[
+        {"op": "all_to_all", "src_dim": 1, "dst_dim": 0, "axes": ["y(2)2"]},
+        {"op": "all_permute", "layout": [["y"], ["x"]]}])
+    code, out, _ = run_cli(["verify", _plan_file(tmp_path, wrong_dst)])
+    assert code == 1 and "the plan ends at [{y},{x}], not at dst [{x},{y}]" in out, out
+    bad_permute = _with(steps=[
+        {"op": "all_to_all", "src_dim": 1, "dst_dim": 0, "axes": ["y(2)2"]},
+        {"op": "all_permute", "layout": [["y", "x"], []]}], dst=[["y", "x"], []])
+    code, out, _ = run_cli(["verify", _plan_file(tmp_path, bad_permute)])
+    assert code == 1 and "all_permute: [{y,x},{}] has (8, 1) blocks per dim" in out, out
+    assert "y(1)2,y(2)2" not in out and "solver:" not in out, out

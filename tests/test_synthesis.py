@@ -218,3 +218,17 @@ def test_exchange_message_never_calls_an_over_bound_portable_plan_nearer():
     assert "stays nearer" not in s.method, s.method
     assert "1.90x the bound (the portable plan peaks at 480 B = 6.00x the bound, no nearer)" \
         in s.method
+
+
+def test_calibration_never_reports_a_zero_latency():
+    """Times that grow faster than linearly in bytes fit a line with a negative intercept;
+    the latency is then the smallest message's measured time, not 0.0 (issue 15)."""
+    from redist.runtime.calibrate import fit
+
+    rows = [{"kind": "all_permute", "g": 8, "bytes": b, "local": b, "seconds": t}
+            for b, t in ((1 << 10, 40e-6), (1 << 16, 60e-6), (1 << 20, 400e-6),
+                         (8 << 20, 9e-3))]
+    model = fit(rows)
+    assert model.latency["all_permute"] == pytest.approx(40e-6 / 4)
+    linear = [dict(r, seconds=20e-6 * 4 + r["bytes"] * 1e-9) for r in rows]
+    assert fit(linear).latency["all_permute"] == pytest.approx(20e-6)

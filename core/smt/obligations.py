@@ -111,7 +111,8 @@ def _reaches_dst(plan: Plan, lays: list[Layout]) -> Obligation:
     dst = T.layout_vars(mesh, "dst")
     facts = T.layout_facts(mesh, last, lays[-1]) + T.layout_facts(mesh, dst, plan.problem.dst)
     return Obligation("reaches_dst", facts + [z3.Not(T.same_layout(mesh, last, dst))],
-                      lambda m: f"the plan ends at {lays[-1]}, not at dst {plan.problem.dst}")
+                      lambda m: f"the plan ends at {plan.problem.show(lays[-1])}, not at dst "
+                                f"{plan.problem.show(plan.problem.dst)}")
 
 
 def _memory(plan: Plan, lays: list[Layout], budget: int | None) -> Obligation:
