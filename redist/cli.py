@@ -113,8 +113,9 @@ def emit_json(doc: dict, target: str | None) -> None:
     try:
         with open(target, "w", encoding="utf-8") as f:
             f.write(text + "\n")
-    except OSError as e:
-        raise RedistError(f"cannot write {target!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:      # ValueError: a NUL in the path
+        raise RedistError(f"cannot write {target!r}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -341,6 +342,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     say(args, f"calibrating on {args.np} MPI ranks (a few seconds)...")
     res = launch({}, args.np, args.mpiexec, timeout=args.timeout,
                  program=[_sys.executable, "-m", "redist.runtime.calibrate"])
+    if not res.timed_out and res.returncode == 0 and not isinstance(res.report, dict):
+        raise RedistError("the calibration job ended without a report from redist; is "
+                          f"{args.mpiexec or 'the mpiexec used'} an mpiexec?")
     if res.timed_out or res.returncode != 0 or res.report is None:
         raise RedistError(f"calibration failed (exit {res.returncode}): "
                           f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''}")

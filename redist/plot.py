@@ -78,8 +78,9 @@ def plot_plans(plans: list[tuple[str, Plan]], path: str) -> str:
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)
-    except OSError as e:
-        raise RedistError(f"cannot write {path!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:      # ValueError: a NUL in the path
+        raise RedistError(f"cannot write {path!r}: {getattr(e, 'strerror', None) or e}") \
+            from None
     finally:
         plt.close(fig)
     return path

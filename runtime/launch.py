@@ -247,6 +247,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"redist: error: the MPI job did not finish within {args.timeout:g} s and was "
               "killed", file=sys.stderr)
         return 1
+    if res.returncode == 0 and not isinstance(res.report, dict):
+        raise RedistError(f"the MPI job ended without a report from redist's worker; is "
+                          f"{find_mpiexec(args.mpiexec)} an mpiexec?")
     if res.returncode != 0 or res.report is None:
         print(f"redist: error: the MPI job failed (exit {res.returncode}): "
               f"{first_error(res.stderr)}", file=sys.stderr)

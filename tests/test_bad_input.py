@@ -323,6 +323,8 @@ def test_cost_models_and_replays_are_untrusted_files(tmp_path, monkeypatch):
         assert code == 2 and message in err and err.count("\n") == 1, (message, err)
     with pytest.raises(Exception, match="cannot save the cost model to '/dev/full'"):
         save(CostModel(), "/dev/full")
+    with pytest.raises(Exception, match="embedded null byte"):
+        save(CostModel(), str(tmp_path / "a\x00b"))
     big = _with(shape=[2 ** 20, 2 ** 20], steps=[])
     for doc, message in [(big, "over the limit MAX_REPLAY_ELEMENTS"),
                          (json.dumps(GOOD_PLAN)[:-1] + ', "shape": [8, 8]}',
@@ -342,7 +344,7 @@ printf '%s\\n' "$FAKE_OUT"
 """
 
 
-@pytest.mark.parametrize("report", ["{bad", "[1, 2]", "{}", '{"all_match": true}',
+@pytest.mark.parametrize("report", ["{bad", "[1, 2]", "{}", "null", '{"all_match": true}',
                                     '{"model": 5}', '{"plan": {"figures": 3}}'])
 def test_malformed_reports_from_an_odd_mpiexec(tmp_path, monkeypatch, report):
     from redist.runtime.worker import MARK

@@ -102,8 +102,9 @@ def write_certificate(plan: Plan, verdict: Verdict | None, path: str,
             _write(os.path.join(path, "obligations", f"{claim}.smt2"), text)
         doc["plan"] = "plan.json"
         _write(os.path.join(path, "certificate.json"), json.dumps(doc, indent=1) + "\n")
-    except OSError as e:
-        raise RedistError(f"cannot write certificate to {path!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:          # ValueError: a NUL in the path
+        raise RedistError(f"cannot write certificate to {path!r}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
     return path
 
 

@@ -128,6 +128,7 @@ def save(model: CostModel, path: str | None = None) -> str:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(model.to_json(), f, indent=1)
-    except OSError as e:                    # a full disk, /dev/full, a read-only directory
-        raise RedistError(f"cannot save the cost model to {path!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:      # a full disk, /dev/full, a NUL in the path
+        raise RedistError(f"cannot save the cost model to {path!r}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
     return path
