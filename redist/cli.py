@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from redist.core.errors import RedistError
+from redist.core.errors import RedistError, printable
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import claimed_verdict, plan_from_json, plan_to_json, read_doc
 from redist.core.plans.report import plan_table
@@ -51,7 +51,7 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("redist").strip()
         where = f"{command}: " if command else ""
-        print(f"redist: error: {where}{one_line(message)}", file=sys.stderr)
+        print(f"redist: error: {where}{printable(message)}", file=sys.stderr)
         sys.exit(EXIT_INPUT)
 
 
@@ -202,8 +202,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     say(args, "")
     say(args, verdict.table())
     ours = {r.claim: r.status for r in verdict.results}
-    disagree = [f"the file says {c} is {s}, recomputed: {ours.get(c, 'no such claim')}"
-                for c, s in claimed.items() if ours.get(c) != s]
+    disagree = [printable(f"the file says {c} is {s}, recomputed: "
+                          f"{ours.get(c, 'no such claim')}")
+                 for c, s in claimed.items() if ours.get(c) != s]
     for line in disagree:
         say(args, f"REJECTED: {line}")
     emit_json(verdict.to_json(), args.json)
@@ -520,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()            # a closed pipe shows here, not at interpreter exit
         return code
     except RedistError as e:
-        print(f"redist: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"redist: error: {printable(str(e))}", file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:
         # The reader went away (`redist plan ... | head -1`): stop quietly, as a process
@@ -536,10 +537,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def one_line(text: str) -> str:
-    """A message as one printable line: control characters (a newline in a name could fake
-    a second `redist: error:` line) are escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

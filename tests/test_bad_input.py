@@ -373,3 +373,14 @@ def test_verify_prints_layouts_in_canonical_form(tmp_path):
     code, out, _ = run_cli(["verify", _plan_file(tmp_path, bad_permute)])
     assert code == 1 and "all_permute: [{y,x},{}] has (8, 1) blocks per dim" in out, out
     assert "y(1)2,y(2)2" not in out and "solver:" not in out, out
+
+
+def test_names_read_from_files_are_never_printed_raw(tmp_path):
+    """A newline in a verdict's claim or status (or any quoted text) cannot start a fake
+    `redist: error:` line: every printed line comes from redist."""
+    doc = _with(verdict={"claims": [{"claim": "well_typed\nredist: error: injected",
+                                     "status": "proved\x1b[2J"}]})
+    code, out, err = run_cli(["verify", _plan_file(tmp_path, doc)])
+    assert code == 1 and "well_typed\\nredist: error: injected is proved\\x1b[2J" in out
+    assert not any(line.startswith("redist: error: injected") for line in (out + err)
+                   .splitlines()) and "\x1b" not in out

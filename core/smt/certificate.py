@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redist.core import args
-from redist.core.errors import RedistError
+from redist.core.errors import RedistError, printable
 from redist.core.files import parse_json, read_text
 from redist.core.limits import MAX_CERTIFICATE_BYTES, MAX_OBLIGATION_BYTES, MAX_PLAN_FILE_BYTES
 from redist.core.plans.plan import Plan
@@ -181,10 +181,8 @@ def check_certificate(path: str, use_cvc5: bool = True,
     try:
         _check(path, use_cvc5, timeout_ms, report)
         report.genuine = True
-    except CertificateRejected as e:
-        report.problems.append(str(e))
-    except RedistError as e:
-        report.problems.append(str(e))
+    except (CertificateRejected, RedistError) as e:
+        report.problems.append(printable(str(e)))
     return report
 
 
