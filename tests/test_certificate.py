@@ -458,3 +458,24 @@ def test_duplicate_json_keys_are_rejected(cert, where):
            "solver": ('"version"', '"version": "x", "version"')}[where]
     open(_cert_json(cert), "w").write(text.replace(*dup, 1))
     _rejected(check_certificate(cert), "appears twice in one JSON object")
+
+
+def test_standard_smt2_rewrites_only_short_applications():
+    """One-argument +, *, and, or become their argument, a bare operator its unit, a short
+    distinct `true`; everything else (spacing, quoted symbols, lets) is kept as printed."""
+    from redist.core.smt.solvers import solve_cvc5, solve_z3
+    from redist.core.smt.standard import standard_smt2
+
+    text = ("; c\n(declare-fun x () Int)\n(declare-fun b () Bool)\n"
+            "(assert\n (let ((?t1 (+ x)))\n (> (* ?t1) 0)))\n(assert (and b))\n"
+            "(assert (or (and (or b)) or))\n(assert (distinct x))\n"
+            "(assert (= (+ x 1) (+ (+ x) 1)))\n(assert and)\n(check-sat)\n")
+    out = standard_smt2(text)
+    assert out == ("; c\n(declare-fun x () Int)\n(declare-fun b () Bool)\n"
+                   "(assert\n (let ((?t1 x))\n (> ?t1 0)))\n(assert b)\n"
+                   "(assert (or b false))\n(assert true)\n"
+                   "(assert (= (+ x 1) (+ x 1)))\n(assert true)\n(check-sat)\n")
+    assert solve_z3(out) == solve_cvc5(out) == "sat"
+    assert solve_cvc5(text).startswith("error")          # cvc5 (strict) refuses the original
+    with pytest.raises(ValueError):
+        standard_smt2("(assert (and b)")

@@ -22,7 +22,7 @@ from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllSlice
 from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.smt import typing_rules as T
-from redist.core.smt.standard import standard
+from redist.core.smt.standard import standard_smt2
 from redist.core.smt.z3algebra import Z3
 
 _ALIAS = re.compile(r"([$?])x\d+")
@@ -48,17 +48,17 @@ class Obligation:
     def smt2(self) -> str:
         """SMT-LIB2 text, reproducible. z3 orders and names shared subterms by internal AST
         ids, which depend on everything the process built before; translating into a
-        fresh context assigns ids by traversal alone, and the names are renumbered. Terms
-        are standardized first (no one-argument `+`, `and`, ...) so that every SMT-LIB
-        solver accepts the text, cvc5 included."""
+        fresh context assigns ids by traversal alone, and the names are renumbered. The
+        text is then made standard (no one-argument `+`, `and`, ...) so that every SMT-LIB
+        solver accepts it, cvc5 included."""
         ctx = z3.Context()
         s = z3.Solver(ctx=ctx)
-        s.add(*[standard(a.translate(ctx)) for a in self.assertions])
+        s.add(*[a.translate(ctx) for a in self.assertions])
         names: dict[str, str] = {}
 
         def rename(m: re.Match) -> str:
             return names.setdefault(m.group(0), f"{m.group(1)}t{len(names)}")
-        return _ALIAS.sub(rename, s.to_smt2())
+        return standard_smt2(_ALIAS.sub(rename, s.to_smt2()))
 
 
 def obligations(plan: Plan, budget_bytes: int | None = None) -> list[Obligation]:

@@ -1,56 +1,63 @@
-"""Terms every SMT-LIB solver accepts.
+"""SMT-LIB text every solver accepts.
 
-z3 builds n-ary applications of any arity: `z3.Sum([t])` is `(+ t)`, `z3.And()` prints as a
-bare `and`. SMT-LIB 2.6 gives `+`, `*`, `and`, `or` (left-associative) and `distinct`
-(pairwise) at least two arguments, and cvc5 rejects fewer. Obligations are printed for
-other solvers to check, so before printing every such application is rewritten to its
-standard equivalent: no arguments -> the operator's unit, one argument -> the argument.
-The meaning is unchanged; only the text becomes portable.
+z3 builds n-ary applications of any arity and prints them as built: `z3.Sum([t])` prints
+`(+ t)` and `z3.And()` a bare `and`. SMT-LIB 2.6 gives `+`, `*`, `and`, `or` and
+`distinct` at least two arguments, and cvc5 rejects fewer. Obligations are printed for
+other solvers to check, so the printed text is rewritten: an application of one of these
+to a single argument becomes the argument (`distinct` of one: `true`), and a bare
+operator in argument position becomes its unit (`and` -> `true`, `or` -> `false`, `+` ->
+`0`, `*` -> `1`). The meaning is unchanged and the rest of the text is kept byte for byte.
+
+The rewrite works on the text, in one linear pass: walking z3's term graph from Python
+costs seconds on the larger obligations, printing costs milliseconds.
 """
 
 from __future__ import annotations
 
-import z3
+import re
 
-# operator -> its value when applied to no arguments (None: the argument list is pairwise,
-# so fewer than two arguments mean "true")
-_UNIT = {z3.Z3_OP_ADD: 0, z3.Z3_OP_MUL: 1, z3.Z3_OP_AND: True, z3.Z3_OP_OR: False,
-         z3.Z3_OP_DISTINCT: None}
-
-
-def standard(term: z3.ExprRef) -> z3.ExprRef:
-    """`term` with every n-ary application of fewer than two arguments replaced. Iterative
-    (plans of many steps build deep terms) and shared subterms are rewritten once."""
-    done: dict[int, z3.ExprRef] = {}
-    stack = [(term, False)]
-    while stack:
-        t, expanded = stack.pop()
-        key = t.get_id()
-        if key in done:
-            continue
-        if not z3.is_app(t) or t.num_args() == 0 and t.decl().kind() not in _UNIT:
-            done[key] = t                      # constants, variables, quantifiers as they are
-            continue
-        kids = t.children()
-        if not expanded:
-            stack.append((t, True))
-            stack.extend((k, False) for k in kids if k.get_id() not in done)
-            continue
-        new = [done[k.get_id()] for k in kids]
-        changed = any(a.get_id() != b.get_id() for a, b in zip(new, kids, strict=True))
-        done[key] = _rebuild(t, new, changed)
-    return done[term.get_id()]
+# Whitespace, a comment, a |quoted symbol|, a parenthesis, or any other token.
+_TOKEN = re.compile(r"\s+|;[^\n]*|\|[^|]*\||[()]|[^\s()|;]+")
+_FOLDS = {"+", "*", "and", "or"}            # one argument: the argument itself
+_UNITS = {"+": "0", "*": "1", "and": "true", "or": "false"}
 
 
-def _rebuild(t: z3.ExprRef, kids: list[z3.ExprRef], changed: bool) -> z3.ExprRef:
-    kind = t.decl().kind()
-    if kind in _UNIT and len(kids) < 2:
-        unit = _UNIT[kind]
-        if unit is None:
-            return z3.BoolVal(True, t.ctx)
-        if len(kids) == 1:
-            return kids[0]
-        if isinstance(unit, bool):
-            return z3.BoolVal(unit, t.ctx)
-        return z3.RealVal(unit, t.ctx) if z3.is_real(t) else z3.IntVal(unit, t.ctx)
-    return t.decl()(*kids) if changed else t
+def standard_smt2(text: str) -> str:
+    """`text` (z3's to_smt2 output) with every application of fewer than two arguments
+    of an n-ary operator replaced by its standard equivalent."""
+    # Per open list: its pieces (tokens and spacing, in order) and which pieces are items.
+    stack: list[tuple[list[str], list[int]]] = [([], [])]
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok == "(":
+            stack.append(([], []))
+        elif tok == ")":
+            if len(stack) == 1:
+                raise ValueError("unbalanced parentheses")
+            pieces, items = stack.pop()
+            _add_item(stack[-1], _close(pieces, items))
+        elif tok[0].isspace() or tok[0] == ";":
+            stack[-1][0].append(tok)
+        else:
+            _add_item(stack[-1], tok)
+    if len(stack) != 1:
+        raise ValueError("unbalanced parentheses")
+    return "".join(stack[0][0])
+
+
+def _add_item(frame: tuple[list[str], list[int]], item: str) -> None:
+    frame[1].append(len(frame[0]))
+    frame[0].append(item)
+
+
+def _close(pieces: list[str], items: list[int]) -> str:
+    """The text of one list, its arguments already standard."""
+    head = pieces[items[0]] if items else ""
+    for k in items[1:]:                      # a bare operator as an argument: its unit
+        if pieces[k] in _UNITS:
+            pieces[k] = _UNITS[pieces[k]]
+    if len(items) == 2 and head in _FOLDS:
+        return pieces[items[1]]
+    if len(items) <= 2 and head == "distinct":
+        return "true"
+    return "(" + "".join(pieces) + ")"
