@@ -237,7 +237,7 @@ def _check_comm(comm: Any) -> None:
 
 
 def _check_local(local: Any) -> None:
-    if not isinstance(local, np.ndarray):
+    if not isinstance(local, (np.ndarray, np.generic)):     # a 0-d block may be a scalar
         raise RedistError(f"redistribute: local must be a NumPy array (this rank's block), "
                           f"not {type(local).__name__}")
 

@@ -13,6 +13,7 @@ import pytest
 
 from redist.core.errors import RedistError
 from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import plan_from_json
 from redist.core.smt.certificate import (
     check_certificate,
     sha256,
@@ -412,7 +413,7 @@ def test_every_field_with_a_wrong_type_is_rejected_in_one_line(tmp_path, single)
                 continue                   # same type: not a wrong-typed field
             doc = json.loads(json.dumps(original))
             _set(doc, p, value)
-            if single and isinstance(doc.get("plan"), dict):
+            if single and p[0] == "plan" and isinstance(doc.get("plan"), dict):
                 doc["plan_sha256"] = sha256(json.dumps(doc["plan"], indent=1,
                                                        sort_keys=True) + "\n")
             if p != ("sha256",):
@@ -421,6 +422,11 @@ def test_every_field_with_a_wrong_type_is_rejected_in_one_line(tmp_path, single)
                 json.dump(doc, f)
             r = check_certificate(path)
             tried += 1
+            if r.genuine and p[0] == "plan":
+                # an optional part of the inline plan emptied ({} for figures): the same
+                # plan, so the same statement, not a forgery
+                assert plan_from_json(doc["plan"]) == plan_from_json(original["plan"]), p
+                continue
             assert not r.genuine and not r.ok, (p, value)
             assert len(r.problems) == 1 and "\n" not in r.problems[0], (p, value, r.problems)
     assert tried > 100
