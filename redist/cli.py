@@ -269,6 +269,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from redist import regress
+    from redist.core.plans.show import QuietConsole
 
     if args.replay:
         from redist.core.plans.planjson import load
@@ -313,7 +314,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         table.add_row("  compared inside JAX with jax.device_put", str(t.jax_runs))
     table.add_row("  failures", str(t.failures))
     if args.json != "-":
-        Console().print(table)
+        QuietConsole().print(table)
     doc = {"checked": t.checked, "kinds": dict(t.kinds), "verified": t.verified,
            "caveat": t.caveat, "at_lower_bound": t.at_lower_bound, "mpi_runs": t.mpi_runs,
            "jax_runs": t.jax_runs, "failures": t.failures, "seconds": outcome.seconds}

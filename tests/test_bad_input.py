@@ -384,3 +384,16 @@ def test_names_read_from_files_are_never_printed_raw(tmp_path):
     assert code == 1 and "well_typed\\nredist: error: injected is proved\\x1b[2J" in out
     assert not any(line.startswith("redist: error: injected") for line in (out + err)
                    .splitlines()) and "\x1b" not in out
+
+
+def test_rich_output_on_a_closed_pipe_is_left_to_the_command():
+    """rich would exit 1 on a closed pipe; our console raises BrokenPipeError, which the
+    command turns into a quiet exit 141 (test_closed_output_pipe_exits_quietly)."""
+    from redist.core.plans.show import QuietConsole
+
+    class Closed(io.StringIO):
+        def write(self, s):
+            raise BrokenPipeError
+
+    with pytest.raises(BrokenPipeError):
+        QuietConsole(file=Closed()).print("x" * 100)
