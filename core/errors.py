@@ -7,3 +7,9 @@ class RedistError(Exception):
 
 class TypingError(RedistError):
     """A collective's typing rule does not hold for the layout it is applied to."""
+
+
+def printable(text: str) -> str:
+    """`text` as one printable line: control characters (a newline in a name read from a
+    file could fake a second `redist: error:` line) are escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

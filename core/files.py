@@ -48,18 +48,35 @@ def read_text(path: str, limit: int, what: str) -> str:
 
 def parse_json(text: str, what: str) -> Any:
     """json.loads with every failure a one-line RedistError (syntax, integers too long to
-    convert, nesting too deep)."""
+    convert, nesting too deep, a key repeated in an object)."""
     depth = _max_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise RedistError(f"{what}: JSON nested {depth} deep, over the limit "
                           f"MAX_JSON_DEPTH = {MAX_JSON_DEPTH}")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except DuplicateKey as e:
+        raise RedistError(f"{what}: {e}") from None
     except json.JSONDecodeError as e:
         raise RedistError(f"{what}: not valid JSON ({e.msg} at line {e.lineno} column "
                           f"{e.colno})") from None
     except (ValueError, RecursionError) as e:
         raise RedistError(f"{what}: not acceptable JSON ({str(e).splitlines()[0]})") from None
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different. Readers disagree on a repeated key (first
+    or last wins), so a document with one says different things to different readers."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise DuplicateKey(f"key {k!r:.60} appears twice in one JSON object")
+        out[k] = v
+    return out
 
 
 _TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|[\[\]{}]')

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redist.core import args
 from redist.core.errors import RedistError
 from redist.core.model.coerce import problem as coerce_problem
 from redist.core.model.problem import Problem
@@ -39,6 +40,14 @@ def synthesize(problem: Problem | None = None, method: str = "normal",
     Instead of a Problem, give mesh, shape, dtype, src and dst in any accepted form: redist
     values or text, a jax Mesh with PartitionSpecs or NamedShardings, a torch DeviceMesh
     with DTensor placements."""
+    where = "synthesize"
+    if problem is not None:
+        args.instance(problem, Problem, where, "problem", "a Problem or None")
+    args.instance(method, str, where, "method", "'normal', 'optimal' or 'naive'")
+    args.positive_int(budget, where, "budget", "a positive integer (bytes)", optional=True)
+    args.positive_int(steps, where, "steps", "a positive integer", optional=True)
+    args.instance(collectives, str, where, "collectives", "'portable' or 'mpi'")
+    timeout = args.positive_seconds(timeout, where, "timeout")
     if problem is None:
         if mesh is None or shape is None or src is None or dst is None:
             raise RedistError("synthesize: give a Problem, or mesh, shape, src and dst")

@@ -6,17 +6,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from redist.core.errors import RedistError
+from redist.core.errors import RedistError, printable
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import claimed_verdict, plan_from_json, plan_to_json, read_doc
 from redist.core.plans.report import plan_table
 
 EXIT_OK, EXIT_CLAIM, EXIT_INPUT = 0, 1, 2
+MAX_SECONDS = 30 * 86400         # --timeout: beyond this, clocks and timers overflow
 
 DESCRIPTION = """\
 Synthesize, prove and run memory-efficient redistributions of sharded arrays.
@@ -50,12 +52,14 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("redist").strip()
         where = f"{command}: " if command else ""
-        print(f"redist: error: {where}{message}", file=sys.stderr)
+        print(f"redist: error: {where}{printable(message)}", file=sys.stderr)
         sys.exit(EXIT_INPUT)
 
 
 def positive_int(text: str) -> int:
     try:
+        if not text.isascii():             # int() reads other scripts' digits ("٢")
+            raise ValueError
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r:.40} is not a whole number") from None
@@ -66,12 +70,17 @@ def positive_int(text: str) -> int:
 
 def positive_seconds(text: str) -> float:
     try:
+        if not text.isascii():
+            raise ValueError
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r:.40} must be a positive, finite number of "
                                          "seconds")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is over the limit of {MAX_SECONDS:,} "
+                                         "seconds (30 days)")
     return value
 
 
@@ -90,7 +99,8 @@ def problem_from_args(args: argparse.Namespace):
     from redist.core.model.problem import Problem
     from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
 
-    return Problem(parse_mesh(args.mesh), parse_shape(args.shape), args.dtype or "float32",
+    return Problem(parse_mesh(args.mesh), parse_shape(args.shape),
+                   "float32" if args.dtype is None else args.dtype,
                    parse_layout(args.src), parse_layout(args.dst))
 
 
@@ -104,8 +114,9 @@ def emit_json(doc: dict, target: str | None) -> None:
     try:
         with open(target, "w", encoding="utf-8") as f:
             f.write(text + "\n")
-    except OSError as e:
-        raise RedistError(f"cannot write {target!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:      # ValueError: a NUL in the path
+        raise RedistError(f"cannot write {target!r}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -192,8 +203,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     say(args, "")
     say(args, verdict.table())
     ours = {r.claim: r.status for r in verdict.results}
-    disagree = [f"the file says {c} is {s}, recomputed: {ours.get(c, 'no such claim')}"
-                for c, s in claimed.items() if ours.get(c) != s]
+    disagree = [printable(f"the file says {c} is {s}, recomputed: "
+                          f"{ours.get(c, 'no such claim')}")
+                 for c, s in claimed.items() if ours.get(c) != s]
     for line in disagree:
         say(args, f"REJECTED: {line}")
     emit_json(verdict.to_json(), args.json)
@@ -218,8 +230,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
 
     lay = parse_layout(args.layout)
-    p = Problem(parse_mesh(args.mesh), parse_shape(args.shape), args.dtype or "float32",
-                lay, lay)
+    p = Problem(parse_mesh(args.mesh), parse_shape(args.shape),
+                "float32" if args.dtype is None else args.dtype, lay, lay)
     print(layout_header(p, p.src))
     render(layout_picture(p, p.src))
     return EXIT_OK
@@ -247,11 +259,18 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
     if args.jax:
         _os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+        try:
+            import jax  # noqa: F401
+        except Exception as e:        # not installed, or broken: ImportError and worse
+            raise RedistError(f"--jax needs JAX, which cannot be imported here "
+                              f"({type(e).__name__}: {str(e)[:80]}); pip install "
+                              "'redist[jax]'") from None
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
     from redist import regress
+    from redist.core.plans.show import QuietConsole
 
     if args.replay:
         from redist.core.plans.planjson import load
@@ -300,7 +319,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         table.add_row("    of which refused: DTensor's nested uneven split", str(t.torch_refused))
     table.add_row("  failures", str(t.failures))
     if args.json != "-":
-        Console().print(table)
+        QuietConsole().print(table)
     doc = {"checked": t.checked, "kinds": dict(t.kinds), "verified": t.verified,
            "caveat": t.caveat, "at_lower_bound": t.at_lower_bound, "mpi_runs": t.mpi_runs,
            "jax_runs": t.jax_runs, "torch_runs": t.torch_runs,
@@ -325,27 +344,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import sys as _sys
 
     from redist.core.plans.report import human_bytes
-    from redist.core.synthesis.costmodel import CostModel, default_path, save
+    from redist.core.synthesis.costmodel import default_path, from_json, save
     from redist.runtime.launch import launch
 
     say(args, f"calibrating on {args.np} MPI ranks (a few seconds)...")
     res = launch({}, args.np, args.mpiexec, timeout=args.timeout,
                  program=[_sys.executable, "-m", "redist.runtime.calibrate"])
+    if not res.timed_out and res.returncode == 0 and not isinstance(res.report, dict):
+        raise RedistError("the calibration job ended without a report from redist; is "
+                          f"{args.mpiexec or 'the mpiexec used'} an mpiexec?")
     if res.timed_out or res.returncode != 0 or res.report is None:
         raise RedistError(f"calibration failed (exit {res.returncode}): "
                           f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''}")
-    m = res.report["model"]
-    model = CostModel(m["latency"], m["seconds_per_byte"], m["copy_seconds_per_byte"],
-                      source=f"calibrated on {args.np} ranks")
+    report = res.report
+    model = from_json(report.get("model") if isinstance(report, dict) else None,
+                      "the calibration job's report", f"calibrated on {args.np} ranks")
+    if not isinstance(report.get("measurements"), list):
+        raise RedistError("the calibration job's report has no list of measurements")
     path = save(model, args.out or default_path())
     rows = [("step", "latency", "bandwidth")]
-    rows += [(k, f"{model.latency[k] * 1e6:.1f} us",
+    rows += [(k, f"{model.latency[k] * 1e6:.3g} us",
               f"{human_bytes(1 / model.seconds_per_byte[k])}/s") for k in model.latency]
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
     for r in rows:
         say(args, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-    say(args, f"{len(res.report['measurements'])} measurements; cost model saved to {path}")
-    emit_json({"path": path, **res.report}, args.json)
+    say(args, f"{len(report['measurements'])} measurements; cost model saved to {path}")
+    emit_json({"path": path, **report}, args.json)
     return EXIT_OK
 
 
@@ -534,13 +558,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INPUT
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()            # a closed pipe shows here, not at interpreter exit
+        return code
     except RedistError as e:
-        print(f"redist: error: {e}", file=sys.stderr)
+        print(f"redist: error: {printable(str(e))}", file=sys.stderr)
+        return EXIT_INPUT
+    except BrokenPipeError:
+        # The reader went away (`redist plan ... | head -1`): stop quietly, as a process
+        # ended by SIGPIPE would (exit 128 + 13), with nothing left to flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
+    except MemoryError:
+        print("redist: error: out of memory (the problem is too large for this machine)",
+              file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("redist: interrupted", file=sys.stderr)
         return 130
+
+
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ chosen plan and the naive plan side by side."""
 from __future__ import annotations
 
 import os
+import textwrap
 
 from redist.core.errors import RedistError
 from redist.core.plans.plan import Plan
@@ -16,6 +17,16 @@ def _units(n: float) -> tuple[float, str]:
         if n >= scale:
             return scale, unit
     return 1, "B"
+
+
+SHORT = {"all_slice": "slice", "all_gather": "gather", "all_to_all": "all-to-all",
+         "all_permute": "permute", "all_exchange": "exchange"}
+
+
+def caption(steps: list[str], width: int = 90) -> str:
+    """Every step described, wrapped onto as many lines as it takes (never cut)."""
+    text = "steps: " + "; ".join(f"{k + 1}: {s}" for k, s in enumerate(steps))
+    return textwrap.fill(text, width, break_long_words=False)
 
 
 def plot_plans(plans: list[tuple[str, Plan]], path: str) -> str:
@@ -38,8 +49,7 @@ def plot_plans(plans: list[tuple[str, Plan]], path: str) -> str:
                              gridspec_kw={"height_ratios": [3, 2]})
     for col, (name, plan, f) in enumerate(figs):
         p = plan.problem
-        labels = ["src"] + [f"{k + 1}. {s.op.replace('all_', '')}"
-                            for k, s in enumerate(plan.steps)]
+        labels = ["src"] + [f"{k + 1}. {SHORT[s.op]}" for k, s in enumerate(plan.steps)]
         xs = range(len(labels))
         ax = axes[0][col]
         ax.step(xs, [b / scale for b in f.local_bytes], where="mid", color="tab:blue",
@@ -60,8 +70,7 @@ def plot_plans(plans: list[tuple[str, Plan]], path: str) -> str:
         bx.set_ylim(0, 1.15 * vol_max / vscale)
         bx.set_xticks(range(len(steps)), [f"{k + 1}" for k in range(len(steps))])
         bx.set_ylabel(f"bytes moved ({vunit})")
-        bx.set_xlabel("step (" + "; ".join(f"{k + 1}: {s}" for k, s in enumerate(steps))[:90]
-                      + ")", fontsize=7)
+        bx.set_xlabel(caption(steps), fontsize=7)
         bx.grid(alpha=0.3, axis="y")
     p = figs[0][1].problem
     fig.suptitle(f"mesh {p.base}, {'x'.join(map(str, p.shape))} {p.dtype}: "
@@ -69,8 +78,9 @@ def plot_plans(plans: list[tuple[str, Plan]], path: str) -> str:
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)
-    except OSError as e:
-        raise RedistError(f"cannot write {path!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:      # ValueError: a NUL in the path
+        raise RedistError(f"cannot write {path!r}: {getattr(e, 'strerror', None) or e}") \
+            from None
     finally:
         plt.close(fig)
     return path

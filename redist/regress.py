@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from redist.core.errors import RedistError
+from redist.core.limits import check
 from redist.core.model.problem import Problem
 from redist.core.plans import simulator
 from redist.core.plans.planjson import load, plan_to_json
@@ -297,9 +298,24 @@ def save_failure(problem: Problem, directory: str = ".") -> str:
     return path
 
 
+# A replayed problem is simulated element by element (the global array and every device's
+# blocks held at once): files from elsewhere may describe problems far larger than the
+# ones `regress` draws, which this keeps from exhausting memory.
+MAX_REPLAY_ELEMENTS = 1 << 24
+
+
+def check_size(problem: Problem) -> None:
+    p = problem
+    held = max(math.prod(p.shape), *(p.mesh.num_devices * lay.local_size(p.mesh, p.shape)
+                                     for lay in (p.src, p.dst)))
+    check(held, MAX_REPLAY_ELEMENTS, "the number of elements a replay simulates",
+          "MAX_REPLAY_ELEMENTS")
+
+
 def replay(path: str, np_ranks: int | None = None, with_jax: bool = False,
            mpiexec: str | None = None, with_torch: bool = False) -> list[str]:
     problem = load(path).problem
+    check_size(problem)
     server = MpiServer(np_ranks, mpiexec) if np_ranks else None
     torch = torch_server() if with_torch else None
     try:

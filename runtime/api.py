@@ -12,17 +12,18 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
 from redist.core.model.axes import refine
+from redist.core.model.coerce import as_layout, as_mesh, as_shape
 from redist.core.model.dtypes import numpy_dtype
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem, lower_layout
-from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
@@ -124,6 +125,8 @@ def redistribute_with_stats(local: np.ndarray, plan: Plan, comm: MPI.Comm,
         if len(local) != 1:
             raise RedistError("redistribute: a list hands over exactly one block")
         local = local.pop()
+    _check_comm(comm)
+    _check_local(local)
     if not isinstance(plan, Plan):
         raise RedistError("redistribute: pass a Plan (or use the (mesh, src, dst) form)")
     p = plan.problem
@@ -227,6 +230,25 @@ def infer_shape(local: np.ndarray, mesh: Mesh, src: Layout, comm: MPI.Comm) -> t
     return tuple(shape)
 
 
+def _check_comm(comm: Any) -> None:
+    if not isinstance(comm, MPI.Comm):
+        raise RedistError(f"redistribute: comm must be an mpi4py communicator "
+                          f"(MPI.COMM_WORLD), not {type(comm).__name__}")
+
+
+def _check_local(local: Any) -> None:
+    if not isinstance(local, (np.ndarray, np.generic)):     # a 0-d block may be a scalar
+        raise RedistError(f"redistribute: local must be a NumPy array (this rank's block), "
+                          f"not {type(local).__name__}")
+
+
+def _naming(argument: str, fn: Any, value: Any) -> Any:
+    try:
+        return fn(value)
+    except RedistError as e:
+        raise RedistError(f"redistribute: {argument}: {e}") from None
+
+
 def redistribute(local: np.ndarray, *args, donate: bool = False,
                  shape: tuple[int, ...] | None = None, collectives: str = "mpi") -> np.ndarray:
     """This rank's block of the array in the dst layout (its valid extent). Two forms:
@@ -243,11 +265,18 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
         plan, comm = args
     elif len(args) == 4:
         mesh, src, dst, comm = args
+        _check_comm(comm)
         error, problem = "", None
         try:
-            mesh = parse_mesh(mesh) if isinstance(mesh, str) else mesh
-            src = parse_layout(src) if isinstance(src, str) else src
-            dst = parse_layout(dst) if isinstance(dst, str) else dst
+            _check_local(local)
+            mesh = _naming("mesh", as_mesh, mesh)
+            src = _naming("src", as_layout, src)
+            dst = _naming("dst", as_layout, dst)
+            if shape is not None:
+                shape = _naming("shape", as_shape, shape)
+            if collectives not in ("portable", "mpi"):
+                raise RedistError(f"redistribute: collectives must be 'portable' or 'mpi', "
+                                  f"not {collectives!r:.40}")
             if src.rank != local.ndim:
                 raise RedistError(f"src layout {src} has {src.rank} dims but the local block "
                                   f"has {local.ndim}")

@@ -4,7 +4,8 @@ them for `plan --collectives mpi`, `run` and `redistribute` (costmodel.py).
 Each rank runs every kind of step (gather, all-to-all, permute, exchange) on a few group
 sizes and message sizes through the runtime itself; per kind, a least-squares fit of
 seconds = latency·(1 + log2 g) + seconds_per_byte·(bytes the busiest rank receives)
-gives the two constants (negative fits are clamped to 0). Run as
+gives the two constants (a latency fitted below zero is replaced by the smallest message's
+time, a bandwidth below 1e-12 s/B is clamped). Run as
 `mpiexec -n N python -m redist.runtime.calibrate JOB.json` by the command (rank 0 prints
 the fitted model and the measurements on one marked line, like the worker's report).
 """
@@ -29,7 +30,9 @@ from redist.core.semantics.collectives import (
 )
 from redist.core.synthesis.costmodel import KINDS, CostModel, busiest_bytes
 
-SIZES = (1 << 16, 1 << 20, 8 << 20)          # bytes per rank before the step
+# Bytes per rank before the step. The smallest measures latency nearly alone, so that the
+# fitted latency is anchored by a measurement rather than only extrapolated.
+SIZES = (1 << 10, 1 << 16, 1 << 20, 8 << 20)
 REPEAT = 5
 
 
@@ -130,7 +133,14 @@ def fit(rows: list[dict]) -> CostModel:
         a = np.array([[1 + math.log2(max(r["g"], 1)), r["bytes"]] for r in mine], dtype=float)
         b = np.array([r["seconds"] for r in mine])
         coef, *_ = np.linalg.lstsq(a, b, rcond=None)
-        latency[kind] = max(0.0, float(coef[0]))
+        lat = float(coef[0])
+        if lat <= 0:
+            # The line's intercept is not a latency when times grow faster than linearly
+            # in bytes (caches): take the smallest message's time, latency plus a few
+            # bytes, instead of reporting 0.
+            small = min(mine, key=lambda r: r["bytes"])
+            lat = small["seconds"] / (1 + math.log2(max(small["g"], 1)))
+        latency[kind] = lat
         per_byte[kind] = max(1e-12, float(coef[1]))
     return CostModel(latency, per_byte, 0.0, source="calibrated")
 

@@ -34,6 +34,8 @@ def find_mpiexec(explicit: str | None = None) -> str:
     """The mpiexec to use: --mpiexec, else $REDIST_MPIEXEC, else the one installed beside
     this Python (the mpich wheel), else the first on PATH. One that is named but missing
     or not executable is an error, never silently replaced by another."""
+    if explicit is not None and not explicit.strip():
+        raise RedistError("--mpiexec is empty: give the path of an mpiexec")
     for name, cand in (("--mpiexec", explicit), ("$REDIST_MPIEXEC",
                                                  os.environ.get("REDIST_MPIEXEC"))):
         if cand:
@@ -118,7 +120,11 @@ def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 
     report = None
     for line in out.splitlines():
         if line.startswith(MARK):
-            report = json.loads(line[len(MARK):])
+            try:
+                report = json.loads(line[len(MARK):])
+            except (ValueError, RecursionError):
+                raise RedistError(f"the MPI job's report is not valid JSON ({exe} is not "
+                                  "running redist's worker?)") from None
     return JobResult(proc.returncode, report, err)
 
 
@@ -241,17 +247,28 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"redist: error: the MPI job did not finish within {args.timeout:g} s and was "
               "killed", file=sys.stderr)
         return 1
+    if res.returncode == 0 and not isinstance(res.report, dict):
+        raise RedistError(f"the MPI job ended without a report from redist's worker; is "
+                          f"{find_mpiexec(args.mpiexec)} an mpiexec?")
     if res.returncode != 0 or res.report is None:
         print(f"redist: error: the MPI job failed (exit {res.returncode}): "
               f"{first_error(res.stderr)}", file=sys.stderr)
         return 2 if "redist: error" in res.stderr else 1
+    try:
+        text = format_report(res.report)
+        all_match = res.report["all_match"]
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError,
+            OverflowError) as e:
+        raise RedistError(f"the MPI job's report is malformed ({type(e).__name__}: "
+                          f"{str(e)[:80]}); is {find_mpiexec(args.mpiexec)} an mpiexec?") \
+            from None
     if getattr(args, "json", None):
         from redist.cli import emit_json
         emit_json(res.report, args.json)
     if getattr(args, "json", None) != "-":
         print(f"plan        {method}")
-        print(format_report(res.report))
-    return 0 if res.report["all_match"] else 1
+        print(text)
+    return 0 if all_match is True else 1
 
 
 def format_report(r: dict) -> str:

@@ -85,6 +85,18 @@ PROBLEM_CASES = [
     (opt("--dtype", "float33"), "unknown dtype 'float33'"),
     (opt("--dtype", "object"), "unknown dtype 'object'"),
     (opt("--dtype", "U10"), "unknown dtype 'U10'"),
+    (opt("--dtype", "(-1,)f4"), "unknown dtype '(-1,)f4'"),
+    (opt("--dtype", "(1000000000000,)f4"), "unknown dtype '(1000000000000,)f4'"),
+    (opt("--dtype", "(" + "9" * 30 + ",)i1"), "unknown dtype"),
+    (opt("--dtype", ""), "unknown dtype ''"),
+    (opt("--dtype", "f4\nredist: error: injected"), "unknown dtype 'f4\\nredist: error"),
+    # digits of other scripts, control characters in names (never printed raw)
+    (opt("--mesh", "x=\u0662,y=4"), "(sizes are written with the digits 0-9)"),
+    (opt("--mesh", "x=\uff12,y=4"), "(sizes are written with the digits 0-9)"),
+    (opt("--shape", "\u0664,16"), "shape entry '\u0664' is not an integer (digits 0-9)"),
+    (opt("--budget", "\u0664\u0664"), "argument --budget: '\u0664\u0664' is not a whole"),
+    (opt("--mesh", "x\nredist: error: fake=2"), "mesh item 'x\\nredist: error: fake=2' is not"),
+    (opt("--src", "[{x\ry}]"), "is not an axis name"),
     # options
     (opt("--budget", "-5"), "argument --budget: -5 must be at least 1"),
     (opt("--budget", "abc"), "argument --budget: 'abc' is not a whole number"),
@@ -115,6 +127,12 @@ RUN_CASES = [
     (["run", "--np", "8", "--mesh", "x=8", "--shape", f"{2**20},{2**20}", "--dtype", "float64",
       "--src", "[{x},{}]", "--dst", "[{},{x}]"], "of memory (8 ranks"),
     (["run", "--np", "8", "--method", "optimal"] + PROBLEM, "redist run executes normal or naive"),
+    (RUN + ["--timeout", "1e306"], "'1e306' is over the limit of 2,592,000 seconds"),
+    (RUN + ["--timeout", "1e999"], "'1e999' must be a positive, finite number"),
+    (RUN + ["--mpiexec", ""], "--mpiexec is empty"),
+    (RUN + ["--mpiexec", "  "], "--mpiexec is empty"),
+    (["run", "--np", "\u0668"] + PROBLEM, "argument --np: '\u0668' is not a whole number"),
+    (RUN + ["--timeout", "\u0661"], "is not a number of seconds"),
 ]
 
 
@@ -175,7 +193,11 @@ PLAN_CASES = [
     (_step(0, axes="y"), "must be a list of axis names"),
     (_step(1, layout=5), "a layout is a list with one entry per array dim"),
     (_step(0, layout_after=[["x"], ["y"]]), "layout_after [{x},{y}] does not match"),
-    (_with(figures={"peak_bytes": 1}), "figure 'peak_bytes' = 1 does not match"),
+    (_with(figures={"peak_bytes": 1}), "the stored 'figures' disagree with the plan (edited "),
+    (_with(figures={"peak_bytes": 1}), "figure 'peak_bytes' = 1 (recomputed 128)"),
+    (_with(dtype="float64", figures={"local_bytes": [128] * 4, "volume_bytes": 1536}),
+     "'local_bytes' = [128, 128, 128, 128] (recomputed [256, 256, 256, 256]); 'volume_bytes'"),
+    (_with(figures={"volume_ratio": 10 ** 400}), "figure 'volume_ratio' = 1000000"),
     (_with(figures=[1]), "'figures' must be an object"),
     (_with(verdict=3), "'verdict' must be an object with a list of 'claims'"),
     (_with(verdict={"claims": [{"claim": ["well_typed"], "status": "proved"}]}),
@@ -184,6 +206,14 @@ PLAN_CASES = [
     ("[" * 200 + "]" * 200, "JSON nested 200 deep, over the limit MAX_JSON_DEPTH"),
     ('{"format": "redist.plan/1", "shape": [' + "9" * 5000 + "]}", "not acceptable JSON"),
     (_with(steps=[{"op": "all_slice", "axes": [[], []]}] * 65), "over the limit MAX_STEPS"),
+    # duplicate keys: readers disagree on which copy wins
+    (json.dumps(GOOD_PLAN)[:-1] + ', "dtype": "float64"}', "key 'dtype' appears twice"),
+    (json.dumps(GOOD_PLAN).replace('"src_dim": 1,', '"src_dim": 1, "src_dim": 0,'),
+     "key 'src_dim' appears twice in one JSON object"),
+    (_with(dtype="(-1,)f4"), "unknown dtype '(-1,)f4'"),
+    (_with(dtype=""), "unknown dtype ''"),
+    (_with(mesh=[["x\n", 2], ["y", 4]]), "mesh axis name 'x\\n' is not an identifier"),
+    (_with(mesh=[["x", 2, 3], ["y", 4]]), "'mesh' must be a list of [name, size] pairs"),
 ]
 
 
@@ -263,3 +293,107 @@ def test_python_api_shapes():
         with pytest.raises(RedistError, match=word):
             synthesize(mesh="x=2,y=2", shape=bad, dtype="float32", src="[{x},{}]",
                        dst="[{},{x}]")
+
+
+def test_closed_output_pipe_exits_quietly():
+    """`redist plan ... | head -1`: no BrokenPipeError, no message, exit 141 (SIGPIPE's)."""
+    r = subprocess.run(f"{sys.executable} -m redist plan {' '.join(map(repr, PROBLEM))} "
+                       "--show | true; exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 141 and r.stderr == "", (r.returncode, r.stderr)
+
+
+def test_cost_models_and_replays_are_untrusted_files(tmp_path, monkeypatch):
+    """Duplicate keys, 400-digit numbers, strings for numbers; replays too large to simulate;
+    a cost model that cannot be written."""
+    from redist.core.synthesis.costmodel import CostModel, save
+    good = CostModel().to_json()
+    text = json.dumps(good)
+    f = tmp_path / "cm.json"
+    monkeypatch.setenv("REDIST_COST_MODEL", str(f))
+    for bad, message in [(text[:-1] + ', "format": "x"}', "key 'format' appears twice"),
+                         (text.replace('"all_gather": 3e-05', '"all_gather": 1' + "0" * 400),
+                          "int too large to convert to float"),
+                         (text.replace('"all_gather": 3e-05', '"all_gather": "3e-05"'),
+                          "is not a number"),
+                         (text.replace('"latency"', '"latency_"'), "missing 'latency'"),
+                         ("[1]", "the document must be a JSON object")]:
+        f.write_text(bad)
+        code, _, err = run_cli(opt("--collectives", "mpi", ["plan"] + PROBLEM))
+        assert code == 2 and message in err and err.count("\n") == 1, (message, err)
+    with pytest.raises(Exception, match="cannot save the cost model to '/dev/full'"):
+        save(CostModel(), "/dev/full")
+    with pytest.raises(Exception, match="embedded null byte"):
+        save(CostModel(), str(tmp_path / "a\x00b"))
+    big = _with(shape=[2 ** 20, 2 ** 20], steps=[])
+    for doc, message in [(big, "over the limit MAX_REPLAY_ELEMENTS"),
+                         (json.dumps(GOOD_PLAN)[:-1] + ', "shape": [8, 8]}',
+                          "key 'shape' appears twice")]:
+        code, _, err = run_cli(["regress", "--replay", _plan_file(tmp_path, doc)])
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_regress_jax_without_jax(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)          # import jax now fails
+    code, _, err = run_cli(["regress", "--jax", "--examples", "1", "--no-database"])
+    assert code == 2 and "--jax needs JAX, which cannot be imported here" in err
+
+
+FAKE_MPIEXEC = """#!/bin/sh
+printf '%s\\n' "$FAKE_OUT"
+"""
+
+
+@pytest.mark.parametrize("report", ["{bad", "[1, 2]", "{}", "null", '{"all_match": true}',
+                                    '{"model": 5}', '{"plan": {"figures": 3}}'])
+def test_malformed_reports_from_an_odd_mpiexec(tmp_path, monkeypatch, report):
+    from redist.runtime.worker import MARK
+    exe = tmp_path / "mpiexec"
+    exe.write_text(FAKE_MPIEXEC)
+    exe.chmod(0o755)
+    monkeypatch.setenv("FAKE_OUT", MARK + report)
+    for argv in (["run", "--np", "2", "--mesh", "x=2", "--shape", "4", "--src", "[{x}]",
+                  "--dst", "[{}]"], ["calibrate", "--np", "2", "--out", str(tmp_path / "c")]):
+        code, _, err = run_cli(argv + ["--mpiexec", str(exe)])
+        assert code == 2 and err.startswith("redist: error: ") and err.count("\n") == 1, err
+        assert "report" in err
+
+
+def test_verify_prints_layouts_in_canonical_form(tmp_path):
+    """Refutations name layouts as the user writes them ([{y},{x}]), never as the atoms
+    the plan is computed on ([{y(1)2,y(2)2},{x}])."""
+    wrong_dst = _with(dst=[["x"], ["y"]], steps=[
+        {"op": "all_to_all", "src_dim": 1, "dst_dim": 0, "axes": ["y(2)2"]},
+        {"op": "all_permute", "layout": [["y"], ["x"]]}])
+    code, out, _ = run_cli(["verify", _plan_file(tmp_path, wrong_dst)])
+    assert code == 1 and "the plan ends at [{y},{x}], not at dst [{x},{y}]" in out, out
+    bad_permute = _with(steps=[
+        {"op": "all_to_all", "src_dim": 1, "dst_dim": 0, "axes": ["y(2)2"]},
+        {"op": "all_permute", "layout": [["y", "x"], []]}], dst=[["y", "x"], []])
+    code, out, _ = run_cli(["verify", _plan_file(tmp_path, bad_permute)])
+    assert code == 1 and "all_permute: [{y,x},{}] has (8, 1) blocks per dim" in out, out
+    assert "y(1)2,y(2)2" not in out and "solver:" not in out, out
+
+
+def test_names_read_from_files_are_never_printed_raw(tmp_path):
+    """A newline in a verdict's claim or status (or any quoted text) cannot start a fake
+    `redist: error:` line: every printed line comes from redist."""
+    doc = _with(verdict={"claims": [{"claim": "well_typed\nredist: error: injected",
+                                     "status": "proved\x1b[2J"}]})
+    code, out, err = run_cli(["verify", _plan_file(tmp_path, doc)])
+    assert code == 1 and "well_typed\\nredist: error: injected is proved\\x1b[2J" in out
+    assert not any(line.startswith("redist: error: injected") for line in (out + err)
+                   .splitlines()) and "\x1b" not in out
+
+
+def test_rich_output_on_a_closed_pipe_is_left_to_the_command():
+    """rich would exit 1 on a closed pipe; our console raises BrokenPipeError, which the
+    command turns into a quiet exit 141 (test_closed_output_pipe_exits_quietly)."""
+    from redist.core.plans.show import QuietConsole
+
+    class Closed(io.StringIO):
+        def write(self, s):
+            raise BrokenPipeError
+
+    with pytest.raises(BrokenPipeError):
+        QuietConsole(file=Closed()).print("x" * 100)

@@ -2,7 +2,9 @@
 anything the certificate contains (DESIGN §4)."""
 
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 
 from redist.core.errors import RedistError
 from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import plan_from_json
 from redist.core.smt.certificate import (
     check_certificate,
     sha256,
@@ -260,7 +263,7 @@ def test_malformed_fields_are_rejected(cert, edit, fragment):
     (b"{not json", "not valid JSON"),
     (b"\xff\xfe\x00garbage", "not UTF-8 text"),
     (b"[" * 5000 + b"]" * 5000, "nested 5000 deep"),
-    (b'{"format": "redist.certificate/2", "memory_limit": {"kind": "budget", "bytes": '
+    (b'{"format": "redist.certificate/3", "memory_limit": {"kind": "budget", "bytes": '
      + b"9" * 5000 + b"}}", "not acceptable JSON"),
     (b"[1, 2, 3]", "must be a JSON object"),
 ])
@@ -318,3 +321,167 @@ def test_obligations_run_under_z3_command_line(cert):
         out = subprocess.run([z3, os.path.join(cert, "obligations", name)],
                              capture_output=True, text=True, timeout=120).stdout.strip()
         assert out == "unsat", name
+
+
+def _mesh_of_axes(n):
+    from hypothesis import strategies as st
+
+    from redist.core.model.mesh import Mesh
+    return st.lists(st.integers(1, 4), min_size=n, max_size=n).filter(
+        lambda s: math.prod(s) <= 16).map(lambda s: Mesh(tuple(zip("xyzw", s, strict=False))))
+
+
+@pytest.mark.parametrize("n_axes", [1, 2, 3, 4])
+def test_genuine_certificates_check_with_cvc5(tmp_path_factory, n_axes):
+    """Every obligation is standard SMT-LIB: cvc5 (strict parsing) re-solves genuine
+    certificates of random problems on meshes of 1-4 axes to the recorded answers. One-axis
+    meshes once printed a one-argument (+ t) that cvc5 refuses."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from redist.core.smt.solvers import cvc5_version
+    from redist.strategies import problems
+    assert cvc5_version() is not None, "cvc5 is a test dependency: pip install '.[test]'"
+
+    @settings(max_examples=3, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def check(data):
+        mesh = data.draw(_mesh_of_axes(n_axes))
+        p = data.draw(problems(generous=data.draw(st.sampled_from([True, "uneven"])),
+                               mesh=mesh, max_elements=2048, sub_axes=True))
+        plan = normal(p).plan if data.draw(st.booleans()) else naive(p)
+        f = str(tmp_path_factory.mktemp("cvc5") / "cert.json")
+        write_certificate(plan, None, f)
+        r = check_certificate(f)
+        assert r.genuine, r.problems
+        for row in r.rows:
+            assert set(row["answers"]) == {"z3", "cvc5"}, row
+            assert not any(a.startswith("error") for a in row["answers"].values()), row
+    check()
+
+
+def test_no_one_argument_applications_in_obligations():
+    """The printed text itself: no (+ t), (* t), (and t), (or t) or bare `and`/`or`."""
+    from redist.core.model.coerce import problem
+    p = problem("x=8", "50257,1024", "bfloat16", "[{x},{}]", "[{},{x}]")
+    for plan in (normal(p).plan, naive(p)):
+        for o in obligations(plan):
+            text = o.smt2()
+            assert not re.search(r"\((\+|\*|and|or|distinct) [^()\s]+\)", text), o.claim
+            assert not re.search(r"[\s(](and|or)\)", text), o.claim
+
+
+_WRONG = [None, True, 0, -7, 2.5, 10 ** 400, "", "x" * 300, [], ["proved"], {}, {"a": 1}]
+
+
+def _paths(node, path=()):
+    """Every field and list entry of a JSON document, as a path of keys and indices."""
+    if path:
+        yield path
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, path + (k,))
+    elif isinstance(node, list):
+        for k, v in enumerate(node):
+            yield from _paths(v, path + (k,))
+
+
+def _set(doc, path, value):
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_every_field_with_a_wrong_type_is_rejected_in_one_line(tmp_path, single):
+    """The class, not one example: each field of a genuine certificate (the inline plan's
+    too) replaced by values of other JSON types, the hashes recomputed as a forger would:
+    always a rejection with a one-line reason, never an exception."""
+    path = str(tmp_path / ("c.json" if single else "c"))
+    write_certificate(normal(case("paper-1d")).plan, None, path)
+    doc_file = path if single else _cert_json(path)
+    original = json.load(open(doc_file))
+    tried = 0
+    for p in _paths(original):
+        old = original
+        for k in p:
+            old = old[k]
+        for value in _WRONG:
+            if type(value) is type(old) and not isinstance(old, (dict, list)):
+                continue                   # same type: not a wrong-typed field
+            doc = json.loads(json.dumps(original))
+            _set(doc, p, value)
+            if single and p[0] == "plan" and isinstance(doc.get("plan"), dict):
+                doc["plan_sha256"] = sha256(json.dumps(doc["plan"], indent=1,
+                                                       sort_keys=True) + "\n")
+            if p != ("sha256",):
+                doc["sha256"] = statement_sha256(doc)
+            with open(doc_file, "w") as f:
+                json.dump(doc, f)
+            r = check_certificate(path)
+            tried += 1
+            if r.genuine and p[0] == "plan":
+                # an optional part of the inline plan emptied ({} for figures): the same
+                # plan, so the same statement, not a forgery
+                assert plan_from_json(doc["plan"]) == plan_from_json(original["plan"]), p
+                continue
+            assert not r.genuine and not r.ok, (p, value)
+            assert len(r.problems) == 1 and "\n" not in r.problems[0], (p, value, r.problems)
+    assert tried > 100
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda d: d.update(solver={"name": "z3", "version": ["4"]}), "'solver' must be"),
+    (lambda d: d.update(solver={"name": "cvc5", "version": "1.0"}), "'solver' must be"),
+    (lambda d: d.update(solver="z3"), "'solver' must be"),
+    (lambda d: d.update(note="all claims proved for every mesh"), "a field the format does not "
+                                                                 "define: 'note'"),
+    (lambda d: d["claims"][0].update(checked_by="cvc5"), "a field the format does not define"),
+    (lambda d: _claim(d, "reaches_dst").update(status=["proved"]), "status ['proved'] is not"),
+    (lambda d: _claim(d, "reaches_dst").update(status={"proved": 1}), "is not proved, refuted"),
+])
+def test_forged_fields_are_rejected(cert, edit, fragment):
+    _edit(_cert_json(cert), edit, rehash=True)
+    _rejected(check_certificate(cert), fragment)
+
+
+def test_solver_field_is_part_of_the_statement(cert):
+    """Changing the recorded solver without recomputing the statement hash is detected."""
+    _edit(_cert_json(cert), lambda d: d["solver"].update(version="0.0.1"))
+    _rejected(check_certificate(cert), "a field was changed")
+
+
+@pytest.mark.parametrize("where", ["top", "claim", "memory_limit", "solver"])
+def test_duplicate_json_keys_are_rejected(cert, where):
+    """A repeated key means different things to different JSON readers (first or last
+    wins): the certificate is rejected, whichever copy would win."""
+    text = open(_cert_json(cert)).read()
+    dup = {"top": ('"format"', '"format": "redist.certificate/3", "format"'),
+           "claim": ('"status"', '"status": "refuted", "status"'),
+           "memory_limit": ('"bytes"', '"bytes": 1, "bytes"'),
+           "solver": ('"version"', '"version": "x", "version"')}[where]
+    open(_cert_json(cert), "w").write(text.replace(*dup, 1))
+    _rejected(check_certificate(cert), "appears twice in one JSON object")
+
+
+def test_standard_smt2_rewrites_only_short_applications():
+    """One-argument +, *, and, or become their argument, a bare operator its unit, a short
+    distinct `true`; everything else (spacing, quoted symbols, lets) is kept as printed."""
+    from redist.core.smt.solvers import solve_cvc5, solve_z3
+    from redist.core.smt.standard import standard_smt2
+
+    text = ("; c\n(declare-fun x () Int)\n(declare-fun b () Bool)\n"
+            "(assert\n (let ((?t1 (+ x)))\n (> (* ?t1) 0)))\n(assert (and b))\n"
+            "(assert (or (and (or b)) or))\n(assert (distinct x))\n"
+            "(assert (= (+ x 1) (+ (+ x) 1)))\n(assert and)\n(check-sat)\n")
+    out = standard_smt2(text)
+    assert out == ("; c\n(declare-fun x () Int)\n(declare-fun b () Bool)\n"
+                   "(assert\n (let ((?t1 x))\n (> ?t1 0)))\n(assert b)\n"
+                   "(assert (or b false))\n(assert true)\n"
+                   "(assert (= (+ x 1) (+ x 1)))\n(assert true)\n(check-sat)\n")
+    assert solve_z3(out) == solve_cvc5(out) == "sat"
+    assert solve_cvc5(text).startswith("error")          # cvc5 (strict) refuses the original
+    with pytest.raises(ValueError):
+        standard_smt2("(assert (and b)")

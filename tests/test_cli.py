@@ -62,3 +62,25 @@ def test_verify_rejects_a_lying_verdict(tmp_path):
     r = run("verify", str(f))
     assert r.returncode == 1
     assert "REJECTED: the file says memory_efficient is proved, recomputed: refuted" in r.stdout
+
+
+def test_plot_labels_and_caption_name_every_step(tmp_path):
+    """Tick labels name the collective (not "to_all" for all_to_all) and the caption lists
+    every step of a long plan, wrapped, never cut."""
+    from redist.core.model.coerce import problem
+    from redist.core.plans.plan import Plan
+    from redist.core.semantics.collectives import AllSlice, AllToAll, describe
+    from redist.plot import SHORT, caption, plot_plans
+
+    assert SHORT["all_to_all"] == "all-to-all" and "to_all" not in SHORT.values()
+    p = problem("x=2,y=2,z=2", "8,8,8", "float32", "[{},{},{}]", "[{},{},{}]")
+    steps = (AllSlice((("x",), ("y",), ("z",))), AllToAll(0, 1, ("x",)),
+             AllToAll(1, 2, ("y", "x")), AllToAll(2, 0, ("z", "y", "x")))
+    plan = Plan(p.with_ends(p.src, p.src), steps)
+    plan = Plan(p.with_ends(p.src, plan.final_layout), steps)
+    text = caption([describe(s, p.show_axes) for s in plan.steps])
+    for k, s in enumerate(plan.steps, start=1):
+        assert f"{k}: {describe(s, p.show_axes)}" in text.replace("\n", " ")
+    assert all(len(line) <= 90 for line in text.splitlines()) and text.count("\n") >= 1
+    assert plot_plans([("chosen", plan)], str(tmp_path / "p.png")) and \
+        (tmp_path / "p.png").stat().st_size > 0

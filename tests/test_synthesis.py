@@ -204,3 +204,31 @@ def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper():
     assert "2.00x the bound" in s.method and verify(s.plan).all_proved
     s = with_exchange(p, portable, model=dear)
     assert s.plan == portable.plan and "portable collectives predicted faster" in s.method
+
+
+def test_exchange_message_never_calls_an_over_bound_portable_plan_nearer():
+    """The portable plan here peaks at 6x the bound; the exchange holds 1.9x while it runs:
+    the message gives both numbers and does not say portable stays nearer the bound."""
+    from redist.core.model.coerce import problem
+    from redist.core.synthesis.costmodel import CostModel
+    from redist.core.synthesis.synthesize import normal, with_exchange
+
+    p = problem("x=4,y=2", "12,10", "float32", "[{x,y},{}]", "[{y},{x}]")
+    s = with_exchange(p, normal(p), model=CostModel())
+    assert "stays nearer" not in s.method, s.method
+    assert "1.90x the bound (the portable plan peaks at 480 B = 6.00x the bound, no nearer)" \
+        in s.method
+
+
+def test_calibration_never_reports_a_zero_latency():
+    """Times that grow faster than linearly in bytes fit a line with a negative intercept;
+    the latency is then the smallest message's measured time, not 0.0 (issue 15)."""
+    from redist.runtime.calibrate import fit
+
+    rows = [{"kind": "all_permute", "g": 8, "bytes": b, "local": b, "seconds": t}
+            for b, t in ((1 << 10, 40e-6), (1 << 16, 60e-6), (1 << 20, 400e-6),
+                         (8 << 20, 9e-3))]
+    model = fit(rows)
+    assert model.latency["all_permute"] == pytest.approx(40e-6 / 4)
+    linear = [dict(r, seconds=20e-6 * 4 + r["bytes"] * 1e-9) for r in rows]
+    assert fit(linear).latency["all_permute"] == pytest.approx(20e-6)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
@@ -203,3 +204,29 @@ def test_exchange_mutations_are_refuted(monkeypatch):
     monkeypatch.setattr(simulator, "source", broken)
     plan = Plan(p, (AllExchange(p.dst),))
     assert verify(plan).get("element_correct").status == "refuted"
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_ill_typed_permute_or_exchange_is_confirmed_by_the_smt_rules(data):
+    """The SMT encoding pins a permute's (or exchange's) target layout, as the typing code
+    does: whenever the code rejects the step, the solver finds no next layout either, so the
+    refutation never reports a disagreement between the two."""
+    from redist.core.errors import TypingError
+    from redist.core.semantics.collectives import apply
+
+    from strategies import layouts
+
+    p = data.draw(problems(generous=data.draw(st.sampled_from([True, "uneven"])),
+                           max_axes=3, max_devices=16, max_elements=4096, distinct=False))
+    target = data.draw(layouts(p.mesh, len(p.shape)))
+    step = data.draw(st.sampled_from([AllPermute, AllExchange]))(target)
+    try:
+        apply(step, p.mesh, p.shape, p.src)
+        return                                 # well-typed: not this property
+    except TypingError:
+        pass
+    r = verify(Plan(p.with_ends(p.src, p.src), (step,))).get("well_typed")
+    assert r.status == "refuted" and r.answer == "unsat", r.detail
+    assert "solver:" not in r.detail

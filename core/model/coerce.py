@@ -89,13 +89,13 @@ def as_shape(value: Any) -> tuple[int, ...]:
     """A shape from `"4096,4096"` or a sequence of integers (NumPy integers too)."""
     if isinstance(value, str):
         return parse_shape(value)
-    if not isinstance(value, Sequence):
+    if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
         raise RedistError(f"cannot use a {_kind(value)} as a shape (a tuple of integers or "
                           "'4096,4096')")
     out = []
     for n in value:
         if isinstance(n, bool) or not hasattr(n, "__index__"):
-            raise RedistError(f"shape entry {n!r} is not an integer")
+            raise RedistError(f"shape entry {n!r:.40} is not an integer")
         out.append(n.__index__())
     return tuple(out)
 
@@ -103,8 +103,16 @@ def as_shape(value: Any) -> tuple[int, ...]:
 def problem(mesh: Any, shape: Any, dtype: Any, src: Any, dst: Any) -> Problem:
     """A Problem from any accepted forms of mesh, shape and layouts (and a dtype name or
     object)."""
-    m = as_mesh(mesh)
-    dims = as_shape(shape)
+    m = _naming("mesh", as_mesh, mesh)
+    dims = _naming("shape", as_shape, shape)
     name = getattr(dtype, "name", None) or (dtype if isinstance(dtype, str) else str(dtype))
-    return Problem(m, dims, name, as_layout(src, len(dims), mesh),
-                   as_layout(dst, len(dims), mesh))
+    return Problem(m, dims, name, _naming("src", as_layout, src, len(dims), mesh),
+                   _naming("dst", as_layout, dst, len(dims), mesh))
+
+
+def _naming(argument: str, fn: Any, *args: Any) -> Any:
+    """fn(*args), its error prefixed with the argument it is about."""
+    try:
+        return fn(*args)
+    except RedistError as e:
+        raise RedistError(f"{argument}: {e}") from None

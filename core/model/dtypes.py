@@ -22,8 +22,10 @@ def numpy_dtype(name: str) -> np.dtype:
                               "(pip install ml_dtypes)") from None
         return np.dtype(getattr(ml_dtypes, name))
     try:
-        dt = np.dtype(name) if isinstance(name, str) else None
-    except TypeError:
+        # NumPy reads '' as float64 and raises ValueError (or worse) on odd strings such as
+        # '(-1,)f4' or huge repeat counts: neither is a dtype a user means.
+        dt = np.dtype(name) if isinstance(name, str) and name.strip() else None
+    except (TypeError, ValueError, OverflowError, MemoryError, SyntaxError):
         dt = None
     if dt is not None and dt.name in ML_DTYPES:
         return dt

@@ -42,6 +42,18 @@ class Layout:
 
     dims: tuple[tuple[str, ...], ...]
 
+    def __post_init__(self) -> None:
+        dims = self.dims
+        if type(dims) is tuple and all(type(d) is tuple for d in dims):
+            if all(type(a) is str for d in dims for a in d):
+                return                              # the common case, kept cheap
+        if not isinstance(dims, (tuple, list)) or not all(
+                isinstance(d, (tuple, list)) and all(isinstance(a, str) for a in d)
+                for d in dims):
+            raise RedistError(f"Layout: dims must be a sequence of per-dim sequences of axis "
+                              f"names, not {dims!r:.60}")
+        object.__setattr__(self, "dims", tuple(tuple(d) for d in dims))
+
     @property
     def rank(self) -> int:
         return len(self.dims)

@@ -11,7 +11,7 @@ from redist.core.errors import RedistError
 from redist.core.limits import MAX_AXES, MAX_DEVICES, MAX_NAME, check
 
 # A sub-axis reference `x(p)s` (DESIGN §10); also the name of an atom of a refined mesh.
-SUB_AXIS = re.compile(r"^([A-Za-z_]\w*)\((\d{1,18})\)(\d{1,18})$")
+SUB_AXIS = re.compile(r"^([A-Za-z_]\w*)\(([0-9]{1,18})\)([0-9]{1,18})$")
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,11 @@ class Mesh:
     allow_refs: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.axes, (tuple, list)) or not all(
+                isinstance(p, (tuple, list)) and len(p) == 2 for p in self.axes):
+            raise RedistError(f"Mesh: axes must be a sequence of (name, size) pairs, not "
+                              f"{self.axes!r:.60}")
+        object.__setattr__(self, "axes", tuple(tuple(p) for p in self.axes))
         check(len(self.axes), MAX_AXES, "the number of mesh axes", "MAX_AXES")
         seen: set[str] = set()
         devices = 1

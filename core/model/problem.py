@@ -52,6 +52,11 @@ class Problem:
     base: Mesh | None = None     # the user's mesh; set by __post_init__ when not given
 
     def __post_init__(self) -> None:
+        if not isinstance(self.mesh, Mesh):
+            raise RedistError(f"Problem: mesh must be a Mesh (parse_mesh('x=2,y=4')), not "
+                              f"{type(self.mesh).__name__}")
+        if self.base is not None and not isinstance(self.base, Mesh):
+            raise RedistError(f"Problem: base must be a Mesh, not {type(self.base).__name__}")
         shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else self.shape
         if not isinstance(shape, tuple):
             raise RedistError(f"shape {self.shape!r:.80} must be a tuple of extents")

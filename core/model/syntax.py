@@ -5,37 +5,43 @@ from __future__ import annotations
 import ast
 import re
 
+from redist.core import args
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import SUB_AXIS, Mesh
 
-_MESH_ITEM = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(-?\d+)\s*$")
+_MESH_ITEM = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(-?[0-9]+)\s*$")
 _BRACE_DIM = re.compile(r"\{([^{}]*)\}")
 
 
 def parse_mesh(text: str) -> Mesh:
     """`x=2,y=4` -> Mesh. An empty string is the mesh with no axes (one device)."""
+    args.text(text, "parse_mesh", "text")
     if not text.strip():
         return Mesh(())
     axes = []
     for item in text.split(","):
         m = _MESH_ITEM.match(item)
         if not m:
-            raise RedistError(f"mesh item {item.strip()!r} is not of the form name=size")
+            digits = " (sizes are written with the digits 0-9)" if any(
+                c.isdigit() and not c.isascii() for c in item) else ""
+            raise RedistError(f"mesh item {item.strip()!r:.80} is not of the form "
+                              f"name=size{digits}")
         axes.append((m.group(1), _small_int(m.group(2), f"mesh axis {m.group(1)!r} size")))
     return Mesh(tuple(axes))
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """`4096,4096` -> (4096, 4096); `` or `()` is a rank-0 array."""
+    args.text(text, "parse_shape", "text")
     body = text.strip().strip("()[]").strip()
     if not body:
         return ()
     out = []
     for item in body.split(","):
         item = item.strip()
-        if not re.fullmatch(r"-?\d+", item):
-            raise RedistError(f"shape entry {item!r} is not an integer")
+        if not re.fullmatch(r"-?[0-9]+", item):   # ASCII digits only (not "٢")
+            raise RedistError(f"shape entry {item!r:.40} is not an integer (digits 0-9)")
         n = _small_int(item, "shape entry")
         if n < 1:
             raise RedistError(f"shape entry {n} must be >= 1")
@@ -53,6 +59,7 @@ def _small_int(digits: str, what: str) -> int:
 def parse_layout(text: str) -> Layout:
     """Brace syntax `[{x},{y,z},{}]`, Python `(("x",),("y","z"),())` or JAX-like
     `("x", ("y","z"), None)`."""
+    args.text(text, "parse_layout", "text")
     s = text.strip()
     if "{" in s:
         return _parse_braces(s)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redist.core.errors import TypingError
+from redist.core.errors import RedistError, TypingError
 from redist.core.limits import MAX_STEPS, check
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.collectives import Collective, apply
+from redist.core.semantics.collectives import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+    apply,
+)
 from redist.core.semantics.costs import lower_bound_bytes, step_volume
 
 
@@ -46,12 +54,23 @@ class Figures:
         }
 
 
+STEP_TYPES = (AllSlice, AllGather, AllToAll, AllPermute, AllExchange)
+
+
 @dataclass(frozen=True)
 class Plan:
     problem: Problem
     steps: tuple[Collective, ...]
 
     def __post_init__(self) -> None:
+        if not isinstance(self.problem, Problem):
+            raise RedistError(f"Plan: problem must be a Problem, not "
+                              f"{type(self.problem).__name__}")
+        if not isinstance(self.steps, (tuple, list)) or not all(
+                isinstance(s, STEP_TYPES) for s in self.steps):
+            raise RedistError(f"Plan: steps must be a sequence of collectives (AllSlice, "
+                              f"AllGather, ...), not {self.steps!r:.60}")
+        object.__setattr__(self, "steps", tuple(self.steps))
         check(len(self.steps), MAX_STEPS, "the number of steps", "MAX_STEPS")
 
     def typed_prefix(self) -> tuple[list[Layout], TypingError | None]:
@@ -60,7 +79,8 @@ class Plan:
         out = [self.problem.src]
         for k, step in enumerate(self.steps):
             try:
-                out.append(apply(step, self.problem.mesh, self.problem.shape, out[-1]))
+                out.append(apply(step, self.problem.mesh, self.problem.shape, out[-1],
+                                 self.problem.show))
             except TypingError as e:
                 return out, TypingError(f"step {k + 1} ({step.op}): {e}")
         return out, None

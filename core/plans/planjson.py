@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from redist.core import args
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.limits import MAX_PLAN_FILE_BYTES, MAX_STEPS, check
@@ -67,6 +68,7 @@ def plan_to_json(plan: Plan, *, with_figures: bool = True) -> dict[str, Any]:
 
 
 def dumps(plan: Plan, **extra: Any) -> str:
+    args.instance(plan, Plan, "plan_dumps", "plan", "a Plan")
     doc = plan_to_json(plan)
     doc.update(extra)
     return json.dumps(doc, indent=1)
@@ -192,16 +194,21 @@ def plan_from_json(doc: Any) -> Plan:
         ours = plan.figures().to_json()
         theirs = doc["figures"]
         _expect(isinstance(theirs, dict), "plan: 'figures' must be an object")
-        for key, value in theirs.items():
-            _expect(key not in ours or _same(ours[key], value),
-                    f"plan: figure {key!r:.40} = {value!r:.40} does not match the recomputed "
-                    f"{ours.get(key)!r}")
+        stale = [f"{key!r:.40} = {value!r:.40} (recomputed {ours[key]!r})"
+                 for key, value in theirs.items() if key in ours and not _same(ours[key], value)]
+        _expect(not stale, "plan: the stored 'figures' disagree with the plan (edited after "
+                           "they were written? remove 'figures' to recompute them): figure "
+                + "; ".join(stale[:3]) + (f"; and {len(stale) - 3} more" if len(stale) > 3
+                                          else ""))
     return plan
 
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return abs(a - b) <= 1e-9 * max(1.0, abs(a))
+        try:
+            return abs(a - b) <= 1e-9 * max(1.0, abs(a))
+        except OverflowError:               # an integer too large for a float
+            return False
     return a == b and type(a) is type(b)
 
 
@@ -222,6 +229,7 @@ def claimed_verdict(doc: Any) -> dict[str, str]:
 
 
 def loads(text: str) -> Plan:
+    args.text(text, "plan_loads", "text")
     return plan_from_json(parse_json(text, "plan"))
 
 

@@ -141,8 +141,17 @@ def plan_pictures(plan: Plan):
     return Group(*parts)
 
 
+class QuietConsole(Console):
+    """rich's Console, except that a closed output pipe is left to the command (which
+    exits quietly with SIGPIPE's status) instead of rich's exit code 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def render(renderable, file=None) -> None:
-    Console(file=file, width=WIDTH if file is not None else None).print(renderable)
+    QuietConsole(file=file, width=WIDTH if file is not None else None).print(renderable)
 
 
 def to_text(renderable, width: int = WIDTH) -> str:

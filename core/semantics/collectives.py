@@ -13,6 +13,7 @@ condition, on the coarser side, governs gathers and both dims of an all-to-all.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redist.core.errors import RedistError, TypingError
@@ -140,8 +141,10 @@ def _nest_error(op: str, what: str, d: int, coarse: int, g: int, extent: int) ->
                        "the finer blocks do not nest in the coarser ones")
 
 
-def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout) -> Layout:
-    """Typing rule: the layout after `step`, or TypingError."""
+def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout,
+          show: Callable[[Layout], Layout] | None = None) -> Layout:
+    """Typing rule: the layout after `step`, or TypingError. `show` writes a layout of atoms
+    in the user's form for the message (Problem.show)."""
     for a in named_axes(step):
         if not mesh.has(a):
             raise TypingError(f"{step.op}: unknown axis {a!r:.40}")
@@ -178,7 +181,9 @@ def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout) 
             have = tuple(before.shards(mesh, d) for d in range(before.rank))
             want = tuple(after.shards(mesh, d) for d in range(after.rank))
             if have != want:
-                raise TypingError(f"all_permute: {after} has {want} blocks per dim, {before} "
+                fmt = show or (lambda lay: lay)
+                raise TypingError(f"all_permute: {fmt(after)} has {want} blocks per dim, "
+                                  f"{fmt(before)} "
                                   f"has {have}: local shapes "
                                   f"{after.local_shape(mesh, shape)} and {local}")
     return after

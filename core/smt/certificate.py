@@ -19,7 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from redist.core.errors import RedistError
+from redist.core import args
+from redist.core.errors import RedistError, printable
 from redist.core.files import parse_json, read_text
 from redist.core.limits import MAX_CERTIFICATE_BYTES, MAX_OBLIGATION_BYTES, MAX_PLAN_FILE_BYTES
 from redist.core.plans.plan import Plan
@@ -28,7 +29,7 @@ from redist.core.smt.obligations import CLAIMS, obligations
 from redist.core.smt.solvers import cvc5_version, solve_cvc5, solve_z3, z3_version
 from redist.core.smt.verify import Verdict, verify
 
-FORMAT = "redist.certificate/2"
+FORMAT = "redist.certificate/3"
 STATUS_ANSWER = {"proved": "unsat", "refuted": "sat"}   # what a re-solve must answer
 
 
@@ -48,18 +49,27 @@ def memory_limit(plan: Plan, budget: int | None) -> dict[str, Any]:
 
 
 def statement_sha256(doc: dict[str, Any]) -> str:
-    """Hash of everything that says what was proved: format, plan hash, memory limit, and
-    per claim its status, answer and obligation hash."""
-    core = {"format": doc.get("format"), "plan_sha256": doc.get("plan_sha256"),
-            "memory_limit": doc.get("memory_limit"),
-            "claims": [{k: c.get(k) for k in ("claim", "status", "answer", "sha256")}
-                       if isinstance(c, dict) else c for c in doc.get("claims") or []]}
+    """Hash of everything that says what was proved: format, the solver that answered, plan
+    hash, memory limit, and per claim its status, answer and obligation hash."""
+    claims = doc.get("claims")
+    core = {"format": doc.get("format"), "solver": doc.get("solver"),
+            "plan_sha256": doc.get("plan_sha256"), "memory_limit": doc.get("memory_limit"),
+            "claims": claims}
+    if isinstance(claims, list):                # any other type is hashed as it is
+        core["claims"] = [{k: c.get(k) for k in ("claim", "status", "answer", "sha256")}
+                          if isinstance(c, dict) else c for c in claims]
     return sha256(json.dumps(core, sort_keys=True))
 
 
 def write_certificate(plan: Plan, verdict: Verdict | None, path: str,
                       memory_budget: int | None = None) -> str:
     """Write a certificate for `plan` to `path` (a directory, or a file ending in .json)."""
+    args.instance(plan, Plan, "write_certificate", "plan", "a Plan")
+    if verdict is not None:
+        args.instance(verdict, Verdict, "write_certificate", "verdict", "a Verdict or None")
+    path = args.path(path, "write_certificate", "path")
+    args.positive_int(memory_budget, "write_certificate", "memory_budget",
+                      "a positive integer (bytes)", optional=True)
     if verdict is None:
         verdict = verify(plan, memory_budget)
     if verdict.get("well_typed").status != "proved":
@@ -92,8 +102,9 @@ def write_certificate(plan: Plan, verdict: Verdict | None, path: str,
             _write(os.path.join(path, "obligations", f"{claim}.smt2"), text)
         doc["plan"] = "plan.json"
         _write(os.path.join(path, "certificate.json"), json.dumps(doc, indent=1) + "\n")
-    except OSError as e:
-        raise RedistError(f"cannot write certificate to {path!r}: {e.strerror}") from None
+    except (OSError, ValueError) as e:          # ValueError: a NUL in the path
+        raise RedistError(f"cannot write certificate to {path!r}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
     return path
 
 
@@ -161,16 +172,17 @@ def check_certificate(path: str, use_cvc5: bool = True,
     """Check a certificate. A path that does not exist or is not a file or directory is bad
     input (RedistError); anything wrong inside it makes a report with genuine=False and the
     first reason."""
+    path = args.path(path, "check_certificate", "path")
+    args.instance(use_cvc5, bool, "check_certificate", "use_cvc5", "True or False")
+    args.positive_int(timeout_ms, "check_certificate", "timeout_ms", "a positive integer (ms)")
     report = CheckReport(path)
     if not os.path.lexists(path):
         raise RedistError(f"no certificate at {path!r}: no such file or directory")
     try:
         _check(path, use_cvc5, timeout_ms, report)
         report.genuine = True
-    except CertificateRejected as e:
-        report.problems.append(str(e))
-    except RedistError as e:
-        report.problems.append(str(e))
+    except (CertificateRejected, RedistError) as e:
+        report.problems.append(printable(str(e)))
     return report
 
 
@@ -187,6 +199,19 @@ def _inside(base: str, ref: Any, what: str) -> str:
     return full
 
 
+# Every field is part of the statement or says where a part is; anything else would be an
+# unhashed claim that a reader might take for part of the certificate.
+_TOP_KEYS = {"format", "solver", "plan_sha256", "memory_limit", "claims", "sha256", "plan"}
+_CLAIM_KEYS = {False: {"claim", "status", "answer", "sha256", "obligation"},
+               True: {"claim", "status", "answer", "sha256", "smt2"}}
+
+
+def _only_keys(obj: dict[str, Any], allowed: set[str], what: str) -> None:
+    extra = sorted(set(obj) - allowed)
+    _expect(not extra, f"{what} has a field the format does not define: {extra[0]!r:.60}"
+            if extra else "")
+
+
 def _expect(cond: bool, msg: str) -> None:
     if not cond:
         raise CertificateRejected(msg)
@@ -201,7 +226,14 @@ def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> N
     _expect(isinstance(doc, dict), "the certificate must be a JSON object")
     _expect(doc.get("format") == FORMAT, f"unknown certificate format {doc.get('format')!r:.60} "
                                          f"(expected {FORMAT!r})")
+    _only_keys(doc, _TOP_KEYS, "the certificate")
     _expect(isinstance(doc.get("plan_sha256"), str), "'plan_sha256' must be a string")
+    solver = doc.get("solver")
+    _expect(isinstance(solver, dict) and set(solver) == {"name", "version"}
+            and solver["name"] == "z3" and isinstance(solver["version"], str)
+            and 0 < len(solver["version"]) <= 64,
+            "'solver' must be {\"name\": \"z3\", \"version\": a short string}")
+    _expect(isinstance(doc.get("sha256"), str), "'sha256' must be a string")
     _expect(doc.get("sha256") == statement_sha256(doc),
             "the certificate's sha256 does not match its statement (plan hash, memory limit, "
             "claims): a field was changed")
@@ -235,29 +267,36 @@ def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> N
     _expect(isinstance(claims, list) and len(claims) == len(CLAIMS)
             and all(isinstance(c, dict) for c in claims),
             f"'claims' must list the {len(CLAIMS)} claims")
+    for c in claims:
+        _only_keys(c, _CLAIM_KEYS[single], "a claim")
     by_name = {c["claim"]: c for c in claims if isinstance(c.get("claim"), str)}
     for name in CLAIMS:
         _expect(name in by_name, f"claim {name!r} is missing")
-    # Regenerate and compare every obligation before solving anything.
-    generated = {o.claim: o.smt2() for o in obligations(plan, budget)}
+    # The cheap checks of every claim first (types, status, answer, hash of the stored
+    # text); then regenerate and compare every obligation, before solving anything.
+    stored: dict[str, str] = {}
     for name in CLAIMS:
         entry = by_name[name]
-        if single:
-            stored = entry.get("smt2")
-            _expect(isinstance(stored, str), f"{name}: 'smt2' must be the obligation text")
-        else:
-            stored = read_text(_inside(base, entry.get("obligation"), f"{name} obligation"),
-                               MAX_OBLIGATION_BYTES, f"{name} obligation")
-        _expect(sha256(stored) == entry.get("sha256"),
-                f"{name}: obligation SHA-256 mismatch: the obligation was changed")
-        _expect(stored == generated[name],
-                f"{name}: the stored obligation does not follow from the plan (regenerated "
-                "text differs)")
         status, answer = entry.get("status"), entry.get("answer")
-        _expect(status in STATUS_ANSWER or status == "unknown",
+        _expect(isinstance(status, str) and (status in STATUS_ANSWER or status == "unknown"),
                 f"{name}: status {status!r:.40} is not proved, refuted or unknown")
         _expect(answer == STATUS_ANSWER.get(status, "unknown"),
                 f"{name}: recorded answer {answer!r:.40} does not fit status {status!r}")
+        _expect(isinstance(entry.get("sha256"), str), f"{name}: 'sha256' must be a string")
+        if single:
+            text = entry.get("smt2")
+            _expect(isinstance(text, str), f"{name}: 'smt2' must be the obligation text")
+        else:
+            text = read_text(_inside(base, entry.get("obligation"), f"{name} obligation"),
+                             MAX_OBLIGATION_BYTES, f"{name} obligation")
+        _expect(sha256(text) == entry["sha256"],
+                f"{name}: obligation SHA-256 mismatch: the obligation was changed")
+        stored[name] = text
+    generated = {o.claim: o.smt2() for o in obligations(plan, budget)}
+    for name in CLAIMS:
+        _expect(stored[name] == generated[name],
+                f"{name}: the stored obligation does not follow from the plan (regenerated "
+                "text differs)")
     # Only now solve, and only the text generated here.
     solvers = [("z3", solve_z3)]
     if use_cvc5 and cvc5_version() is not None:

@@ -22,6 +22,7 @@ from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllSlice
 from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.smt import typing_rules as T
+from redist.core.smt.standard import standard_smt2
 from redist.core.smt.z3algebra import Z3
 
 _ALIAS = re.compile(r"([$?])x\d+")
@@ -47,7 +48,9 @@ class Obligation:
     def smt2(self) -> str:
         """SMT-LIB2 text, reproducible. z3 orders and names shared subterms by internal AST
         ids, which depend on everything the process built before; translating into a
-        fresh context assigns ids by traversal alone, and the names are renumbered."""
+        fresh context assigns ids by traversal alone, and the names are renumbered. The
+        text is then made standard (no one-argument `+`, `and`, ...) so that every SMT-LIB
+        solver accepts it, cvc5 included."""
         ctx = z3.Context()
         s = z3.Solver(ctx=ctx)
         s.add(*[a.translate(ctx) for a in self.assertions])
@@ -55,7 +58,7 @@ class Obligation:
 
         def rename(m: re.Match) -> str:
             return names.setdefault(m.group(0), f"{m.group(1)}t{len(names)}")
-        return _ALIAS.sub(rename, s.to_smt2())
+        return standard_smt2(_ALIAS.sub(rename, s.to_smt2()))
 
 
 def obligations(plan: Plan, budget_bytes: int | None = None) -> list[Obligation]:
@@ -87,7 +90,7 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv)]
     rules += [r for k in range(n_ok) for r in
               [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1])]
-              + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1])]
+              + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1], rank)]
     if err is None:
         return Obligation("well_typed", facts + [z3.Not(z3.And(*rules))],
                           lambda m: "the SMT typing rules reject a step the typing code "
@@ -97,7 +100,7 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     nxt = T.layout_vars(mesh, str(n_ok + 1))
     check = facts + rules + T.wellformed(mesh, shape, nxt) + [
         T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)] + T.listed_order(
-        mesh, plan.steps[n_ok], lvs[n_ok], nxt)
+        mesh, plan.steps[n_ok], lvs[n_ok], nxt, rank)
     return Obligation("well_typed", check, lambda m: str(err), expect_sat=True,
                       note=str(err))
 
@@ -108,7 +111,8 @@ def _reaches_dst(plan: Plan, lays: list[Layout]) -> Obligation:
     dst = T.layout_vars(mesh, "dst")
     facts = T.layout_facts(mesh, last, lays[-1]) + T.layout_facts(mesh, dst, plan.problem.dst)
     return Obligation("reaches_dst", facts + [z3.Not(T.same_layout(mesh, last, dst))],
-                      lambda m: f"the plan ends at {lays[-1]}, not at dst {plan.problem.dst}")
+                      lambda m: f"the plan ends at {plan.problem.show(lays[-1])}, not at dst "
+                                f"{plan.problem.show(plan.problem.dst)}")
 
 
 def _memory(plan: Plan, lays: list[Layout], budget: int | None) -> Obligation:

@@ -85,6 +85,8 @@ def solve_cvc5(smt2: str, timeout_ms: int = 120_000) -> str:
     tm = cvc5.TermManager()
     s = cvc5.Solver(tm)
     s.setOption("tlimit-per", str(timeout_ms))
+    # Strict SMT-LIB: an obligation that only z3 would accept is a bug, not a dialect.
+    s.setOption("parsing-mode", "strict")
     sm = cvc5.SymbolManager(tm)
     parser = cvc5.InputParser(s, sm)
     text = smt2 if "(set-logic" in smt2 else "(set-logic ALL)\n" + smt2

@@ -222,10 +222,17 @@ def same_layout(mesh: Mesh, lv: LayoutVars, nx: LayoutVars) -> z3.BoolRef:
 
 
 def listed_order(mesh: Mesh, step: Collective, lv: LayoutVars,
-                 nx: LayoutVars) -> list[z3.BoolRef]:
+                 nx: LayoutVars, rank: int) -> list[z3.BoolRef]:
     """What a concrete step's axis *lists* add to its rule: the dim each list names and the
     order within it (a gathered or moved list is the minor-most suffix in order; sliced
-    axes are appended in order)."""
+    axes are appended in order); a permute or exchange names its target layout."""
+    if isinstance(step, (AllPermute, AllExchange)):
+        target = step.layout
+        used = target.used_axes()
+        if target.rank != rank or len(set(used)) != len(used) or \
+                any(a not in nx.D for a in used):
+            return [z3.BoolVal(False)]      # no layout of this array and mesh
+        return layout_facts(mesh, nx, target)
     named = [a for axes in step.axes for a in (axes if isinstance(axes, tuple) else (axes,))] \
         if isinstance(step, (AllGather, AllSlice, AllToAll)) else []
     if any(a not in lv.D for a in named):

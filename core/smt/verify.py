@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import z3
 
+from redist.core import args
 from redist.core.plans.plan import Plan
 from redist.core.smt.obligations import CLAIMS, TITLES, Obligation, obligations
 
@@ -84,6 +85,10 @@ def solve(ob: Obligation, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> ClaimResult:
 def verify(plan: Plan, memory_budget: int | None = None,
            timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Verdict:
     """Prove or refute the five claims of DESIGN §4 for `plan`."""
+    args.instance(plan, Plan, "verify", "plan", "a Plan")
+    args.positive_int(memory_budget, "verify", "memory_budget", "a positive integer (bytes)",
+                      optional=True)
+    args.positive_int(timeout_ms, "verify", "timeout_ms", "a positive integer (ms)")
     obs = obligations(plan, memory_budget)
     assert tuple(o.claim for o in obs) == CLAIMS
     return Verdict(tuple(solve(o, timeout_ms) for o in obs))

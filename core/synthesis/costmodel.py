@@ -96,22 +96,39 @@ def load(path: str | None = None) -> CostModel:
     if not os.path.exists(path):
         return CostModel()
     doc = parse_json(read_text(path, 1 << 20, "cost model"), "cost model")
+    return from_json(doc, f"cost model {path}", f"calibrated ({path})")
+
+
+def from_json(doc: object, where: str, source: str) -> CostModel:
+    """A cost model from its JSON form (a file, or calibrate's report), every constant a
+    finite number >= 0, or a one-line RedistError naming `where`."""
+    def number(v: object) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"constant {v!r:.40} is not a number")
+        return float(v)
     try:
+        if not isinstance(doc, dict):
+            raise ValueError("the document must be a JSON object")
         if doc.get("format") != FORMAT:
-            raise ValueError(f"unknown format {doc.get('format')!r}")
-        lat = {k: float(doc["latency"][k]) for k in KINDS}
-        spb = {k: float(doc["seconds_per_byte"][k]) for k in KINDS}
-        copy = float(doc["copy_seconds_per_byte"])
+            raise ValueError(f"unknown format {doc.get('format')!r:.60}")
+        lat = {k: number(doc["latency"][k]) for k in KINDS}
+        spb = {k: number(doc["seconds_per_byte"][k]) for k in KINDS}
+        copy = number(doc["copy_seconds_per_byte"])
         if not all(math.isfinite(v) and v >= 0 for v in [*lat.values(), *spb.values(), copy]):
             raise ValueError("constants must be finite and >= 0")
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise RedistError(f"cost model {path}: {e}") from None
-    return CostModel(lat, spb, copy, source=f"calibrated ({path})")
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e)
+        raise RedistError(f"{where}: {what}") from None
+    return CostModel(lat, spb, copy, source=source)
 
 
 def save(model: CostModel, path: str | None = None) -> str:
     path = path or default_path()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(model.to_json(), f, indent=1)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(model.to_json(), f, indent=1)
+    except (OSError, ValueError) as e:      # a full disk, /dev/full, a NUL in the path
+        raise RedistError(f"cannot save the cost model to {path!r}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
     return path
