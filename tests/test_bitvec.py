@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 
 from redist.core.plans.plan import Plan
 from redist.core.semantics import sourcemap
+from redist.core.semantics.blocks import changed_count, changed_devices
 from redist.core.semantics.collectives import AllToAll
 from redist.core.smt import obligations as O
 from redist.core.smt.bitvec import IntView, Untranslatable, to_bitvec
@@ -85,3 +86,13 @@ def test_outside_the_fragment_is_declined():
         except Untranslatable:
             continue
         raise AssertionError(f"translated {bad}")
+
+
+@SETTINGS
+@given(random_plans(generous="uneven", max_len=4, sub_axes=True))
+def test_changed_count_agrees_with_every_device(plan):
+    """The permute volume counted from prime digits equals the count over every device."""
+    lays, _ = plan.typed_prefix()
+    mesh = plan.problem.mesh
+    for a, b in zip(lays, lays[1:], strict=False):
+        assert changed_count(mesh, a, b) == int(changed_devices(mesh, a, b).sum())

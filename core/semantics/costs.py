@@ -7,12 +7,11 @@ exchange and the lower bound count valid elements only.
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from functools import lru_cache
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.blocks import changed_devices, missing_elements
+from redist.core.semantics.blocks import changed_count, missing_elements
 from redist.core.semantics.collectives import (
     AllExchange,
     AllGather,
@@ -35,7 +34,7 @@ def step_volume(problem: Problem, step: Collective, before: Layout, after: Layou
     local = before.local_shape(mesh, shape)
     lb = math.prod(local) * item
     if isinstance(step, AllPermute):
-        return int(np.count_nonzero(changed_devices(mesh, before, after))) * lb
+        return changed_count(mesh, before, after) * lb
     g = group_size(step, mesh)
     if isinstance(step, AllGather):
         return devices * (g - 1) * lb
@@ -46,6 +45,7 @@ def step_volume(problem: Problem, step: Collective, before: Layout, after: Layou
     return devices * (g - 1) * piece
 
 
+@lru_cache(maxsize=256)
 def lower_bound_bytes(problem: Problem) -> int:
     """Σ over devices of the bytes of its dst block that its src block does not hold
     (valid elements only): what must cross the network whatever the plan."""
