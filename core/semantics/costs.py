@@ -7,7 +7,6 @@ exchange and the lower bound count valid elements only.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
@@ -45,9 +44,18 @@ def step_volume(problem: Problem, step: Collective, before: Layout, after: Layou
     return devices * (g - 1) * piece
 
 
-@lru_cache(maxsize=256)
+_LOWER: dict[tuple, int] = {}
+
+
 def lower_bound_bytes(problem: Problem) -> int:
     """Σ over devices of the bytes of its dst block that its src block does not hold
-    (valid elements only): what must cross the network whatever the plan."""
-    missing = missing_elements(problem.mesh, problem.shape, problem.src, problem.dst)
-    return int(sum(missing.tolist())) * problem.itemsize
+    (valid elements only): what must cross the network whatever the plan. Kept per user
+    problem, since every refinement of its atoms has the same lower bound."""
+    key = (problem.base, problem.shape, problem.itemsize, problem.show(problem.src),
+           problem.show(problem.dst))
+    if key not in _LOWER:
+        if len(_LOWER) > 256:
+            _LOWER.clear()
+        missing = missing_elements(problem.mesh, problem.shape, problem.src, problem.dst)
+        _LOWER[key] = int(sum(missing.tolist())) * problem.itemsize
+    return _LOWER[key]

@@ -52,9 +52,9 @@ class Ctx:
     """What the search reuses: the problem, dst's facts, and cached sizes and costs."""
     problem: Problem
     deadline: float
+    lower_bound: int | None = None     # given when known (it is the same on every refinement)
     dst: Layout = field(init=False)
     dst_atoms: frozenset[str] = field(init=False)
-    lower_bound: int = field(init=False)
     _local: dict = field(default_factory=dict)
     _typed: dict = field(default_factory=dict)
     _volume: dict = field(default_factory=dict)
@@ -62,7 +62,8 @@ class Ctx:
     def __post_init__(self) -> None:
         self.dst = self.problem.dst
         self.dst_atoms = frozenset(self.dst.used_axes())
-        self.lower_bound = lower_bound_bytes(self.problem)
+        if self.lower_bound is None:
+            self.lower_bound = lower_bound_bytes(self.problem)
 
     @property
     def devices(self) -> int:
@@ -94,12 +95,14 @@ def _with(lay: Layout, d: int, dim: tuple[str, ...]) -> Layout:
 
 
 def search(problem: Problem, deadline: float | None = None,
-           max_expansions: int = MAX_EXPANSIONS, incumbent: tuple | None = None) -> Plan | None:
+           max_expansions: int = MAX_EXPANSIONS, incumbent: tuple | None = None,
+           lower_bound: int | None = None) -> Plan | None:
     """The cheapest plan the search finds between problem.src and problem.dst (normal form
     when extents allow one), or None if the budget ran out before any plan was found, or
     none beats `incumbent` (a cost tuple of a plan found before: states that cannot beat it
     are not explored)."""
-    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0)
+    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0,
+              lower_bound)
     src, dst = problem.src, problem.dst
     bound = max(ctx.local(src), ctx.local(dst))
     mesh = problem.mesh

@@ -33,6 +33,7 @@ from redist.core.semantics.collectives import (
     AllSlice,
     AllToAll,
 )
+from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.synthesis.costmodel import CostModel
 from redist.core.synthesis.costmodel import load as load_cost_model
 from redist.core.synthesis.exhaustive import exhaustive
@@ -44,6 +45,7 @@ from redist.core.synthesis.search import search
 FIRST_EXPANSIONS = 1_500           # the A* search on the problem's own atoms
 SPLIT_EXPANSIONS = 250             # the same on prime atoms
 SPLIT_MAX_ATOMS = 8
+SINGLE_CUTS = 24                   # refinements by one cut tried when primes are too many
 FALLBACK_STATES = 8_000            # the exhaustive search when no candidate fits the bound
 FALLBACK_MAX_ATOMS = 8
 SAFETY_SECONDS = 5.0
@@ -123,13 +125,18 @@ def normal(problem: Problem) -> Synthesis:
         candidates.append((first, "normal"))
     if not _ideal(first):
         finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-        if (finer.mesh != problem.mesh and len(finer.mesh.names) <= SPLIT_MAX_ATOMS
-                and _splitting_may_help(problem, first)):
-            split = search(finer, deadline=deadline(),
-                           max_expansions=SPLIT_EXPANSIONS,
-                           incumbent=rank_key(first) if first is not None else None)
-            if split is not None:
-                candidates.append((split, "normal, with axes split into sub-axes"))
+        if finer.mesh != problem.mesh and _splitting_may_help(problem, first):
+            # Every atom split into primes when that stays small; else one cut at a time
+            # (the part of one axis an extent or another axis can take), so that the
+            # number of searches grows with the axes' divisors, not with the devices.
+            splits = ([finer] if len(finer.mesh.names) <= SPLIT_MAX_ATOMS
+                      else _single_cuts(problem))
+            for prob in splits:
+                best = min((rank_key(p) for p, _ in candidates[1:]), default=None)
+                split = search(prob, deadline=deadline(), max_expansions=SPLIT_EXPANSIONS,
+                               incumbent=best, lower_bound=lower_bound_bytes(problem))
+                if split is not None:
+                    candidates.append((split, "normal, with axes split into sub-axes"))
         for prob in ((problem, finer) if finer.mesh != problem.mesh else (problem,)):
             g = greedy(prob)
             if g is not None:
@@ -144,6 +151,19 @@ def normal(problem: Problem) -> Synthesis:
                                                   c[1] == "naive"))
     plan = canonical(plan)
     return Synthesis(plan, method, _reason(plan, note), note)
+
+
+def _single_cuts(problem: Problem) -> list[Problem]:
+    """The problem on atoms with one more cut: each atom split once at each of its proper
+    divisors (major part first), at most SINGLE_CUTS of them."""
+    out = []
+    for name, q in problem.atoms().cuts:
+        for lo, hi in zip(q, q[1:], strict=False):
+            span = hi // lo
+            for k in range(2, span):
+                if span % k == 0:
+                    out.append(problem.refined({name: set(q) | {lo * k}}))
+    return out[:SINGLE_CUTS]
 
 
 def _splitting_may_help(problem: Problem, plan: Plan | None) -> bool:
