@@ -230,7 +230,7 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     t_port = model.seconds(portable.plan)
     t_exch = model.seconds(exchange)
     port_fits = portable.plan.figures().peak_bytes <= limit and portable.reason is None
-    if port_fits and t_port <= t_exch:
+    if port_fits and _prefer_portable(portable.plan, exchange, t_port, t_exch):
         return replace(portable, method=f"{portable.method}; portable collectives predicted "
                        f"faster than one all_exchange ({_ms(t_port)} vs {_ms(t_exch)}, "
                        f"cost model: {model.source})")
@@ -246,6 +246,16 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
                 f"{human_bytes(both)} = {both / fig.bound_bytes:.2f}x the bound "
                 "(--collectives portable stays nearer the bound)")
     return Synthesis(canonical(exchange), f"all_exchange (mpi collectives): {why}")
+
+
+def _prefer_portable(portable: Plan, exchange: Plan, t_port: float, t_exch: float) -> bool:
+    """For a portable plan within the bound: keep it unless the exchange is predicted
+    faster *and* moves fewer bytes. One exchange holds its input and output at once, so a
+    portable plan that already moves no more bytes (one all-to-all at the lower bound, say)
+    is never traded for it on a prediction alone."""
+    if t_port <= t_exch:
+        return True
+    return portable.figures().volume_bytes <= exchange.figures().volume_bytes
 
 
 def _ms(seconds: float) -> str:
