@@ -38,3 +38,24 @@ def test_mpi_keeps_one_all_to_all_at_the_lower_bound():
         assert fig.volume_bytes == fig.lower_bound_bytes
         s = with_exchange(p, portable, model=cheap)
         assert s.plan == portable.plan
+
+
+def test_objectives_rank_the_same_candidates_by_their_own_measure():
+    from redist.core.errors import RedistError
+    from redist.core.synthesis.costmodel import load
+
+    p = problem("x=2,y=4,z=2", (64, 128), "[{x,y},{z}]", "[{z},{y,x}]")
+    by = {o: normal(p, o) for o in ("bytes", "collectives", "time")}
+    model = load()
+    for o, s in by.items():
+        assert s.plan.figures().memory_efficient and verify(s.plan).all_proved, o
+    f = {o: s.plan.figures() for o, s in by.items()}
+    assert f["bytes"].volume_bytes <= min(x.volume_bytes for x in f.values())
+    assert f["collectives"].collectives <= min(x.collectives for x in f.values())
+    assert model.seconds(by["time"].plan) <= min(model.seconds(s.plan) for s in by.values())
+    try:
+        normal(p, "speed")
+    except RedistError as e:
+        assert "speed" in str(e)
+    else:
+        raise AssertionError("an unknown objective was accepted")

@@ -58,6 +58,26 @@ class Synthesis:
     method: str                 # which synthesizer produced the plan
     reason: str | None = None   # why the plan is not memory-efficient or not normal form
     note: str | None = None     # what else is worth knowing (e.g. what optimal proved)
+    candidates: tuple[tuple[Plan, str], ...] = ()   # every plan the portfolio compared
+
+
+OBJECTIVES = ("bytes", "time", "collectives")
+
+
+def objective_key(plan: Plan, objective: str, model: CostModel | None = None) -> tuple:
+    """How candidates are ranked: staying within the bound, keeping every byte received and
+    normal form first, then by `objective` — bytes (the default: volume, then
+    collectives), collectives (then volume), or time (the cost model's prediction:
+    latency per collective plus bytes over bandwidth, calibrated or given)."""
+    k = rank_key(plan)
+    if objective == "bytes":
+        return k
+    if objective == "collectives":
+        return k[:3] + (k[4], k[3])
+    if objective == "time":
+        return k[:3] + ((model or load_cost_model()).seconds(plan), k[3], k[4])
+    raise RedistError(f"unknown objective {objective!r} (expected bytes, time or "
+                      "collectives)")
 
 
 def canonical(plan: Plan) -> Plan:
@@ -113,7 +133,10 @@ def _ideal(plan: Plan | None) -> bool:
             and fig.volume_bytes == fig.lower_bound_bytes)
 
 
-def normal(problem: Problem) -> Synthesis:
+def normal(problem: Problem, objective: str = "bytes",
+           model: CostModel | None = None) -> Synthesis:
+    if objective not in OBJECTIVES:
+        objective_key(naive(problem), objective)           # the error names it
     t0 = time.monotonic()
     candidates: list[tuple[Plan, str]] = [(naive(problem), "naive")]
     end = t0 + TOTAL_SECONDS
@@ -132,7 +155,9 @@ def normal(problem: Problem) -> Synthesis:
             splits = ([finer] if len(finer.mesh.names) <= SPLIT_MAX_ATOMS
                       else _single_cuts(problem))
             for prob in splits:
-                best = min((rank_key(p) for p, _ in candidates[1:]), default=None)
+                # prune by the incumbent only when bytes rank first
+                best = min((rank_key(p) for p, _ in candidates[1:]), default=None) \
+                    if objective == "bytes" else None
                 split = search(prob, deadline=deadline(), max_expansions=SPLIT_EXPANSIONS,
                                incumbent=best, lower_bound=lower_bound_bytes(problem))
                 if split is not None:
@@ -147,10 +172,12 @@ def normal(problem: Problem) -> Synthesis:
         if found is not None:
             candidates.append((found, "exhaustive (the normal-form search found no plan "
                                       "within the bound)"))
-    plan, method = min(candidates, key=lambda c: (rank_key(c[0]), len(c[0].steps),
-                                                  c[1] == "naive"))
+    plan, method = min(candidates, key=lambda c: (objective_key(c[0], objective, model),
+                                                  len(c[0].steps), c[1] == "naive"))
     plan = canonical(plan)
-    return Synthesis(plan, method, _reason(plan, note), note)
+    if objective != "bytes":
+        method += f" (objective: {objective})"
+    return Synthesis(plan, method, _reason(plan, note), note, tuple(candidates))
 
 
 def _single_cuts(problem: Problem) -> list[Problem]:
@@ -263,7 +290,8 @@ def _ms(seconds: float) -> str:
 
 
 def synthesize_plan(problem: Problem, method: str = "normal",
-                    collectives: str = "portable", budget: int | None = None) -> Synthesis:
+                    collectives: str = "portable", budget: int | None = None,
+                    objective: str = "bytes") -> Synthesis:
     if collectives not in ("portable", "mpi"):
         raise RedistError(f"unknown collectives {collectives!r} (expected portable or mpi)")
     if method == "naive":
@@ -274,6 +302,6 @@ def synthesize_plan(problem: Problem, method: str = "normal",
             f"per device, {fig.peak_bytes - fig.bound_bytes} over the bound")
         return Synthesis(plan, "naive", reason)
     if method == "normal":
-        s = normal(problem)
+        s = normal(problem, objective)
         return with_exchange(problem, s, budget) if collectives == "mpi" else s
     raise RedistError(f"unknown method {method!r} (expected normal, optimal or naive)")
