@@ -10,7 +10,7 @@ import pytest
 from redist.api import synthesize
 from redist.core.plans import simulator
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.sourcemap import source
+from redist.core.semantics.sourcemap import global_index, source
 from redist.core.synthesis.synthesize import naive, normal
 
 from cases import CASES, case
@@ -22,7 +22,8 @@ SMALL = {"transpose": "16,16", "replace-axis": "16,16", "gather-all": "8,8,8",
 
 
 def brute_volume(plan) -> int:
-    """Bytes received: elements whose source map crosses devices, by enumeration."""
+    """Bytes received: valid elements (padding is never data) whose source map crosses
+    devices, by enumeration."""
     p = plan.problem
     lays = plan.layouts()
     total = 0
@@ -34,6 +35,9 @@ def brute_volume(plan) -> int:
         moved = np.zeros(full, bool)
         for a in p.mesh.names:
             moved |= np.broadcast_to(c2[a] != coords[a], full)
+        g = global_index(p.mesh, p.shape, lays[k + 1], coords, idx)
+        for d, n in enumerate(p.shape):
+            moved &= np.broadcast_to(g[d] < n, full)
         total += int(moved.sum())
     return total * p.itemsize
 

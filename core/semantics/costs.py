@@ -1,7 +1,10 @@
 """Bytes each step moves (DESIGN §2 table, §11), exact Python integers throughout.
 
-Collectives move padded buffers (every piece has the same size, padding included); the
-exchange and the lower bound count valid elements only.
+Padding is never data (issue 18): a step's volume counts the valid elements each device
+receives — those of its new block it did not hold — like the exchange and the lower
+bound. When no layout of the problem pads (every extent divisible by the device count)
+that is the table's formula, computed from sizes alone; otherwise it is counted device by
+device.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def step_volume(problem: Problem, step: Collective, before: Layout, after: Layou
     devices = mesh.num_devices
     if isinstance(step, AllSlice):
         return 0
-    if isinstance(step, AllExchange):
+    if isinstance(step, AllExchange) or not problem.generous:
         return int(sum(missing_elements(mesh, shape, before, after).tolist())) * item
     local = before.local_shape(mesh, shape)
     lb = math.prod(local) * item

@@ -108,11 +108,13 @@ def search(problem: Problem, deadline: float | None = None,
     mesh = problem.mesh
     dst_dim = {a: dst.dim_of(a) for a in ctx.dst_atoms}
     local_dst = ctx.local(dst)
+    generous = problem.generous
 
     def h(phase: int, lay: Layout) -> tuple[int, int]:
         """(volume, collectives) still needed at least (see the module doc)."""
         now = ctx.local(lay)
-        vol = max(0, ctx.devices * (local_dst - now))
+        # padded sizes bound valid bytes only when nothing pads
+        vol = max(0, ctx.devices * (local_dst - now)) if generous else 0
         coll = int(now < local_dst)
         if phase < 2:
             wrong = [mesh.size(a) for d, dim in enumerate(lay.dims) for a in dim
@@ -121,7 +123,7 @@ def search(problem: Problem, deadline: float | None = None,
                 unsliced = math.prod(mesh.size(a) for a in ctx.dst_atoms
                                      if a not in lay.used_axes())
                 g = max(wrong)
-                vol += ctx.devices * (now // unsliced) * (g - 1) // g
+                vol += ctx.devices * (now // unsliced) * (g - 1) // g if generous else 0
                 coll += 1
         return vol, coll
 
