@@ -2,9 +2,8 @@
 
 Padding is never data (issue 18): a step's volume counts the valid elements each device
 receives — those of its new block it did not hold — like the exchange and the lower
-bound. When no layout of the problem pads (every extent divisible by the device count)
-that is the table's formula, computed from sizes alone; otherwise it is counted device by
-device.
+bound. When neither layout of the step pads, that is the table's formula, computed from
+sizes alone; otherwise it is counted device by device.
 """
 
 from __future__ import annotations
@@ -25,13 +24,16 @@ from redist.core.semantics.collectives import (
 )
 
 
-def step_volume(problem: Problem, step: Collective, before: Layout, after: Layout) -> int:
-    """Bytes received in one step, summed over all devices."""
+def step_volume(problem: Problem, step: Collective, before: Layout, after: Layout,
+                valid: bool = True) -> int:
+    """Bytes received in one step, summed over all devices: valid bytes, or (valid=False,
+    the search's fast upper bound) the padded buffers' bytes."""
     mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
     devices = mesh.num_devices
     if isinstance(step, AllSlice):
         return 0
-    if isinstance(step, AllExchange) or not problem.generous:
+    if isinstance(step, AllExchange) or (valid and (_pads(problem, before)
+                                                    or _pads(problem, after))):
         return int(sum(missing_elements(mesh, shape, before, after).tolist())) * item
     local = before.local_shape(mesh, shape)
     lb = math.prod(local) * item
@@ -45,6 +47,10 @@ def step_volume(problem: Problem, step: Collective, before: Layout, after: Layou
     # dst_dim cut to its (padded) extent after the step.
     piece = lb // local[step.dst_dim] * after.local_shape(mesh, shape)[step.dst_dim]
     return devices * (g - 1) * piece
+
+
+def _pads(problem: Problem, layout: Layout) -> bool:
+    return any(n % layout.shards(problem.mesh, d) for d, n in enumerate(problem.shape))
 
 
 _LOWER: dict[tuple, int] = {}

@@ -86,7 +86,9 @@ class Ctx:
     def volume(self, step: Collective, before: Layout, after: Layout) -> int:
         key = (step, before)
         if key not in self._volume:
-            self._volume[key] = step_volume(self.problem, step, before, after)
+            # padded bytes: an upper bound of the valid bytes the figures count, from
+            # sizes alone (counting valid bytes goes device by device)
+            self._volume[key] = step_volume(self.problem, step, before, after, valid=False)
         return self._volume[key]
 
 
@@ -108,12 +110,12 @@ def search(problem: Problem, deadline: float | None = None,
     mesh = problem.mesh
     dst_dim = {a: dst.dim_of(a) for a in ctx.dst_atoms}
     local_dst = ctx.local(dst)
-    generous = problem.generous
+    generous = not problem.uneven
 
     def h(phase: int, lay: Layout) -> tuple[int, int]:
         """(volume, collectives) still needed at least (see the module doc)."""
         now = ctx.local(lay)
-        # padded sizes bound valid bytes only when nothing pads
+        # padded sizes estimate valid bytes when the ends do not pad
         vol = max(0, ctx.devices * (local_dst - now)) if generous else 0
         coll = int(now < local_dst)
         if phase < 2:

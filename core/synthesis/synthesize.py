@@ -181,10 +181,15 @@ def normal(problem: Problem, objective: str = "bytes",
 
 
 def _single_cuts(problem: Problem) -> list[Problem]:
-    """The problem on atoms with one more cut: each atom split once at each of its proper
-    divisors (major part first), at most SINGLE_CUTS of them."""
+    """The problem on atoms with one more cut: each atom src or dst shards split once at each
+    of its proper divisors (major part first), at most SINGLE_CUTS of them."""
     out = []
+    # an axis is named as itself or through a sub-axis, x(p)s
+    named = {r.split("(")[0] for lay in (problem.src, problem.dst)
+             for r in problem.show(lay).used_axes()}
     for name, q in problem.atoms().cuts:
+        if name not in named:
+            continue
         for lo, hi in zip(q, q[1:], strict=False):
             span = hi // lo
             for k in range(2, span):
