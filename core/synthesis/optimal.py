@@ -8,9 +8,8 @@ receives (G-1)·L, an all-to-all (G-1) pieces, a permute L on every device whose
 changes. When every extent is divisible by the device count they are linear; otherwise
 they are products of the per-dim padded extents.
 
-A permute's unchanged devices are counted exactly. With atoms of mixed sizes and up to
-PERMUTE_ENUMERATE_DEVICES devices, device by device; otherwise symbolically (so a smaller
-mesh is never the slower one for that reason): when the permute keeps atom sizes
+A permute's unchanged devices are counted exactly. Up to PERMUTE_ENUMERATE_DEVICES devices
+device by device; on larger meshes symbolically: when the permute keeps atom sizes
 position by position (every permute does when all atoms have one size, e.g. meshes of
 powers of two), a device keeps its block iff its coordinates on the atoms paired at equal
 positions are equal, so the unchanged devices number the product of the atom sizes over
@@ -225,9 +224,7 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
     mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
     rank, ndev = len(shape), mesh.num_devices
     mixed_sizes = len({s for _, s in mesh.axes}) > 1
-    # With atoms of one size the symbolic count covers every permute, and it does not grow
-    # with the devices: device by device only where it is needed for generality.
-    enumerate_devices = ndev <= PERMUTE_ENUMERATE_DEVICES and mixed_sizes
+    enumerate_devices = ndev <= PERMUTE_ENUMERATE_DEVICES
 
     lvs = [T.layout_vars(mesh, f"o{k}") for k in range(k_max + 1)]
     svs = [T.step_vars(mesh, f"o{k + 1}") for k in range(k_max)]
