@@ -29,13 +29,15 @@ class Result:
 
 def synthesize(problem: Problem | None = None, method: str = "normal",
                budget: int | None = None, steps: int | None = None,
-               collectives: str = "portable", timeout: float | None = None, *,
+               collectives: str = "portable", timeout: float | None = None,
+               objective: str = "bytes", *,
                mesh: Any = None, shape: Any = None, dtype: Any = "float32", src: Any = None,
                dst: Any = None) -> Result:
     """Synthesize a plan and verify it before returning it. A plan whose claims are not all
     proved comes back with a verdict saying so; it is never reported as verified.
     collectives="mpi" also considers one all_exchange (MPI only, not portable) and keeps
-    whichever the cost model predicts faster.
+    whichever the cost model predicts faster. objective ranks the normal method's
+    candidates: "bytes" (default), "collectives" or "time" (the cost model's prediction).
 
     Instead of a Problem, give mesh, shape, dtype, src and dst in any accepted form: redist
     values or text, a jax Mesh with PartitionSpecs or NamedShardings, a torch DeviceMesh
@@ -59,7 +61,7 @@ def synthesize(problem: Problem | None = None, method: str = "normal",
         o = optimal(problem, budget=budget, max_steps=steps, timeout_ms=ms,
                     exchange=collectives == "mpi")
         return Result(o.plan, verify(o.plan, budget), "optimal", o.reason, o.note)
-    s = synthesize_plan(problem, method, collectives, budget)
+    s = synthesize_plan(problem, method, collectives, budget, objective)
     return Result(s.plan, verify(s.plan, budget), s.method, s.reason, s.note)
 
 

@@ -138,7 +138,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.method == "optimal":
         progress(args, f"searching for an optimal plan with z3 (up to {args.timeout or 120:g} s)")
     result = synthesize(problem, method=args.method, budget=args.budget, steps=args.max_steps,
-                        collectives=args.collectives, timeout=args.timeout)
+                        collectives=args.collectives, timeout=args.timeout,
+                        objective=getattr(args, "objective", "bytes"))
     progress(args, "plan found and verified" if result.verified else "plan found")
     note = "; ".join(x for x in (result.method, result.note) if x)
     if args.plot:
@@ -438,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collectives", choices=["portable", "mpi"], default="portable",
                    help="portable (default): the four collectives every engine has; mpi: "
                         "also one all_exchange (Alltoallv), kept when predicted faster")
+    p.add_argument("--objective", choices=["bytes", "time", "collectives"], default="bytes",
+                   help="normal method: rank plans by bytes moved (default), by number of "
+                        "collectives, or by the cost model's predicted time")
     p.add_argument("--json", metavar="F", help="write the plan JSON to F ('-' for stdout)")
     p.add_argument("--certificate", metavar="DIR", help="write a proof certificate to DIR")
     p.add_argument("--show", action="store_true", help="also draw the layout after each step")

@@ -8,7 +8,9 @@ import numpy as np
 
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
+from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.semantics.sourcemap import global_index, source
 
 SIGNS = {AllSlice: "S", AllToAll: "A", AllPermute: "P", AllGather: "G", AllExchange: "X"}
 
@@ -79,3 +81,21 @@ def brute_discarded(plan: Plan) -> bool:
                 return True
         received = (received[(dev, *where)] | moved) & valid_after
     return False
+
+
+def brute_step_volume(plan: Plan, k: int) -> int:
+    """Bytes step k delivers: valid elements (padding is never data) whose source map
+    crosses devices, by enumeration."""
+    p = plan.problem
+    lays = plan.layouts()
+    local = lays[k + 1].local_shape(p.mesh, p.shape)
+    coords, idx = simulator._grid(p.mesh, local)
+    c2, _ = source(plan.steps[k], p.mesh, p.shape, lays[k], lays[k + 1], coords, idx, NUMPY)
+    full = (p.mesh.num_devices,) + local
+    moved = np.zeros(full, bool)
+    for a in p.mesh.names:
+        moved |= np.broadcast_to(c2[a] != coords[a], full)
+    g = global_index(p.mesh, p.shape, lays[k + 1], coords, idx)
+    for d, n in enumerate(p.shape):
+        moved &= np.broadcast_to(g[d] < n, full)
+    return int(moved.sum()) * p.itemsize

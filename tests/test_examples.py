@@ -4,17 +4,20 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from redist.api import synthesize
 from redist.core.plans import simulator
-from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.sourcemap import source
 from redist.core.synthesis.synthesize import naive, normal
 
 from cases import CASES, case
-from helpers import brute_lower_bound, global_array, is_normal_form, simulate_matches_dst
+from helpers import (
+    brute_lower_bound,
+    brute_step_volume,
+    global_array,
+    is_normal_form,
+    simulate_matches_dst,
+)
 
 # Small shapes for element-level checks (same divisibility pattern as the real ones).
 SMALL = {"transpose": "16,16", "replace-axis": "16,16", "gather-all": "8,8,8",
@@ -22,20 +25,8 @@ SMALL = {"transpose": "16,16", "replace-axis": "16,16", "gather-all": "8,8,8",
 
 
 def brute_volume(plan) -> int:
-    """Bytes received: elements whose source map crosses devices, by enumeration."""
-    p = plan.problem
-    lays = plan.layouts()
-    total = 0
-    for k, step in enumerate(plan.steps):
-        local = lays[k + 1].local_shape(p.mesh, p.shape)
-        coords, idx = simulator._grid(p.mesh, local)
-        c2, _ = source(step, p.mesh, p.shape, lays[k], lays[k + 1], coords, idx, NUMPY)
-        full = (p.mesh.num_devices,) + local
-        moved = np.zeros(full, bool)
-        for a in p.mesh.names:
-            moved |= np.broadcast_to(c2[a] != coords[a], full)
-        total += int(moved.sum())
-    return total * p.itemsize
+    """Bytes received over all steps, by enumeration (valid elements only)."""
+    return sum(brute_step_volume(plan, k) for k in range(len(plan.steps)))
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from redist.core.errors import RedistError, TypingError
 from redist.core.limits import MAX_STEPS, check
@@ -98,6 +99,9 @@ class Plan:
         return self.layouts()[-1]
 
     def figures(self) -> Figures:
+        return _figures(self)
+
+    def _compute_figures(self) -> Figures:
         p = self.problem
         lays = self.layouts()
         local = tuple(p.local_bytes(lay) for lay in lays)
@@ -111,3 +115,10 @@ class Plan:
             lower_bound_bytes=lower_bound_bytes(p),
             collectives=sum(1 for v in vols if v),
         )
+
+
+@lru_cache(maxsize=1024)
+def _figures(plan: Plan) -> Figures:
+    """Figures are values of a frozen plan: computed once (counting valid bytes can go
+    device by device when a layout pads)."""
+    return plan._compute_figures()

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from redist.core.model.axes import _prime_factors
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 
@@ -95,3 +96,41 @@ def permute_sources(mesh: Mesh, before: Layout, after: Layout) -> list[int]:
             sources[dev] = givers[b][k]
             cursor[b] = k + 1
     return sources
+
+
+def changed_count(mesh: Mesh, before: Layout, after: Layout) -> int:
+    """How many devices' blocks differ between the two layouts: changed_devices(...).sum(),
+    in time set by the number of axes, not devices, whenever every dim's axes of both
+    layouts factor into the same sequence of primes (always on meshes of powers of one
+    prime). Then two dims' block numbers are equal iff their prime digits are equal one
+    by one, so the devices that keep their block are the assignments of one value per class
+    of digits forced equal; otherwise every device is counted."""
+    digits: dict[tuple[str, int], int] = {}       # (atom, k-th prime digit) -> prime
+
+    def seq(dim: tuple[str, ...]) -> list[tuple[str, int]]:
+        out = []
+        for a in dim:
+            for k, p in enumerate(_prime_factors(mesh.size(a))):
+                digits[(a, k)] = p
+                out.append((a, k))
+        return out
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(x: tuple[str, int]) -> tuple[str, int]:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+    for d in range(before.rank):
+        b, a = seq(before.dims[d]), seq(after.dims[d])
+        if [digits[x] for x in b] != [digits[x] for x in a]:
+            return int(np.count_nonzero(changed_devices(mesh, before, after)))
+        for x, y in zip(b, a, strict=True):
+            parent[find(x)] = find(y)
+    for a in mesh.names:
+        seq((a,))
+    kept = 1
+    for x, p in digits.items():
+        if find(x) == x:
+            kept *= p
+    return mesh.num_devices - kept
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import z3
 
@@ -22,6 +22,7 @@ from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllSlice
 from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.smt import typing_rules as T
+from redist.core.smt.bitvec import IntView, Untranslatable, to_bitvec
 from redist.core.smt.standard import standard_smt2
 from redist.core.smt.z3algebra import Z3
 
@@ -44,6 +45,10 @@ class Obligation:
     explain: Callable[[z3.ModelRef], str]   # a refutation, in words, from a model
     expect_sat: bool = False                # a sat-check (for a refuted typing rule)
     note: str | None = None                 # set when the claim was not posed
+    # Set when `assertions` are the bit-vector restatement (bitvec.py): the integer
+    # obligation it stands for, and the width.
+    integer: list[z3.BoolRef] | None = None
+    width: int | None = None
 
     def smt2(self) -> str:
         """SMT-LIB2 text, reproducible. z3 orders and names shared subterms by internal AST
@@ -67,8 +72,19 @@ def obligations(plan: Plan, budget_bytes: int | None = None) -> list[Obligation]
     if err is not None:
         why = "not posed: the plan is not well-typed"
         return out + [Obligation(c, [], lambda m: "", note=why) for c in CLAIMS[1:]]
-    return out + [_reaches_dst(plan, lays), _element_correct(plan, lays),
-                  _memory(plan, lays, budget_bytes), _no_discard(plan, lays)]
+    return out + [_reaches_dst(plan, lays), _over_bitvectors(_element_correct(plan, lays)),
+                  _memory(plan, lays, budget_bytes), _over_bitvectors(_no_discard(plan, lays))]
+
+
+def _over_bitvectors(ob: Obligation) -> Obligation:
+    """The symbolic claims over bit-vectors, overflow included (bitvec.py): the same
+    statement, answered in time that depends on the plan's length, not on the sizes."""
+    try:
+        bv, width = to_bitvec(ob.assertions)
+    except Untranslatable:
+        return ob
+    return replace(ob, assertions=bv, integer=ob.assertions, width=width,
+                   explain=lambda m: ob.explain(IntView(m)))
 
 
 # --- claims 1, 2, 4: the concrete plan against the SMT typing rules ----------------------
@@ -212,14 +228,17 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
     """For each slice step m: no device c and local index j before it such that the slice
     drops j while the value at j crossed the network to reach c."""
     mesh, shape = plan.problem.mesh, plan.problem.shape
-    cases, asserts, probes = [], [], []
+    cases, asserts, probes, boxes = [], [], [], []
     for m_idx, step in enumerate(plan.steps, start=1):
         if not isinstance(step, AllSlice):
             continue
         tag = f"s{m_idx}"
-        coords, index, bounds = _symbolic_point(plan, lays[m_idx - 1], tag)
+        coords, index, box = _symbolic_point(plan, lays[m_idx - 1], tag)
+        # The box (0 <= v < K, never empty) also stands alone: each probe's variables are
+        # its own, so this changes no answer and bounds every variable (bitvec.py).
+        boxes += box
         held = global_index(mesh, shape, lays[m_idx - 1], coords, index)
-        bounds += [held[d] < shape[d] for d in range(len(shape))]   # valid data only
+        bounds = box + [held[d] < shape[d] for d in range(len(shape))]   # valid data only
         n_after = lays[m_idx].local_shape(mesh, shape)
         dropped = []
         for d, new in enumerate(step.axes):
@@ -243,5 +262,5 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
                         "that device received from "
                         "another device earlier")
         return "a received element is dropped by a slice"
-    return Obligation("no_discard", asserts + [z3.Or(*cases) if cases else z3.BoolVal(False)],
-                      explain)
+    return Obligation("no_discard", boxes + asserts
+                      + [z3.Or(*cases) if cases else z3.BoolVal(False)], explain)

@@ -4,12 +4,13 @@ refuted (with a counterexample a person can read) or unknown (with the solver's 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import z3
 
 from redist.core import args
 from redist.core.plans.plan import Plan
+from redist.core.smt.bitvec import IntView
 from redist.core.smt.obligations import CLAIMS, TITLES, Obligation, obligations
 
 DEFAULT_TIMEOUT_MS = 60_000
@@ -78,8 +79,19 @@ def solve(ob: Obligation, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> ClaimResult:
     if answer == z3.unsat:
         return ClaimResult(ob.claim, "proved", "unsat", "", dt)
     if answer == z3.sat:
+        if ob.integer is not None and not _integer_model(ob, s.model()):
+            # Only a wrap of the bit-vectors, not a counterexample: answer the integer
+            # obligation itself (never seen when the width estimate is right).
+            return solve(replace(ob, assertions=ob.integer, integer=None, width=None),
+                         timeout_ms)
         return ClaimResult(ob.claim, "refuted", "sat", ob.explain(s.model()), dt)
     return ClaimResult(ob.claim, "unknown", "unknown", f"solver: {s.reason_unknown()}", dt)
+
+
+def _integer_model(ob: Obligation, model: z3.ModelRef) -> bool:
+    """Do the bit-vector model's values satisfy the integer obligation?"""
+    view = IntView(model)
+    return all(z3.is_true(view.eval(a, model_completion=True)) for a in ob.integer or [])
 
 
 def verify(plan: Plan, memory_budget: int | None = None,

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import z3
 
@@ -41,7 +42,7 @@ from redist.core.semantics.collectives import (
     AllToAll,
     Collective,
 )
-from redist.core.semantics.costs import lower_bound_bytes
+from redist.core.semantics.costs import lower_bound_bytes, step_volume
 from redist.core.smt import typing_rules as T
 
 PERMUTE_ENUMERATE_DEVICES = 64
@@ -163,6 +164,14 @@ def _volume_terms(problem: Problem, sv: T.StepVars, lv: T.LayoutVars, nx: T.Layo
     return grown - lb, a2a
 
 
+def _padded_volume(plan: Plan) -> int:
+    """The volume the constraints minimise: padded buffers (the figures count valid
+    bytes, which only differ when a layout pads)."""
+    lays = plan.layouts()
+    return sum(step_volume(plan.problem, s, lays[k], lays[k + 1], valid=False)
+               for k, s in enumerate(plan.steps))
+
+
 def _expressible(plan: Plan, problem: Problem) -> bool:
     """Is every atom of the plan a run of `problem`'s atoms (so the plan is one of the
     plans the constraints describe)?"""
@@ -176,7 +185,7 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     """The cheapest plan of at most K steps within the bound (or budget). `base_plan`:
     True computes the normal plan as a floor (optimal is then never worse), a Plan is used
     as that floor, None skips it (when `normal` itself falls back to this search)."""
-    from redist.core.synthesis.synthesize import canonical, normal
+    from redist.core.synthesis.synthesize import normal
 
     limit = problem.bound_bytes if budget is None else budget
     if limit < 1:
@@ -189,12 +198,33 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     if not 1 <= k_max <= 16:
         raise RedistError("--max-steps must be between 1 and 16")
     finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-    if len(finer.mesh.names) <= MAX_PRIME_ATOMS:
-        problem = finer
+    if len(finer.mesh.names) > MAX_PRIME_ATOMS or finer.mesh == problem.mesh:
+        return _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange)
+    # Whole atoms first, with a third of the time: a smaller search that answers quickly;
+    # then prime atoms (sub-axes) with the rest. Prime atoms multiply the variables, so a
+    # smaller mesh could otherwise be the slower one, and give up where a larger one
+    # (too many primes to split) answers.
+    t0 = time.monotonic()
+    coarse = _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms // 3,
+                    exchange)
+    left = max(1, timeout_ms - int((time.monotonic() - t0) * 1000))
+    fine = _solve(finer, budget, limit, k_max, base_plan, base_fig, left, exchange)
+    if fine.proved_optimal or not fine.feasible or not (coarse.proved_optimal
+                                                         or not coarse.feasible):
+        return fine
+    return replace(coarse, proved_optimal=False, note=(
+        f"{coarse.note} — among plans on whole axes; with axes split into sub-axes the "
+        f"solver gave up within the time left ({fine.note})"))
+
+
+def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
+           base_plan: Plan | None, base_fig, timeout_ms: int, exchange: bool) -> OptimalResult:
+    from redist.core.synthesis.synthesize import canonical
+
     mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
     rank, ndev = len(shape), mesh.num_devices
-    enumerate_devices = ndev <= PERMUTE_ENUMERATE_DEVICES
     mixed_sizes = len({s for _, s in mesh.axes}) > 1
+    enumerate_devices = ndev <= PERMUTE_ENUMERATE_DEVICES
 
     lvs = [T.layout_vars(mesh, f"o{k}") for k in range(k_max + 1)]
     svs = [T.step_vars(mesh, f"o{k + 1}") for k in range(k_max)]
@@ -249,7 +279,7 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     if (base_plan and base_fig.peak_bytes <= limit and len(base_plan.steps) <= k_max
             and _expressible(base_plan, problem)
             and (enumerate_devices or not mixed_sizes)):
-        opt.add(total_volume <= base_fig.volume_bytes)
+        opt.add(total_volume <= _padded_volume(base_plan))
     opt.minimize(total_volume)
     opt.minimize(total_colls)
     answer = opt.check()
@@ -271,9 +301,9 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     fig = plan.figures()
     model_volume = m.eval(total_volume, model_completion=True).as_long()
     if not any(isinstance(s, AllExchange) for s in plan.steps) \
-            and fig.volume_bytes != model_volume:
+            and _padded_volume(plan) != model_volume:
         raise AssertionError(f"optimal: model volume {model_volume} != plan volume "
-                             f"{fig.volume_bytes}")
+                             f"{_padded_volume(plan)}")
     plan = canonical(plan)
     base_fits = base_fig is not None and base_fig.peak_bytes <= limit
     if base_fits and (base_fig.volume_bytes, base_fig.collectives) < (fig.volume_bytes,
@@ -285,7 +315,9 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     note = (f"proved optimal among plans of up to {k_max} steps within the {what}"
             + ("" if enumerate_devices or not mixed_sizes else
                " whose permutes keep atom sizes position by position")
-            + f": volume {fig.volume_bytes} bytes, then {fig.collectives} collectives")
+            + f": volume {fig.volume_bytes} bytes, then {fig.collectives} collectives"
+            + ("" if not problem.uneven else
+               " (minimised as padded buffers; the volume shown counts valid bytes only)"))
     if base_fits:
         saved = base_fig.volume_bytes - fig.volume_bytes
         note += f"; {saved} bytes less than the normal plan" if saved else \

@@ -52,9 +52,9 @@ class Ctx:
     """What the search reuses: the problem, dst's facts, and cached sizes and costs."""
     problem: Problem
     deadline: float
+    lower_bound: int | None = None     # given when known (it is the same on every refinement)
     dst: Layout = field(init=False)
     dst_atoms: frozenset[str] = field(init=False)
-    lower_bound: int = field(init=False)
     _local: dict = field(default_factory=dict)
     _typed: dict = field(default_factory=dict)
     _volume: dict = field(default_factory=dict)
@@ -62,7 +62,8 @@ class Ctx:
     def __post_init__(self) -> None:
         self.dst = self.problem.dst
         self.dst_atoms = frozenset(self.dst.used_axes())
-        self.lower_bound = lower_bound_bytes(self.problem)
+        if self.lower_bound is None:
+            self.lower_bound = lower_bound_bytes(self.problem)
 
     @property
     def devices(self) -> int:
@@ -85,7 +86,9 @@ class Ctx:
     def volume(self, step: Collective, before: Layout, after: Layout) -> int:
         key = (step, before)
         if key not in self._volume:
-            self._volume[key] = step_volume(self.problem, step, before, after)
+            # padded bytes: an upper bound of the valid bytes the figures count, from
+            # sizes alone (counting valid bytes goes device by device)
+            self._volume[key] = step_volume(self.problem, step, before, after, valid=False)
         return self._volume[key]
 
 
@@ -94,22 +97,26 @@ def _with(lay: Layout, d: int, dim: tuple[str, ...]) -> Layout:
 
 
 def search(problem: Problem, deadline: float | None = None,
-           max_expansions: int = MAX_EXPANSIONS, incumbent: tuple | None = None) -> Plan | None:
+           max_expansions: int = MAX_EXPANSIONS, incumbent: tuple | None = None,
+           lower_bound: int | None = None) -> Plan | None:
     """The cheapest plan the search finds between problem.src and problem.dst (normal form
     when extents allow one), or None if the budget ran out before any plan was found, or
     none beats `incumbent` (a cost tuple of a plan found before: states that cannot beat it
     are not explored)."""
-    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0)
+    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0,
+              lower_bound)
     src, dst = problem.src, problem.dst
     bound = max(ctx.local(src), ctx.local(dst))
     mesh = problem.mesh
     dst_dim = {a: dst.dim_of(a) for a in ctx.dst_atoms}
     local_dst = ctx.local(dst)
+    generous = not problem.uneven
 
     def h(phase: int, lay: Layout) -> tuple[int, int]:
         """(volume, collectives) still needed at least (see the module doc)."""
         now = ctx.local(lay)
-        vol = max(0, ctx.devices * (local_dst - now))
+        # padded sizes estimate valid bytes when the ends do not pad
+        vol = max(0, ctx.devices * (local_dst - now)) if generous else 0
         coll = int(now < local_dst)
         if phase < 2:
             wrong = [mesh.size(a) for d, dim in enumerate(lay.dims) for a in dim
@@ -118,7 +125,7 @@ def search(problem: Problem, deadline: float | None = None,
                 unsliced = math.prod(mesh.size(a) for a in ctx.dst_atoms
                                      if a not in lay.used_axes())
                 g = max(wrong)
-                vol += ctx.devices * (now // unsliced) * (g - 1) // g
+                vol += ctx.devices * (now // unsliced) * (g - 1) // g if generous else 0
                 coll += 1
         return vol, coll
 

@@ -33,6 +33,7 @@ from redist.core.semantics.collectives import (
     AllSlice,
     AllToAll,
 )
+from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.synthesis.costmodel import CostModel
 from redist.core.synthesis.costmodel import load as load_cost_model
 from redist.core.synthesis.exhaustive import exhaustive
@@ -44,6 +45,7 @@ from redist.core.synthesis.search import search
 FIRST_EXPANSIONS = 1_500           # the A* search on the problem's own atoms
 SPLIT_EXPANSIONS = 250             # the same on prime atoms
 SPLIT_MAX_ATOMS = 8
+SINGLE_CUTS = 24                   # refinements by one cut tried when primes are too many
 FALLBACK_STATES = 8_000            # the exhaustive search when no candidate fits the bound
 FALLBACK_MAX_ATOMS = 8
 SAFETY_SECONDS = 5.0
@@ -56,6 +58,26 @@ class Synthesis:
     method: str                 # which synthesizer produced the plan
     reason: str | None = None   # why the plan is not memory-efficient or not normal form
     note: str | None = None     # what else is worth knowing (e.g. what optimal proved)
+    candidates: tuple[tuple[Plan, str], ...] = ()   # every plan the portfolio compared
+
+
+OBJECTIVES = ("bytes", "time", "collectives")
+
+
+def objective_key(plan: Plan, objective: str, model: CostModel | None = None) -> tuple:
+    """How candidates are ranked: staying within the bound, keeping every byte received and
+    normal form first, then by `objective` — bytes (the default: volume, then
+    collectives), collectives (then volume), or time (the cost model's prediction:
+    latency per collective plus bytes over bandwidth, calibrated or given)."""
+    k = rank_key(plan)
+    if objective == "bytes":
+        return k
+    if objective == "collectives":
+        return k[:3] + (k[4], k[3])
+    if objective == "time":
+        return k[:3] + ((model or load_cost_model()).seconds(plan), k[3], k[4])
+    raise RedistError(f"unknown objective {objective!r} (expected bytes, time or "
+                      "collectives)")
 
 
 def canonical(plan: Plan) -> Plan:
@@ -111,7 +133,10 @@ def _ideal(plan: Plan | None) -> bool:
             and fig.volume_bytes == fig.lower_bound_bytes)
 
 
-def normal(problem: Problem) -> Synthesis:
+def normal(problem: Problem, objective: str = "bytes",
+           model: CostModel | None = None) -> Synthesis:
+    if objective not in OBJECTIVES:
+        objective_key(naive(problem), objective)           # the error names it
     t0 = time.monotonic()
     candidates: list[tuple[Plan, str]] = [(naive(problem), "naive")]
     end = t0 + TOTAL_SECONDS
@@ -123,13 +148,20 @@ def normal(problem: Problem) -> Synthesis:
         candidates.append((first, "normal"))
     if not _ideal(first):
         finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-        if (finer.mesh != problem.mesh and len(finer.mesh.names) <= SPLIT_MAX_ATOMS
-                and _splitting_may_help(problem, first)):
-            split = search(finer, deadline=deadline(),
-                           max_expansions=SPLIT_EXPANSIONS,
-                           incumbent=rank_key(first) if first is not None else None)
-            if split is not None:
-                candidates.append((split, "normal, with axes split into sub-axes"))
+        if finer.mesh != problem.mesh and _splitting_may_help(problem, first):
+            # Every atom split into primes when that stays small; else one cut at a time
+            # (the part of one axis an extent or another axis can take), so that the
+            # number of searches grows with the axes' divisors, not with the devices.
+            splits = ([finer] if len(finer.mesh.names) <= SPLIT_MAX_ATOMS
+                      else _single_cuts(problem))
+            for prob in splits:
+                # prune by the incumbent only when bytes rank first
+                best = min((rank_key(p) for p, _ in candidates[1:]), default=None) \
+                    if objective == "bytes" else None
+                split = search(prob, deadline=deadline(), max_expansions=SPLIT_EXPANSIONS,
+                               incumbent=best, lower_bound=lower_bound_bytes(problem))
+                if split is not None:
+                    candidates.append((split, "normal, with axes split into sub-axes"))
         for prob in ((problem, finer) if finer.mesh != problem.mesh else (problem,)):
             g = greedy(prob)
             if g is not None:
@@ -140,10 +172,30 @@ def normal(problem: Problem) -> Synthesis:
         if found is not None:
             candidates.append((found, "exhaustive (the normal-form search found no plan "
                                       "within the bound)"))
-    plan, method = min(candidates, key=lambda c: (rank_key(c[0]), len(c[0].steps),
-                                                  c[1] == "naive"))
+    plan, method = min(candidates, key=lambda c: (objective_key(c[0], objective, model),
+                                                  len(c[0].steps), c[1] == "naive"))
     plan = canonical(plan)
-    return Synthesis(plan, method, _reason(plan, note), note)
+    if objective != "bytes":
+        method += f" (objective: {objective})"
+    return Synthesis(plan, method, _reason(plan, note), note, tuple(candidates))
+
+
+def _single_cuts(problem: Problem) -> list[Problem]:
+    """The problem on atoms with one more cut: each atom src or dst shards split once at each
+    of its proper divisors (major part first), at most SINGLE_CUTS of them."""
+    out = []
+    # an axis is named as itself or through a sub-axis, x(p)s
+    named = {r.split("(")[0] for lay in (problem.src, problem.dst)
+             for r in problem.show(lay).used_axes()}
+    for name, q in problem.atoms().cuts:
+        if name not in named:
+            continue
+        for lo, hi in zip(q, q[1:], strict=False):
+            span = hi // lo
+            for k in range(2, span):
+                if span % k == 0:
+                    out.append(problem.refined({name: set(q) | {lo * k}}))
+    return out[:SINGLE_CUTS]
 
 
 def _splitting_may_help(problem: Problem, plan: Plan | None) -> bool:
@@ -210,7 +262,7 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     t_port = model.seconds(portable.plan)
     t_exch = model.seconds(exchange)
     port_fits = portable.plan.figures().peak_bytes <= limit and portable.reason is None
-    if port_fits and t_port <= t_exch:
+    if port_fits and _prefer_portable(portable.plan, exchange, t_port, t_exch):
         return replace(portable, method=f"{portable.method}; portable collectives predicted "
                        f"faster than one all_exchange ({_ms(t_port)} vs {_ms(t_exch)}, "
                        f"cost model: {model.source})")
@@ -233,12 +285,23 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     return Synthesis(canonical(exchange), f"all_exchange (mpi collectives): {why}")
 
 
+def _prefer_portable(portable: Plan, exchange: Plan, t_port: float, t_exch: float) -> bool:
+    """For a portable plan within the bound: keep it unless the exchange is predicted
+    faster *and* moves fewer bytes. One exchange holds its input and output at once, so a
+    portable plan that already moves no more bytes (one all-to-all at the lower bound, say)
+    is never traded for it on a prediction alone."""
+    if t_port <= t_exch:
+        return True
+    return portable.figures().volume_bytes <= exchange.figures().volume_bytes
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms"
 
 
 def synthesize_plan(problem: Problem, method: str = "normal",
-                    collectives: str = "portable", budget: int | None = None) -> Synthesis:
+                    collectives: str = "portable", budget: int | None = None,
+                    objective: str = "bytes") -> Synthesis:
     if collectives not in ("portable", "mpi"):
         raise RedistError(f"unknown collectives {collectives!r} (expected portable or mpi)")
     if method == "naive":
@@ -249,6 +312,6 @@ def synthesize_plan(problem: Problem, method: str = "normal",
             f"per device, {fig.peak_bytes - fig.bound_bytes} over the bound")
         return Synthesis(plan, "naive", reason)
     if method == "normal":
-        s = normal(problem)
+        s = normal(problem, objective)
         return with_exchange(problem, s, budget) if collectives == "mpi" else s
     raise RedistError(f"unknown method {method!r} (expected normal, optimal or naive)")
