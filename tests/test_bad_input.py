@@ -184,6 +184,8 @@ PLAN_CASES = [
     ("[" * 200 + "]" * 200, "JSON nested 200 deep, over the limit MAX_JSON_DEPTH"),
     ('{"format": "redist.plan/1", "shape": [' + "9" * 5000 + "]}", "not acceptable JSON"),
     (_with(steps=[{"op": "all_slice", "axes": [[], []]}] * 65), "over the limit MAX_STEPS"),
+    # an unterminated string of escaped quotes, 4 MB: a quadratic pre-check ran for hours
+    ('{"format": "' + '\\"' * 2_000_000, "plan: not valid JSON"),
 ]
 
 

@@ -6,11 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
+from types import SimpleNamespace
 
 import pytest
 
 from redist.core.errors import RedistError
 from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import plan_from_json
 from redist.core.smt.certificate import (
     check_certificate,
     sha256,
@@ -189,13 +192,13 @@ def test_symlink_leading_outside_is_rejected(cert, tmp_path):
     shutil.copy(os.path.join(cert, "plan.json"), outside)
     os.remove(os.path.join(cert, "plan.json"))
     os.symlink(outside, os.path.join(cert, "plan.json"))
-    _rejected(check_certificate(cert), "leads outside the certificate")
+    _rejected(check_certificate(cert), "is a symbolic link (not followed)")
 
 
 def test_symlink_to_a_device_inside_is_rejected(cert):
     os.symlink("/dev/zero", os.path.join(cert, "zero"))
     _edit(_cert_json(cert), lambda d: d.update(plan="zero"), rehash=True)
-    _rejected(check_certificate(cert), "leads outside the certificate")
+    _rejected(check_certificate(cert), "is a symbolic link (not followed)")
 
 
 def test_fifo_obligation_is_rejected_without_blocking(cert):
@@ -318,3 +321,82 @@ def test_obligations_run_under_z3_command_line(cert):
         out = subprocess.run([z3, os.path.join(cert, "obligations", name)],
                              capture_output=True, text=True, timeout=120).stdout.strip()
         assert out == "unsat", name
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_symlink_in_the_middle_of_a_path_is_not_followed(cert, tmp_path, inside):
+    """obligations/ replaced by a link to a genuine copy, outside or inside the certificate:
+    no component of a path in a certificate is followed through a link."""
+    target = os.path.join(cert, "copy") if inside else str(tmp_path / "outside")
+    shutil.move(os.path.join(cert, "obligations"), target)
+    os.symlink(target, os.path.join(cert, "obligations"))
+    _rejected(check_certificate(cert), "'obligations' is not a directory (symbolic links are "
+                                       "not followed)")
+
+
+def test_hard_link_to_a_file_elsewhere_is_judged_by_its_content(cert, tmp_path):
+    """Decision (docs/proofs.md): a hard link is the file itself, not a pointer elsewhere;
+    its bytes are hashed and regenerated like any other, so a genuine one checks and a
+    changed one is rejected."""
+    plan = os.path.join(cert, "plan.json")
+    elsewhere = tmp_path / "elsewhere.json"
+    os.link(plan, elsewhere)
+    assert os.stat(plan).st_nlink == 2
+    assert check_certificate(cert, use_cvc5=False).ok
+    with open(elsewhere, "a") as f:
+        f.write(" ")
+    _rejected(check_certificate(cert, use_cvc5=False), "plan was changed")
+
+
+SWAP_LOOP = """
+import os, sys
+cert, outside = sys.argv[1:]
+obl, real, link = (os.path.join(cert, n) for n in ("obligations", "real", "link"))
+while True:
+    os.symlink(outside, link)
+    os.rename(obl, real)
+    os.rename(link, obl)
+    os.unlink(obl)
+    os.rename(real, obl)
+"""
+
+
+def test_directory_swapped_for_a_link_while_checking_never_reads_outside(cert, tmp_path,
+                                                                        monkeypatch):
+    """Another process swaps obligations/ for a link to a genuine copy outside, back and
+    forth, while checks run. Every file the checker opens is looked up in /proc: none may
+    lie outside the certificate (the old resolve-then-open check read outside, or crashed)."""
+    from redist.core.smt import certificate
+
+    outside = str(tmp_path / "outside")
+    shutil.copytree(os.path.join(cert, "obligations"), outside)
+    with open(os.path.join(cert, "plan.json")) as f:
+        plan = plan_from_json(json.load(f))
+    # Reading is under test, not regenerating or solving: both are stubbed to be cheap.
+    generated = [SimpleNamespace(claim=o.claim, smt2=partial(str, o.smt2()))
+                 for o in obligations(plan, None)]
+    monkeypatch.setattr(certificate, "obligations", lambda p, b: generated)
+    monkeypatch.setattr(certificate, "solve_z3", lambda text, ms: "unsat")
+    real_open, opened_outside = os.open, []
+
+    def spy(path, flags, mode=0o777, *, dir_fd=None):
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(outside):
+            opened_outside.append(path)
+        return fd
+
+    monkeypatch.setattr(os, "open", spy)
+    swapper = subprocess.Popen([sys.executable, "-c", SWAP_LOOP, cert, outside])
+    outcomes = []
+    try:
+        for _ in range(200):
+            r = check_certificate(cert, use_cvc5=False)
+            outcomes.append("ok" if r.ok else r.problems[0])
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert opened_outside == []
+    rejected = [p for p in outcomes if p != "ok"]
+    assert all("symbolic link" in p or "No such file" in p for p in rejected), \
+        set(rejected)
+    assert 0 < len(rejected) < len(outcomes)     # the race really ran

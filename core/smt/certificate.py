@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from redist.core.errors import RedistError
-from redist.core.files import parse_json, read_text
+from redist.core.files import open_nofollow, parse_json, read_fd, read_under
 from redist.core.limits import MAX_CERTIFICATE_BYTES, MAX_OBLIGATION_BYTES, MAX_PLAN_FILE_BYTES
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
@@ -174,17 +175,14 @@ def check_certificate(path: str, use_cvc5: bool = True,
     return report
 
 
-def _inside(base: str, ref: Any, what: str) -> str:
-    """A relative path inside the certificate directory, or a rejection."""
+def _inside(ref: Any, what: str) -> str:
+    """A relative path inside the certificate directory, or a rejection. It is opened
+    relative to the directory's descriptor, never through a symbolic link (read_under)."""
     if not isinstance(ref, str) or not ref or "\x00" in ref:
         raise CertificateRejected(f"{what}: the path must be a non-empty string")
     if os.path.isabs(ref) or ".." in ref.replace("\\", "/").split("/"):
         raise CertificateRejected(f"{what}: {ref!r} is not a path inside the certificate")
-    full = os.path.join(base, ref)
-    real_base = os.path.realpath(base)
-    if os.path.commonpath([os.path.realpath(full), real_base]) != real_base:
-        raise CertificateRejected(f"{what}: {ref!r} leads outside the certificate")
-    return full
+    return ref
 
 
 def _expect(cond: bool, msg: str) -> None:
@@ -193,11 +191,26 @@ def _expect(cond: bool, msg: str) -> None:
 
 
 def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        base, cert_file, single = path, os.path.join(path, "certificate.json"), False
-    else:
-        base, cert_file, single = os.path.dirname(path) or ".", path, True
-    doc = parse_json(read_text(cert_file, MAX_CERTIFICATE_BYTES, "certificate"), "certificate")
+    # One descriptor for what `path` names (not through a link), kept open: a directory's
+    # files are opened relative to it, so a rename or a swap in between cannot redirect them.
+    fd = open_nofollow(path, "certificate")
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            _check_open(fd, None, use_cvc5, timeout_ms, report)
+        else:
+            _check_open(None, read_fd(fd, MAX_CERTIFICATE_BYTES, "certificate", path), use_cvc5,
+                        timeout_ms, report)
+    finally:
+        os.close(fd)
+
+
+def _check_open(base: int | None, single_text: str | None, use_cvc5: bool, timeout_ms: int,
+                report: CheckReport) -> None:
+    """Check a certificate directory (`base`, its descriptor) or single file (its text)."""
+    single = base is None
+    text = single_text if base is None else read_under(base, "certificate.json",
+                                                       MAX_CERTIFICATE_BYTES, "certificate")
+    doc = parse_json(text, "certificate")
     _expect(isinstance(doc, dict), "the certificate must be a JSON object")
     _expect(doc.get("format") == FORMAT, f"unknown certificate format {doc.get('format')!r:.60} "
                                          f"(expected {FORMAT!r})")
@@ -211,7 +224,7 @@ def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> N
         ptext = json.dumps(ref, indent=1, sort_keys=True) + "\n"
     else:
         _expect(not single, "a single-file certificate must hold its plan inline")
-        ptext = read_text(_inside(base, ref, "plan"), MAX_PLAN_FILE_BYTES, "plan")
+        ptext = read_under(base, _inside(ref, "plan"), MAX_PLAN_FILE_BYTES, "plan")
     _expect(sha256(ptext) == doc["plan_sha256"],
             "the plan's SHA-256 does not match plan_sha256: the plan was changed")
     try:
@@ -246,8 +259,8 @@ def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> N
             stored = entry.get("smt2")
             _expect(isinstance(stored, str), f"{name}: 'smt2' must be the obligation text")
         else:
-            stored = read_text(_inside(base, entry.get("obligation"), f"{name} obligation"),
-                               MAX_OBLIGATION_BYTES, f"{name} obligation")
+            stored = read_under(base, _inside(entry.get("obligation"), f"{name} obligation"),
+                                MAX_OBLIGATION_BYTES, f"{name} obligation")
         _expect(sha256(stored) == entry.get("sha256"),
                 f"{name}: obligation SHA-256 mismatch: the obligation was changed")
         _expect(stored == generated[name],
