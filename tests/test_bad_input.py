@@ -265,3 +265,24 @@ def test_python_api_shapes():
         with pytest.raises(RedistError, match=word):
             synthesize(mesh="x=2,y=2", shape=bad, dtype="float32", src="[{x},{}]",
                        dst="[{},{x}]")
+
+
+@pytest.mark.parametrize("text", [
+    '"' + '\\"' * 2_000_000,                     # unterminated, escaped quotes
+    '"' + '\\"' * 2_000_000 + "\\",              # ... ending in a lone backslash
+    '["' + '\\\\\\"[' * 1_000_000,               # escaped backslashes, quotes, brackets
+    '["' + '[{' * 2_000_000,                     # brackets inside an unterminated string
+])
+def test_json_pre_check_is_linear(text):
+    """4 MB (a plan file's limit) of the inputs that made the old pre-check rescan from
+    every quote: hours then, a fraction of a second now; 30 s leaves room for a loaded
+    machine and still tells the two apart."""
+    import time
+
+    from redist.core.errors import RedistError
+    from redist.core.files import parse_json
+
+    start = time.monotonic()
+    with pytest.raises(RedistError, match="not valid JSON"):
+        parse_json(text, "plan")
+    assert time.monotonic() - start < 30
