@@ -189,7 +189,10 @@ def _agree_with_file(plan: Plan, given: dict, path: str) -> None:
     p = plan.problem
     parsed = {"mesh": parse_mesh, "shape": parse_shape, "src": parse_layout,
               "dst": parse_layout, "dtype": dtype_name}
-    theirs = {"mesh": p.mesh, "shape": p.shape, "src": p.src, "dst": p.dst, "dtype": p.dtype}
+    # The user's terms: the mesh as given (p.mesh may be refined into sub-axes) and the
+    # layouts on it.
+    theirs = {"mesh": p.base, "shape": p.shape, "src": p.show(p.src), "dst": p.show(p.dst),
+              "dtype": p.dtype}
     for key, text in given.items():
         if parsed[key](text) != theirs[key]:
             raise RedistError(f"--{key} {text} contradicts the plan file {path} "

@@ -251,6 +251,30 @@ def test_run_with_plan_file_takes_the_problem_from_the_file(tmp_path):
     assert code == 2 and "--shape 32,16 contradicts the plan file" in err
 
 
+@pytest.mark.parametrize("given", [
+    {"mesh": "x=2,y=4"}, {"src": "[{x},{y}]", "dst": "[{y},{x}]"}, {"shape": "16,16"},
+    {"dtype": "f4"}, {"mesh": "x=2,y=4", "shape": "16,16", "src": "[{x},{y}]",
+                      "dst": "[{y},{x}]", "dtype": "float32"}])
+def test_run_with_plan_file_accepts_options_that_agree(tmp_path, given):
+    """The file's problem is compared in the user's terms: its mesh as given, not the mesh
+    of sub-axes the plan is written on (y=4 is y(1)2 x y(2)2 here)."""
+    import argparse
+
+    from redist.api import synthesize
+    from redist.core.plans.planjson import load, plan_to_json
+    from redist.runtime.launch import plan_from_args
+
+    made = synthesize(mesh="x=2,y=4", shape="16,16", dtype="float32", src="[{x},{y}]",
+                      dst="[{y},{x}]")
+    f = _plan_file(tmp_path, plan_to_json(made.plan))
+    refined = load(f).problem
+    assert refined.mesh != refined.base                  # the class of plan in question
+    args = argparse.Namespace(plan_file=f, method="normal", **{
+        k: given.get(k) for k in ("mesh", "shape", "dtype", "src", "dst")})
+    plan, _ = plan_from_args(args)
+    assert plan.problem == refined
+
+
 def test_python_api_shapes():
     """The Python API takes a shape as text or integers (NumPy's too) and names a bad one."""
     import numpy as np
