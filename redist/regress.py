@@ -36,6 +36,7 @@ from redist.core.errors import RedistError
 from redist.core.model.dtypes import same_bits
 from redist.core.model.problem import Problem
 from redist.core.plans import simulator
+from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import load, plan_to_json
 from redist.core.smt.verify import verify
 from redist.core.synthesis.synthesize import is_normal_form, naive, normal, synthesize_plan
@@ -47,10 +48,14 @@ DEFAULT_DB = os.path.join(os.path.expanduser("~"), ".cache", "redist", "regress-
 class MpiServer:
     """One MPI job for the whole run (runtime/serve.py): a plan per line in, a verdict out."""
 
-    def __init__(self, nprocs: int, mpiexec: str | None = None, timeout: float = 120) -> None:
-        from redist.runtime.launch import find_mpiexec
+    def __init__(self, nprocs: int, mpiexec: str | None = None, timeout: float = 120,
+                 plan: Plan | None = None) -> None:
+        from redist.runtime.launch import check_resources, find_mpiexec
         from redist.runtime.serve import READY
 
+        # The limits of `redist run`: ranks, and memory (of `plan`'s job when known).
+        check_resources(plan, nprocs, "--np" if plan is None else
+                        "the ranks the replayed problem needs (its mesh's devices)")
         self.timeout = timeout
         cmd = [find_mpiexec(mpiexec), "-n", str(nprocs), sys.executable, "-m",
                "redist.runtime.serve"]
@@ -248,8 +253,9 @@ def save_failure(problem: Problem, directory: str = ".") -> str:
 
 def replay(path: str, np_ranks: int | None = None, with_jax: bool = False,
            mpiexec: str | None = None) -> list[str]:
-    problem = load(path).problem
-    server = MpiServer(np_ranks, mpiexec) if np_ranks else None
+    plan = load(path)
+    problem = plan.problem
+    server = MpiServer(np_ranks, mpiexec, plan=plan) if np_ranks else None
     try:
         return check_problem(problem, Tally(), server, with_jax)
     finally:

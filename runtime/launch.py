@@ -146,10 +146,12 @@ def memory_needed(plan: Plan, ranks: int) -> int:
     return ranks * per_rank
 
 
-def check_resources(plan: Plan, ranks: int) -> None:
-    check(ranks, MAX_RUN_RANKS, "--np", "MAX_RUN_RANKS (ranks `redist run` starts on this "
+def check_resources(plan: Plan | None, ranks: int, what: str = "--np") -> None:
+    """Refuse, before launching, a job with more ranks than MAX_RUN_RANKS or needing more
+    memory than this machine has (without a plan: the interpreters alone)."""
+    check(ranks, MAX_RUN_RANKS, what, "MAX_RUN_RANKS (ranks `redist run` starts on this "
           "machine)")
-    need = memory_needed(plan, ranks)
+    need = memory_needed(plan, ranks) if plan is not None else ranks * RANK_OVERHEAD_BYTES
     have = available_memory()
     if have is not None and need > have:
         raise RedistError(f"the job needs about {human_bytes(need)} of memory ({ranks} ranks: "

@@ -115,6 +115,8 @@ RUN_CASES = [
     (["run", "--np", "8", "--mesh", "x=8", "--shape", f"{2**20},{2**20}", "--dtype", "float64",
       "--src", "[{x},{}]", "--dst", "[{},{x}]"], "of memory (8 ranks"),
     (["run", "--np", "8", "--method", "optimal"] + PROBLEM, "redist run executes normal or naive"),
+    (["regress", "--np", "2048", "--examples", "1", "--no-database"],
+     "--np is 2,048, over the limit MAX_RUN_RANKS"),
 ]
 
 
@@ -310,3 +312,24 @@ def test_json_pre_check_is_linear(text):
     with pytest.raises(RedistError, match="not valid JSON"):
         parse_json(text, "plan")
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("mesh,shape,dtype,message", [
+    ("x=1048576", "1048576", "float32", "the ranks the replayed problem needs (its mesh's "
+                                        "devices) is 1,048,576, over the limit MAX_RUN_RANKS"),
+    ("x=2048", "2048", "float32", "is 2,048, over the limit MAX_RUN_RANKS"),
+    ("x=8", f"{2**20},{2**20}", "float64", "of memory (8 ranks"),
+])
+def test_regress_replay_has_the_limits_of_run(tmp_path, mesh, shape, dtype, message):
+    """A replay file names its own mesh, so `--np` starts as many ranks as it says: the same
+    rank and memory checks as `redist run`, before mpiexec is started."""
+    from redist.core.model.problem import Problem
+    from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+    from redist.regress import save_failure
+
+    rest = ",{}" * shape.count(",")
+    p = Problem(parse_mesh(mesh), parse_shape(shape), dtype, parse_layout("[{x}" + rest + "]"),
+                parse_layout("[{}" + rest + "]"))
+    f = save_failure(p, str(tmp_path))
+    code, out, err = run_cli(["regress", "--replay", f, "--np", "1"])
+    assert code == 2 and err.count("\n") == 1 and message in err, (code, out, err)
