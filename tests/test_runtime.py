@@ -163,6 +163,19 @@ def test_run_reports_time_volume_memory_and_match():
     assert rep["peak_over_bound"] * bound >= max(rep["traced_peak_bytes_per_rank"]) > 0
 
 
+def test_run_with_a_dtype_whose_values_include_nan_matches():
+    """float8_e8m0fnu has no zero: the test array's zeros become NaN. Moved intact, they
+    match (compared by bit pattern); `!=` used to report them as mismatches."""
+    r = subprocess.run([sys.executable, "-m", "redist.cli", "run", "--np", "4", "--mesh",
+                        "x=2,y=2", "--shape", "24,8", "--dtype", "float8_e8m0fnu", "--src",
+                        "[{x},{y}]", "--dst", "[{y},{x}]", "--repeat", "1", "--json", "-"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["all_match"] and rep["mismatched_elements"] == 0
+    assert rep["elements_checked"] == 24 * 8
+
+
 FAULTY = [sys.executable, os.path.join(os.path.dirname(__file__), "mpi_programs",
                                       "faulty_worker.py")]
 
