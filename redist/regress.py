@@ -51,6 +51,7 @@ class MpiServer:
     def __init__(self, nprocs: int, mpiexec: str | None = None, timeout: float = 120,
                  plan: Plan | None = None) -> None:
         from redist.runtime.launch import check_resources, find_mpiexec
+        from redist.runtime.lifeline import launcher_env
         from redist.runtime.serve import READY
 
         # The limits of `redist run`: ranks, and memory (of `plan`'s job when known).
@@ -60,7 +61,8 @@ class MpiServer:
         cmd = [find_mpiexec(mpiexec), "-n", str(nprocs), sys.executable, "-m",
                "redist.runtime.serve"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                     env=dict(os.environ, **launcher_env(None)))
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
         line = self._line()

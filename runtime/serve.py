@@ -21,6 +21,7 @@ from redist.core.plans.planjson import plan_from_json
 
 from .api import redistribute_with_stats
 from .arrays import sample_block
+from .lifeline import watch_launcher
 
 READY = "@@redist-serve-ready@@"
 
@@ -53,6 +54,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    watch_launcher()
     try:
         main()
     except BaseException:

@@ -24,6 +24,7 @@ from redist.core.plans.planjson import plan_from_json, plan_to_json
 
 from .api import redistribute_with_stats
 from .arrays import sample_block
+from .lifeline import watch_launcher
 
 MARK = "@@redist-report@@"
 
@@ -94,6 +95,7 @@ def main(job_path: str) -> None:
 
 def entry(job_path: str) -> None:
     """Run `main`; any error on any rank ends the whole job (MPI_Abort), so nothing hangs."""
+    watch_launcher()
     try:
         main(job_path)
     except RedistError as e:
