@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 
 import z3
@@ -170,6 +171,16 @@ def _expressible(plan: Plan, problem: Problem) -> bool:
     return all(set(q) <= set(cuts.get(name, (1,))) for name, q in plan.problem.atoms().cuts)
 
 
+def _now() -> float:
+    return time.monotonic()
+
+
+def _stopped(shown: Plan, when: str, timeout_ms: int) -> OptimalResult:
+    return OptimalResult(shown, f"the search was stopped at its deadline ({timeout_ms / 1000:g} "
+                         f"s) {when}" + ("; returning the normal plan" if shown.steps else ""),
+                         found=False)
+
+
 def optimal(problem: Problem, budget: int | None = None, max_steps: int | None = None,
             timeout_ms: int = DEFAULT_TIMEOUT_MS, base_plan: Plan | None | bool = True,
             exchange: bool = False) -> OptimalResult:
@@ -178,6 +189,9 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     as that floor, None skips it (when `normal` itself falls back to this search)."""
     from redist.core.synthesis.synthesize import canonical, normal
 
+    # One deadline for the whole search (the floor plan, building the constraints, the
+    # solver): `timeout_ms` is what the user waits, not only what z3 gets.
+    deadline = _now() + timeout_ms / 1000
     limit = problem.bound_bytes if budget is None else budget
     if limit < 1:
         raise RedistError("--budget must be a positive number of bytes")
@@ -199,7 +213,6 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     lvs = [T.layout_vars(mesh, f"o{k}") for k in range(k_max + 1)]
     svs = [T.step_vars(mesh, f"o{k + 1}") for k in range(k_max)]
     opt = z3.Optimize()
-    opt.set("timeout", timeout_ms)
     opt.add(*T.layout_facts(mesh, lvs[0], problem.src), *T.layout_facts(mesh, lvs[-1],
                                                                        problem.dst))
     sizes = [T.local_size(mesh, shape, lv) for lv in lvs]
@@ -207,7 +220,11 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
         opt.add(*T.wellformed(mesh, shape, lv), sizes[k] * item <= limit)
     comm_kinds = (T.GATHER, T.A2A, T.PERMUTE, T.EXCHANGE)
     volumes, colls = [], []
+    shown = base_plan if base_plan else Plan(problem, ())
     for k, sv in enumerate(svs):
+        if _now() >= deadline:
+            return _stopped(shown, f"while building the constraints of step {k + 1} of "
+                            f"{k_max}", timeout_ms)
         before, after = lvs[k], lvs[k + 1]
         opt.add(T.transition(mesh, shape, sv, before, after))
         if not exchange:
@@ -252,9 +269,12 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
         opt.add(total_volume <= base_fig.volume_bytes)
     opt.minimize(total_volume)
     opt.minimize(total_colls)
+    remaining_ms = int((deadline - _now()) * 1000)
+    if remaining_ms < 1:
+        return _stopped(shown, "before the solver started", timeout_ms)
+    opt.set("timeout", remaining_ms)
     answer = opt.check()
     what = "bound" if budget is None else "budget"
-    shown = base_plan if base_plan else Plan(problem, ())
     if answer == z3.unsat:
         return OptimalResult(shown, f"no plan within the {what} of {limit} bytes exists "
                              f"with up to {k_max} steps (proved: the constraints are unsat)",
