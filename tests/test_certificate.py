@@ -400,3 +400,56 @@ def test_directory_swapped_for_a_link_while_checking_never_reads_outside(cert, t
     assert all("symbolic link" in p or "No such file" in p for p in rejected), \
         set(rejected)
     assert 0 < len(rejected) < len(outcomes)     # the race really ran
+
+
+def test_each_solver_call_gets_what_is_left_of_the_checks_time(cert, monkeypatch):
+    """Per obligation at most `timeout_ms`, all together at most `total_seconds` (a fake
+    clock advancing 40 s per solver call): the third call gets the 20 s left, the fourth
+    would start past the deadline, so the check stops there and reports that claim
+    unconfirmed."""
+    from redist.core.smt import certificate
+
+    clock = [0.0]
+    given = []
+
+    def slow_unsat(text, ms):
+        given.append(ms)
+        clock[0] += 40
+        return "unsat"
+
+    monkeypatch.setattr(certificate, "_now", lambda: clock[0])
+    monkeypatch.setattr(certificate, "solve_z3", slow_unsat)
+    r = check_certificate(cert, use_cvc5=False, timeout_ms=60_000, total_seconds=100)
+    assert given == [60_000, 60_000, 20_000]
+    _rejected(r, "memory_efficient: recorded proved, but z3 answers unknown within its limits")
+
+
+def test_a_solver_that_gives_up_leaves_the_claim_unconfirmed(cert, monkeypatch):
+    from redist.core.smt import certificate
+
+    monkeypatch.setattr(certificate, "solve_z3", lambda text, ms: "unknown")
+    _rejected(check_certificate(cert, use_cvc5=False), "well_typed: recorded proved, but z3 "
+              "answers unknown within its limits (60 s per obligation, 300 s for the whole "
+              "check): not confirmed")
+
+
+def test_claims_recorded_unknown_are_not_re_solved(tmp_path, monkeypatch):
+    """An unknown claim claims nothing: re-solving it (minutes on a 20-axis plan) would
+    confirm nothing."""
+    from redist.core.smt import certificate
+    from redist.core.smt.verify import verify
+
+    plan = normal(case("transpose")).plan
+    v = verify(plan)
+    unknown = type(v)(tuple(r if r.claim != "element_correct" else
+                            type(r)(**{**r.__dict__, "status": "unknown", "answer": "unknown"})
+                            for r in v.results))
+    d = str(tmp_path / "c")
+    write_certificate(plan, unknown, d)
+    solved = []
+    real = certificate.solve_z3
+    monkeypatch.setattr(certificate, "solve_z3", lambda text, ms: solved.append(1) or
+                        real(text, ms))
+    r = check_certificate(d, use_cvc5=False)
+    assert r.genuine and not r.ok and r.refuted == ["element_correct"] and len(solved) == 4
+    assert "not re-solved (an unknown claim claims nothing)" in r.table()

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,12 @@ from redist.core.smt.verify import Verdict, verify
 
 FORMAT = "redist.certificate/2"
 STATUS_ANSWER = {"proved": "unsat", "refuted": "sat"}   # what a re-solve must answer
+CHECK_CLAIM_MS = 60_000        # one solver on one obligation (as verification gives a claim)
+CHECK_SECONDS = 300            # every solver call of one check together
+
+
+def _now() -> float:
+    return time.monotonic()
 
 
 def sha256(text: str) -> str:
@@ -143,7 +150,8 @@ class CheckReport:
         if self.genuine:
             lines.append(f"  memory claim proved against {self.limit_text()}")
         for r in self.rows:
-            answers = ", ".join(f"{k} {v}" for k, v in r["answers"].items())
+            answers = ", ".join(f"{k} {v}" for k, v in r["answers"].items()) or \
+                "not re-solved (an unknown claim claims nothing)"
             lines.append(f"  {r['claim']:<17} {r['status']:<8} re-solved: {answers}")
         for p in self.problems:
             lines.append(f"  REJECTED: {p}")
@@ -157,16 +165,16 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_certificate(path: str, use_cvc5: bool = True,
-                      timeout_ms: int = 120_000) -> CheckReport:
+def check_certificate(path: str, use_cvc5: bool = True, timeout_ms: int = CHECK_CLAIM_MS,
+                      total_seconds: float = CHECK_SECONDS) -> CheckReport:
     """Check a certificate. A path that does not exist or is not a file or directory is bad
     input (RedistError); anything wrong inside it makes a report with genuine=False and the
-    first reason."""
+    first reason. Each solver call gets `timeout_ms`, all of them `total_seconds`."""
     report = CheckReport(path)
     if not os.path.lexists(path):
         raise RedistError(f"no certificate at {path!r}: no such file or directory")
     try:
-        _check(path, use_cvc5, timeout_ms, report)
+        _check(path, use_cvc5, (timeout_ms, total_seconds), report)
         report.genuine = True
     except CertificateRejected as e:
         report.problems.append(str(e))
@@ -190,23 +198,24 @@ def _expect(cond: bool, msg: str) -> None:
         raise CertificateRejected(msg)
 
 
-def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> None:
+def _check(path: str, use_cvc5: bool, limits: tuple[int, float], report: CheckReport) -> None:
     # One descriptor for what `path` names (not through a link), kept open: a directory's
     # files are opened relative to it, so a rename or a swap in between cannot redirect them.
     fd = open_nofollow(path, "certificate")
     try:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
-            _check_open(fd, None, use_cvc5, timeout_ms, report)
+            _check_open(fd, None, use_cvc5, limits, report)
         else:
             _check_open(None, read_fd(fd, MAX_CERTIFICATE_BYTES, "certificate", path), use_cvc5,
-                        timeout_ms, report)
+                        limits, report)
     finally:
         os.close(fd)
 
 
-def _check_open(base: int | None, single_text: str | None, use_cvc5: bool, timeout_ms: int,
-                report: CheckReport) -> None:
+def _check_open(base: int | None, single_text: str | None, use_cvc5: bool,
+                limits: tuple[int, float], report: CheckReport) -> None:
     """Check a certificate directory (`base`, its descriptor) or single file (its text)."""
+    timeout_ms, total_seconds = limits
     single = base is None
     text = single_text if base is None else read_under(base, "certificate.json",
                                                        MAX_CERTIFICATE_BYTES, "certificate")
@@ -275,11 +284,20 @@ def _check_open(base: int | None, single_text: str | None, use_cvc5: bool, timeo
     solvers = [("z3", solve_z3)]
     if use_cvc5 and cvc5_version() is not None:
         solvers.append(("cvc5", solve_cvc5))
+    # Every solver call has its limit, and all of them together CHECK_SECONDS: a claim not
+    # re-solved in time is reported unknown and the certificate is not confirmed.
+    deadline = _now() + total_seconds
     for name in CLAIMS:
         status = by_name[name]["status"]
-        answers = {sname: fn(generated[name], timeout_ms) for sname, fn in solvers}
+        answers: dict[str, str] = {}
         report.rows.append({"claim": name, "status": status, "answers": answers})
-        for sname, ans in answers.items():
-            if status in STATUS_ANSWER:
-                _expect(ans == STATUS_ANSWER[status],
-                        f"{name}: recorded {status} but {sname} answers {ans}")
+        for sname, fn in solvers if status in STATUS_ANSWER else ():   # unknown claims nothing
+            left_ms = min(timeout_ms, int((deadline - _now()) * 1000))
+            ans = answers[sname] = fn(generated[name], left_ms) if left_ms >= 1 else "unknown"
+            if ans == "unknown":          # the first failure ends the check: no more solving
+                raise CertificateRejected(
+                    f"{name}: recorded {status}, but {sname} answers unknown within its limits "
+                    f"({timeout_ms / 1000:g} s per obligation, {total_seconds:g} s for the whole "
+                    "check): not confirmed")
+            _expect(ans == STATUS_ANSWER[status],
+                    f"{name}: recorded {status} but {sname} answers {ans}")
