@@ -19,6 +19,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from redist.core.limits import MAX_SHOW_DEVICES
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
@@ -29,7 +30,6 @@ from redist.core.semantics.collectives import describe
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan",
            "bright_magenta", "bright_green", "bright_yellow", "bright_blue", "bright_red"]
 MAX_ROWS = 16
-MAX_SHOW_DEVICES = 1 << 16       # larger meshes: no device grid, only the blocks per dim
 WIDTH = 80
 
 
