@@ -51,9 +51,11 @@ def read_under(dir_fd: int, rel: str, limit: int, what: str) -> str:
     is read is what lies inside the directory at the moment of opening, whatever is
     renamed or swapped meanwhile (no path is resolved twice). `rel` is relative, without
     '..' (the caller checks)."""
-    parts = [c for c in rel.split("/") if c not in ("", ".")]
-    if not parts or ".." in parts:
+    parts = rel.split("/")
+    # No empty component: 'a//b' and 'a/' (a directory, by POSIX) are not file names.
+    if "" in parts or ".." in parts or not [c for c in parts if c != "."]:
         raise RedistError(f"cannot read {what} {rel!r}: not a path inside the directory")
+    parts = [c for c in parts if c != "."]
     opened: list[int] = []
     try:
         cur = dir_fd

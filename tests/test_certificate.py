@@ -181,6 +181,9 @@ def test_a_genuine_budget_certificate_says_it_is_a_budget(tmp_path):
     ("/dev/zero", "is not a path inside the certificate"),
     (["plan.json"], "the path must be a non-empty string"),
     (7, "the path must be a non-empty string"),
+    ("plan.json/", "not a path inside the directory"),       # a directory, by POSIX
+    (".//plan.json", "not a path inside the directory"),
+    ("obligations", "is not a regular file"),
 ])
 def test_plan_paths_outside_are_rejected(cert, ref, fragment):
     _edit(_cert_json(cert), lambda d: d.update(plan=ref), rehash=True)
