@@ -163,11 +163,26 @@ def test_run_reports_time_volume_memory_and_match():
     assert rep["peak_over_bound"] * bound >= max(rep["traced_peak_bytes_per_rank"]) > 0
 
 
-def test_run_with_a_dtype_whose_values_include_nan_matches():
+def test_every_dtype_moves_with_an_mpi_type_of_its_own_size():
+    """ml_dtypes reuse NumPy's type characters: looked up by character, float8_e4m3fnuz
+    ('G') moved 32 bytes per element and float8_e4m3b11fnuz ('L') 8, overrunning buffers
+    (wrong elements, then a crash)."""
+    from redist.core.model.dtypes import ML_DTYPES, numpy_dtype
+    from redist.runtime.execute import mpi_type
+
+    for name in [*ML_DTYPES, "float16", "float32", "float64", "complex64", "complex128",
+                 "int8", "int16", "int32", "int64", "uint8", "uint64", "bool"]:
+        dt = numpy_dtype(name)
+        assert mpi_type(dt).Get_size() == dt.itemsize, name
+
+
+@pytest.mark.parametrize("dtype", ["float8_e8m0fnu", "float8_e4m3fnuz"])
+def test_run_with_a_whole_byte_dtype_matches(dtype):
     """float8_e8m0fnu has no zero: the test array's zeros become NaN. Moved intact, they
-    match (compared by bit pattern); `!=` used to report them as mismatches."""
+    match (compared by bit pattern); `!=` used to report them as mismatches.
+    float8_e4m3fnuz used to move with a 32-byte MPI type."""
     r = subprocess.run([sys.executable, "-m", "redist.cli", "run", "--np", "4", "--mesh",
-                        "x=2,y=2", "--shape", "24,8", "--dtype", "float8_e8m0fnu", "--src",
+                        "x=2,y=2", "--shape", "24,8", "--dtype", dtype, "--src",
                         "[{x},{y}]", "--dst", "[{y},{x}]", "--repeat", "1", "--json", "-"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
