@@ -59,7 +59,15 @@ class JobResult:
 
 
 class Terminated(Exception):
-    """SIGTERM arrived while a job was running."""
+    """SIGTERM or SIGHUP arrived while a job was running."""
+
+
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _restore(old: dict) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -147,17 +155,19 @@ def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 
         cmd = [exe, "-n", str(nprocs), *program, path]
         # The ranks learn who launched them: they end (and remove `tmp`) if it dies.
         full_env = dict(os.environ, **(env or {}), **launcher_env(tmp))
-        old = None
+        # SIGHUP too: MPI, initialised in this process by the import of mpi4py, catches
+        # it, so a closed terminal would otherwise leave the job running.
+        old = {}
         try:
-            old = signal.signal(signal.SIGTERM, _raise_terminated)
+            for sig in ENDING_SIGNALS:
+                old[sig] = signal.signal(sig, _raise_terminated)
         except ValueError:            # not the main thread: the caller handles signals
             pass
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=full_env, start_new_session=True, cwd=tmp)
         except OSError as e:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            _restore(old)
             raise RedistError(f"cannot start {exe}: {e.strerror}") from None
         try:
             out, err, timed_out = _collect(proc, timeout)
@@ -165,8 +175,7 @@ def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 
             _end(proc)
             raise
         finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            _restore(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if timed_out:

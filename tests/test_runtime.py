@@ -245,7 +245,7 @@ def _procs_mentioning(text: str) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 143)])
 def test_stopping_run_ends_the_ranks_and_removes_the_job_directory(tmp_path, sig, code):
     import signal
     env = dict(os.environ, TMPDIR=str(tmp_path))
