@@ -11,6 +11,8 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redist.cli import main
 
@@ -333,3 +335,33 @@ def test_regress_replay_has_the_limits_of_run(tmp_path, mesh, shape, dtype, mess
     f = save_failure(p, str(tmp_path))
     code, out, err = run_cli(["regress", "--replay", f, "--np", "1"])
     assert code == 2 and err.count("\n") == 1 and message in err, (code, out, err)
+
+
+def _reference_depth(text: str) -> int:
+    """Character by character: the deepest bracket nesting outside JSON strings."""
+    depth = best = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}"\\a,é', max_size=60))
+def test_json_pre_check_depth_agrees_with_a_character_scan(text):
+    from redist.core.files import _max_depth
+
+    assert _max_depth(text) == _reference_depth(text)
