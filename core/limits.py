@@ -20,6 +20,7 @@ MAX_RANK = 16                          # array dimensions
 MAX_EXTENT = 1 << 62                   # one array extent; also the element count
 MAX_NAME = 64                          # characters in an axis name
 MAX_JSON_DEPTH = 64                    # nesting depth of a plan or certificate document
+MAX_SHOW_DEVICES = 1 << 16             # devices `redist show` draws cell by cell
 
 
 def check(value: int, limit: int, what: str, name: str) -> None:

@@ -37,8 +37,10 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from redist.core.errors import RedistError
 from redist.core.limits import check
+from redist.core.model.dtypes import same_bits
 from redist.core.model.problem import Problem
 from redist.core.plans import simulator
+from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import load, plan_to_json
 from redist.core.smt.verify import verify
 from redist.core.synthesis.synthesize import is_normal_form, naive, normal, synthesize_plan
@@ -51,9 +53,16 @@ class MpiServer:
     """One MPI job for the whole run (runtime/serve.py): a plan per line in, a verdict out."""
 
     def __init__(self, nprocs: int, mpiexec: str | None = None, timeout: float = 120,
-                 cmd: list[str] | None = None, ready: str | None = None) -> None:
+                 cmd: list[str] | None = None, ready: str | None = None,
+                 plan: Plan | None = None) -> None:
         import tempfile
 
+        from redist.runtime.launch import check_resources
+        from redist.runtime.lifeline import launcher_env
+
+        # The limits of `redist run`: ranks, and memory (of `plan`'s job when known).
+        check_resources(plan, nprocs, "--np" if plan is None else
+                        "the ranks the replayed problem needs (its mesh's devices)")
         self.timeout = timeout
         if cmd is None:
             from redist.runtime.launch import find_mpiexec
@@ -64,7 +73,8 @@ class MpiServer:
         # A file, not a pipe: chatty ranks must never block on a full stderr pipe.
         self.err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.err, text=True, start_new_session=True)
+                                     stderr=self.err, text=True, start_new_session=True,
+                                     env=dict(os.environ, **launcher_env(None)))
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
         line = self._line()
@@ -216,7 +226,7 @@ def _check_jax(p: Problem) -> list[str]:
                        to_named_sharding(jm, src))
     dsh = to_named_sharding(jm, dst)
     y = reshard(x, dsh)
-    if not np.array_equal(np.asarray(y), np.asarray(jax.device_put(x, dsh))):
+    if not same_bits(np.asarray(y), np.asarray(jax.device_put(x, dsh))):
         return ["redist.jax.reshard differs from jax.device_put"]
     return []
 
@@ -314,9 +324,10 @@ def check_size(problem: Problem) -> None:
 
 def replay(path: str, np_ranks: int | None = None, with_jax: bool = False,
            mpiexec: str | None = None, with_torch: bool = False) -> list[str]:
-    problem = load(path).problem
+    plan = load(path)
+    problem = plan.problem
     check_size(problem)
-    server = MpiServer(np_ranks, mpiexec) if np_ranks else None
+    server = MpiServer(np_ranks, mpiexec, plan=plan) if np_ranks else None
     torch = torch_server() if with_torch else None
     try:
         return check_problem(problem, Tally(), server, with_jax, torch)

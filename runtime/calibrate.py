@@ -146,4 +146,7 @@ def fit(rows: list[dict]) -> CostModel:
 
 
 if __name__ == "__main__":
+    from redist.runtime.lifeline import watch_launcher
+
+    watch_launcher()
     main(sys.argv[1])

@@ -66,9 +66,13 @@ def _byte_type(itemsize: int) -> MPI.Datatype:
 
 def mpi_type(dtype: np.dtype) -> MPI.Datatype:
     """The MPI type of a NumPy dtype; whole-byte ml_dtypes (bfloat16, float8) move as
-    opaque bytes (nothing here computes on them)."""
+    opaque bytes (nothing here computes on them). Only NumPy's own kinds are looked up by
+    type character: ml_dtypes reuse characters of other types ('G' is float8_e4m3fnuz but
+    32-byte complex long double to mpi4py), and an MPI type of another size would overrun
+    the buffers."""
     dt = np.dtype(dtype)
-    return MPI._typedict.get(dt.char) or _byte_type(dt.itemsize)
+    t = MPI._typedict.get(dt.char) if dt.kind in "biufc" else None
+    return t if t is not None and t.Get_size() == dt.itemsize else _byte_type(dt.itemsize)
 
 
 def _piece_type(shape: tuple[int, ...], dim: int, piece: int, dtype: np.dtype) -> MPI.Datatype:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import load, plan_to_json
 from redist.core.plans.report import human_bytes
 
+from .lifeline import launcher_env, make_job_dir
 from .worker import MARK
 
 # Per rank, beyond the plan's buffers: the Python interpreter, NumPy, mpi4py and MPI.
@@ -59,7 +61,15 @@ class JobResult:
 
 
 class Terminated(Exception):
-    """SIGTERM arrived while a job was running."""
+    """SIGTERM or SIGHUP arrived while a job was running."""
+
+
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _restore(old: dict) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -67,8 +77,8 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def _end(proc: subprocess.Popen) -> None:
-    """End the whole job: SIGTERM to its process group, SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
+    """End the whole job: SIGTERM to its process group, SIGKILL if it lingers (2 s)."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -80,6 +90,58 @@ def _end(proc: subprocess.Popen) -> None:
             continue
 
 
+# Once mpiexec has exited, how long its output pipes may stay open (a child it left behind
+# may hold them); after that the job's process group is killed and the output taken as is.
+PIPE_GRACE_SECONDS = 2.0
+
+
+def _collect(proc: subprocess.Popen, timeout: float) -> tuple[str, str, bool]:
+    """stdout, stderr and whether the deadline passed. Never waits for end of file past
+    the deadline, nor long after mpiexec itself has exited."""
+    deadline = time.monotonic() + timeout
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    sel = selectors.DefaultSelector()
+    for fd in chunks:
+        sel.register(fd, selectors.EVENT_READ)
+    exited_at = None
+    timed_out = False
+    try:
+        while True:
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and (not sel.get_map()
+                                          or now >= exited_at + PIPE_GRACE_SECONDS):
+                break
+            if now >= deadline:
+                timed_out = True
+                break
+            wait = min(0.5, deadline - now)
+            if not sel.get_map():           # both pipes closed, mpiexec still running
+                time.sleep(min(wait, 0.05))
+                continue
+            for key, _ in sel.select(timeout=wait):
+                data = os.read(key.fd, 1 << 16)
+                if data:
+                    chunks[key.fd].append(data)
+                else:
+                    sel.unregister(key.fd)
+    finally:
+        sel.close()
+    if timed_out:
+        _end(proc)
+    else:                                   # mpiexec is done: nothing of its job may stay
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.stdout.close()
+    proc.stderr.close()
+    text = {fd: b"".join(c).decode("utf-8", "replace") for fd, c in chunks.items()}
+    return text[out_fd], text[err_fd], timed_out
+
+
 def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 300,
            env: dict[str, str] | None = None,
            program: Sequence[str] | None = None) -> JobResult:
@@ -87,36 +149,39 @@ def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 
     `nprocs` ranks. The whole process group is ended on timeout, Ctrl-C or SIGTERM."""
     exe = find_mpiexec(mpiexec)
     program = list(program or [sys.executable, "-m", "redist.runtime.worker"])
-    with tempfile.TemporaryDirectory(prefix="redist-job-") as tmp:
+    tmp = make_job_dir()
+    try:
         path = os.path.join(tmp, "job.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(job, f)
         cmd = [exe, "-n", str(nprocs), *program, path]
-        full_env = dict(os.environ, **(env or {}))
-        old = None
+        # The ranks learn who launched them: they end (and remove `tmp`) if it dies.
+        full_env = dict(os.environ, **(env or {}), **launcher_env(tmp))
+        # SIGHUP too: MPI, initialised in this process by the import of mpi4py, catches
+        # it, so a closed terminal would otherwise leave the job running.
+        old = {}
         try:
-            old = signal.signal(signal.SIGTERM, _raise_terminated)
+            for sig in ENDING_SIGNALS:
+                old[sig] = signal.signal(sig, _raise_terminated)
         except ValueError:            # not the main thread: the caller handles signals
             pass
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=full_env, start_new_session=True, cwd=tmp)
+                                    env=full_env, start_new_session=True, cwd=tmp)
         except OSError as e:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            _restore(old)
             raise RedistError(f"cannot start {exe}: {e.strerror}") from None
         try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _end(proc)
-            out, err = proc.communicate()
-            return JobResult(proc.returncode or -9, None, err, timed_out=True)
+            out, err, timed_out = _collect(proc, timeout)
         except BaseException:         # Ctrl-C, SIGTERM, anything: never leave ranks behind
             _end(proc)
             raise
         finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            _restore(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if timed_out:
+        return JobResult(proc.returncode or -9, None, err, timed_out=True)
     report = None
     for line in out.splitlines():
         if line.startswith(MARK):
@@ -152,10 +217,12 @@ def memory_needed(plan: Plan, ranks: int) -> int:
     return ranks * per_rank
 
 
-def check_resources(plan: Plan, ranks: int) -> None:
-    check(ranks, MAX_RUN_RANKS, "--np", "MAX_RUN_RANKS (ranks `redist run` starts on this "
+def check_resources(plan: Plan | None, ranks: int, what: str = "--np") -> None:
+    """Refuse, before launching, a job with more ranks than MAX_RUN_RANKS or needing more
+    memory than this machine has (without a plan: the interpreters alone)."""
+    check(ranks, MAX_RUN_RANKS, what, "MAX_RUN_RANKS (ranks `redist run` starts on this "
           "machine)")
-    need = memory_needed(plan, ranks)
+    need = memory_needed(plan, ranks) if plan is not None else ranks * RANK_OVERHEAD_BYTES
     have = available_memory()
     if have is not None and need > have:
         raise RedistError(f"the job needs about {human_bytes(need)} of memory ({ranks} ranks: "
@@ -195,7 +262,10 @@ def _agree_with_file(plan: Plan, given: dict, path: str) -> None:
     p = plan.problem
     parsed = {"mesh": parse_mesh, "shape": parse_shape, "src": parse_layout,
               "dst": parse_layout, "dtype": dtype_name}
-    theirs = {"mesh": p.mesh, "shape": p.shape, "src": p.src, "dst": p.dst, "dtype": p.dtype}
+    # The user's terms: the mesh as given (p.mesh may be refined into sub-axes) and the
+    # layouts on it.
+    theirs = {"mesh": p.base, "shape": p.shape, "src": p.show(p.src), "dst": p.show(p.dst),
+              "dtype": p.dtype}
     for key, text in given.items():
         if parsed[key](text) != theirs[key]:
             raise RedistError(f"--{key} {text} contradicts the plan file {path} "

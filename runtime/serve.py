@@ -13,14 +13,15 @@ import json
 import sys
 import traceback
 
-import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
+from redist.core.model.dtypes import mismatched
 from redist.core.plans.planjson import plan_from_json
 
 from .api import redistribute_with_stats
 from .arrays import sample_block
+from .lifeline import watch_launcher
 
 READY = "@@redist-serve-ready@@"
 
@@ -42,7 +43,7 @@ def main() -> None:
             local = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
             out, stats = redistribute_with_stats(local, plan, comm, donate=True)
             want = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
-            bad = int(np.count_nonzero(out != want)) if out.shape == want.shape else want.size
+            bad = mismatched(out, want)
             bad = comm.allreduce(bad, op=MPI.SUM)
             peak = comm.allreduce(stats.peak_bytes, op=MPI.MAX)
             answer = {"ok": bad == 0, "mismatched": bad, "peak_bytes": peak}
@@ -53,6 +54,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    watch_launcher()
     try:
         main()
     except BaseException:

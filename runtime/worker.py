@@ -18,11 +18,13 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
+from redist.core.model.dtypes import mismatched
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
 from .api import redistribute_with_stats
 from .arrays import sample_block
+from .lifeline import watch_launcher
 
 MARK = "@@redist-report@@"
 
@@ -62,7 +64,7 @@ def main(job_path: str) -> None:
     traced = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     expected = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
-    bad = int(np.count_nonzero(out != expected)) if out.shape == expected.shape else out.size
+    bad = mismatched(out, expected)
     bad_total = comm.allreduce(bad, op=MPI.SUM)
     peak_all = comm.gather(max(peaks), root=0)
     traced_all = comm.gather(traced, root=0)
@@ -93,6 +95,7 @@ def main(job_path: str) -> None:
 
 def entry(job_path: str) -> None:
     """Run `main`; any error on any rank ends the whole job (MPI_Abort), so nothing hangs."""
+    watch_launcher()
     try:
         main(job_path)
     except RedistError as e:

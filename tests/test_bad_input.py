@@ -11,6 +11,8 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redist.cli import main
 
@@ -133,6 +135,8 @@ RUN_CASES = [
     (RUN + ["--mpiexec", "  "], "--mpiexec is empty"),
     (["run", "--np", "\u0668"] + PROBLEM, "argument --np: '\u0668' is not a whole number"),
     (RUN + ["--timeout", "\u0661"], "is not a number of seconds"),
+    (["regress", "--np", "2048", "--examples", "1", "--no-database"],
+     "--np is 2,048, over the limit MAX_RUN_RANKS"),
 ]
 
 
@@ -214,6 +218,8 @@ PLAN_CASES = [
     (_with(dtype=""), "unknown dtype ''"),
     (_with(mesh=[["x\n", 2], ["y", 4]]), "mesh axis name 'x\\n' is not an identifier"),
     (_with(mesh=[["x", 2, 3], ["y", 4]]), "'mesh' must be a list of [name, size] pairs"),
+    # an unterminated string of escaped quotes, 4 MB: a quadratic pre-check ran for hours
+    ('{"format": "' + '\\"' * 2_000_000, "plan: not valid JSON"),
 ]
 
 
@@ -277,6 +283,30 @@ def test_run_with_plan_file_takes_the_problem_from_the_file(tmp_path):
     assert code == 2 and "--mesh x=4,y=2 contradicts the plan file" in err
     code, _, err = run_cli(["run", "--np", "8", "--plan", f, "--shape", "32,16"])
     assert code == 2 and "--shape 32,16 contradicts the plan file" in err
+
+
+@pytest.mark.parametrize("given", [
+    {"mesh": "x=2,y=4"}, {"src": "[{x},{y}]", "dst": "[{y},{x}]"}, {"shape": "16,16"},
+    {"dtype": "f4"}, {"mesh": "x=2,y=4", "shape": "16,16", "src": "[{x},{y}]",
+                      "dst": "[{y},{x}]", "dtype": "float32"}])
+def test_run_with_plan_file_accepts_options_that_agree(tmp_path, given):
+    """The file's problem is compared in the user's terms: its mesh as given, not the mesh
+    of sub-axes the plan is written on (y=4 is y(1)2 x y(2)2 here)."""
+    import argparse
+
+    from redist.api import synthesize
+    from redist.core.plans.planjson import load, plan_to_json
+    from redist.runtime.launch import plan_from_args
+
+    made = synthesize(mesh="x=2,y=4", shape="16,16", dtype="float32", src="[{x},{y}]",
+                      dst="[{y},{x}]")
+    f = _plan_file(tmp_path, plan_to_json(made.plan))
+    refined = load(f).problem
+    assert refined.mesh != refined.base                  # the class of plan in question
+    args = argparse.Namespace(plan_file=f, method="normal", **{
+        k: given.get(k) for k in ("mesh", "shape", "dtype", "src", "dst")})
+    plan, _ = plan_from_args(args)
+    assert plan.problem == refined
 
 
 def test_python_api_shapes():
@@ -397,3 +427,75 @@ def test_rich_output_on_a_closed_pipe_is_left_to_the_command():
 
     with pytest.raises(BrokenPipeError):
         QuietConsole(file=Closed()).print("x" * 100)
+
+
+@pytest.mark.parametrize("text", [
+    '"' + '\\"' * 2_000_000,                     # unterminated, escaped quotes
+    '"' + '\\"' * 2_000_000 + "\\",              # ... ending in a lone backslash
+    '["' + '\\\\\\"[' * 1_000_000,               # escaped backslashes, quotes, brackets
+    '["' + '[{' * 2_000_000,                     # brackets inside an unterminated string
+])
+def test_json_pre_check_is_linear(text):
+    """4 MB (a plan file's limit) of the inputs that made the old pre-check rescan from
+    every quote: hours then, a fraction of a second now; 30 s leaves room for a loaded
+    machine and still tells the two apart."""
+    import time
+
+    from redist.core.errors import RedistError
+    from redist.core.files import parse_json
+
+    start = time.monotonic()
+    with pytest.raises(RedistError, match="not valid JSON"):
+        parse_json(text, "plan")
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("mesh,shape,dtype,message", [
+    ("x=1048576", "1048576", "float32", "the ranks the replayed problem needs (its mesh's "
+                                        "devices) is 1,048,576, over the limit MAX_RUN_RANKS"),
+    ("x=2048", "2048", "float32", "is 2,048, over the limit MAX_RUN_RANKS"),
+    ("x=8", f"{2**20},{2**20}", "float64", "of memory (8 ranks"),
+])
+def test_regress_replay_has_the_limits_of_run(tmp_path, mesh, shape, dtype, message):
+    """A replay file names its own mesh, so `--np` starts as many ranks as it says: the same
+    rank and memory checks as `redist run`, before mpiexec is started."""
+    from redist.core.model.problem import Problem
+    from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+    from redist.regress import save_failure
+
+    rest = ",{}" * shape.count(",")
+    p = Problem(parse_mesh(mesh), parse_shape(shape), dtype, parse_layout("[{x}" + rest + "]"),
+                parse_layout("[{}" + rest + "]"))
+    f = save_failure(p, str(tmp_path))
+    code, out, err = run_cli(["regress", "--replay", f, "--np", "1"])
+    assert code == 2 and err.count("\n") == 1 and message in err, (code, out, err)
+
+
+def _reference_depth(text: str) -> int:
+    """Character by character: the deepest bracket nesting outside JSON strings."""
+    depth = best = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}"\\a,é', max_size=60))
+def test_json_pre_check_depth_agrees_with_a_character_scan(text):
+    from redist.core.files import _max_depth
+
+    assert _max_depth(text) == _reference_depth(text)

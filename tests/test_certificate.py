@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+from functools import partial
+from types import SimpleNamespace
 
 import pytest
 
@@ -181,6 +183,9 @@ def test_a_genuine_budget_certificate_says_it_is_a_budget(tmp_path):
     ("/dev/zero", "is not a path inside the certificate"),
     (["plan.json"], "the path must be a non-empty string"),
     (7, "the path must be a non-empty string"),
+    ("plan.json/", "not a path inside the directory"),       # a directory, by POSIX
+    (".//plan.json", "not a path inside the directory"),
+    ("obligations", "is not a regular file"),
 ])
 def test_plan_paths_outside_are_rejected(cert, ref, fragment):
     _edit(_cert_json(cert), lambda d: d.update(plan=ref), rehash=True)
@@ -192,13 +197,13 @@ def test_symlink_leading_outside_is_rejected(cert, tmp_path):
     shutil.copy(os.path.join(cert, "plan.json"), outside)
     os.remove(os.path.join(cert, "plan.json"))
     os.symlink(outside, os.path.join(cert, "plan.json"))
-    _rejected(check_certificate(cert), "leads outside the certificate")
+    _rejected(check_certificate(cert), "is a symbolic link (not followed)")
 
 
 def test_symlink_to_a_device_inside_is_rejected(cert):
     os.symlink("/dev/zero", os.path.join(cert, "zero"))
     _edit(_cert_json(cert), lambda d: d.update(plan="zero"), rehash=True)
-    _rejected(check_certificate(cert), "leads outside the certificate")
+    _rejected(check_certificate(cert), "is a symbolic link (not followed)")
 
 
 def test_fifo_obligation_is_rejected_without_blocking(cert):
@@ -485,3 +490,135 @@ def test_standard_smt2_rewrites_only_short_applications():
     assert solve_cvc5(text).startswith("error")          # cvc5 (strict) refuses the original
     with pytest.raises(ValueError):
         standard_smt2("(assert (and b)")
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_symlink_in_the_middle_of_a_path_is_not_followed(cert, tmp_path, inside):
+    """obligations/ replaced by a link to a genuine copy, outside or inside the certificate:
+    no component of a path in a certificate is followed through a link."""
+    target = os.path.join(cert, "copy") if inside else str(tmp_path / "outside")
+    shutil.move(os.path.join(cert, "obligations"), target)
+    os.symlink(target, os.path.join(cert, "obligations"))
+    _rejected(check_certificate(cert), "'obligations' is not a directory (symbolic links are "
+                                       "not followed)")
+
+
+def test_hard_link_to_a_file_elsewhere_is_judged_by_its_content(cert, tmp_path):
+    """Decision (docs/proofs.md): a hard link is the file itself, not a pointer elsewhere;
+    its bytes are hashed and regenerated like any other, so a genuine one checks and a
+    changed one is rejected."""
+    plan = os.path.join(cert, "plan.json")
+    elsewhere = tmp_path / "elsewhere.json"
+    os.link(plan, elsewhere)
+    assert os.stat(plan).st_nlink == 2
+    assert check_certificate(cert, use_cvc5=False).ok
+    with open(elsewhere, "a") as f:
+        f.write(" ")
+    _rejected(check_certificate(cert, use_cvc5=False), "plan was changed")
+
+
+SWAP_LOOP = """
+import os, sys
+cert, outside = sys.argv[1:]
+obl, real, link = (os.path.join(cert, n) for n in ("obligations", "real", "link"))
+while True:
+    os.symlink(outside, link)
+    os.rename(obl, real)
+    os.rename(link, obl)
+    os.unlink(obl)
+    os.rename(real, obl)
+"""
+
+
+def test_directory_swapped_for_a_link_while_checking_never_reads_outside(cert, tmp_path,
+                                                                        monkeypatch):
+    """Another process swaps obligations/ for a link to a genuine copy outside, back and
+    forth, while checks run. Every file the checker opens is looked up in /proc: none may
+    lie outside the certificate (the old resolve-then-open check read outside, or crashed)."""
+    from redist.core.smt import certificate
+
+    outside = str(tmp_path / "outside")
+    shutil.copytree(os.path.join(cert, "obligations"), outside)
+    with open(os.path.join(cert, "plan.json")) as f:
+        plan = plan_from_json(json.load(f))
+    # Reading is under test, not regenerating or solving: both are stubbed to be cheap.
+    generated = [SimpleNamespace(claim=o.claim, smt2=partial(str, o.smt2()))
+                 for o in obligations(plan, None)]
+    monkeypatch.setattr(certificate, "obligations", lambda p, b: generated)
+    monkeypatch.setattr(certificate, "solve_z3", lambda text, ms: "unsat")
+    real_open, opened_outside = os.open, []
+
+    def spy(path, flags, mode=0o777, *, dir_fd=None):
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(outside):
+            opened_outside.append(path)
+        return fd
+
+    monkeypatch.setattr(os, "open", spy)
+    swapper = subprocess.Popen([sys.executable, "-c", SWAP_LOOP, cert, outside])
+    outcomes = []
+    try:
+        for _ in range(200):
+            r = check_certificate(cert, use_cvc5=False)
+            outcomes.append("ok" if r.ok else r.problems[0])
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert opened_outside == []
+    rejected = [p for p in outcomes if p != "ok"]
+    assert all("symbolic link" in p or "No such file" in p for p in rejected), \
+        set(rejected)
+    assert 0 < len(rejected) < len(outcomes)     # the race really ran
+
+
+def test_each_solver_call_gets_what_is_left_of_the_checks_time(cert, monkeypatch):
+    """Per obligation at most `timeout_ms`, all together at most `total_seconds` (a fake
+    clock advancing 40 s per solver call): the third call gets the 20 s left, the fourth
+    would start past the deadline, so the check stops there and reports that claim
+    unconfirmed."""
+    from redist.core.smt import certificate
+
+    clock = [0.0]
+    given = []
+
+    def slow_unsat(text, ms):
+        given.append(ms)
+        clock[0] += 40
+        return "unsat"
+
+    monkeypatch.setattr(certificate, "_now", lambda: clock[0])
+    monkeypatch.setattr(certificate, "solve_z3", slow_unsat)
+    r = check_certificate(cert, use_cvc5=False, timeout_ms=60_000, total_seconds=100)
+    assert given == [60_000, 60_000, 20_000]
+    _rejected(r, "memory_efficient: recorded proved, but z3 answers unknown within its limits")
+
+
+def test_a_solver_that_gives_up_leaves_the_claim_unconfirmed(cert, monkeypatch):
+    from redist.core.smt import certificate
+
+    monkeypatch.setattr(certificate, "solve_z3", lambda text, ms: "unknown")
+    _rejected(check_certificate(cert, use_cvc5=False), "well_typed: recorded proved, but z3 "
+              "answers unknown within its limits (60 s per obligation, 300 s for the whole "
+              "check): not confirmed")
+
+
+def test_claims_recorded_unknown_are_not_re_solved(tmp_path, monkeypatch):
+    """An unknown claim claims nothing: re-solving it (minutes on a 20-axis plan) would
+    confirm nothing."""
+    from redist.core.smt import certificate
+    from redist.core.smt.verify import verify
+
+    plan = normal(case("transpose")).plan
+    v = verify(plan)
+    unknown = type(v)(tuple(r if r.claim != "element_correct" else
+                            type(r)(**{**r.__dict__, "status": "unknown", "answer": "unknown"})
+                            for r in v.results))
+    d = str(tmp_path / "c")
+    write_certificate(plan, unknown, d)
+    solved = []
+    real = certificate.solve_z3
+    monkeypatch.setattr(certificate, "solve_z3", lambda text, ms: solved.append(1) or
+                        real(text, ms))
+    r = check_certificate(d, use_cvc5=False)
+    assert r.genuine and not r.ok and r.refuted == ["element_correct"] and len(solved) == 4
+    assert "not re-solved (an unknown claim claims nothing)" in r.table()

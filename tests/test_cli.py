@@ -84,3 +84,33 @@ def test_plot_labels_and_caption_name_every_step(tmp_path):
     assert all(len(line) <= 90 for line in text.splitlines()) and text.count("\n") >= 1
     assert plot_plans([("chosen", plan)], str(tmp_path / "p.png")) and \
         (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_show_of_a_mesh_too_large_to_draw_says_so_and_still_counts_blocks():
+    """Over MAX_SHOW_DEVICES no device grid is drawn (drawing 2^20 cells did not finish);
+    the blocks of each dim and the counts are still printed, computed without enumerating
+    devices."""
+    r = run("show", "--mesh", "x=1024,y=1024", "--shape", "4096,8", "--layout", "[{x},{}]")
+    assert r.returncode == 0, r.stderr
+    assert "no device grid: 1,048,576 devices, over the limit MAX_SHOW_DEVICES" in \
+        " ".join(r.stdout.split())
+    assert "dim 0 (4096): split 1024 ways by {x}: [0,4) [4,8) [8,12) [12,16) …" in r.stdout
+    assert "1024 blocks, each on 1024 devices (replicas over y)" in r.stdout
+
+
+def test_show_counts_agree_with_enumerating_the_devices():
+    from collections import Counter
+
+    from redist.core.model.problem import Problem
+    from redist.core.model.syntax import parse_layout, parse_mesh
+    from redist.core.plans.show import _summary
+    from redist.core.semantics.blocks import block_ids
+
+    for layout in ["[{x},{y}]", "[{y,x},{}]", "[{},{}]", "[{z},{x}]", "[{y(1)2},{}]"]:
+        lay = parse_layout(layout)
+        p = Problem(parse_mesh("x=2,y=4,z=3"), (12, 10), "float32", lay, lay)
+        counts = Counter(map(tuple, block_ids(p.mesh, p.src).tolist()))
+        summary = _summary(p, p.src)
+        assert summary.startswith(f"{len(counts)} blocks"), (layout, summary)
+        rep = max(counts.values())
+        assert (f"each on {rep} devices" in summary) == (rep > 1), (layout, summary)

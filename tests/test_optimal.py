@@ -62,3 +62,39 @@ def test_cli_optimal_infeasible_budget_exits_1_with_answer():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert "no plan within the budget of 100 bytes exists" in r.stdout
+
+
+def test_the_deadline_covers_building_the_constraints_and_the_solver(monkeypatch):
+    """--timeout bounds the whole search: with a clock that advances one second per look,
+    a 3 s search stops while building its constraints and never reaches the solver; the
+    normal plan is returned and the note says why."""
+    import itertools
+
+    import z3
+
+    from redist.core.synthesis import optimal as opt_mod
+
+    ticks = itertools.count()
+    monkeypatch.setattr(opt_mod, "_now", lambda: float(next(ticks)))
+    solved = []
+    monkeypatch.setattr(z3.Optimize, "check", lambda self, *a: solved.append(1))
+    problem = case("transpose")
+    o = optimal(problem, timeout_ms=3000, max_steps=8)
+    assert not o.found and not o.proved_optimal and solved == []
+    assert "stopped at its deadline (3 s) while building the constraints of step" in o.note
+    assert o.plan == normal(problem).plan
+
+
+def test_the_solver_gets_only_what_is_left_of_the_deadline(monkeypatch):
+    import z3
+
+    from redist.core.synthesis import optimal as opt_mod
+
+    clock = iter([100.0] + [107.5] * 1000)      # 7.5 s pass before the solver starts
+    monkeypatch.setattr(opt_mod, "_now", lambda: next(clock))
+    given_ms = []
+    real_set = z3.Optimize.set
+    monkeypatch.setattr(z3.Optimize, "set", lambda self, k, v: (given_ms.append((k, v)),
+                                                                 real_set(self, k, v)))
+    optimal(case("transpose"), timeout_ms=10_000)
+    assert given_ms == [("timeout", 2500)]

@@ -163,6 +163,34 @@ def test_run_reports_time_volume_memory_and_match():
     assert rep["peak_over_bound"] * bound >= max(rep["traced_peak_bytes_per_rank"]) > 0
 
 
+def test_every_dtype_moves_with_an_mpi_type_of_its_own_size():
+    """ml_dtypes reuse NumPy's type characters: looked up by character, float8_e4m3fnuz
+    ('G') moved 32 bytes per element and float8_e4m3b11fnuz ('L') 8, overrunning buffers
+    (wrong elements, then a crash)."""
+    from redist.core.model.dtypes import ML_DTYPES, numpy_dtype
+    from redist.runtime.execute import mpi_type
+
+    for name in [*ML_DTYPES, "float16", "float32", "float64", "complex64", "complex128",
+                 "int8", "int16", "int32", "int64", "uint8", "uint64", "bool"]:
+        dt = numpy_dtype(name)
+        assert mpi_type(dt).Get_size() == dt.itemsize, name
+
+
+@pytest.mark.parametrize("dtype", ["float8_e8m0fnu", "float8_e4m3fnuz"])
+def test_run_with_a_whole_byte_dtype_matches(dtype):
+    """float8_e8m0fnu has no zero: the test array's zeros become NaN. Moved intact, they
+    match (compared by bit pattern); `!=` used to report them as mismatches.
+    float8_e4m3fnuz used to move with a 32-byte MPI type."""
+    r = subprocess.run([sys.executable, "-m", "redist.cli", "run", "--np", "4", "--mesh",
+                        "x=2,y=2", "--shape", "24,8", "--dtype", dtype, "--src",
+                        "[{x},{y}]", "--dst", "[{y},{x}]", "--repeat", "1", "--json", "-"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["all_match"] and rep["mismatched_elements"] == 0
+    assert rep["elements_checked"] == 24 * 8
+
+
 FAULTY = [sys.executable, os.path.join(os.path.dirname(__file__), "mpi_programs",
                                       "faulty_worker.py")]
 
@@ -217,7 +245,7 @@ def _procs_mentioning(text: str) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 143)])
 def test_stopping_run_ends_the_ranks_and_removes_the_job_directory(tmp_path, sig, code):
     import signal
     env = dict(os.environ, TMPDIR=str(tmp_path))
@@ -241,6 +269,84 @@ def test_stopping_run_ends_the_ranks_and_removes_the_job_directory(tmp_path, sig
     assert not [d for d in os.listdir(tmp_path) if d.startswith("redist-job-")]
     time.sleep(0.5)
     assert not _procs_mentioning(str(tmp_path)), "MPI processes were left behind"
+
+
+def _wait_for_job(tmp_path, ranks: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        jobs = [d for d in os.listdir(tmp_path) if d.startswith("redist-job-")]
+        if jobs and len(_procs_mentioning(str(tmp_path / jobs[0]))) >= ranks:
+            return
+        time.sleep(0.2)
+    pytest.fail("the job never started")
+
+
+@pytest.mark.parametrize("victim", ["launcher", "launcher's parent group"])
+def test_sigkill_of_run_ends_mpiexec_and_the_ranks_and_removes_the_job_directory(tmp_path,
+                                                                                 victim):
+    """No handler sees SIGKILL: the ranks watch their launcher and end themselves (removing
+    the job directory), and mpiexec, left without ranks, exits."""
+    import signal
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "redist", "run", "--np", "4", "--mesh",
+                             "x=4", "--shape", "2048,2048", "--src", "[{x},{}]", "--dst",
+                             "[{},{x}]", "--repeat", "100000", "--timeout", "600"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    _wait_for_job(tmp_path, 4)
+    if victim == "launcher":
+        os.kill(proc.pid, signal.SIGKILL)
+    else:                                 # the launcher's own group: `kill -9 -PGID`
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (_procs_mentioning(str(tmp_path)) or [
+            d for d in os.listdir(tmp_path) if d.startswith("redist-job-")]):
+        time.sleep(0.2)
+    assert not _procs_mentioning(str(tmp_path)), "MPI processes were left behind"
+    assert not [d for d in os.listdir(tmp_path) if d.startswith("redist-job-")]
+
+
+def test_a_job_directory_whose_launcher_is_gone_is_removed_by_the_next_launch(tmp_path,
+                                                                              monkeypatch):
+    from redist.runtime import lifeline
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(lifeline.tempfile, "tempdir", None)
+    dead = subprocess.run([sys.executable, "-c", "from redist.runtime import lifeline; "
+                           "print(lifeline.make_job_dir())"], capture_output=True, text=True,
+                          env=dict(os.environ, TMPDIR=str(tmp_path)), check=True).stdout.strip()
+    live = lifeline.make_job_dir()             # removes the dead one first, keeps its own
+    assert not os.path.exists(dead) and os.path.isdir(live)
+    assert lifeline.remove_stale_job_dirs(str(tmp_path)) == [] and os.path.isdir(live)
+
+
+@pytest.mark.parametrize("mpiexec_body,timed_out", [
+    ("sleep 120", True),          # past the deadline, a child in another session on stdout
+    ("exit 0", False),            # done at once, the child keeps stdout open
+])
+def test_launch_never_waits_for_a_pipe_a_leftover_child_holds(tmp_path, mpiexec_body,
+                                                              timed_out):
+    """An mpiexec whose child (in a session of its own, out of reach of the job's process
+    group) keeps stdout open: the launcher stops at its deadline, or shortly after mpiexec
+    exits, instead of waiting for end of file (120 s here)."""
+    import signal
+    fake = tmp_path / "mpiexec"
+    pidfile = tmp_path / "child.pid"
+    fake.write_text(f"#!/bin/sh\nsetsid sleep 120 &\necho $! > {pidfile}\n{mpiexec_body}\n")
+    fake.chmod(0o755)
+    t0 = time.monotonic()
+    try:
+        res = launch({}, 1, mpiexec=str(fake), timeout=3)
+        elapsed = time.monotonic() - t0
+    finally:
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+    assert res.timed_out == timed_out and res.report is None
+    assert elapsed < 60, elapsed              # bounded by the deadline and a short grace
 
 
 def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):

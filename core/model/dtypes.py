@@ -42,3 +42,27 @@ def itemsize(name: str) -> int:
 def dtype_name(name: str) -> str:
     """The canonical name of a dtype (`f4` -> `float32`)."""
     return numpy_dtype(name).name
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """Each element's bytes as one row of unsigned integers."""
+    a = np.ascontiguousarray(a).reshape(-1)
+    k = a.dtype.itemsize
+    if k in (1, 2, 4, 8):
+        return a.view(f"u{k}").reshape(-1, 1)
+    return a.view(np.uint8).reshape(-1, k)
+
+
+def mismatched(got: np.ndarray, want: np.ndarray) -> int:
+    """How many elements differ, compared by bit pattern: a moved NaN equals itself (with
+    `!=` every NaN would count, and float8_e8m0fnu has a NaN among its few values), and
+    -0.0 differs from 0.0. Arrays of different shapes or dtypes differ everywhere."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return max(got.size, want.size)
+    return int(np.count_nonzero((_bits(got) != _bits(want)).any(axis=1)))
+
+
+def same_bits(got: np.ndarray, want: np.ndarray) -> bool:
+    """The two arrays hold the same elements, bit for bit."""
+    return mismatched(got, want) == 0

@@ -19,6 +19,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from redist.core.limits import MAX_SHOW_DEVICES
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
@@ -45,7 +46,13 @@ def _cell(ids: tuple[int, ...], layout: Layout) -> str:
 
 
 def layout_picture(problem: Problem, layout: Layout, title: str | None = None):
-    """A rich renderable: the device grid and the blocks of each dim."""
+    """A rich renderable: the device grid and the blocks of each dim (the grid only up to
+    MAX_SHOW_DEVICES devices, so that drawing takes bounded time)."""
+    if problem.mesh.num_devices > MAX_SHOW_DEVICES:
+        note = Text(f"(no device grid: {problem.mesh.num_devices:,} devices, over the limit "
+                    f"MAX_SHOW_DEVICES = {MAX_SHOW_DEVICES:,}; the blocks of each dim:)")
+        return Group(*([Text(title)] if title else []), note, *_dim_lines(problem, layout),
+                     Text(_summary(problem, layout)))
     mesh, base = problem.mesh, problem.base
     ids = block_ids(mesh, layout)
     blocks = [tuple(int(v) for v in row) for row in ids.tolist()]
@@ -60,8 +67,6 @@ def layout_picture(problem: Problem, layout: Layout, title: str | None = None):
     fit = max(2, (WIDTH - label_w - 4) // (cell_w + 3))
     cols = _fold(ncols, fit)
     rows = _fold(row_axis[1], MAX_ROWS) if row_axis else [0]
-    replicated = [a for a in base.names if not any(
-        a == r or r.startswith(a + "(") for r in problem.show(layout).used_axes())]
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False,
                   title=title, title_justify="left")
     table.add_column(row_axis[0] if row_axis else "", justify="right")
@@ -89,26 +94,43 @@ def layout_picture(problem: Problem, layout: Layout, title: str | None = None):
             b = blocks[dev]
             cells.append(Text(f"[{_cell(b, layout)}]", style=colour[b]))
         table.add_row(f"{row_axis[0]}={r}" if row_axis else "", *cells)
+    lines = _dim_lines(problem, layout)
+    summary = _summary(problem, layout)
+    return Group(table, *lines, Text(summary))
+
+
+def _dim_lines(problem: Problem, layout: Layout) -> list[Text]:
+    """Per dim, the ranges of its blocks (a few first and last ones when there are many)."""
     lines = []
     for d, n in enumerate(problem.shape):
-        shards = layout.shards(mesh, d)
+        shards = layout.shards(problem.mesh, d)
         c = -(-n // shards)
-        ranges = [(min(k * c, n), min((k + 1) * c, n)) for k in range(shards)]
-        shown = [f"[{a},{b})" if b > a else "empty" for a, b in ranges]
-        if len(shown) > 8:
-            shown = shown[:4] + ["…"] + shown[-3:]
+        ks = list(range(shards)) if shards <= 8 else [0, 1, 2, 3, None,
+                                                       shards - 3, shards - 2, shards - 1]
+        shown = ["…" if k is None else (f"[{min(k * c, n)},{min((k + 1) * c, n)})"
+                                         if min((k + 1) * c, n) > min(k * c, n) else "empty")
+                 for k in ks]
         by = "{" + ",".join(problem.show_axes(layout.dims[d])) + "}"
         what = (f"split {shards} ways by {by}: " + " ".join(shown)) if shards > 1 else \
             "held whole by every device"
         lines.append(Text(f"dim {d} ({n}): {what}"))
-    rep = max(counts.values())
+    return lines
+
+
+def _summary(problem: Problem, layout: Layout) -> str:
+    """Blocks, replicas and local size, counted (not enumerated over devices)."""
+    mesh = problem.mesh
+    blocks = math.prod(layout.shards(mesh, d) for d in range(len(problem.shape)))
+    rep = mesh.num_devices // blocks
+    used = problem.show(layout).used_axes()
+    replicated = [a for a in problem.base.names
+                  if not any(a == r or r.startswith(a + "(") for r in used)]
     local = layout.local_shape(mesh, problem.shape)
-    summary = (f"{len(counts)} blocks"
-               + (f", each on {rep} devices (replicas over {','.join(replicated) or '-'})"
-                  if rep > 1 else ", no replicas")
-               + f"; local {'x'.join(map(str, local)) or '()'} "
-               f"= {human_bytes(problem.local_bytes(layout))} per device")
-    return Group(table, *lines, Text(summary))
+    return (f"{blocks} blocks"
+            + (f", each on {rep} devices (replicas over {','.join(replicated) or '-'})"
+               if rep > 1 else ", no replicas")
+            + f"; local {'x'.join(map(str, local)) or '()'} "
+            f"= {human_bytes(problem.local_bytes(layout))} per device")
 
 
 def layout_header(problem: Problem, layout: Layout) -> str:

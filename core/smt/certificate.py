@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from redist.core import args
 from redist.core.errors import RedistError, printable
-from redist.core.files import parse_json, read_text
+from redist.core.files import open_nofollow, parse_json, read_fd, read_under
 from redist.core.limits import MAX_CERTIFICATE_BYTES, MAX_OBLIGATION_BYTES, MAX_PLAN_FILE_BYTES
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
@@ -31,6 +33,12 @@ from redist.core.smt.verify import Verdict, verify
 
 FORMAT = "redist.certificate/3"
 STATUS_ANSWER = {"proved": "unsat", "refuted": "sat"}   # what a re-solve must answer
+CHECK_CLAIM_MS = 60_000        # one solver on one obligation (as verification gives a claim)
+CHECK_SECONDS = 300            # every solver call of one check together
+
+
+def _now() -> float:
+    return time.monotonic()
 
 
 def sha256(text: str) -> str:
@@ -153,7 +161,8 @@ class CheckReport:
         if self.genuine:
             lines.append(f"  memory claim proved against {self.limit_text()}")
         for r in self.rows:
-            answers = ", ".join(f"{k} {v}" for k, v in r["answers"].items())
+            answers = ", ".join(f"{k} {v}" for k, v in r["answers"].items()) or \
+                "not re-solved (an unknown claim claims nothing)"
             lines.append(f"  {r['claim']:<17} {r['status']:<8} re-solved: {answers}")
         for p in self.problems:
             lines.append(f"  REJECTED: {p}")
@@ -167,11 +176,11 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_certificate(path: str, use_cvc5: bool = True,
-                      timeout_ms: int = 120_000) -> CheckReport:
+def check_certificate(path: str, use_cvc5: bool = True, timeout_ms: int = CHECK_CLAIM_MS,
+                      total_seconds: float = CHECK_SECONDS) -> CheckReport:
     """Check a certificate. A path that does not exist or is not a file or directory is bad
     input (RedistError); anything wrong inside it makes a report with genuine=False and the
-    first reason."""
+    first reason. Each solver call gets `timeout_ms`, all of them `total_seconds`."""
     path = args.path(path, "check_certificate", "path")
     args.instance(use_cvc5, bool, "check_certificate", "use_cvc5", "True or False")
     args.positive_int(timeout_ms, "check_certificate", "timeout_ms", "a positive integer (ms)")
@@ -179,24 +188,21 @@ def check_certificate(path: str, use_cvc5: bool = True,
     if not os.path.lexists(path):
         raise RedistError(f"no certificate at {path!r}: no such file or directory")
     try:
-        _check(path, use_cvc5, timeout_ms, report)
+        _check(path, use_cvc5, (timeout_ms, total_seconds), report)
         report.genuine = True
     except (CertificateRejected, RedistError) as e:
         report.problems.append(printable(str(e)))
     return report
 
 
-def _inside(base: str, ref: Any, what: str) -> str:
-    """A relative path inside the certificate directory, or a rejection."""
+def _inside(ref: Any, what: str) -> str:
+    """A relative path inside the certificate directory, or a rejection. It is opened
+    relative to the directory's descriptor, never through a symbolic link (read_under)."""
     if not isinstance(ref, str) or not ref or "\x00" in ref:
         raise CertificateRejected(f"{what}: the path must be a non-empty string")
     if os.path.isabs(ref) or ".." in ref.replace("\\", "/").split("/"):
         raise CertificateRejected(f"{what}: {ref!r} is not a path inside the certificate")
-    full = os.path.join(base, ref)
-    real_base = os.path.realpath(base)
-    if os.path.commonpath([os.path.realpath(full), real_base]) != real_base:
-        raise CertificateRejected(f"{what}: {ref!r} leads outside the certificate")
-    return full
+    return ref
 
 
 # Every field is part of the statement or says where a part is; anything else would be an
@@ -217,12 +223,28 @@ def _expect(cond: bool, msg: str) -> None:
         raise CertificateRejected(msg)
 
 
-def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        base, cert_file, single = path, os.path.join(path, "certificate.json"), False
-    else:
-        base, cert_file, single = os.path.dirname(path) or ".", path, True
-    doc = parse_json(read_text(cert_file, MAX_CERTIFICATE_BYTES, "certificate"), "certificate")
+def _check(path: str, use_cvc5: bool, limits: tuple[int, float], report: CheckReport) -> None:
+    # One descriptor for what `path` names (not through a link), kept open: a directory's
+    # files are opened relative to it, so a rename or a swap in between cannot redirect them.
+    fd = open_nofollow(path, "certificate")
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            _check_open(fd, None, use_cvc5, limits, report)
+        else:
+            _check_open(None, read_fd(fd, MAX_CERTIFICATE_BYTES, "certificate", path), use_cvc5,
+                        limits, report)
+    finally:
+        os.close(fd)
+
+
+def _check_open(base: int | None, single_text: str | None, use_cvc5: bool,
+                limits: tuple[int, float], report: CheckReport) -> None:
+    """Check a certificate directory (`base`, its descriptor) or single file (its text)."""
+    timeout_ms, total_seconds = limits
+    single = base is None
+    text = single_text if base is None else read_under(base, "certificate.json",
+                                                       MAX_CERTIFICATE_BYTES, "certificate")
+    doc = parse_json(text, "certificate")
     _expect(isinstance(doc, dict), "the certificate must be a JSON object")
     _expect(doc.get("format") == FORMAT, f"unknown certificate format {doc.get('format')!r:.60} "
                                          f"(expected {FORMAT!r})")
@@ -243,7 +265,7 @@ def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> N
         ptext = json.dumps(ref, indent=1, sort_keys=True) + "\n"
     else:
         _expect(not single, "a single-file certificate must hold its plan inline")
-        ptext = read_text(_inside(base, ref, "plan"), MAX_PLAN_FILE_BYTES, "plan")
+        ptext = read_under(base, _inside(ref, "plan"), MAX_PLAN_FILE_BYTES, "plan")
     _expect(sha256(ptext) == doc["plan_sha256"],
             "the plan's SHA-256 does not match plan_sha256: the plan was changed")
     try:
@@ -287,8 +309,8 @@ def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> N
             text = entry.get("smt2")
             _expect(isinstance(text, str), f"{name}: 'smt2' must be the obligation text")
         else:
-            text = read_text(_inside(base, entry.get("obligation"), f"{name} obligation"),
-                             MAX_OBLIGATION_BYTES, f"{name} obligation")
+            text = read_under(base, _inside(entry.get("obligation"), f"{name} obligation"),
+                              MAX_OBLIGATION_BYTES, f"{name} obligation")
         _expect(sha256(text) == entry["sha256"],
                 f"{name}: obligation SHA-256 mismatch: the obligation was changed")
         stored[name] = text
@@ -301,11 +323,20 @@ def _check(path: str, use_cvc5: bool, timeout_ms: int, report: CheckReport) -> N
     solvers = [("z3", solve_z3)]
     if use_cvc5 and cvc5_version() is not None:
         solvers.append(("cvc5", solve_cvc5))
+    # Every solver call has its limit, and all of them together CHECK_SECONDS: a claim not
+    # re-solved in time is reported unknown and the certificate is not confirmed.
+    deadline = _now() + total_seconds
     for name in CLAIMS:
         status = by_name[name]["status"]
-        answers = {sname: fn(generated[name], timeout_ms) for sname, fn in solvers}
+        answers: dict[str, str] = {}
         report.rows.append({"claim": name, "status": status, "answers": answers})
-        for sname, ans in answers.items():
-            if status in STATUS_ANSWER:
-                _expect(ans == STATUS_ANSWER[status],
-                        f"{name}: recorded {status} but {sname} answers {ans}")
+        for sname, fn in solvers if status in STATUS_ANSWER else ():   # unknown claims nothing
+            left_ms = min(timeout_ms, int((deadline - _now()) * 1000))
+            ans = answers[sname] = fn(generated[name], left_ms) if left_ms >= 1 else "unknown"
+            if ans == "unknown":          # the first failure ends the check: no more solving
+                raise CertificateRejected(
+                    f"{name}: recorded {status}, but {sname} answers unknown within its limits "
+                    f"({timeout_ms / 1000:g} s per obligation, {total_seconds:g} s for the whole "
+                    "check): not confirmed")
+            _expect(ans == STATUS_ANSWER[status],
+                    f"{name}: recorded {status} but {sname} answers {ans}")

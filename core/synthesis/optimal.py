@@ -179,6 +179,16 @@ def _expressible(plan: Plan, problem: Problem) -> bool:
     return all(set(q) <= set(cuts.get(name, (1,))) for name, q in plan.problem.atoms().cuts)
 
 
+def _now() -> float:
+    return time.monotonic()
+
+
+def _stopped(shown: Plan, when: str, timeout_ms: int) -> OptimalResult:
+    return OptimalResult(shown, f"the search was stopped at its deadline ({timeout_ms / 1000:g} "
+                         f"s) {when}" + ("; returning the normal plan" if shown.steps else ""),
+                         found=False)
+
+
 def optimal(problem: Problem, budget: int | None = None, max_steps: int | None = None,
             timeout_ms: int = DEFAULT_TIMEOUT_MS, base_plan: Plan | None | bool = True,
             exchange: bool = False) -> OptimalResult:
@@ -187,6 +197,9 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     as that floor, None skips it (when `normal` itself falls back to this search)."""
     from redist.core.synthesis.synthesize import normal
 
+    # One deadline for the whole search (the floor plan, building the constraints, the
+    # solver): `timeout_ms` is what the user waits, not only what z3 gets.
+    deadline = _now() + timeout_ms / 1000
     limit = problem.bound_bytes if budget is None else budget
     if limit < 1:
         raise RedistError("--budget must be a positive number of bytes")
@@ -199,16 +212,16 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
         raise RedistError("--max-steps must be between 1 and 16")
     finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
     if len(finer.mesh.names) > MAX_PRIME_ATOMS or finer.mesh == problem.mesh:
-        return _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange)
-    # Whole atoms first, with a third of the time: a smaller search that answers quickly;
-    # then prime atoms (sub-axes) with the rest. Prime atoms multiply the variables, so a
-    # smaller mesh could otherwise be the slower one, and give up where a larger one
-    # (too many primes to split) answers.
-    t0 = time.monotonic()
-    coarse = _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms // 3,
-                    exchange)
-    left = max(1, timeout_ms - int((time.monotonic() - t0) * 1000))
-    fine = _solve(finer, budget, limit, k_max, base_plan, base_fig, left, exchange)
+        return _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange,
+                      deadline)
+    # Whole atoms first, with a third of the time left: a smaller search that answers
+    # quickly; then prime atoms (sub-axes) with the rest. Prime atoms multiply the
+    # variables, so a smaller mesh could otherwise be the slower one, and give up where a
+    # larger one (too many primes to split) answers.
+    coarse = _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange,
+                    _now() + (deadline - _now()) / 3)
+    fine = _solve(finer, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange,
+                  deadline)
     if fine.proved_optimal or not fine.feasible or not (coarse.proved_optimal
                                                          or not coarse.feasible):
         return fine
@@ -218,7 +231,10 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
 
 
 def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
-           base_plan: Plan | None, base_fig, timeout_ms: int, exchange: bool) -> OptimalResult:
+           base_plan: Plan | None, base_fig, timeout_ms: int, exchange: bool,
+           deadline: float) -> OptimalResult:
+    """One search on `problem`'s atoms, stopped at `deadline` (`timeout_ms` is the user's
+    limit, for messages)."""
     from redist.core.synthesis.synthesize import canonical
 
     mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
@@ -229,7 +245,6 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
     lvs = [T.layout_vars(mesh, f"o{k}") for k in range(k_max + 1)]
     svs = [T.step_vars(mesh, f"o{k + 1}") for k in range(k_max)]
     opt = z3.Optimize()
-    opt.set("timeout", timeout_ms)
     opt.add(*T.layout_facts(mesh, lvs[0], problem.src), *T.layout_facts(mesh, lvs[-1],
                                                                        problem.dst))
     sizes = [T.local_size(mesh, shape, lv) for lv in lvs]
@@ -237,7 +252,11 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
         opt.add(*T.wellformed(mesh, shape, lv), sizes[k] * item <= limit)
     comm_kinds = (T.GATHER, T.A2A, T.PERMUTE, T.EXCHANGE)
     volumes, colls = [], []
+    shown = base_plan if base_plan else Plan(problem, ())
     for k, sv in enumerate(svs):
+        if _now() >= deadline:
+            return _stopped(shown, f"while building the constraints of step {k + 1} of "
+                            f"{k_max}", timeout_ms)
         before, after = lvs[k], lvs[k + 1]
         opt.add(T.transition(mesh, shape, sv, before, after))
         if not exchange:
@@ -282,9 +301,12 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
         opt.add(total_volume <= _padded_volume(base_plan))
     opt.minimize(total_volume)
     opt.minimize(total_colls)
+    remaining_ms = int((deadline - _now()) * 1000)
+    if remaining_ms < 1:
+        return _stopped(shown, "before the solver started", timeout_ms)
+    opt.set("timeout", remaining_ms)
     answer = opt.check()
     what = "bound" if budget is None else "budget"
-    shown = base_plan if base_plan else Plan(problem, ())
     if answer == z3.unsat:
         return OptimalResult(shown, f"no plan within the {what} of {limit} bytes exists "
                              f"with up to {k_max} steps (proved: the constraints are unsat)",
