@@ -49,6 +49,9 @@ from redist.strategies import meshes, meshes_of, problems
 DEFAULT_DB = os.path.join(os.path.expanduser("~"), ".cache", "redist", "regress-examples")
 
 
+REPLAY_RANKS = "the ranks the replayed problem needs (its mesh's devices)"
+
+
 class MpiServer:
     """One MPI job for the whole run (runtime/serve.py): a plan per line in, a verdict out."""
 
@@ -61,8 +64,7 @@ class MpiServer:
         from redist.runtime.lifeline import launcher_env
 
         # The limits of `redist run`: ranks, and memory (of `plan`'s job when known).
-        check_resources(plan, nprocs, "--np" if plan is None else
-                        "the ranks the replayed problem needs (its mesh's devices)")
+        check_resources(plan, nprocs, "--np" if plan is None else REPLAY_RANKS)
         self.timeout = timeout
         if cmd is None:
             from redist.runtime.launch import find_mpiexec
@@ -326,6 +328,9 @@ def replay(path: str, np_ranks: int | None = None, with_jax: bool = False,
            mpiexec: str | None = None, with_torch: bool = False) -> list[str]:
     plan = load(path)
     problem = plan.problem
+    if np_ranks:    # the limits of `redist run` first (MpiServer checks them too)
+        from redist.runtime.launch import check_resources
+        check_resources(plan, np_ranks, REPLAY_RANKS)
     check_size(problem)
     server = MpiServer(np_ranks, mpiexec, plan=plan) if np_ranks else None
     torch = torch_server() if with_torch else None
