@@ -3,16 +3,16 @@ collective, tested directly: an accepting and a rejecting case per rule, the lay
 accepted step produces, and the SMT encoding of the rule agreeing with the typing code."""
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from redist.core.errors import RedistError, TypingError
 from redist.core.model.axes import check_disjoint, lift_axes, refine, resolve
-from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.plans.plan import Plan
+from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.blocks import device_coords
 from redist.core.semantics.collectives import (
     AllExchange,
@@ -24,7 +24,6 @@ from redist.core.semantics.collectives import (
     nests,
 )
 from redist.core.semantics.sourcemap import digits, mixed_radix
-from redist.core.semantics.algebra import NUMPY
 from redist.core.smt.verify import verify
 
 L = parse_layout
