@@ -14,7 +14,7 @@ from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.collectives import AllGather, AllSlice
+from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice
 from redist.core.semantics.sourcemap import mixed_radix, source
 from redist.core.smt.verify import verify
 from redist.core.synthesis.exhaustive import exhaustive
@@ -323,3 +323,35 @@ def test_a_slice_before_any_communication_is_no_discard():
     plan = normal(p).plan
     assert isinstance(plan.steps[0], AllSlice)
     assert verify(plan).get("no_discard").status == "proved"
+
+
+# --- element_correct: the counterexample names a wrong element, as the simulator sees it --
+
+@pytest.mark.parametrize("mesh,shape,src,dst,steps", [
+    # back to src instead of dst: gather both axes, slice them again in src's order
+    ("x=4,y=2", (16, 4), "[{x,y},{}]", "[{y,x},{}]",
+     (AllGather((("x", "y"), ())), AllSlice((("x", "y"), ())))),
+    # a permute to the wrong layout, then a gather
+    ("x=2,y=2", (8, 8), "[{x},{y}]", "[{},{y}]",
+     (AllPermute(parse_layout("[{y},{x}]")), AllGather((("y",), ())))),
+])
+def test_element_correct_counterexample_is_what_the_plan_delivers(mesh, shape, src, dst,
+                                                                  steps):
+    import numpy as np
+
+    from redist.core.plans import simulator
+    p = _p(mesh, shape, src, dst)
+    bad = Plan(p.with_ends(p.src, p.dst), steps)
+    r = verify(bad, timeout_ms=30_000).get("element_correct")
+    assert r.status == "refuted", r
+    m = re.search(r"device (\d+) \([^)]*\), local index \(([^)]*)\): expected global "
+                  r"element \(([^)]*)\), the plan delivers \(([^)]*)\)", r.detail)
+    assert m, r.detail
+
+    def nums(t):
+        return tuple(int(v) for v in t.split(",") if v.strip())
+    dev, idx, want, got = int(m.group(1)), nums(m.group(2)), nums(m.group(3)), nums(m.group(4))
+    x = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    final = simulator.run(Plan(p.with_ends(p.src, bad.final_layout), steps), x)[-1]
+    assert final[(dev, *idx)] == x[got] != x[want]
+    assert x[want] == simulator.shards(p.mesh, p.shape, p.dst, x)[(dev, *idx)]

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from redist.core.errors import RedistError, TypingError
 from redist.core.model.axes import check_disjoint, lift_axes, refine, resolve
+from redist.core.model.layout import ceil_div
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
@@ -21,6 +22,7 @@ from redist.core.semantics.collectives import (
     AllSlice,
     AllToAll,
     apply,
+    describe,
     nests,
 )
 from redist.core.semantics.sourcemap import digits, mixed_radix
@@ -276,3 +278,24 @@ def test_typing_rule_rejects_naming_the_rule(mesh, shape, src, step, message):
 ])
 def test_nests(coarse, g, extent, ok):
     assert nests(coarse, g, extent) is ok
+
+
+@pytest.mark.parametrize("a,b", [(7, 2), (8, 2), (1, 5), (12, 4), (13, 4)])
+def test_ceil_div_on_ints_and_on_z3_terms(a, b):
+    """proofs/ runs the layout arithmetic on symbolic sizes: the z3 branch must agree."""
+    import z3
+    assert ceil_div(a, b) == -(-a // b)
+    assert z3.simplify(ceil_div(z3.IntVal(a), z3.IntVal(b))).as_long() == -(-a // b)
+
+
+@pytest.mark.parametrize("step,text", [
+    (AllSlice((("x", "y"), ())), "all_slice {x,y} {}"),
+    (AllGather(((), ("z",))), "all_gather {} {z}"),
+    (AllToAll(1, 0, ("z", "y")), "all_to_all {z,y} dim 1->0"),
+    (AllPermute(L("[{y},{x,z}]")), "all_permute -> [{y},{x,z}]"),
+    (AllExchange(L("[{},{x}]")), "all_exchange -> [{},{x}]"),
+])
+def test_describe_each_op(step, text):
+    assert describe(step) == text
+    assert describe(step, lambda axes: tuple(a.upper() for a in axes)) == text.replace(
+        "x", "X").replace("y", "Y").replace("z", "Z").replace("eXchange", "exchange")

@@ -120,8 +120,10 @@ def test_compact_keeps_a_range_at_the_front(outer, length, data, inner):
     hi = data.draw(st.integers(lo + 1, length))
     x = np.arange(outer * length * inner, dtype=np.int64)
     want = x.reshape(outer, length, inner)[:, lo:hi, :].reshape(-1).copy()
+    tail = x[want.size:].copy()
     inplace.compact(x, outer, length, lo, hi, inner)
     assert np.array_equal(x[:want.size], want)
+    assert np.array_equal(x[want.size:], tail)        # nothing written past what it keeps
 
 
 # --- whole runtime steps, one thread per rank, point-to-point in process ------------------
