@@ -130,9 +130,8 @@ def _node_sites(node: ast.AST):
         yield node, "return None", lambda n: ast.Return(ast.Constant(None))
 
 
-def enumerate_mutants(path: str) -> list[Mutant]:
-    tests, functions = TARGETS[path]
-    text = open(os.path.join(ROOT, path), encoding="utf-8").read()
+def enumerate_mutants(path: str, text: str) -> list[Mutant]:
+    _, functions = TARGETS[path]
     lines = text.splitlines()
     tree = ast.parse(text)
     out = []
@@ -143,9 +142,9 @@ def enumerate_mutants(path: str) -> list[Mutant]:
     return out
 
 
-def mutated_source(m: Mutant) -> str:
+def mutated_source(m: Mutant, text: str) -> str:
     _, functions = TARGETS[m.path]
-    tree = ast.parse(open(os.path.join(ROOT, m.path), encoding="utf-8").read())
+    tree = ast.parse(text)
     node, _, make = _sites(tree, functions)[m.index]
     new = ast.copy_location(make(node), node)
 
@@ -168,6 +167,8 @@ def package_copy(where: str) -> str:
 
 
 def run_mutant(m: Mutant, pkg: str, scratch: str, timeout: float) -> tuple[str, float, str]:
+    """Mutate the copy's file (which holds the text the mutant was enumerated from: the
+    worktree may change meanwhile), run its tests, put the file back."""
     target = os.path.join(pkg, "redist", m.path)
     original = open(target, encoding="utf-8").read()
     tests, _ = TARGETS[m.path]
@@ -179,7 +180,7 @@ def run_mutant(m: Mutant, pkg: str, scratch: str, timeout: float) -> tuple[str, 
     t0 = time.monotonic()
     try:
         with open(target, "w", encoding="utf-8") as f:
-            f.write(mutated_source(m))
+            f.write(mutated_source(m, original))
         r = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True,
                            timeout=timeout, start_new_session=True)
         failed = [line for line in r.stdout.splitlines() if line.startswith("FAILED")]
@@ -243,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.path.join(
         ROOT, "benchmarks", "results", f"mutation-{datetime.date.today()}.md"))
     args = ap.parse_args(argv)
-    every = [m for f in args.files for m in enumerate_mutants(f)]
+    tmp = tempfile.TemporaryDirectory(prefix="redist-mutation-")
+    pkg = package_copy(tmp.name)
+    every = [m for f in args.files for m in enumerate_mutants(
+        f, open(os.path.join(pkg, "redist", f), encoding="utf-8").read())]
     if args.list:
         for f in args.files:
             print(f"{f}: {sum(m.path == f for m in every)} mutants")
@@ -261,9 +265,8 @@ def main(argv: list[str] | None = None) -> int:
               if m is not None][:args.sample]
     rows: list[dict] = []
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="redist-mutation-") as tmp:
-        pkg = package_copy(tmp)
-        scratch = os.path.join(tmp, "cwd")
+    with tmp:
+        scratch = os.path.join(tmp.name, "cwd")
         os.makedirs(scratch)
         for i, m in enumerate(chosen):
             if time.monotonic() - t0 > args.minutes * 60:
