@@ -116,6 +116,15 @@ def test_default_plan_bytes_on_sub_axis_and_uneven_cases(problem, figures):
     assert simulate_matches_dst(s.plan) if math.prod(p.shape) < 1 << 12 else True
 
 
+def test_figures_json_of_the_transpose():
+    fig = normal(case("transpose")).plan.figures()
+    assert fig.to_json() == {
+        "local_bytes": [8 * MiB, 8 * MiB, 8 * MiB], "peak_bytes": 8 * MiB,
+        "bound_bytes": 8 * MiB, "memory_efficient": True, "volume_bytes": 64 * MiB,
+        "lower_bound_bytes": 48 * MiB, "volume_ratio": 64 / 48, "collectives": 2}
+    assert fig.step_volume == (32 * MiB, 32 * MiB)
+
+
 def test_volume_ratio_is_exactly_volume_over_lower_bound():
     """Not `>= 1.0` (true of every plan): the exact ratio, and None/1.0 at a zero bound."""
     fig = normal(case("transpose")).plan.figures()
