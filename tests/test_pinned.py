@@ -364,3 +364,12 @@ def test_element_correct_counterexample_is_what_the_plan_delivers(mesh, shape, s
     final = simulator.run(Plan(p.with_ends(p.src, bad.final_layout), steps), x)[-1]
     assert final[(dev, *idx)] == x[got] != x[want]
     assert x[want] == simulator.shards(p.mesh, p.shape, p.dst, x)[(dev, *idx)]
+
+
+def test_simulator_names_the_first_wrong_device():
+    """reorder without its permute: device 1 (x=0, y=1) holds block 1 but needs block 4;
+    device 0 holds block 0 either way."""
+    from redist.core.plans import simulator
+    p = case("reorder", "16,16")
+    assert simulator.wrong_device(Plan(p, ())) == 1
+    assert simulator.wrong_device(normal(p).plan) is None
