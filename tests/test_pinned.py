@@ -181,6 +181,18 @@ def test_exhaustive_never_claims_completeness_when_its_budget_ends():
     assert none.plan is None and none.complete
 
 
+def test_fallback_returns_the_exhaustive_plan_or_says_none_exists():
+    """`normal`'s last resort, called directly (the default planner rarely needs it)."""
+    import time
+
+    from redist.core.synthesis.synthesize import _fallback
+    plan, note = _fallback(case("swap-3d"), time.monotonic() + 60)
+    assert note is None and plan.final_layout == case("swap-3d").dst
+    assert plan.figures().volume_bytes == MiB and plan.figures().memory_efficient
+    plan, note = _fallback(_p("x=2,y=3", (7,), "[{x}]", "[{y}]"), time.monotonic() + 60)
+    assert plan is None and note.endswith("found no plan: none exists")
+
+
 def test_greedy_plans_are_pinned():
     assert greedy(case("replace-axis")).figures().volume_bytes == 64 * MiB
     g = greedy(_p("x=3,y=5", (1, 1, 3), "[{x,y},{},{}]", "[{x},{y},{}]"))
