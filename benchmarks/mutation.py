@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300, help="seconds per mutant")
     ap.add_argument("--files", nargs="*", default=sorted(TARGETS))
     ap.add_argument("--list", action="store_true", help="count the mutants and stop")
+    ap.add_argument("--rerun", metavar="FILE.json",
+                    help="run again the survivors of an earlier run (same source)")
     ap.add_argument("--out", default=os.path.join(
         ROOT, "benchmarks", "results", f"mutation-{datetime.date.today()}.md"))
     args = ap.parse_args(argv)
@@ -263,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         rng.shuffle(pool)
     chosen = [m for group in itertools.zip_longest(*pools.values()) for m in group
               if m is not None][:args.sample]
+    if args.rerun:
+        keys = {(r["path"], r["index"]) for r in json.load(open(args.rerun))
+                if r["status"] == "survived"}
+        chosen = [m for m in every if (m.path, m.index) in keys]
     rows: list[dict] = []
     t0 = time.monotonic()
     with tmp:
