@@ -415,3 +415,9 @@ def test_changed_devices_with_other_block_counts():
     assert changed_devices(p.mesh, p.src, p.dst).tolist() == [False, True, True, True]
     same = changed_devices(p.mesh, p.src, parse_layout("[{y},{}]"))
     assert same.tolist() == [False, True, True, False]
+
+
+def test_exhaustive_gathers_when_dst_is_less_sharded():
+    r = exhaustive(case("replace-axis", "16,16"))
+    assert r.complete and [s.op for s in r.plan.steps] == ["all_slice", "all_gather"]
+    assert r.plan.figures().volume_bytes == 8 * 128

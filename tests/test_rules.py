@@ -188,6 +188,7 @@ ACCEPT = [
     (M, (24, 4), "[{x},{}]", AllSlice((("z", "y"), ())), "[{x,z,y},{}]"),
     (M, (24, 6), "[{x},{}]", AllSlice((("y",), ("z",))), "[{x,y},{z}]"),
     (M, (3, 4), "[{},{}]", AllSlice((("x", "y"), ())), "[{x,y},{}]"),   # held whole: pads
+    (M, (6, 4), "[{x},{}]", AllSlice((("z",), ())), "[{x,z},{}]"),   # blocks of 3 into 3
     # all_gather: the minor-most suffix, removed
     (M, (24, 4), "[{x,y,z},{}]", AllGather((("y", "z"), ())), "[{x},{}]"),
     (M, (24, 4), "[{x,y,z},{}]", AllGather((("z",), ())), "[{x,y},{}]"),
@@ -299,3 +300,12 @@ def test_describe_each_op(step, text):
     assert describe(step) == text
     assert describe(step, lambda axes: tuple(a.upper() for a in axes)) == text.replace(
         "x", "X").replace("y", "Y").replace("z", "Z").replace("eXchange", "exchange")
+
+
+def test_prime_factors_and_prime_cuts():
+    from redist.core.model.axes import _prime_factors, prime_cuts
+    assert _prime_factors(12) == [2, 2, 3] and _prime_factors(7) == [7]
+    assert _prime_factors(1) == [] and _prime_factors(8) == [2, 2, 2]
+    base = parse_mesh("x=12,y=4")
+    assert prime_cuts(base, refine(base, ["x", "y"])) == {"x": {1, 2, 4, 12},
+                                                           "y": {1, 2, 4}}

@@ -261,6 +261,7 @@ def check_step_against_simulator(plan: Plan) -> None:
         valid = simulator.valid_mask(p.mesh, p.shape, lays[k + 1])
         for r, block in enumerate(got):
             assert block.shape == stacks[k + 1][r].shape, (k, r)
+            assert block.flags.c_contiguous, (k, r)     # every buffer in a plan (module doc)
             assert np.array_equal(block[valid[r]], stacks[k + 1][r][valid[r]]), \
                 (k, r, plan.steps[k])
 
@@ -364,3 +365,11 @@ def test_three_ranks_under_mpiexec_match_the_simulator(tmp_path):
     ]
     jobs = [{"plan": p, "gated": False, "donate": d} for p in plans for d in (True, False)]
     run_jobs(3, jobs, tmp_path, {"REDIST_CHUNK_BYTES": "200", "REDIST_INPLACE": "1"})
+
+
+@pytest.mark.parametrize("rows,cols,block,itemsize,ok", [
+    (1, 9, 1, 1, True), (9, 1, 1, 1, True),              # trivial: nothing moves
+    (4, 4, 64, 4, True), (4, 4, 16, 4, False),           # blocks of 256 bytes and of 64
+    (256, 256, 64, 4, True), (256, 257, 64, 4, False)])  # at most 2**16 blocks
+def test_can_transpose(rows, cols, block, itemsize, ok):
+    assert inplace.can_transpose(rows, cols, block, itemsize) is ok
