@@ -2,7 +2,9 @@
 mpiexec when their first line says `mpiexec -n N`, under torchrun when it says
 `torchrun --nproc-per-node N`; printed output checked against the `#`
 lines that follow a print), `redist` command lines of sh blocks (exit code 0 unless the
-line says `# exit N`), and plan files in json blocks (they must parse)."""
+line says `# exit N`; their output checked: the `text` block that follows a one-command sh
+block line by line, else what each subcommand promises), and plan files in json blocks
+(they must parse)."""
 
 import json
 import os
@@ -81,6 +83,74 @@ def _commands():
     return out
 
 
+def _shown_output(where: str, k: int) -> list[str] | None:
+    """The lines of the `text` block right after sh block k of `where`, if that block holds
+    one command (the output the docs show for it)."""
+    text = open(os.path.join(ROOT, where), encoding="utf-8").read()
+    fences = list(FENCE.finditer(text))
+    sh = fences[k]
+    if k + 1 >= len(fences) or fences[k + 1].group(1) != "text" or \
+            text[sh.end():fences[k + 1].start()].strip() or \
+            len([c for c in sh.group(2).splitlines() if c.strip()]) != 1:
+        return None
+    return fences[k + 1].group(2).splitlines()
+
+
+def _normalized(line: str) -> str:
+    """Timings and the solver's version vary between machines; nothing else may."""
+    line = re.sub(r"\s*\[\d+ ms\]", "", line.rstrip())
+    return re.sub(r"^claims \((\w+) [^)]*\)", r"claims (\1)", line)
+
+
+def _ceil_blocks(n: int, k: int) -> str:
+    c = -(-n // k)
+    return " ".join(f"[{min(b * c, n)},{min(b * c + c, n)})" for b in range(k))
+
+
+def check_output(args: list[str], out: str, code: int) -> None:
+    """What each subcommand promises to print (docs/cli.md)."""
+    cmd = args[0]
+    if cmd in ("plan", "verify") and "--json" in args:
+        doc = json.loads(out)
+        plan = plan_from_json(doc)
+        assert plan.final_layout == plan.problem.dst
+        assert doc["verdict"]["all_proved"] is (code == 0)
+        assert doc["figures"]["volume_bytes"] == plan.figures().volume_bytes
+    elif cmd in ("plan", "verify"):
+        if code == 0:
+            assert "verdict: all five claims proved" in out
+            assert re.search(r"^peak .* -> memory-efficient$", out, re.M) or \
+                "--show" in args and re.search(r"^peak [\d.]+ \w+ per device \(bound", out, re.M)
+        else:
+            assert "verdict: NOT verified" in out
+            assert re.search(r"^  REFUTED .*\n {11}-> \S", out, re.M)   # with its reason
+        if "--certificate" in args:
+            where = args[args.index("--certificate") + 1]
+            assert f"certificate written to {where}" in out and os.path.exists(where)
+        if "--method" in args and args[args.index("--method") + 1] == "optimal":
+            assert "proved optimal among plans of up to" in out
+    elif cmd == "show":
+        # every dim's block ranges, computed here from the ceil convention (DESIGN §11)
+        shape = [int(n) for n in args[args.index("--shape") + 1].split(",")]
+        for d, n in enumerate(shape):
+            m = re.search(rf"^dim {d} \({n}\): (split (\d+) ways by \S+: (.*)|held whole.*)$",
+                          out, re.M)
+            assert m, (d, out)
+            if m.group(2):
+                assert m.group(3) == _ceil_blocks(n, int(m.group(2)))
+    elif cmd == "certify":
+        assert "certificate checks: all five claims proved" in out
+    elif cmd == "run":
+        assert re.search(r"^elements +all match the expected dst blocks$", out, re.M)
+        assert re.search(r"^time +median [\d.]+ ms", out, re.M)
+    elif cmd == "regress":
+        assert re.search(r"failures +0 *$", out, re.M)
+        n = args[args.index("--examples") + 1]
+        assert re.search(rf"every element compared +{n} *$", out, re.M), out
+    else:
+        raise AssertionError(f"no output check for `redist {cmd}`: add one")
+
+
 @pytest.mark.parametrize("where,k,line", _commands(), ids=[c[2][:60] for c in _commands()])
 def test_command_lines_run(where, k, line, tmp_path):
     code_wanted = 0
@@ -92,6 +162,11 @@ def test_command_lines_run(where, k, line, tmp_path):
                        text=True, timeout=600, cwd=tmp_path, env=_env())
     assert r.returncode == code_wanted, f"{where}: {line}\n{r.stdout[-1500:]}{r.stderr[-1500:]}"
     assert "Traceback" not in r.stderr
+    check_output(args, r.stdout, r.returncode)
+    shown = _shown_output(where, k)
+    if shown is not None:
+        got = [_normalized(x) for x in r.stdout.splitlines()]
+        assert [_normalized(x) for x in shown] == got[:len(shown)], f"{where}: {line}"
 
 
 @pytest.mark.parametrize("where,k,text", blocks("json"),
