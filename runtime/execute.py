@@ -41,15 +41,15 @@ from redist.core.semantics.collectives import (
     Collective,
 )
 from redist.core.semantics.sourcemap import mixed_radix
+from redist.core.semantics.working import chunk_elements
 
 from . import inplace
 from .groups import MeshComm, pair_rounds
-from .memory import Held, MemoryTracker
+from .memory import Held, MemoryTracker, buffer_of
 
-# Sendrecv_replace makes MPI copy a whole message into its own buffer: send a block in
-# chunks of a 16th of it (between MIN and MAX_CHUNK_BYTES), so MPI's scratch stays small.
-MAX_CHUNK_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 4 << 20))
-MIN_CHUNK_BYTES = min(256 << 10, MAX_CHUNK_BYTES)
+# In-place steps move data through one chunk of scratch (core.semantics.working: a 16th
+# of the block); this caps it further (tests use it to cross many chunk boundaries).
+CHUNK_CAP_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 1 << 62))
 # A piece whose contiguous runs are shorter than this is packed with NumPy rather than
 # described by a derived datatype (MPICH's strided path is slower there; see benchmarks/).
 PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
@@ -171,7 +171,9 @@ def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
         return held.a
     dest = sources.index(me)
     x = _owned(held, mem)
-    _sendrecv_replace(mc.cart, x.reshape(-1), dest, sources[me], mem)
+    scratch = _scratch(x, mem)
+    _swap(mc.cart, x.reshape(-1), dest, sources[me], scratch)
+    mem.release(scratch)
     return x
 
 
@@ -186,62 +188,130 @@ def _owned(held: Held, mem: MemoryTracker) -> np.ndarray:
     return y
 
 
-def _sendrecv_replace(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
-                      mem: MemoryTracker) -> None:
-    """Swap `flat` with peers in chunks: MPI copies one chunk into its own buffer."""
+def _scratch(block: np.ndarray, mem: MemoryTracker) -> np.ndarray:
+    """The one chunk of scratch of an in-place step on `block` (the figure's chunk, or less
+    under REDIST_CHUNK_BYTES); the caller releases it."""
+    n = max(1, min(chunk_elements(block.size), CHUNK_CAP_BYTES // block.itemsize))
+    return mem.empty((n,), block.dtype)
+
+
+def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
+          scratch: np.ndarray) -> None:
+    """Send `flat` to dest and receive as much from source into it, holding one chunk
+    (`scratch`) besides: messages of a chunk, all sends posted at once; message 0 is
+    received into the scratch and message i into the place of message i - 1 as soon as
+    that one is sent; then the buffer moves up by one chunk (memmove) and message 0
+    comes back from the scratch. Posting everything at once keeps the messages flowing
+    without one round trip per chunk."""
+    n, step = flat.size, min(scratch.size, flat.size)
+    if n == 0:
+        return
     t = mpi_type(flat.dtype)
-    chunk = min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, flat.nbytes // 16))
-    step = max(1, chunk // flat.itemsize)
-    mem.scratch(min(flat.nbytes, step * flat.itemsize))      # what MPI allocates inside
-    for lo in range(0, flat.size, step):
-        comm.Sendrecv_replace([flat[lo:lo + step], t], dest, 11, source, 11)
+    k = -(-n // step)
+    sends = [comm.Isend([flat[i * step:(i + 1) * step], t], dest, 12) for i in range(k)]
+    recvs = [comm.Irecv([scratch[:step], t], source, 12)]
+    for i in range(1, k):
+        sends[i - 1].Wait()
+        m = min(step, n - i * step)
+        recvs.append(comm.Irecv([flat[(i - 1) * step:(i - 1) * step + m], t], source, 12))
+    MPI.Request.Waitall(sends + recvs)
+    inplace.memmove(flat, step, 0, n - step)
+    flat[:step] = scratch[:step]
 
 
 def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
             mem: MemoryTracker) -> np.ndarray:
+    """In place: the output is the input's buffer grown to G blocks (realloc), this rank's
+    block moved into its slot, then an MPI_IN_PLACE Allgather(v) fills the other slots."""
     x = held.a
     axes = tuple(a for dim in step.axes for a in dim)
     comm = mc.group(axes)
-    g = comm.Get_size()
+    g, me = comm.Get_size(), comm.Get_rank()
     sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
-    full = tuple(x.shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
-    exact = full == tuple(n_after)
+    shape = x.shape
+    full = tuple(shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
     dtype = x.dtype
-    out = mem.empty(full, dtype)
+    digits, rest = [0] * len(sizes), me          # my slot, per dim (mixed radix over dims)
+    for d in reversed(range(len(sizes))):
+        digits[d], rest = rest % sizes[d], rest // sizes[d]
+    del x
+    out = _grown(held, math.prod(full), mem)
+    # Spread the block (at the start of `out`) into its slot, one gathered dim at a time.
+    cur = list(shape)
+    for d in range(len(shape)):
+        if sizes[d] > 1:
+            row = math.prod(cur[d:])
+            inplace.expand(out, math.prod(cur[:d]), row, sizes[d], digits[d])
+            cur[d] *= sizes[d]
+    out = out.reshape(full)
     dims = [d for d, gone in enumerate(step.axes) if gone]
     base = mpi_type(dtype)
     if len(dims) == 1:
-        t = _piece_type(full, dims[0], x.shape[dims[0]], x.dtype)
-        comm.Allgather([x, x.size, base], [out, 1, t])
+        t = _piece_type(full, dims[0], shape[dims[0]], dtype)
+        comm.Allgather(MPI.IN_PLACE, [out, 1, t])
         t.Free()
     else:
         # Member k's block starts at an offset given by the digits of k over each dim's
-        # gathered axes; a one-element-extent subarray type puts it in place (no receive
-        # buffer: the output is the only new memory).
-        block = base.Create_subarray(list(full), list(x.shape), [0] * x.ndim,
+        # gathered axes; a one-element-extent subarray type puts it in place.
+        block = base.Create_subarray(list(full), list(shape), [0] * len(shape),
                                      order=MPI.ORDER_C)
-        one = block.Create_resized(0, x.itemsize)
+        one = block.Create_resized(0, dtype.itemsize)
         block.Free()
         one.Commit()
-        strides = [math.prod(full[d + 1:]) for d in range(x.ndim)]
+        strides = [math.prod(full[d + 1:]) for d in range(len(shape))]
         displs = []
         for k in range(g):
             off, rest = 0, k
             for d in reversed(range(len(sizes))):
-                off += (rest % sizes[d]) * x.shape[d] * strides[d]
+                off += (rest % sizes[d]) * shape[d] * strides[d]
                 rest //= sizes[d]
             displs.append(off)
-        comm.Allgatherv([x, x.size, base], [out, [1] * g, displs, one])
+        comm.Allgatherv(MPI.IN_PLACE, [out, [1] * g, displs, one])
         one.Free()
-    x = None
-    held.free(mem)
-    if exact:
+    if full == tuple(n_after):
         return out
     # Gathered into a dim held whole: the G padded pieces reach past its end; keep N.
     final = mem.empty(n_after, dtype)
     final[...] = out[tuple(slice(0, n) for n in n_after)]
     mem.release(out)
     return final
+
+
+def _grown(held: Held, n: int, mem: MemoryTracker) -> np.ndarray:
+    """A flat buffer of n elements whose first elements are the held block (C-contiguous):
+    the held buffer itself, moved to its start and resized (realloc) when the runtime
+    holds the only reference to it; else a new buffer with the block copied in (the
+    caller's input stays alive beside it). The held block is released either way."""
+    x = held.a
+    size = x.size
+    if held.own:
+        owner = buffer_of(x)
+        off = (x.__array_interface__["data"][0] - owner.__array_interface__["data"][0]) \
+            // x.itemsize
+        held.a = None
+        del x
+        # Ours alone: the name `owner` and getrefcount's own argument.
+        if owner.flags.owndata and owner.flags.c_contiguous and sys.getrefcount(owner) <= 2:
+            mem.release(owner)
+            if owner.size < n:
+                owner.resize((n,), refcheck=False)        # realloc: grows in place or moves
+                inplace.memmove(owner, 0, off, size)
+            else:
+                flat = owner.reshape(-1)
+                inplace.memmove(flat, 0, off, size)
+                del flat
+                owner.resize((n,), refcheck=False)        # the tail pages go back
+            mem.hold(owner)
+            return owner
+        x = owner.reshape(-1)[off:off + size]
+        out = mem.empty((n,), x.dtype)
+        out[:size] = x
+        del x
+        mem.release(owner)
+        return out
+    out = mem.empty((n,), x.dtype)
+    out[:size] = x.reshape(-1)
+    return out
 
 
 def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ...],
@@ -261,7 +331,7 @@ def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ..
         shape_in = held.a.shape
     full = tuple(shape_in[d] * (g if d == s else 1) if d != t else piece_t
                  for d in range(len(shape_in)))          # src_dim: g padded pieces
-    if INPLACE_ALL_TO_ALL and _inplace_ok(shape_in, dtype.itemsize, s, t, g, piece_t):
+    if INPLACE_ALL_TO_ALL:
         out = _all_to_all_inplace(comm, _owned(held, mem), s, t, g, piece_t, mem)
     else:
         out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
@@ -302,13 +372,6 @@ def _all_to_all_out_of_place(comm: MPI.Comm, held: Held, s: int, t: int, g: int,
     return out
 
 
-def _inplace_ok(shape: tuple[int, ...], itemsize: int, s: int, t: int, g: int,
-                piece_t: int) -> bool:
-    rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(shape, s, t, g, piece_t)
-    return (inplace.can_transpose(rows1, cols1, blk1, itemsize)
-            and inplace.can_transpose(rows2, cols2, blk2, itemsize))
-
-
 def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
     """The two block transposes of the in-place all-to-all (see _all_to_all_inplace)."""
     pre_t = math.prod(shape[:t])
@@ -328,20 +391,20 @@ def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
 def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, piece_t: int,
                         mem: MemoryTracker) -> np.ndarray:
     """x's piece j (its dim t cut into g) goes to member j; member k's piece lands at block
-    k of dim s. Three passes over one buffer: transpose pieces into send order, swap piece
-    j with member j in pairwise rounds (in place, chunked), transpose into output order."""
+    k of dim s. Three passes over one buffer and one chunk of scratch: transpose pieces
+    into send order, swap piece j with member j in pairwise rounds, transpose into output
+    order."""
     flat = x.reshape(-1)
     rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
-    mem.scratch(max(inplace.scratch_bytes(rows1, cols1, blk1, x.itemsize),
-                    inplace.scratch_bytes(rows2, cols2, blk2, x.itemsize)))
-    inplace.transpose_blocks(flat, rows1, cols1, blk1)
+    scratch = _scratch(x, mem)
+    inplace.transpose_blocks(flat, rows1, cols1, blk1, scratch)
     size = flat.size // g
     me = comm.Get_rank()
     for partner in pair_rounds(g, me):
         if partner is not None:
-            _sendrecv_replace(comm, flat[partner * size:(partner + 1) * size], partner,
-                              partner, mem)
-    inplace.transpose_blocks(flat, rows2, cols2, blk2)
+            _swap(comm, flat[partner * size:(partner + 1) * size], partner, partner, scratch)
+    inplace.transpose_blocks(flat, rows2, cols2, blk2, scratch)
+    mem.release(scratch)
     out_shape = list(x.shape)
     out_shape[t] = piece_t
     out_shape[s] = x.shape[s] * g
