@@ -123,44 +123,92 @@ def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Lay
 def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
            mem: MemoryTracker) -> np.ndarray:
     x = held.a
+    shape = x.shape
     lo = [mixed_radix(mc.mesh, new, mc.coords) * n_after[d] for d, new in enumerate(step.axes)]
-    inside = all(lo[d] + n_after[d] <= x.shape[d] for d in range(x.ndim))
-    view = None
+    inside = all(lo[d] + n_after[d] <= shape[d] for d in range(x.ndim))
     if inside:
         view = x[tuple(slice(lo[d], lo[d] + n_after[d]) for d in range(x.ndim))]
         if view.flags.c_contiguous:
             return view                              # no bytes: part of x's buffer
-        if held.own and x.flags.c_contiguous:
-            flat = x.reshape(-1)
-            cur = list(x.shape)
-            for d in range(x.ndim):
-                if n_after[d] != cur[d]:
-                    inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + n_after[d],
-                                    math.prod(cur[d + 1:]))
-                    cur[d] = n_after[d]
-            del flat, view, x
-            return _shrunk(held, math.prod(n_after), mem).reshape(n_after)
-    # A dim held whole that splits into pieces reaching past its end: pad the last pieces.
-    out = mem.zeros(n_after, x.dtype) if not inside else mem.empty(n_after, x.dtype)
-    src = tuple(slice(min(lo[d], x.shape[d]), min(lo[d] + n_after[d], x.shape[d]))
-                for d in range(x.ndim))
-    out[tuple(slice(0, s.stop - s.start) for s in src)] = x[src]
-    del x, view
-    held.free(mem)
-    return out
+        del view
+    # Keep the sub-block in place (a dim held whole that splits into pieces reaching past
+    # its end is padded with zeros after it).
+    lo = [min(lo[d], shape[d]) for d in range(x.ndim)]
+    keep = [min(n_after[d], shape[d] - lo[d]) for d in range(x.ndim)]
+    del x
+    return _crop_pad(held, lo, keep, n_after, mem)
 
 
-def _shrunk(held: Held, n: int, mem: MemoryTracker) -> np.ndarray:
-    """The first n elements of the held buffer, given back to the allocator beyond them
-    when the runtime holds the only reference to it (else a view of the first n)."""
-    owner = held.a
-    # Ours alone: held.a, the name `owner`, and getrefcount's own argument.
-    if owner.flags.owndata and sys.getrefcount(owner) <= 3:
+def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
+              mem: MemoryTracker) -> np.ndarray:
+    """The held block's [lo, lo + keep) as the start of a block of shape `new`, zeros
+    after it, in the held buffer (compacted, then resized and spread) when the runtime owns
+    it, else in a new buffer. The held block is released."""
+    x = held.a
+    cur = list(x.shape)
+    if not held.own:
+        out = mem.zeros(new, x.dtype)
+        out[tuple(slice(0, k) for k in keep)] = x[tuple(slice(a, a + k)
+                                                         for a, k in zip(lo, keep, strict=True))]
+        return out
+    del x
+    box = [_take_buffer(held)]
+    n_new = math.prod(new)
+    if n_new > box[0].size:
+        box = [_resize(box, n_new, mem)]
+    flat = box[0]
+    for d in range(len(cur)):
+        if (lo[d], keep[d]) != (0, cur[d]):
+            inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + keep[d],
+                            math.prod(cur[d + 1:]))
+            cur[d] = keep[d]
+    for d in range(len(cur)):
+        if cur[d] != new[d]:
+            row = math.prod(cur[d:])
+            stride = new[d] * math.prod(cur[d + 1:])
+            outer = math.prod(cur[:d])
+            inplace.expand(flat, outer, row, stride, 0)
+            flat[:outer * stride].reshape(outer, stride)[:, row:] = 0
+            cur[d] = new[d]
+    del flat
+    if box[0].size != n_new:
+        box = [_resize(box, n_new, mem)]
+    return box[0].reshape(new)
+
+
+def _take_buffer(held: Held) -> np.ndarray:
+    """The whole buffer behind the held (C-contiguous) block, flat, with the block moved
+    to its start; the held reference is dropped (the buffer stays counted)."""
+    x = held.a
+    owner = buffer_of(x)
+    off = (x.__array_interface__["data"][0] - owner.__array_interface__["data"][0]) \
+        // x.itemsize
+    size = x.size
+    held.a = None
+    del x
+    flat = owner.reshape(-1)
+    inplace.memmove(flat, 0, off, size)
+    return flat
+
+
+def _resize(box: list, n: int, mem: MemoryTracker) -> np.ndarray:
+    """The flat buffer handed over in `box` with n elements, its start kept: resized in
+    place (realloc; the tail goes back to the allocator, or new elements are zero) when the
+    runtime holds the only reference to it, else copied into a new buffer."""
+    flat = box.pop()
+    owner = buffer_of(flat)
+    del flat
+    # Ours alone: the name `owner` and getrefcount's own argument.
+    if owner.flags.owndata and owner.flags.c_contiguous and sys.getrefcount(owner) <= 2:
         mem.release(owner)
-        owner.resize((n,), refcheck=False)      # realloc: the tail pages go back
+        owner.resize((n,), refcheck=False)
         mem.hold(owner)
         return owner
-    return owner.reshape(-1)[:n]
+    out = mem.zeros((n,), owner.dtype)
+    m = min(n, owner.size)
+    out[:m] = owner.reshape(-1)[:m]
+    mem.release(owner)
+    return out
 
 
 def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
@@ -234,14 +282,19 @@ def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     digits, rest = [0] * len(sizes), me          # my slot, per dim (mixed radix over dims)
     for d in reversed(range(len(sizes))):
         digits[d], rest = rest % sizes[d], rest // sizes[d]
-    del x
-    out = _grown(held, math.prod(full), mem)
+    if held.own:
+        del x
+        out = _resize([_take_buffer(held)], math.prod(full), mem)
+    else:                            # the caller's block stays alive beside the output
+        out = mem.empty((math.prod(full),), dtype)
+        out[:x.size] = x.reshape(-1)
+        del x
     # Spread the block (at the start of `out`) into its slot, one gathered dim at a time.
     cur = list(shape)
     for d in range(len(shape)):
         if sizes[d] > 1:
             row = math.prod(cur[d:])
-            inplace.expand(out, math.prod(cur[:d]), row, sizes[d], digits[d])
+            inplace.expand(out, math.prod(cur[:d]), row, sizes[d] * row, digits[d] * row)
             cur[d] *= sizes[d]
     out = out.reshape(full)
     dims = [d for d, gone in enumerate(step.axes) if gone]
@@ -271,47 +324,9 @@ def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     if full == tuple(n_after):
         return out
     # Gathered into a dim held whole: the G padded pieces reach past its end; keep N.
-    final = mem.empty(n_after, dtype)
-    final[...] = out[tuple(slice(0, n) for n in n_after)]
-    mem.release(out)
-    return final
-
-
-def _grown(held: Held, n: int, mem: MemoryTracker) -> np.ndarray:
-    """A flat buffer of n elements whose first elements are the held block (C-contiguous):
-    the held buffer itself, moved to its start and resized (realloc) when the runtime
-    holds the only reference to it; else a new buffer with the block copied in (the
-    caller's input stays alive beside it). The held block is released either way."""
-    x = held.a
-    size = x.size
-    if held.own:
-        owner = buffer_of(x)
-        off = (x.__array_interface__["data"][0] - owner.__array_interface__["data"][0]) \
-            // x.itemsize
-        held.a = None
-        del x
-        # Ours alone: the name `owner` and getrefcount's own argument.
-        if owner.flags.owndata and owner.flags.c_contiguous and sys.getrefcount(owner) <= 2:
-            mem.release(owner)
-            if owner.size < n:
-                owner.resize((n,), refcheck=False)        # realloc: grows in place or moves
-                inplace.memmove(owner, 0, off, size)
-            else:
-                flat = owner.reshape(-1)
-                inplace.memmove(flat, 0, off, size)
-                del flat
-                owner.resize((n,), refcheck=False)        # the tail pages go back
-            mem.hold(owner)
-            return owner
-        x = owner.reshape(-1)[off:off + size]
-        out = mem.empty((n,), x.dtype)
-        out[:size] = x
-        del x
-        mem.release(owner)
-        return out
-    out = mem.empty((n,), x.dtype)
-    out[:size] = x.reshape(-1)
-    return out
+    done = Held(out, True)
+    del out                          # `done` holds the only reference: trimmed in place
+    return _crop_pad(done, [0] * len(full), list(n_after), n_after, mem)
 
 
 def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ...],
@@ -320,15 +335,12 @@ def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ..
     s, t = step.src_dim, step.dst_dim
     g = comm.Get_size()
     piece_t = n_after[t]
-    shape_in, dtype = held.a.shape, held.a.dtype
+    shape_in = held.a.shape
     if shape_in[t] != g * piece_t:
         # dst_dim held whole (DESIGN §11): pad it to g pieces first.
-        padded = mem.zeros(shape_in[:t] + (g * piece_t,) + shape_in[t + 1:], dtype)
-        padded[tuple(slice(0, n) for n in shape_in)] = held.a
-        held.free(mem)
-        held = Held(padded, True)
-        del padded
-        shape_in = held.a.shape
+        padded = shape_in[:t] + (g * piece_t,) + shape_in[t + 1:]
+        held = Held(_crop_pad(held, [0] * len(shape_in), list(shape_in), padded, mem), True)
+        shape_in = padded
     full = tuple(shape_in[d] * (g if d == s else 1) if d != t else piece_t
                  for d in range(len(shape_in)))          # src_dim: g padded pieces
     if INPLACE_ALL_TO_ALL:
@@ -337,10 +349,10 @@ def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ..
         out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
     if full == tuple(n_after):
         return out
-    final = mem.empty(n_after, dtype)          # src_dim held whole: keep N
-    final[...] = out[tuple(slice(0, n) for n in n_after)]
-    mem.release(out)
-    return final
+    # src_dim held whole: keep N.
+    done = Held(out, True)
+    del out                          # `done` holds the only reference: trimmed in place
+    return _crop_pad(done, [0] * len(full), list(n_after), n_after, mem)
 
 
 def _all_to_all_out_of_place(comm: MPI.Comm, held: Held, s: int, t: int, g: int,

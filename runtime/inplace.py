@@ -136,23 +136,23 @@ def flag_bytes(rows: int, cols: int, block: int, scratch_elems: int) -> int:
     return rows * cols if r2 == 0 else (r // r2) * c
 
 
-def expand(flat: np.ndarray, outer: int, row: int, f: int, k: int) -> None:
-    """In place, the inverse of a compact: rows a < outer of `row` elements at the start of
-    flat move to a*f*row + k*row (slot k of f). Rows move up, so the last go first, in
+def expand(flat: np.ndarray, outer: int, row: int, stride: int, offset: int) -> None:
+    """In place, the inverse of `compact`: rows a < outer of `row` elements at the start of
+    flat move to a*stride + offset (stride >= row). Rows move up, so the last go first, in
     batches whose destinations start past every source still unread (no temporaries)."""
-    if f == 1 or row == 0:
+    if row == 0 or (stride == row and offset == 0):
         return
     a1 = outer
     while a1 > 0:
-        a0 = max(0, -(-(a1 * row - k * row) // (f * row)))   # dst(a0) >= a1 * row
-        if a0 >= a1:                                          # one row overlapping itself
+        a0 = max(0, -(-(a1 * row - offset) // stride))     # dst(a0) >= a1 * row
+        if a0 >= a1:                                        # one row overlapping itself
             a0 = a1 - 1
-            memmove(flat, a0 * f * row + k * row, a0 * row, row)
+            memmove(flat, a0 * stride + offset, a0 * row, row)
         else:
             n = a1 - a0
             dst = np.lib.stride_tricks.as_strided(
-                flat[a0 * f * row + k * row:], shape=(n, row),
-                strides=(f * row * flat.itemsize, flat.itemsize))
+                flat[a0 * stride + offset:], shape=(n, row),
+                strides=(stride * flat.itemsize, flat.itemsize))
             dst[...] = flat[a0 * row:a1 * row].reshape(n, row)
         a1 = a0
 
@@ -164,6 +164,8 @@ def compact(flat: np.ndarray, outer: int, length: int, lo: int, hi: int, inner: 
     its first source, so batches grow geometrically and nothing unread is overwritten."""
     keep = (hi - lo) * inner
     row = length * inner
+    if keep == 0:
+        return
     a = 0
     while a < outer:
         src0 = a * row + lo * inner
