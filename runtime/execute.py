@@ -1,21 +1,22 @@
 """The collectives on NumPy buffers with upper-case (buffer) mpi4py calls (DESIGN §7).
 
 Every buffer inside a plan is C-contiguous and padded to the layout's local shape
-(DESIGN §11). Each step keeps the bytes live on a rank close to its larger block:
+(DESIGN §11). Each step holds its larger block plus at most one chunk of scratch (a 16th
+of the block, core.semantics.working), except the exchange:
 
-  all_slice    a view when the kept block is contiguous; else, when the runtime owns the
-               buffer, compacted in place; else copied.
-  all_permute  in place: Sendrecv_replace in chunks (MPI buffers one chunk, not the block).
-  all_to_all   in place: a local block transpose into send order, pairwise in-place
-               exchanges (chunked), a block transpose into the output order; when blocks
-               are too fine for the transposes, out of place (input and output alive at
-               once).
+  all_slice    in place: the kept block compacted to the start of the buffer, the rest
+               given back (realloc); a view of the caller's buffer if it is not ours.
+  all_permute  in place: the block sent in chunks, received through one chunk of scratch.
+  all_to_all   in place: a local block transpose into send order (tiles through the
+               chunk), pairwise exchanges of pieces through the chunk, a block transpose
+               into the output order. Pads and trims of dims held whole happen in place.
+  all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
+               into its slot, an MPI_IN_PLACE Allgather(v) with derived datatypes.
+  all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing):
+               input and output at once.
 A buffer the caller keeps (not donated) is copied once before an in-place step. Which
 algorithm runs depends only on shapes, never on who owns a buffer, so every rank of a
 group makes the same MPI calls.
-  all_gather   straight into the output buffer (derived datatypes put each member's block
-               in its slot); the input is released as soon as the gather returns.
-  all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing).
 
 All allocations go through a MemoryTracker, so the reported peak counts every buffer.
 """
@@ -126,13 +127,14 @@ def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     shape = x.shape
     lo = [mixed_radix(mc.mesh, new, mc.coords) * n_after[d] for d, new in enumerate(step.axes)]
     inside = all(lo[d] + n_after[d] <= shape[d] for d in range(x.ndim))
-    if inside:
+    if inside and not held.own:
         view = x[tuple(slice(lo[d], lo[d] + n_after[d]) for d in range(x.ndim))]
         if view.flags.c_contiguous:
-            return view                              # no bytes: part of x's buffer
+            return view                              # no bytes: part of the caller's buffer
         del view
-    # Keep the sub-block in place (a dim held whole that splits into pieces reaching past
-    # its end is padded with zeros after it).
+    # Keep the sub-block in place and give the rest back, so that the buffer is the block
+    # (a dim held whole that splits into pieces reaching past its end is padded with zeros
+    # after it).
     lo = [min(lo[d], shape[d]) for d in range(x.ndim)]
     keep = [min(n_after[d], shape[d] - lo[d]) for d in range(x.ndim)]
     del x

@@ -5,14 +5,14 @@ the figures (and the memory claim) count `step_working_bytes`, so a plan proved 
 bound or budget is measured within it. Per device, in bytes, buffers padded as the runtime
 pads them (DESIGN §11); the input is the runtime's (handed over, as `redist run` does).
 
-  all_slice     the input (kept in place or viewed); input + output when a dim held whole
-                is split into padded pieces.
+  all_slice     the input (a view, or compacted and padded in place).
   all_permute   the block + one chunk (if any device's block changes).
-  all_to_all    the block + one chunk (in place); + a padded copy when dst_dim is held
-                whole, + a trimmed copy when src_dim is.
-  all_gather    the output, grown in place from the input; + a trimmed copy when the
-                gathered dim is held whole.
+  all_to_all    the block (padded in place when dst_dim is held whole) + one chunk.
+  all_gather    the output, grown in place from the input (trimmed in place when the
+                gathered dim is held whole).
   all_exchange  input + output (one Alltoallw).
+Buffers grow and shrink with realloc; the allocator may move a grown buffer (a copy that
+neither count sees), which glibc avoids for large, mmap-backed buffers (mremap).
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ def chunk_elements(block_elements: int) -> int:
     return max(1, block_elements // CHUNK_DIVISOR)
 
 
+def runtime_limit(limit_bytes: int, itemsize: int) -> int:
+    """What the runtime may hold under a bound or budget: it plus one chunk of it."""
+    return limit_bytes + chunk_elements(limit_bytes // itemsize) * itemsize
+
+
 def step_working_bytes(problem: Problem, step: Collective, before: Layout,
                        after: Layout) -> int:
     """Bytes a device holds at once while the runtime runs this step."""
@@ -49,9 +54,7 @@ def step_working_bytes(problem: Problem, step: Collective, before: Layout,
     n_a = after.local_shape(mesh, shape)
     lb, la = math.prod(n_b), math.prod(n_a)
     if isinstance(step, AllSlice):
-        grew = any(n_a[d] * after.shards(mesh, d) > n_b[d] * before.shards(mesh, d)
-                   for d in range(len(shape)))
-        return (lb + la if grew else lb) * item
+        return lb * item
     if isinstance(step, AllPermute):
         moves = bool(changed_devices(mesh, before, after).any())
         return (lb + chunk_elements(lb) if moves else lb) * item
@@ -59,17 +62,11 @@ def step_working_bytes(problem: Problem, step: Collective, before: Layout,
         return (lb + la) * item
     g = group_size(step, mesh)
     if isinstance(step, AllGather):
-        full = lb * g
-        return (full + la if full != la else full) * item
+        return lb * g * item
     assert isinstance(step, AllToAll)
     t = step.dst_dim
     padded = lb // n_b[t] * (g * n_a[t]) if n_b[t] else 0
-    phases = [padded + chunk_elements(padded)]
-    if padded != lb:
-        phases.append(lb + padded)
-    if padded != la:
-        phases.append(padded + la)
-    return max(phases) * item
+    return (max(lb, padded) + chunk_elements(padded)) * item
 
 
 def working_bytes(problem: Problem, layouts: list[Layout], steps) -> tuple[int, ...]:
