@@ -161,6 +161,11 @@ def test_run_reports_time_volume_memory_and_match():
     bound = rep["bound_bytes"]
     assert rep["peak_over_bound"] * bound >= max(rep["peak_bytes_per_rank"])
     assert rep["peak_over_bound"] * bound >= max(rep["traced_peak_bytes_per_rank"]) > 0
+    # what ran is what was proved: the runtime's count within the proved peak, which is
+    # within the bound plus one chunk (a 16th)
+    proved = rep["plan"]["figures"]["runtime_peak_bytes"]
+    assert bound <= max(rep["peak_bytes_per_rank"]) <= proved <= bound + bound // 16
+    assert max(rep["traced_peak_bytes_per_rank"]) <= proved + (64 << 10)
 
 
 FAULTY = [sys.executable, os.path.join(os.path.dirname(__file__), "mpi_programs",
