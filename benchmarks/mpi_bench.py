@@ -53,7 +53,6 @@ def main() -> None:
              "chosen": chosen.plan}
     expected = sample_block(problem.mesh, problem.shape, problem.dst, rank, "float32")
     plans["portable-oop"] = portable.plan
-    mc = mesh_comm(problem.mesh, comm)
     for method in ("portable", "portable-oop", "exchange", "chosen", "direct"):
         times, counted, traced, ok = [], 0, 0, True
         n = int(reps)
@@ -77,6 +76,7 @@ def main() -> None:
                 peak = mem.peak
             elif method in ("exchange", "portable-oop"):
                 runtime_steps.INPLACE_ALL_TO_ALL = method != "portable-oop"
+                mc = mesh_comm(plans[method].problem.mesh, comm)
                 out, peak = execute(box, plans[method], mc, donate=True)
                 runtime_steps.INPLACE_ALL_TO_ALL = True
             else:
