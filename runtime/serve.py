@@ -19,7 +19,7 @@ from mpi4py import MPI
 from redist.core.errors import RedistError
 from redist.core.plans.planjson import plan_from_json
 
-from .api import redistribute_with_stats
+from .api import own_budget, redistribute_with_stats
 from .arrays import sample_block
 
 READY = "@@redist-serve-ready@@"
@@ -40,7 +40,8 @@ def main() -> None:
             plan = plan_from_json(json.loads(line))
             p = plan.problem
             local = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
-            out, stats = redistribute_with_stats(local, plan, comm, donate=True)
+            out, stats = redistribute_with_stats(local, plan, comm, donate=True,
+                                                 budget=own_budget(plan))
             want = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
             bad = int(np.count_nonzero(out != want)) if out.shape == want.shape else want.size
             bad = comm.allreduce(bad, op=MPI.SUM)

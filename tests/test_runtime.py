@@ -263,6 +263,11 @@ def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):
     plans.append(synthesize_plan(case("transpose", "512,512"), collectives="mpi").plan)
     plans.append(synthesize(_p("x=2,y=2,z=2", (96, 40, 24, 8), "[{x},{},{y},{z}]",
                                "[{},{z,y},{},{x}]")).plan)
+    # uneven and prime extents: pads and trims in place, tiles that do not divide the rows
+    plans.append(synthesize(_p("x=2,y=2,z=2", (97, 41, 13, 7), "[{x},{y},{},{z}]",
+                               "[{},{z},{x,y},{}]")).plan)
+    plans.append(synthesize(_p("x=2,y=2,z=2", (101, 3, 5, 64), "[{x,y,z},{},{},{}]",
+                               "[{},{},{},{z,y,x}]")).plan)
     f = tmp_path / "plans.json"
     f.write_text(json.dumps([plan_to_json(pl, with_figures=False) for pl in plans]))
     r = mpirun(8, "memory_check.py", str(f), timeout=180)
@@ -273,3 +278,6 @@ def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):
         for rank in row["ranks"]:
             assert rank["ok"]
             assert rank["traced"] <= rank["counted"] * 1.02 + (64 << 10), (row, rank)
+            # what runs is what is proved: the runtime's count within the plan's figure
+            assert rank["counted"] <= row["proved"], (row, rank)
+            assert rank["traced"] <= row["proved"] + (64 << 10), (row, rank)

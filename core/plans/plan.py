@@ -10,7 +10,7 @@ from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.semantics.collectives import Collective, apply
 from redist.core.semantics.costs import lower_bound_bytes, step_volume
-from redist.core.semantics.working import runtime_limit, working_bytes
+from redist.core.semantics.working import padding_bytes, runtime_limit, working_bytes
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,17 @@ class Figures:
     working_bytes: tuple[int, ...] = ()
     runtime_peak_bytes: int = 0
     itemsize: int = 1
+    # per step: of its working bytes, padded pieces past the array's end (DESIGN §11)
+    padding_bytes: tuple[int, ...] = ()
 
     @property
     def memory_efficient(self) -> bool:
         """Every local size within the bound, and the runtime's working memory within the
         bound plus one chunk of it (what the memory claim proves)."""
-        return self.peak_bytes <= self.bound_bytes and self.runtime_peak_bytes <= \
-            runtime_limit(self.bound_bytes, self.itemsize)
+        room = runtime_limit(self.bound_bytes, self.itemsize)
+        return self.peak_bytes <= self.bound_bytes and all(
+            w <= room + pad for w, pad in zip(self.working_bytes, self.padding_bytes,
+                                              strict=True))
 
     @property
     def volume_ratio(self) -> float | None:
@@ -105,4 +109,5 @@ class Plan:
             working_bytes=work,
             runtime_peak_bytes=max((local[0], *work)),
             itemsize=p.itemsize,
+            padding_bytes=padding_bytes(p, lays, self.steps),
         )

@@ -42,7 +42,8 @@ def chunk_elements(block_elements: int) -> int:
 
 
 def runtime_limit(limit_bytes: int, itemsize: int) -> int:
-    """What the runtime may hold under a bound or budget: it plus one chunk of it."""
+    """What the runtime may hold under a bound or budget: it plus one chunk of it (plus,
+    per step, its padding: `step_padding_bytes`)."""
     return limit_bytes + chunk_elements(limit_bytes // itemsize) * itemsize
 
 
@@ -67,6 +68,30 @@ def step_working_bytes(problem: Problem, step: Collective, before: Layout,
     t = step.dst_dim
     padded = lb // n_b[t] * (g * n_a[t]) if n_b[t] else 0
     return (max(lb, padded) + chunk_elements(padded)) * item
+
+
+def step_padding_bytes(problem: Problem, step: Collective, before: Layout,
+                       after: Layout) -> int:
+    """Of a step's working bytes, the pieces past the array's end (DESIGN §11) that the
+    runtime holds beyond both blocks: a gather or all-to-all into a dim held whole moves G
+    equal (padded) pieces and trims after. Zero when extents divide."""
+    if not isinstance(step, (AllGather, AllToAll)):
+        return 0
+    mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
+    n_b = before.local_shape(mesh, shape)
+    n_a = after.local_shape(mesh, shape)
+    lb, la = math.prod(n_b), math.prod(n_a)
+    g = group_size(step, mesh)
+    if isinstance(step, AllGather):
+        full = lb * g
+    else:
+        full = lb // n_b[step.dst_dim] * (g * n_a[step.dst_dim]) if n_b[step.dst_dim] else 0
+    return max(0, full - max(lb, la)) * item
+
+
+def padding_bytes(problem: Problem, layouts: list[Layout], steps) -> tuple[int, ...]:
+    return tuple(step_padding_bytes(problem, s, layouts[k], layouts[k + 1])
+                 for k, s in enumerate(steps))
 
 
 def working_bytes(problem: Problem, layouts: list[Layout], steps) -> tuple[int, ...]:

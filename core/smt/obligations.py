@@ -33,7 +33,7 @@ TITLES = {
     "reaches_dst": "the last layout equals dst",
     "element_correct": "every dst element comes from the right src element",
     "memory_efficient": "every local size stays within the bound, the runtime's working "
-                        "memory within it plus one chunk",
+                        "memory within it plus one chunk (and padding)",
     "no_discard": "no received element is dropped by a later slice",
 }
 
@@ -123,6 +123,7 @@ def _memory(plan: Plan, lays: list[Layout], budget: int | None) -> Obligation:
     # runtime adds to it (scratch, or the other block of an exchange), which may reach the
     # limit plus one chunk of it (core.semantics.working).
     work = plan.figures().working_bytes
+    pads = plan.figures().padding_bytes             # pieces past the end (DESIGN §11)
     local = [p.local_bytes(lay) for lay in lays]
     extra = [w - max(local[k], local[k + 1]) for k, w in enumerate(work)]
     slack = runtime_limit(limit, p.itemsize) - limit
@@ -137,11 +138,13 @@ def _memory(plan: Plan, lays: list[Layout], budget: int | None) -> Obligation:
             return (f"{where}: {vals[k]} bytes per device exceeds the {what} {limit} by "
                     f"{vals[k] - limit}")
         runs = [m.eval(h, model_completion=True).as_long() for h in held]
-        k = max(range(len(runs)), key=lambda j: runs[j])
+        k = max(range(len(runs)), key=lambda j: runs[j] - pads[j])
         return (f"step {k + 1} ({plan.steps[k].op}): the runtime holds {runs[k]} bytes per "
-                f"device while it runs, over the {what} {limit} plus one chunk {slack} by "
-                f"{runs[k] - limit - slack}")
-    within = [s <= limit for s in sizes] + [h <= limit + slack for h in held]
+                f"device while it runs, over the {what} {limit} plus one chunk {slack}"
+                + (f" plus padding {pads[k]}" if pads[k] else "")
+                + f" by {runs[k] - limit - slack - pads[k]}")
+    within = [s <= limit for s in sizes] + [h <= limit + slack + pad
+                                             for h, pad in zip(held, pads, strict=True)]
     return Obligation("memory_efficient", facts + [z3.Not(z3.And(*within))], explain)
 
 
