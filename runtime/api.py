@@ -242,6 +242,7 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
     synthesized plan may use the MPI-only all_exchange when the cost model predicts it
     faster (collectives="mpi", the default here) or only the portable four ("portable").
     """
+    budget = None                     # a plan given is proved against the bound
     if len(args) == 2:
         plan, comm = args
     elif len(args) == 4:
@@ -267,10 +268,11 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
             except RedistError as e:
                 error = str(e)
         plan = _synthesized(comm, problem, error, collectives)
+        budget = own_budget(plan)
     else:
         raise RedistError("redistribute(local, plan, comm) or redistribute(local, mesh, src, "
                           "dst, comm)")
-    return redistribute_with_stats(local, plan, comm, donate, own_budget(plan))[0]
+    return redistribute_with_stats(local, plan, comm, donate, budget)[0]
 
 
 def own_budget(plan: Plan) -> int | None:
