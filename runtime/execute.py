@@ -346,7 +346,11 @@ def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ..
     full = tuple(shape_in[d] * (g if d == s else 1) if d != t else piece_t
                  for d in range(len(shape_in)))          # src_dim: g padded pieces
     if INPLACE_ALL_TO_ALL:
-        out = _all_to_all_inplace(comm, _owned(held, mem), s, t, g, piece_t, mem)
+        x = _owned(held, mem)
+        if held.own:
+            held.a = None            # the output is this buffer: no other reference to it
+        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem)
+        del x
     else:
         out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
     if full == tuple(n_after):
