@@ -88,15 +88,17 @@ def _agree(comm: MPI.Comm, digest: str, problem_msg: str) -> None:
                           "moved")
 
 
-def _gate(comm: MPI.Comm, plan: Plan, digest: str) -> None:
-    """Rank 0 verifies the plan (once per process per plan); every rank learns the verdict."""
+def _gate(comm: MPI.Comm, plan: Plan, digest: str, budget: int | None = None) -> None:
+    """Rank 0 verifies the plan (once per process per plan and budget); every rank learns
+    the verdict."""
     reason = ""
-    if comm.Get_rank() == 0 and digest not in _verified:
+    key = f"{digest}/{budget}"
+    if comm.Get_rank() == 0 and key not in _verified:
         try:
             from redist.core.smt.verify import verify
-            v = verify(plan)
+            v = verify(plan, budget)
             if v.all_proved:
-                _verified.add(digest)
+                _verified.add(key)
             else:
                 reason = "; ".join(f"{r.claim} {r.status}" for r in v.results
                                    if r.status != "proved")
@@ -115,7 +117,8 @@ def mesh_comm(mesh: Mesh, comm: MPI.Comm) -> MeshComm:
 
 
 def redistribute_with_stats(local: np.ndarray, plan: Plan, comm: MPI.Comm,
-                            donate: bool = False) -> tuple[np.ndarray, RunStats]:
+                            donate: bool = False, budget: int | None = None
+                            ) -> tuple[np.ndarray, RunStats]:
     """Execute a verified plan on this rank's block (its valid extent, DESIGN §11). With
     donate=True the caller promises not to use `local` again: the runtime may reuse its
     memory and its bytes stop counting once it is consumed. Python frees the block only
@@ -145,7 +148,7 @@ def redistribute_with_stats(local: np.ndarray, plan: Plan, comm: MPI.Comm,
                            f"{p.dtype}")
     _agree(comm, digest, problem_msg)
     mc = mesh_comm(p.mesh, comm)
-    _gate(mc.cart, plan, digest)
+    _gate(mc.cart, plan, digest, budget)
     t0 = time.perf_counter()
     box = [local]
     del local
@@ -261,6 +264,7 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
     synthesized plan may use the MPI-only all_exchange when the cost model predicts it
     faster (collectives="mpi", the default here) or only the portable four ("portable").
     """
+    budget = None                     # a plan given is proved against the bound
     if len(args) == 2:
         plan, comm = args
     elif len(args) == 4:
@@ -293,7 +297,16 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
             except RedistError as e:
                 error = str(e)
         plan = _synthesized(comm, problem, error, collectives)
+        budget = own_budget(plan)
     else:
         raise RedistError("redistribute(local, plan, comm) or redistribute(local, mesh, src, "
                           "dst, comm)")
-    return redistribute_with_stats(local, plan, comm, donate)[0]
+    return redistribute_with_stats(local, plan, comm, donate, budget)[0]
+
+
+def own_budget(plan: Plan) -> int | None:
+    """The budget a synthesized plan is proved against: none (the bound) if it fits the
+    bound; else, where no plan within the bound was found, its own runtime peak, so that
+    what runs is still what is proved and the figure says how much it holds."""
+    fig = plan.figures()
+    return None if fig.memory_efficient else fig.runtime_peak_bytes

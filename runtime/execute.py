@@ -1,21 +1,22 @@
 """The collectives on NumPy buffers with upper-case (buffer) mpi4py calls (DESIGN §7).
 
 Every buffer inside a plan is C-contiguous and padded to the layout's local shape
-(DESIGN §11). Each step keeps the bytes live on a rank close to its larger block:
+(DESIGN §11). Each step holds its larger block plus at most one chunk of scratch (a 16th
+of the block, core.semantics.working), except the exchange:
 
-  all_slice    a view when the kept block is contiguous; else, when the runtime owns the
-               buffer, compacted in place; else copied.
-  all_permute  in place: Sendrecv_replace in chunks (MPI buffers one chunk, not the block).
-  all_to_all   in place: a local block transpose into send order, pairwise in-place
-               exchanges (chunked), a block transpose into the output order; when blocks
-               are too fine for the transposes, out of place (input and output alive at
-               once).
+  all_slice    in place: the kept block compacted to the start of the buffer, the rest
+               given back (realloc); a view of the caller's buffer if it is not ours.
+  all_permute  in place: the block sent in chunks, received through one chunk of scratch.
+  all_to_all   in place: a local block transpose into send order (tiles through the
+               chunk), pairwise exchanges of pieces through the chunk, a block transpose
+               into the output order. Pads and trims of dims held whole happen in place.
+  all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
+               into its slot, an MPI_IN_PLACE Allgather(v) with derived datatypes.
+  all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing):
+               input and output at once.
 A buffer the caller keeps (not donated) is copied once before an in-place step. Which
 algorithm runs depends only on shapes, never on who owns a buffer, so every rank of a
 group makes the same MPI calls.
-  all_gather   straight into the output buffer (derived datatypes put each member's block
-               in its slot); the input is released as soon as the gather returns.
-  all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing).
 
 All allocations go through a MemoryTracker, so the reported peak counts every buffer.
 """
@@ -41,15 +42,15 @@ from redist.core.semantics.collectives import (
     Collective,
 )
 from redist.core.semantics.sourcemap import mixed_radix
+from redist.core.semantics.working import chunk_elements
 
 from . import inplace
 from .groups import MeshComm, pair_rounds
-from .memory import Held, MemoryTracker
+from .memory import Held, MemoryTracker, buffer_of
 
-# Sendrecv_replace makes MPI copy a whole message into its own buffer: send a block in
-# chunks of a 16th of it (between MIN and MAX_CHUNK_BYTES), so MPI's scratch stays small.
-MAX_CHUNK_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 4 << 20))
-MIN_CHUNK_BYTES = min(256 << 10, MAX_CHUNK_BYTES)
+# In-place steps move data through one chunk of scratch (core.semantics.working: a 16th
+# of the block); this caps it further (tests use it to cross many chunk boundaries).
+CHUNK_CAP_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 1 << 62))
 # A piece whose contiguous runs are shorter than this is packed with NumPy rather than
 # described by a derived datatype (MPICH's strided path is slower there; see benchmarks/).
 PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
@@ -127,44 +128,93 @@ def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Lay
 def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
            mem: MemoryTracker) -> np.ndarray:
     x = held.a
+    shape = x.shape
     lo = [mixed_radix(mc.mesh, new, mc.coords) * n_after[d] for d, new in enumerate(step.axes)]
-    inside = all(lo[d] + n_after[d] <= x.shape[d] for d in range(x.ndim))
-    view = None
-    if inside:
+    inside = all(lo[d] + n_after[d] <= shape[d] for d in range(x.ndim))
+    if inside and not held.own:
         view = x[tuple(slice(lo[d], lo[d] + n_after[d]) for d in range(x.ndim))]
         if view.flags.c_contiguous:
-            return view                              # no bytes: part of x's buffer
-        if held.own and x.flags.c_contiguous:
-            flat = x.reshape(-1)
-            cur = list(x.shape)
-            for d in range(x.ndim):
-                if n_after[d] != cur[d]:
-                    inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + n_after[d],
-                                    math.prod(cur[d + 1:]))
-                    cur[d] = n_after[d]
-            del flat, view, x
-            return _shrunk(held, math.prod(n_after), mem).reshape(n_after)
-    # A dim held whole that splits into pieces reaching past its end: pad the last pieces.
-    out = mem.zeros(n_after, x.dtype) if not inside else mem.empty(n_after, x.dtype)
-    src = tuple(slice(min(lo[d], x.shape[d]), min(lo[d] + n_after[d], x.shape[d]))
-                for d in range(x.ndim))
-    out[tuple(slice(0, s.stop - s.start) for s in src)] = x[src]
-    del x, view
-    held.free(mem)
-    return out
+            return view                              # no bytes: part of the caller's buffer
+        del view
+    # Keep the sub-block in place and give the rest back, so that the buffer is the block
+    # (a dim held whole that splits into pieces reaching past its end is padded with zeros
+    # after it).
+    lo = [min(lo[d], shape[d]) for d in range(x.ndim)]
+    keep = [min(n_after[d], shape[d] - lo[d]) for d in range(x.ndim)]
+    del x
+    return _crop_pad(held, lo, keep, n_after, mem)
 
 
-def _shrunk(held: Held, n: int, mem: MemoryTracker) -> np.ndarray:
-    """The first n elements of the held buffer, given back to the allocator beyond them
-    when the runtime holds the only reference to it (else a view of the first n)."""
-    owner = held.a
-    # Ours alone: held.a, the name `owner`, and getrefcount's own argument.
-    if owner.flags.owndata and sys.getrefcount(owner) <= 3:
+def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
+              mem: MemoryTracker) -> np.ndarray:
+    """The held block's [lo, lo + keep) as the start of a block of shape `new`, zeros
+    after it, in the held buffer (compacted, then resized and spread) when the runtime owns
+    it, else in a new buffer. The held block is released."""
+    x = held.a
+    cur = list(x.shape)
+    if not held.own:
+        out = mem.zeros(new, x.dtype)
+        out[tuple(slice(0, k) for k in keep)] = x[tuple(slice(a, a + k)
+                                                         for a, k in zip(lo, keep, strict=True))]
+        return out
+    del x
+    box = [_take_buffer(held)]
+    n_new = math.prod(new)
+    if n_new > box[0].size:
+        box = [_resize(box, n_new, mem)]
+    flat = box[0]
+    for d in range(len(cur)):
+        if (lo[d], keep[d]) != (0, cur[d]):
+            inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + keep[d],
+                            math.prod(cur[d + 1:]))
+            cur[d] = keep[d]
+    for d in range(len(cur)):
+        if cur[d] != new[d]:
+            row = math.prod(cur[d:])
+            stride = new[d] * math.prod(cur[d + 1:])
+            outer = math.prod(cur[:d])
+            inplace.expand(flat, outer, row, stride, 0)
+            flat[:outer * stride].reshape(outer, stride)[:, row:] = 0
+            cur[d] = new[d]
+    del flat
+    if box[0].size != n_new:
+        box = [_resize(box, n_new, mem)]
+    return box[0].reshape(new)
+
+
+def _take_buffer(held: Held) -> np.ndarray:
+    """The whole buffer behind the held (C-contiguous) block, flat, with the block moved
+    to its start; the held reference is dropped (the buffer stays counted)."""
+    x = held.a
+    owner = buffer_of(x)
+    off = (x.__array_interface__["data"][0] - owner.__array_interface__["data"][0]) \
+        // x.itemsize
+    size = x.size
+    held.a = None
+    del x
+    flat = owner.reshape(-1)
+    inplace.memmove(flat, 0, off, size)
+    return flat
+
+
+def _resize(box: list, n: int, mem: MemoryTracker) -> np.ndarray:
+    """The flat buffer handed over in `box` with n elements, its start kept: resized in
+    place (realloc; the tail goes back to the allocator, or new elements are zero) when the
+    runtime holds the only reference to it, else copied into a new buffer."""
+    flat = box.pop()
+    owner = buffer_of(flat)
+    del flat
+    # Ours alone: the name `owner` and getrefcount's own argument.
+    if owner.flags.owndata and owner.flags.c_contiguous and sys.getrefcount(owner) <= 2:
         mem.release(owner)
-        owner.resize((n,), refcheck=False)      # realloc: the tail pages go back
+        owner.resize((n,), refcheck=False)
         mem.hold(owner)
         return owner
-    return owner.reshape(-1)[:n]
+    out = mem.zeros((n,), owner.dtype)
+    m = min(n, owner.size)
+    out[:m] = owner.reshape(-1)[:m]
+    mem.release(owner)
+    return out
 
 
 def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
@@ -175,7 +225,9 @@ def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
         return held.a
     dest = sources.index(me)
     x = _owned(held, mem)
-    _sendrecv_replace(mc.cart, x.reshape(-1), dest, sources[me], mem)
+    scratch = _scratch(x, mem)
+    _swap(mc.cart, x.reshape(-1), dest, sources[me], scratch)
+    mem.release(scratch)
     return x
 
 
@@ -190,62 +242,97 @@ def _owned(held: Held, mem: MemoryTracker) -> np.ndarray:
     return y
 
 
-def _sendrecv_replace(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
-                      mem: MemoryTracker) -> None:
-    """Swap `flat` with peers in chunks: MPI copies one chunk into its own buffer."""
+def _scratch(block: np.ndarray, mem: MemoryTracker) -> np.ndarray:
+    """The one chunk of scratch of an in-place step on `block` (the figure's chunk, or less
+    under REDIST_CHUNK_BYTES); the caller releases it."""
+    n = max(1, min(chunk_elements(block.size), CHUNK_CAP_BYTES // block.itemsize))
+    return mem.empty((n,), block.dtype)
+
+
+def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
+          scratch: np.ndarray) -> None:
+    """Send `flat` to dest and receive as much from source into it, holding one chunk
+    (`scratch`) besides: messages of a chunk, all sends posted at once; message 0 is
+    received into the scratch and message i into the place of message i - 1 as soon as
+    that one is sent; then the buffer moves up by one chunk (memmove) and message 0
+    comes back from the scratch. Posting everything at once keeps the messages flowing
+    without one round trip per chunk."""
+    n, step = flat.size, min(scratch.size, flat.size)
+    if n == 0:
+        return
     t = mpi_type(flat.dtype)
-    chunk = min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, flat.nbytes // 16))
-    step = max(1, chunk // flat.itemsize)
-    mem.scratch(min(flat.nbytes, step * flat.itemsize))      # what MPI allocates inside
-    for lo in range(0, flat.size, step):
-        comm.Sendrecv_replace([flat[lo:lo + step], t], dest, 11, source, 11)
+    k = -(-n // step)
+    sends = [comm.Isend([flat[i * step:(i + 1) * step], t], dest, 12) for i in range(k)]
+    recvs = [comm.Irecv([scratch[:step], t], source, 12)]
+    for i in range(1, k):
+        sends[i - 1].Wait()
+        m = min(step, n - i * step)
+        recvs.append(comm.Irecv([flat[(i - 1) * step:(i - 1) * step + m], t], source, 12))
+    MPI.Request.Waitall(sends + recvs)
+    inplace.memmove(flat, step, 0, n - step)
+    flat[:step] = scratch[:step]
 
 
 def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
             mem: MemoryTracker) -> np.ndarray:
+    """In place: the output is the input's buffer grown to G blocks (realloc), this rank's
+    block moved into its slot, then an MPI_IN_PLACE Allgather(v) fills the other slots."""
     x = held.a
     axes = tuple(a for dim in step.axes for a in dim)
     comm = mc.group(axes)
-    g = comm.Get_size()
+    g, me = comm.Get_size(), comm.Get_rank()
     sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
-    full = tuple(x.shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
-    exact = full == tuple(n_after)
+    shape = x.shape
+    full = tuple(shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
     dtype = x.dtype
-    out = mem.empty(full, dtype)
+    digits, rest = [0] * len(sizes), me          # my slot, per dim (mixed radix over dims)
+    for d in reversed(range(len(sizes))):
+        digits[d], rest = rest % sizes[d], rest // sizes[d]
+    if held.own:
+        del x
+        out = _resize([_take_buffer(held)], math.prod(full), mem)
+    else:                            # the caller's block stays alive beside the output
+        out = mem.empty((math.prod(full),), dtype)
+        out[:x.size] = x.reshape(-1)
+        del x
+    # Spread the block (at the start of `out`) into its slot, one gathered dim at a time.
+    cur = list(shape)
+    for d in range(len(shape)):
+        if sizes[d] > 1:
+            row = math.prod(cur[d:])
+            inplace.expand(out, math.prod(cur[:d]), row, sizes[d] * row, digits[d] * row)
+            cur[d] *= sizes[d]
+    out = out.reshape(full)
     dims = [d for d, gone in enumerate(step.axes) if gone]
     base = mpi_type(dtype)
     if len(dims) == 1:
-        t = _piece_type(full, dims[0], x.shape[dims[0]], x.dtype)
-        comm.Allgather([x, x.size, base], [out, 1, t])
+        t = _piece_type(full, dims[0], shape[dims[0]], dtype)
+        comm.Allgather(MPI.IN_PLACE, [out, 1, t])
         t.Free()
     else:
         # Member k's block starts at an offset given by the digits of k over each dim's
-        # gathered axes; a one-element-extent subarray type puts it in place (no receive
-        # buffer: the output is the only new memory).
-        block = base.Create_subarray(list(full), list(x.shape), [0] * x.ndim,
+        # gathered axes; a one-element-extent subarray type puts it in place.
+        block = base.Create_subarray(list(full), list(shape), [0] * len(shape),
                                      order=MPI.ORDER_C)
-        one = block.Create_resized(0, x.itemsize)
+        one = block.Create_resized(0, dtype.itemsize)
         block.Free()
         one.Commit()
-        strides = [math.prod(full[d + 1:]) for d in range(x.ndim)]
+        strides = [math.prod(full[d + 1:]) for d in range(len(shape))]
         displs = []
         for k in range(g):
             off, rest = 0, k
             for d in reversed(range(len(sizes))):
-                off += (rest % sizes[d]) * x.shape[d] * strides[d]
+                off += (rest % sizes[d]) * shape[d] * strides[d]
                 rest //= sizes[d]
             displs.append(off)
-        comm.Allgatherv([x, x.size, base], [out, [1] * g, displs, one])
+        comm.Allgatherv(MPI.IN_PLACE, [out, [1] * g, displs, one])
         one.Free()
-    x = None
-    held.free(mem)
-    if exact:
+    if full == tuple(n_after):
         return out
     # Gathered into a dim held whole: the G padded pieces reach past its end; keep N.
-    final = mem.empty(n_after, dtype)
-    final[...] = out[tuple(slice(0, n) for n in n_after)]
-    mem.release(out)
-    return final
+    done = Held(out, True)
+    del out                          # `done` holds the only reference: trimmed in place
+    return _crop_pad(done, [0] * len(full), list(n_after), n_after, mem)
 
 
 def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ...],
@@ -254,27 +341,28 @@ def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ..
     s, t = step.src_dim, step.dst_dim
     g = comm.Get_size()
     piece_t = n_after[t]
-    shape_in, dtype = held.a.shape, held.a.dtype
+    shape_in = held.a.shape
     if shape_in[t] != g * piece_t:
         # dst_dim held whole (DESIGN §11): pad it to g pieces first.
-        padded = mem.zeros(shape_in[:t] + (g * piece_t,) + shape_in[t + 1:], dtype)
-        padded[tuple(slice(0, n) for n in shape_in)] = held.a
-        held.free(mem)
-        held = Held(padded, True)
-        del padded
-        shape_in = held.a.shape
+        padded = shape_in[:t] + (g * piece_t,) + shape_in[t + 1:]
+        held = Held(_crop_pad(held, [0] * len(shape_in), list(shape_in), padded, mem), True)
+        shape_in = padded
     full = tuple(shape_in[d] * (g if d == s else 1) if d != t else piece_t
                  for d in range(len(shape_in)))          # src_dim: g padded pieces
-    if INPLACE_ALL_TO_ALL and _inplace_ok(shape_in, dtype.itemsize, s, t, g, piece_t):
-        out = _all_to_all_inplace(comm, _owned(held, mem), s, t, g, piece_t, mem)
+    if INPLACE_ALL_TO_ALL:
+        x = _owned(held, mem)
+        if held.own:
+            held.a = None            # the output is this buffer: no other reference to it
+        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem)
+        del x
     else:
         out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
     if full == tuple(n_after):
         return out
-    final = mem.empty(n_after, dtype)          # src_dim held whole: keep N
-    final[...] = out[tuple(slice(0, n) for n in n_after)]
-    mem.release(out)
-    return final
+    # src_dim held whole: keep N.
+    done = Held(out, True)
+    del out                          # `done` holds the only reference: trimmed in place
+    return _crop_pad(done, [0] * len(full), list(n_after), n_after, mem)
 
 
 def _all_to_all_out_of_place(comm: MPI.Comm, held: Held, s: int, t: int, g: int,
@@ -306,13 +394,6 @@ def _all_to_all_out_of_place(comm: MPI.Comm, held: Held, s: int, t: int, g: int,
     return out
 
 
-def _inplace_ok(shape: tuple[int, ...], itemsize: int, s: int, t: int, g: int,
-                piece_t: int) -> bool:
-    rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(shape, s, t, g, piece_t)
-    return (inplace.can_transpose(rows1, cols1, blk1, itemsize)
-            and inplace.can_transpose(rows2, cols2, blk2, itemsize))
-
-
 def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
     """The two block transposes of the in-place all-to-all (see _all_to_all_inplace)."""
     pre_t = math.prod(shape[:t])
@@ -332,20 +413,20 @@ def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
 def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, piece_t: int,
                         mem: MemoryTracker) -> np.ndarray:
     """x's piece j (its dim t cut into g) goes to member j; member k's piece lands at block
-    k of dim s. Three passes over one buffer: transpose pieces into send order, swap piece
-    j with member j in pairwise rounds (in place, chunked), transpose into output order."""
+    k of dim s. Three passes over one buffer and one chunk of scratch: transpose pieces
+    into send order, swap piece j with member j in pairwise rounds, transpose into output
+    order."""
     flat = x.reshape(-1)
     rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
-    mem.scratch(max(inplace.scratch_bytes(rows1, cols1, blk1, x.itemsize),
-                    inplace.scratch_bytes(rows2, cols2, blk2, x.itemsize)))
-    inplace.transpose_blocks(flat, rows1, cols1, blk1)
+    scratch = _scratch(x, mem)
+    inplace.transpose_blocks(flat, rows1, cols1, blk1, scratch)
     size = flat.size // g
     me = comm.Get_rank()
     for partner in pair_rounds(g, me):
         if partner is not None:
-            _sendrecv_replace(comm, flat[partner * size:(partner + 1) * size], partner,
-                              partner, mem)
-    inplace.transpose_blocks(flat, rows2, cols2, blk2)
+            _swap(comm, flat[partner * size:(partner + 1) * size], partner, partner, scratch)
+    inplace.transpose_blocks(flat, rows2, cols2, blk2, scratch)
+    mem.release(scratch)
     out_shape = list(x.shape)
     out_shape[t] = piece_t
     out_shape[s] = x.shape[s] * g

@@ -1,57 +1,160 @@
-"""Local data movement inside one buffer, with scratch of one block: the pieces that let a
+"""Local data movement inside one buffer, with scratch of one chunk: the pieces that let a
 step stay near its larger block in memory instead of holding input and output at once.
 
-`transpose_blocks` turns an R x Q matrix of B-element blocks (row-major) into its Q x R
-transpose in place, following the permutation's cycles with one block of scratch.
+`transpose_blocks` turns an R x C matrix of B-element blocks (row-major) into its C x R
+transpose in place, for every R, C, B, using a scratch array of any size >= 1 (one chunk):
+tiles that fit the scratch are transposed through it with one NumPy copy, the tiles
+themselves are permuted as large blocks by following the permutation's cycles, and rows
+that do not fill a whole tile are merged in with memmoves. Python steps are few (about
+R*C*B / chunk), the bytes move in bulk.
 `compact` keeps a sub-range of one axis and moves it to the front of the buffer, copying
 forward in batches that never overwrite what is still to be read.
 """
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
-# Cycle-following moves one block per Python step: fine for big blocks, slow for tiny ones.
-MAX_BLOCKS = 1 << 16
-MIN_BLOCK_BYTES = 256
+
+def memmove(flat: np.ndarray, dst: int, src: int, n: int) -> None:
+    """flat[dst:dst+n] = flat[src:src+n] for overlapping ranges without a temporary (NumPy
+    would allocate one the size of the range)."""
+    if n > 0 and dst != src:
+        item = flat.itemsize
+        ctypes.memmove(flat.ctypes.data + dst * item, flat.ctypes.data + src * item, n * item)
 
 
-def can_transpose(rows: int, cols: int, block: int, itemsize: int) -> bool:
-    return rows == 1 or cols == 1 or (rows * cols <= MAX_BLOCKS
-                                      and block * itemsize >= MIN_BLOCK_BYTES)
-
-
-def scratch_bytes(rows: int, cols: int, block: int, itemsize: int) -> int:
-    """What transpose_blocks allocates: one block and a flag per block (none if trivial)."""
-    return 0 if rows == 1 or cols == 1 else block * itemsize + rows * cols
-
-
-def transpose_blocks(flat: np.ndarray, rows: int, cols: int, block: int) -> None:
-    """In place: flat viewed as (rows, cols, block) becomes (cols, rows, block)."""
-    if rows == 1 or cols == 1:
+def transpose_blocks(flat: np.ndarray, rows: int, cols: int, block: int,
+                     scratch: np.ndarray) -> None:
+    """In place: flat viewed as (rows, cols, block) becomes (cols, rows, block). `scratch`
+    (same dtype, any size >= 1) is the only extra memory, besides one flag per tile."""
+    if rows == 1 or cols == 1 or block == 0:
         return
+    assert flat.size == rows * cols * block and flat.flags.c_contiguous
+    if rows >= cols:
+        _tall(flat, rows, cols, block, scratch)
+    else:
+        _wide(flat, rows, cols, block, scratch)
+
+
+def _tile_rows(n_rows: int, width: int, scratch: np.ndarray) -> int:
+    """Rows of `width` elements per tile that fit in the scratch (0: not even one)."""
+    return min(n_rows, scratch.size // width)
+
+
+def _tall(flat: np.ndarray, R: int, C: int, B: int, scratch: np.ndarray) -> None:
+    """(R, C, B) -> (C, R, B), R >= C."""
+    r2 = _tile_rows(R, C * B, scratch)
+    if r2 == 0:                       # blocks too big for tiles: cycles in lanes
+        _cycles(flat, R, C, B, scratch)
+        return
+    q, rem = divmod(R, r2)
+    tile = r2 * C * B
+    s = scratch[:tile]
+    for i in range(q):               # each tile (r2, C, B) -> (C, r2, B)
+        part = flat[i * tile:(i + 1) * tile]
+        s.reshape(C, r2, B)[...] = part.reshape(r2, C, B).transpose(1, 0, 2)
+        part[...] = s
+    a = q * r2 * B                    # the prefix is now (q, C, r2 B): permute the tiles
+    _cycles(flat[:q * tile], q, C, r2 * B, scratch)
+    if rem == 0:
+        return
+    b = rem * B                       # prefix: X_0..X_{C-1} (a each); tail (rem, C, B)
+    t = scratch[:C * b]
+    t.reshape(C, rem, B)[...] = flat[q * tile:].reshape(rem, C, B).transpose(1, 0, 2)
+    for c in range(C - 1, 0, -1):     # spread: X_c to c (a + b), the highest first
+        memmove(flat, c * (a + b), c * a, a)
+    for c in range(C):                # Y_c right after X_c
+        flat[c * (a + b) + a:(c + 1) * (a + b)] = t[c * b:(c + 1) * b]
+
+
+def _wide(flat: np.ndarray, C: int, R: int, B: int, scratch: np.ndarray) -> None:
+    """(C, R, B) -> (R, C, B), R > C: `_tall` run backwards."""
+    r2 = _tile_rows(R, C * B, scratch)
+    if r2 == 0:
+        _cycles(flat, C, R, B, scratch)
+        return
+    q, rem = divmod(R, r2)
+    tile = r2 * C * B
+    a = q * r2 * B
+    if rem:
+        b = rem * B
+        t = scratch[:C * b]
+        for c in range(C):            # Y_c (after X_c) into the scratch
+            t[c * b:(c + 1) * b] = flat[c * (a + b) + a:(c + 1) * (a + b)]
+        for c in range(1, C):         # gather: X_c to c a, the lowest first
+            memmove(flat, c * a, c * (a + b), a)
+        flat[q * tile:].reshape(rem, C, B)[...] = t.reshape(C, rem, B).transpose(1, 0, 2)
+    _cycles(flat[:q * tile], C, q, r2 * B, scratch)      # (C, q, r2 B) -> (q, C, r2 B)
+    s = scratch[:tile]
+    for i in range(q):               # each tile (C, r2, B) -> (r2, C, B)
+        part = flat[i * tile:(i + 1) * tile]
+        s.reshape(r2, C, B)[...] = part.reshape(C, r2, B).transpose(1, 0, 2)
+        part[...] = s
+
+
+def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndarray) -> None:
+    """(rows, cols, block) -> (cols, rows, block) by following the permutation's cycles,
+    one block (or, for blocks bigger than the scratch, one lane of every block) at a time:
+    for few, large blocks."""
     n = rows * cols
-    assert flat.size == n * block
+    if rows == 1 or cols == 1 or block == 0:
+        return
     view = flat.reshape(n, block)
-    tmp = np.empty(block, dtype=flat.dtype)
-    seen = np.zeros(n, dtype=bool)
+    lane = min(block, scratch.size)
     last = n - 1
-    for start in range(1, last):
-        if seen[start]:
-            continue
-        # Block at position i (row r = i // cols, col c = i % cols) goes to c * rows + r,
-        # that is i * rows mod (n - 1): follow the cycle backwards, pulling each
-        # predecessor into the hole.
-        tmp[:] = view[start]
-        hole = start
-        while True:
-            seen[hole] = True
-            src = (hole * cols) % last          # the block that belongs at `hole`
-            if src == start:
-                view[hole] = tmp
-                break
-            view[hole] = view[src]
-            hole = src
+    for lo in range(0, block, lane):
+        hi = min(block, lo + lane)
+        tmp = scratch[:hi - lo]
+        seen = np.zeros(n, dtype=bool)
+        for start in range(1, last):
+            if seen[start]:
+                continue
+            # Block i (row i // cols, col i % cols) goes to (i % cols) rows + i // cols,
+            # that is i * rows mod (n - 1): follow the cycle backwards, pulling each
+            # predecessor into the hole.
+            tmp[...] = view[start, lo:hi]
+            hole = start
+            while True:
+                seen[hole] = True
+                src = (hole * cols) % last          # the block that belongs at `hole`
+                if src == start:
+                    view[hole, lo:hi] = tmp
+                    break
+                view[hole, lo:hi] = view[src, lo:hi]
+                hole = src
+
+
+def flag_bytes(rows: int, cols: int, block: int, scratch_elems: int) -> int:
+    """The flags `transpose_blocks` allocates next to the scratch (one per permuted block)."""
+    if rows == 1 or cols == 1 or block == 0:
+        return 0
+    r, c = max(rows, cols), min(rows, cols)
+    r2 = min(r, scratch_elems // (c * block))
+    return rows * cols if r2 == 0 else (r // r2) * c
+
+
+def expand(flat: np.ndarray, outer: int, row: int, stride: int, offset: int) -> None:
+    """In place, the inverse of `compact`: rows a < outer of `row` elements at the start of
+    flat move to a*stride + offset (stride >= row). Rows move up, so the last go first, in
+    batches whose destinations start past every source still unread (no temporaries)."""
+    if row == 0 or (stride == row and offset == 0):
+        return
+    a1 = outer
+    while a1 > 0:
+        a0 = max(0, -(-(a1 * row - offset) // stride))     # dst(a0) >= a1 * row
+        if a0 >= a1:                                        # one row overlapping itself
+            a0 = a1 - 1
+            memmove(flat, a0 * stride + offset, a0 * row, row)
+        else:
+            n = a1 - a0
+            dst = np.lib.stride_tricks.as_strided(
+                flat[a0 * stride + offset:], shape=(n, row),
+                strides=(stride * flat.itemsize, flat.itemsize))
+            dst[...] = flat[a0 * row:a1 * row].reshape(n, row)
+        a1 = a0
 
 
 def compact(flat: np.ndarray, outer: int, length: int, lo: int, hi: int, inner: int) -> None:
@@ -61,6 +164,8 @@ def compact(flat: np.ndarray, outer: int, length: int, lo: int, hi: int, inner: 
     its first source, so batches grow geometrically and nothing unread is overwritten."""
     keep = (hi - lo) * inner
     row = length * inner
+    if keep == 0:
+        return
     a = 0
     while a < outer:
         src0 = a * row + lo * inner
@@ -70,5 +175,5 @@ def compact(flat: np.ndarray, outer: int, length: int, lo: int, hi: int, inner: 
             dst[...] = np.lib.stride_tricks.as_strided(
                 flat[src0:], shape=(k, keep), strides=(row * flat.itemsize, flat.itemsize))
         elif src0 != a * keep:                 # one row that overlaps itself
-            flat[a * keep:(a + 1) * keep] = flat[src0:src0 + keep].copy()
+            memmove(flat, a * keep, src0, keep)
         a += k

@@ -19,7 +19,7 @@ from redist.core.errors import RedistError
 from redist.core.model.dtypes import mismatched
 from redist.core.plans.planjson import plan_from_json
 
-from .api import redistribute_with_stats
+from .api import own_budget, redistribute_with_stats
 from .arrays import sample_block
 from .lifeline import watch_launcher
 
@@ -41,7 +41,8 @@ def main() -> None:
             plan = plan_from_json(json.loads(line))
             p = plan.problem
             local = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
-            out, stats = redistribute_with_stats(local, plan, comm, donate=True)
+            out, stats = redistribute_with_stats(local, plan, comm, donate=True,
+                                                 budget=own_budget(plan))
             want = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
             bad = mismatched(out, want)
             bad = comm.allreduce(bad, op=MPI.SUM)

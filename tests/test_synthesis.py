@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
+from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.semantics.blocks import block_ids, permute_sources
 from redist.core.semantics.collectives import apply
@@ -189,9 +190,10 @@ def test_never_more_volume_than_the_greedy_planner(problem):
         assert s.plan.figures().volume_bytes <= g.figures().volume_bytes
 
 
-def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper():
-    """--collectives mpi: with an exchange calibrated cheap the plan is one all_exchange (and
-    says how much a rank holds while it runs); calibrated dear, the portable plan."""
+def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper_and_within_memory():
+    """--collectives mpi: an exchange calibrated cheap is chosen only where its runtime
+    memory (input and output at once) fits the bound plus one chunk, or the budget plus one
+    chunk; calibrated dear, the portable plan."""
     p = case("transpose", "512,512")
     portable = normal(p)
     kinds = ("all_gather", "all_to_all", "all_permute", "all_exchange")
@@ -199,11 +201,19 @@ def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper():
                       {k: 1e-8 for k in kinds} | {"all_exchange": 1e-11}, 0.0, "test")
     dear = CostModel({k: 1e-6 for k in kinds} | {"all_exchange": 1.0},
                      {k: 1e-11 for k in kinds} | {"all_exchange": 1e-6}, 0.0, "test")
-    s = with_exchange(p, portable, model=cheap)
+    s = with_exchange(p, portable, model=cheap)          # 2x the bound: never chosen
+    assert s.plan == portable.plan and "2.00x the bound" in s.method
+    budget = 2 * p.bound_bytes
+    s = with_exchange(p, portable, budget, model=cheap)
     assert [st.op for st in s.plan.steps] == ["all_exchange"]
-    assert "2.00x the bound" in s.method and verify(s.plan).all_proved
-    s = with_exchange(p, portable, model=dear)
+    assert verify(s.plan, budget).all_proved and not verify(s.plan).all_proved
+    s = with_exchange(p, portable, budget, model=dear)
     assert s.plan == portable.plan and "portable collectives predicted faster" in s.method
+    # A replicated dst 16 times the src block: the exchange fits the bound plus a chunk.
+    q = Problem(parse_mesh("x=4,y=4"), (64, 8), "float32", parse_layout("[{x,y},{}]"),
+                parse_layout("[{},{}]"))
+    s = with_exchange(q, normal(q), model=cheap)
+    assert [st.op for st in s.plan.steps] == ["all_exchange"] and verify(s.plan).all_proved
 
 
 def test_exchange_message_never_calls_an_over_bound_portable_plan_nearer():

@@ -19,6 +19,7 @@ from redist.core.semantics.collectives import (
     apply,
 )
 from redist.core.semantics.costs import lower_bound_bytes, step_volume
+from redist.core.semantics.working import padding_bytes, runtime_limit, working_bytes
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,22 @@ class Figures:
     volume_bytes: int
     lower_bound_bytes: int
     collectives: int
+    # per step: bytes a device holds at once while the MPI runtime runs it (blocks and
+    # scratch, core.semantics.working); the runtime peak is the largest, or src alone
+    working_bytes: tuple[int, ...] = ()
+    runtime_peak_bytes: int = 0
+    itemsize: int = 1
+    # per step: of its working bytes, padded pieces past the array's end (DESIGN §11)
+    padding_bytes: tuple[int, ...] = ()
 
     @property
     def memory_efficient(self) -> bool:
-        return self.peak_bytes <= self.bound_bytes
+        """Every local size within the bound, and the runtime's working memory within the
+        bound plus one chunk of it (what the memory claim proves)."""
+        room = runtime_limit(self.bound_bytes, self.itemsize)
+        return self.peak_bytes <= self.bound_bytes and all(
+            w <= room + pad for w, pad in zip(self.working_bytes, self.padding_bytes,
+                                              strict=True))
 
     @property
     def volume_ratio(self) -> float | None:
@@ -52,6 +65,8 @@ class Figures:
             "lower_bound_bytes": self.lower_bound_bytes,
             "volume_ratio": self.volume_ratio,
             "collectives": self.collectives,
+            "working_bytes": list(self.working_bytes),
+            "runtime_peak_bytes": self.runtime_peak_bytes,
         }
 
 
@@ -106,6 +121,7 @@ class Plan:
         lays = self.layouts()
         local = tuple(p.local_bytes(lay) for lay in lays)
         vols = tuple(step_volume(p, s, lays[k], lays[k + 1]) for k, s in enumerate(self.steps))
+        work = working_bytes(p, lays, self.steps)
         return Figures(
             local_bytes=local,
             step_volume=vols,
@@ -114,6 +130,10 @@ class Plan:
             volume_bytes=sum(vols),
             lower_bound_bytes=lower_bound_bytes(p),
             collectives=sum(1 for v in vols if v),
+            working_bytes=work,
+            runtime_peak_bytes=max((local[0], *work)),
+            itemsize=p.itemsize,
+            padding_bytes=padding_bytes(p, lays, self.steps),
         )
 
 
