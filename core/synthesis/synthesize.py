@@ -285,9 +285,13 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     t_port = model.seconds(portable.plan)
     t_exch = model.seconds(exchange)
     if port_fits and _prefer_portable(portable.plan, exchange, t_port, t_exch):
-        return replace(portable, method=f"{portable.method}; portable collectives predicted "
-                       f"faster than one all_exchange ({_ms(t_port)} vs {_ms(t_exch)}, "
-                       f"cost model: {model.source})")
+        why = (f"portable collectives predicted faster than one all_exchange ({_ms(t_port)} "
+               f"vs {_ms(t_exch)}" if t_port <= t_exch else
+               f"portable collectives move no more bytes than one all_exchange, which is "
+               f"predicted faster ({_ms(t_exch)} vs {_ms(t_port)}) but holds its input and "
+               f"output at once")
+        return replace(portable, method=f"{portable.method}; {why}, cost model: "
+                       f"{model.source})")
     why = (f"predicted faster than the portable plan ({_ms(t_exch)} vs {_ms(t_port)}, "
            f"cost model: {model.source})" if port_fits else
            "the portable plan is not within the bound or not in normal form")
