@@ -51,6 +51,18 @@ def shards(mesh: Mesh, shape: tuple[int, ...], layout: Layout,
     return out
 
 
+def expected_from_index(mesh: Mesh, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
+    """For every device and local index, the flat global element number it must hold
+    (meaningful at valid positions), from the layout semantics alone."""
+    local = layout.local_shape(mesh, shape)
+    coords, idx = _grid(mesh, local)
+    g = global_index(mesh, shape, layout, coords, idx)
+    flat = np.zeros((mesh.num_devices,) + local, dtype=np.int64)
+    for d in range(len(shape)):
+        flat = flat * shape[d] + g[d]
+    return flat
+
+
 def _grid(mesh: Mesh, local: tuple[int, ...]):
     """Device coordinates and local indices, broadcastable to (devices, *local)."""
     r = len(local)
