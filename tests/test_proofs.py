@@ -23,8 +23,8 @@ def test_every_theorem_holds_at_small_bounds(quick_results):
         assert r.proved, (r.line(), r.failures[:5])
         assert r.cases > 0
     by = {r.name.split()[0]: r for r in results}
-    # Divisible extents: nearly all for every size at once (a query that times out on a
-    # busy machine is proved for the bounded sizes instead, still a proof).
+    # Divisible extents: nearly all for every size at once (each query has a fixed resource
+    # limit, so this share does not depend on the machine's load).
     assert by["T1"].symbolic >= 0.9 * by["T1"].cases
     assert by["T2"].symbolic == by["T2"].cases
 
