@@ -24,7 +24,7 @@ from redist.core.model.dtypes import numpy_dtype
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem, lower_layout
-from redist.core.plans.plan import Plan
+from redist.core.plans.plan import Plan, own_budget
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
 from .execute import run_step
@@ -303,10 +303,3 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
                           "dst, comm)")
     return redistribute_with_stats(local, plan, comm, donate, budget)[0]
 
-
-def own_budget(plan: Plan) -> int | None:
-    """The budget a synthesized plan is proved against: none (the bound) if it fits the
-    bound; else, where no plan within the bound was found, its own runtime peak, so that
-    what runs is still what is proved and the figure says how much it holds."""
-    fig = plan.figures()
-    return None if fig.memory_efficient else fig.runtime_peak_bytes

@@ -17,9 +17,10 @@ from mpi4py import MPI
 
 from redist.core.errors import RedistError
 from redist.core.model.dtypes import mismatched
+from redist.core.plans.plan import own_budget
 from redist.core.plans.planjson import plan_from_json
 
-from .api import own_budget, redistribute_with_stats
+from .api import redistribute_with_stats
 from .arrays import sample_block
 from .lifeline import watch_launcher
 

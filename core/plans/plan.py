@@ -142,3 +142,19 @@ def _figures(plan: Plan) -> Figures:
     """Figures are values of a frozen plan: computed once (counting valid bytes can go
     device by device when a layout pads)."""
     return plan._compute_figures()
+
+
+def own_budget(plan: Plan) -> int | None:
+    """The budget a synthesized plan is proved against: none (the bound) if it fits the
+    bound; else, where no plan within the bound was found, its own runtime peak, so that
+    what runs is still what is proved and the figure says how much it holds."""
+    fig = plan.figures()
+    return None if fig.memory_efficient else fig.runtime_peak_bytes
+
+
+def padded_volume(plan: Plan) -> int:
+    """Bytes received counting padded buffers whole: what the searches minimise (an upper
+    bound of the valid bytes the figures count; the two differ only where a layout pads)."""
+    lays = plan.layouts()
+    return sum(step_volume(plan.problem, s, lays[k], lays[k + 1], valid=False)
+               for k, s in enumerate(plan.steps))

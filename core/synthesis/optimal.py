@@ -33,7 +33,7 @@ from redist.core.model.axes import prime_cuts
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.plans.plan import Plan
+from redist.core.plans.plan import Plan, padded_volume
 from redist.core.semantics.collectives import (
     AllExchange,
     AllGather,
@@ -42,7 +42,7 @@ from redist.core.semantics.collectives import (
     AllToAll,
     Collective,
 )
-from redist.core.semantics.costs import lower_bound_bytes, step_volume
+from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.smt import typing_rules as T
 
 PERMUTE_ENUMERATE_DEVICES = 64
@@ -162,14 +162,6 @@ def _volume_terms(problem: Problem, sv: T.StepVars, lv: T.LayoutVars, nx: T.Layo
         piece_t = others * n_a[t]
         a2a = z3.If(sv.dst_dim == t, _grown(mesh, piece_t, sv.moved) - piece_t, a2a)
     return grown - lb, a2a
-
-
-def _padded_volume(plan: Plan) -> int:
-    """The volume the constraints minimise: padded buffers (the figures count valid
-    bytes, which only differ when a layout pads)."""
-    lays = plan.layouts()
-    return sum(step_volume(plan.problem, s, lays[k], lays[k + 1], valid=False)
-               for k, s in enumerate(plan.steps))
 
 
 def _expressible(plan: Plan, problem: Problem) -> bool:
@@ -298,7 +290,7 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
     if (base_plan and base_fig.peak_bytes <= limit and len(base_plan.steps) <= k_max
             and _expressible(base_plan, problem)
             and (enumerate_devices or not mixed_sizes)):
-        opt.add(total_volume <= _padded_volume(base_plan))
+        opt.add(total_volume <= padded_volume(base_plan))
     opt.minimize(total_volume)
     opt.minimize(total_colls)
     remaining_ms = int((deadline - _now()) * 1000)
@@ -323,9 +315,9 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
     fig = plan.figures()
     model_volume = m.eval(total_volume, model_completion=True).as_long()
     if not any(isinstance(s, AllExchange) for s in plan.steps) \
-            and _padded_volume(plan) != model_volume:
+            and padded_volume(plan) != model_volume:
         raise AssertionError(f"optimal: model volume {model_volume} != plan volume "
-                             f"{_padded_volume(plan)}")
+                             f"{padded_volume(plan)}")
     plan = canonical(plan)
     base_fits = base_fig is not None and base_fig.peak_bytes <= limit
     if base_fits and (base_fig.volume_bytes, base_fig.collectives) < (fig.volume_bytes,

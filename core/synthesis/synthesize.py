@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from redist.core.errors import RedistError
 from redist.core.model.axes import prime_cuts
 from redist.core.model.problem import Problem
-from redist.core.plans.plan import Plan
+from redist.core.plans.plan import Plan, padded_volume
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.plans.report import human_bytes
 from redist.core.semantics.collectives import (
@@ -126,6 +126,12 @@ def rank_key(plan: Plan) -> tuple:
             int(not is_normal_form(plan)), fig.volume_bytes, fig.collectives)
 
 
+def search_key(plan: Plan) -> tuple:
+    """rank_key with the volume counted as the searches count it (padded buffers)."""
+    k = rank_key(plan)
+    return k[:3] + (padded_volume(plan),) + k[4:]
+
+
 def _ideal(plan: Plan | None) -> bool:
     if plan is None:
         return False
@@ -156,8 +162,10 @@ def normal(problem: Problem, objective: str = "bytes",
             splits = ([finer] if len(finer.mesh.names) <= SPLIT_MAX_ATOMS
                       else _single_cuts(problem))
             for prob in splits:
-                # prune by the incumbent only when bytes rank first
-                best = min((rank_key(p) for p, _ in candidates[1:]), default=None) \
+                # prune by the incumbent only when bytes rank first, in the search's own
+                # units (padded bytes): a key of valid bytes would prune plans that move
+                # fewer valid bytes than the incumbent but more padded ones
+                best = min((search_key(p) for p, _ in candidates[1:]), default=None) \
                     if objective == "bytes" else None
                 split = search(prob, deadline=deadline(), max_expansions=SPLIT_EXPANSIONS,
                                incumbent=best, lower_bound=lower_bound_bytes(problem))
