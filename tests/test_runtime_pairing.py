@@ -461,13 +461,13 @@ def p2p_steps(draw, kind: str):
     options["all_permute"] = [AllPermute(t) for t in
                               itertools.islice(same_blocks(mesh, lay), 30) if t != lay]
     good: dict[str, list] = {}
-    for kind, steps in options.items():
+    for op, steps in options.items():
         for step in steps:
             try:
                 after = apply(step, mesh, shape, lay)
             except TypingError:
                 continue
-            good.setdefault(kind, []).append((step, after))
+            good.setdefault(op, []).append((step, after))
     assume(kind in good)
     step, after = draw(st.sampled_from(good[kind]))
     return Plan(Problem(mesh, shape, "int32", lay, after), (step,))
