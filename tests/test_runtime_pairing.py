@@ -1,8 +1,10 @@
-"""Cheap checks of the runtime's pairing and offset arithmetic (no mpiexec): who sends to
-whom in a permute, the pairwise schedule of the in-place all-to-all, the in-place block
-transpose and compaction, and whole steps of the runtime executed by one thread per rank
-over an in-process stand-in for MPI point-to-point, against the reference simulator — on
-odd and prime rank counts and uneven chunks."""
+"""Cheap checks of the runtime's pairing and offset arithmetic: who sends to whom in a
+permute, the pairwise schedule of the in-place all-to-all, the in-place block transpose
+(through a scratch of any size), compaction and expansion, and whole steps of the runtime
+(slice, permute, in-place all-to-all, in-place gather) executed by one thread per rank
+over an in-process stand-in for MPI (rendezvous Isend/Irecv, MPI_IN_PLACE Allgather(v)
+read through MPI's own datatypes; a deadlock fails at once), against the reference
+simulator — on odd and prime rank counts and uneven chunks; one short mpiexec run."""
 
 from __future__ import annotations
 
