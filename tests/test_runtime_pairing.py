@@ -1,19 +1,23 @@
-"""Cheap checks of the runtime's pairing and offset arithmetic (no mpiexec): who sends to
-whom in a permute, the pairwise schedule of the in-place all-to-all, the in-place block
-transpose and compaction, and whole steps of the runtime executed by one thread per rank
-over an in-process stand-in for MPI point-to-point, against the reference simulator — on
-odd and prime rank counts and uneven chunks."""
+"""Cheap checks of the runtime's pairing and offset arithmetic: who sends to whom in a
+permute, the pairwise schedule of the in-place all-to-all, the in-place block transpose
+(through a scratch of any size), compaction and expansion, and whole steps of the runtime
+(slice, permute, in-place all-to-all, in-place gather) executed by one thread per rank
+over an in-process stand-in for MPI (rendezvous Isend/Irecv, MPI_IN_PLACE Allgather(v)
+read through MPI's own datatypes; a deadlock fails at once), against the reference
+simulator — on odd and prime rank counts and uneven chunks; one short mpiexec run."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
+from mpi4py import MPI
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
@@ -22,7 +26,13 @@ from redist.core.model.problem import Problem
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import block_ids, permute_sources
-from redist.core.semantics.collectives import AllPermute, AllSlice, AllToAll, apply
+from redist.core.semantics.collectives import (
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    apply,
+)
 from redist.core.semantics.sourcemap import mixed_radix
 from redist.core.synthesis.exhaustive import same_blocks
 from redist.runtime import execute, inplace
@@ -105,30 +115,52 @@ def test_permute_sources_by_hand_on_three_devices():
 # --- in-place building blocks against NumPy ----------------------------------------------
 
 @FAST
-@given(st.integers(1, 7), st.integers(1, 7), st.integers(1, 5), st.sampled_from(["i4", "f8"]))
-def test_transpose_blocks_is_a_block_transpose(rows, cols, block, dt):
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 5), st.integers(1, 40),
+       st.sampled_from(["i4", "f8"]))
+def test_transpose_blocks_is_a_block_transpose(rows, cols, block, chunk, dt):
+    """Every R, C, B and every scratch size: tiles through the scratch, tiles permuted by
+    cycles, remainder rows merged in, lanes of blocks larger than the scratch."""
     x = np.arange(rows * cols * block).astype(dt)
     want = x.reshape(rows, cols, block).transpose(1, 0, 2).reshape(-1).copy()
-    inplace.transpose_blocks(x, rows, cols, block)
+    scratch = np.full(chunk, -1, dtype=dt)
+    inplace.transpose_blocks(x, rows, cols, block, scratch)
     assert np.array_equal(x, want)
 
 
-@pytest.mark.parametrize("rows,cols,block,itemsize", [
-    (1, 5, 64, 4), (5, 1, 64, 4), (2, 3, 64, 4), (7, 5, 32, 8), (16, 16, 16, 2)])
-def test_transpose_scratch_is_what_it_allocates(rows, cols, block, itemsize):
-    """The memory figure counts the transpose's scratch: one block and a flag per block,
-    nothing when the transpose is trivial (as tracemalloc sees it, within object headers)."""
+@pytest.mark.parametrize("rows,cols,block,chunk", [
+    (1, 5, 64, 16), (5, 1, 64, 16), (2, 3, 64, 16), (7, 5, 32, 8), (256, 256, 1, 1),
+    (300, 7, 3, 50), (7, 300, 3, 50), (40, 3, 2, 7)])
+def test_flag_bytes_is_what_the_transpose_allocates(rows, cols, block, chunk):
+    """Besides the caller's scratch, a transpose allocates only its flags (as tracemalloc
+    sees it, within NumPy's object headers); nothing when the transpose is trivial."""
     import tracemalloc
-    want = 0 if rows == 1 or cols == 1 else block * itemsize + rows * cols
-    assert inplace.scratch_bytes(rows, cols, block, itemsize) == want
-    x = np.zeros(rows * cols * block, dtype=f"i{itemsize}")
+    want = inplace.flag_bytes(rows, cols, block, chunk)
+    if rows == 1 or cols == 1:
+        assert want == 0
+    x = np.zeros(rows * cols * block, dtype="i4")
+    scratch = np.empty(chunk, dtype="i4")
     tracemalloc.start()
     try:
-        inplace.transpose_blocks(x, rows, cols, block)
+        inplace.transpose_blocks(x, rows, cols, block, scratch)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert want <= peak + 64 and peak <= want + 1024, (want, peak)
+    assert want <= peak + 64 and peak <= want + 1536, (want, peak)
+
+
+@pytest.mark.xfail(strict=True, reason="_cycles allocates a new flag array per lane before "
+                   "the previous one is freed: twice flag_bytes (flag_bytes is not used by "
+                   "the runtime's accounting)")
+def test_flag_bytes_with_blocks_wider_than_the_scratch():
+    import tracemalloc
+    x, scratch = np.zeros(64 * 64 * 4, dtype="i4"), np.empty(2, dtype="i4")
+    tracemalloc.start()
+    try:
+        inplace.transpose_blocks(x, 64, 64, 4, scratch)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= inplace.flag_bytes(64, 64, 4, 2) + 1536
 
 
 @FAST
@@ -144,44 +176,93 @@ def test_compact_keeps_a_range_at_the_front(outer, length, data, inner):
     assert np.array_equal(x[want.size:], tail)        # nothing written past what it keeps
 
 
-# --- whole runtime steps, one thread per rank, point-to-point in process ------------------
+@FAST
+@given(st.integers(1, 7), st.integers(0, 6), st.data())
+def test_expand_spreads_rows_to_their_stride(outer, row, data):
+    """The inverse of compact (the gather's slot placement, the pads): row a of the
+    front moves to a*stride + offset; the gaps keep what they held except where rows
+    passed."""
+    stride = data.draw(st.integers(max(row, 1), row + 5))
+    offset = data.draw(st.integers(0, stride - row))
+    n = outer * stride
+    x = np.arange(n, dtype=np.int64) + 1000
+    front = x[:outer * row].copy()
+    inplace.expand(x, outer, row, stride, offset)
+    got = x.reshape(outer, stride)[:, offset:offset + row]
+    assert np.array_equal(got, front.reshape(outer, row))
+    if row:                                    # nothing written past the last row
+        assert np.array_equal(x[(outer - 1) * stride + offset + row:],
+                              np.arange(n, dtype=np.int64)[(outer - 1) * stride + offset
+                                                           + row:] + 1000)
+
+
+# --- whole runtime steps, one thread per rank, MPI in process -----------------------------
 
 class Deadlock(Exception):
     pass
 
 
+WAIT_LIMIT = 20.0           # seconds: a stand-in that waits longer fails (never hangs)
+
+
+class _Req:
+    def __init__(self, world: _World, key: tuple, buf: np.ndarray, me: int, send: bool):
+        self.world, self.key, self.buf, self.me, self.send = world, key, buf, me, send
+        self.done = False
+
+    def Wait(self) -> None:
+        self.world.wait([self], self.me)
+
+
 class _World:
-    """Mailboxes between ranks: what Sendrecv_replace posts, its peer takes. A wrong peer
-    leaves ranks waiting for messages nobody sends: when every rank still running waits
-    and none has its message, that is a deadlock, raised at once on every waiting rank."""
+    """Point-to-point between ranks with rendezvous semantics: a send completes only when
+    a matching receive takes its bytes (copied then, from the sender's live buffer, so a
+    sender that reuses its buffer too early is caught). Matching happens when the second
+    of the two is posted, so only waits block; when every rank still running waits on a
+    request nobody can complete, that is a deadlock, raised at once on every rank."""
 
     def __init__(self, ranks: int) -> None:
         self.cond = threading.Condition()
-        self.boxes: dict[tuple[int, int, int], list] = {}
-        self.waiting: dict[int, tuple[int, int, int]] = {}
+        self.sends: dict[tuple, list[_Req]] = {}
+        self.recvs: dict[tuple, list[_Req]] = {}
+        self.blocked: dict[int, list[_Req]] = {}
         self.alive = ranks
         self.dead = False
 
-    def send(self, key: tuple[int, int, int], arr: np.ndarray) -> None:
+    def post(self, req: _Req) -> _Req:
         with self.cond:
-            self.boxes.setdefault(key, []).append(arr)
-            self.cond.notify_all()
+            mine, other = (self.sends, self.recvs) if req.send else (self.recvs, self.sends)
+            if other.get(req.key):
+                peer = other[req.key].pop(0)
+                s, r = (req, peer) if req.send else (peer, req)
+                assert s.buf.dtype == r.buf.dtype, "peers disagree on the type"
+                assert s.buf.size <= r.buf.size, f"message truncated on {req.key}"
+                r.buf[:s.buf.size] = s.buf
+                s.done = r.done = True
+                self.cond.notify_all()
+            else:
+                mine.setdefault(req.key, []).append(req)
+        return req
 
-    def recv(self, key: tuple[int, int, int], me: int) -> np.ndarray:
+    def wait(self, reqs: list[_Req], me: int) -> None:
+        end = time.monotonic() + WAIT_LIMIT
         with self.cond:
-            self.waiting[me] = key
             try:
-                while not self.boxes.get(key):
-                    stuck = len(self.waiting) == self.alive and not any(
-                        self.boxes.get(k) for k in self.waiting.values())
+                self.blocked[me] = reqs
+                while not all(q.done for q in reqs):
+                    # stuck: every rank still running waits, none of them can go on
+                    stuck = len(self.blocked) == self.alive and not any(
+                        all(q.done for q in w) for w in self.blocked.values())
                     if self.dead or stuck:
                         self.dead = True
                         self.cond.notify_all()
-                        raise Deadlock(f"rank {me} waits for {key} forever")
-                    self.cond.wait(5)
-                return self.boxes[key].pop(0)
+                        todo = [q.key for q in reqs if not q.done]
+                        raise Deadlock(f"rank {me} waits for {todo} forever")
+                    if not self.cond.wait(max(0.0, end - time.monotonic())):
+                        self.dead = True
+                        raise Deadlock(f"rank {me}: no progress in {WAIT_LIMIT} s")
             finally:
-                del self.waiting[me]
+                del self.blocked[me]
 
     def finish(self) -> None:
         with self.cond:
@@ -189,11 +270,36 @@ class _World:
             self.cond.notify_all()
 
 
+_SELF_COPY = threading.Lock()
+
+
+def _region(buf: np.ndarray, disp: int, count: int, dtype) -> np.ndarray:
+    """The bytes `count` items of an MPI datatype describe at `disp` extents into buf,
+    packed by MPI itself (a copy to self on COMM_SELF), so derived types are read as MPI
+    reads them."""
+    lb, ext = dtype.Get_extent()
+    out = np.empty(dtype.Get_size() * count, dtype=np.uint8)
+    src = buf.reshape(-1).view(np.uint8)[disp * ext:]
+    with _SELF_COPY:
+        MPI.COMM_SELF.Sendrecv([src, count, dtype], 0, 0, [out, out.size, MPI.BYTE], 0, 0)
+    return out
+
+
+def _store(buf: np.ndarray, disp: int, count: int, dtype, data: np.ndarray) -> None:
+    lb, ext = dtype.Get_extent()
+    dst = buf.reshape(-1).view(np.uint8)[disp * ext:]
+    with _SELF_COPY:
+        MPI.COMM_SELF.Sendrecv([data, data.size, MPI.BYTE], 0, 0, [dst, count, dtype], 0, 0)
+
+
 class _Comm:
-    """The part of an MPI communicator the permute and in-place all-to-all use."""
+    """The part of an MPI communicator the permute, the in-place all-to-all and the
+    in-place gather use: Isend, Irecv (requests with Wait, and MPI.Request.Waitall through
+    `_MPIShim`), Allgather(v) with MPI_IN_PLACE."""
 
     def __init__(self, world: _World, members: list[int], me: int) -> None:
         self.world, self.members, self.me = world, members, me
+        self.collectives = 0
 
     def Get_rank(self) -> int:
         return self.me
@@ -201,13 +307,55 @@ class _Comm:
     def Get_size(self) -> int:
         return len(self.members)
 
-    def Sendrecv_replace(self, buf, dest, sendtag, source, recvtag) -> None:
-        arr = buf[0] if isinstance(buf, (list, tuple)) else buf
+    def _buf(self, msg) -> np.ndarray:
+        arr, t = msg
+        assert arr.flags.c_contiguous and t.Get_size() == arr.itemsize, "bad message"
+        return arr.reshape(-1)
+
+    def Isend(self, msg, dest: int, tag: int) -> _Req:
         me = self.members[self.me]
-        self.world.send((me, self.members[dest], sendtag), arr.copy())
-        got = self.world.recv((self.members[source], me, recvtag), me)
-        assert got.shape == arr.shape, "peers disagree on the chunk size"
-        arr[...] = got
+        key = (tuple(self.members), me, self.members[dest], tag)
+        return self.world.post(_Req(self.world, key, self._buf(msg), me, True))
+
+    def Irecv(self, msg, source: int, tag: int) -> _Req:
+        me = self.members[self.me]
+        key = (tuple(self.members), self.members[source], me, tag)
+        return self.world.post(_Req(self.world, key, self._buf(msg), me, False))
+
+    def Allgather(self, inplace, msg) -> None:
+        buf, count, t = msg
+        self.Allgatherv(inplace, [buf, [count] * len(self.members),
+                                  [count * k for k in range(len(self.members))], t])
+
+    def Allgatherv(self, inplace, msg) -> None:
+        assert inplace is _MPIShim.IN_PLACE, "the gather runs in place"
+        buf, counts, displs, t = msg
+        g, me = len(self.members), self.me
+        self.collectives += 1
+        tag = ("gather", self.collectives)
+        mine = _region(buf, displs[me], counts[me], t)
+        got = {k: np.empty_like(_region(buf, displs[k], counts[k], t))
+               for k in range(g) if k != me}
+        reqs = [self.Irecv([got[k], MPI.BYTE], k, tag) for k in got]
+        reqs += [self.Isend([mine, MPI.BYTE], k, tag) for k in got]
+        self.world.wait(reqs, self.members[me])
+        for k, data in got.items():
+            _store(buf, displs[k], counts[k], t, data)
+
+
+class _MPIShim:
+    """execute's `MPI` while a step runs on threads: Waitall and IN_PLACE on the stand-in,
+    the rest (datatypes) the real mpi4py."""
+    IN_PLACE = object()
+
+    class Request:
+        @staticmethod
+        def Waitall(reqs: list[_Req]) -> None:
+            if reqs:
+                reqs[0].world.wait(reqs, reqs[0].me)
+
+    def __getattr__(self, name: str):
+        return getattr(MPI, name)
 
 
 class _MeshComm:
@@ -215,16 +363,19 @@ class _MeshComm:
         self.world, self.mesh, self.rank = world, mesh, rank
         self.coords = mesh.coords(rank)
         self.cart = _Comm(world, list(range(mesh.num_devices)), rank)
+        self._groups: dict = {}
 
     def group(self, axes: tuple[str, ...]) -> _Comm:
-        mine = {a: v for a, v in self.coords.items() if a not in axes}
-        members = [d for d in range(self.mesh.num_devices)
-                   if all(self.mesh.coords(d)[a] == v for a, v in mine.items())]
-        members.sort(key=lambda d: mixed_radix(self.mesh, axes, self.mesh.coords(d)))
-        return _Comm(self.world, members, members.index(self.rank))
+        if axes not in self._groups:          # cached, as groups.MeshComm does
+            mine = {a: v for a, v in self.coords.items() if a not in axes}
+            members = [d for d in range(self.mesh.num_devices)
+                       if all(self.mesh.coords(d)[a] == v for a, v in mine.items())]
+            members.sort(key=lambda d: mixed_radix(self.mesh, axes, self.mesh.coords(d)))
+            self._groups[axes] = _Comm(self.world, members, members.index(self.rank))
+        return self._groups[axes]
 
 
-def run_threaded(plan: Plan, stack: np.ndarray, k: int) -> list[np.ndarray]:
+def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool) -> list[np.ndarray]:
     """Step k of `plan` on every rank at once, from the padded blocks in `stack`."""
     p = plan.problem
     lays = plan.layouts()
@@ -235,29 +386,31 @@ def run_threaded(plan: Plan, stack: np.ndarray, k: int) -> list[np.ndarray]:
     def rank_main(r: int) -> None:
         try:
             mc = _MeshComm(world, p.mesh, r)
-            held = Held(np.ascontiguousarray(stack[r]).copy(), True)
+            held = Held(np.ascontiguousarray(stack[r]).copy(), own)
             out[r] = execute.run_step(plan.steps[k], mc, p.shape, lays[k], lays[k + 1], held,
                                       MemoryTracker())
         except BaseException as e:       # surfaced in the main thread
             errors.append((r, e))
         finally:
             world.finish()
-    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(len(out))]
+    threads = [threading.Thread(target=rank_main, args=(r,), daemon=True)
+               for r in range(len(out))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(WAIT_LIMIT + 10)
+    assert not any(t.is_alive() for t in threads), "a rank hangs"
     assert not errors, errors[0]
     return out
 
 
-def check_step_against_simulator(plan: Plan) -> None:
+def check_step_against_simulator(plan: Plan, own: bool = True) -> None:
     p = plan.problem
     x = np.arange(math.prod(p.shape), dtype=np.int64).reshape(p.shape)
     stacks = simulator.run(plan, x)
     lays = plan.layouts()
     for k in range(len(plan.steps)):
-        got = run_threaded(plan, stacks[k], k)
+        got = run_threaded(plan, stacks[k], k, own)
         valid = simulator.valid_mask(p.mesh, p.shape, lays[k + 1])
         for r, block in enumerate(got):
             assert block.shape == stacks[k + 1][r].shape, (k, r)
@@ -268,18 +421,18 @@ def check_step_against_simulator(plan: Plan) -> None:
 
 @pytest.fixture
 def tiny_chunks(monkeypatch):
-    """Every code path the shape allows, in place, in chunks of a few elements (so chunk
-    offsets are exercised), whatever the block sizes."""
-    monkeypatch.setattr(execute, "MAX_CHUNK_BYTES", 24)
-    monkeypatch.setattr(execute, "MIN_CHUNK_BYTES", 24)
+    """The in-place paths, in chunks of a few elements (so chunk offsets are crossed),
+    on the in-process stand-in for MPI."""
+    monkeypatch.setattr(execute, "CHUNK_CAP_BYTES", 24)
     monkeypatch.setattr(execute, "INPLACE_ALL_TO_ALL", True)
-    monkeypatch.setattr(inplace, "can_transpose", lambda *a: True)
+    monkeypatch.setattr(execute, "MPI", _MPIShim())
+    return monkeypatch
 
 
 @st.composite
-def p2p_steps(draw):
-    """One all_to_all, permute or slice (the kind drawn first) on a mesh of odd/prime
-    sizes, with even or uneven extents."""
+def p2p_steps(draw, kind: str):
+    """One step of this kind on a mesh of odd/prime sizes, with even or uneven
+    extents."""
     sizes = draw(st.lists(ODD_SIZES, min_size=1, max_size=3)
                  .filter(lambda s: math.prod(s) <= 15))
     mesh = Mesh(tuple(zip("xyz", sizes, strict=False)))
@@ -293,7 +446,8 @@ def p2p_steps(draw):
     shape = tuple(draw(st.integers(1, 3 * max(2, lay.shards(mesh, d)))) for d in range(rank))
     if draw(st.booleans()):            # even: every extent a multiple of the device count
         shape = tuple(mesh.num_devices * draw(st.integers(1, 2)) for _ in range(rank))
-    options: dict[str, list] = {"all_to_all": [], "all_permute": [], "all_slice": []}
+    options: dict[str, list] = {"all_to_all": [], "all_permute": [], "all_slice": [],
+                                "all_gather": []}
     for s in range(rank):
         for j in range(len(lay.dims[s])):
             options["all_to_all"] += [AllToAll(s, t, lay.dims[s][j:])
@@ -301,25 +455,36 @@ def p2p_steps(draw):
         for a in (a for a in mesh.names if a not in lay.used_axes()):
             options["all_slice"].append(AllSlice(tuple((a,) if e == s else ()
                                                        for e in range(rank))))
+    # gathers of one dim's suffix, and of suffixes of every dim at once (Allgatherv)
+    for cut in itertools.product(*(range(len(d) + 1) for d in lay.dims)):
+        if any(cut) and (sum(map(bool, cut)) == 1 or all(cut)):
+            options["all_gather"].append(AllGather(tuple(
+                d[len(d) - c:] if c else () for d, c in zip(lay.dims, cut, strict=True))))
     options["all_permute"] = [AllPermute(t) for t in
                               itertools.islice(same_blocks(mesh, lay), 30) if t != lay]
     good: dict[str, list] = {}
-    for kind, steps in options.items():
+    for op, steps in options.items():
         for step in steps:
             try:
                 after = apply(step, mesh, shape, lay)
             except TypingError:
                 continue
-            good.setdefault(kind, []).append((step, after))
-    assume(good)
-    step, after = draw(st.sampled_from(good[draw(st.sampled_from(sorted(good)))]))
+            good.setdefault(op, []).append((step, after))
+    assume(kind in good)
+    step, after = draw(st.sampled_from(good[kind]))
     return Plan(Problem(mesh, shape, "int32", lay, after), (step,))
 
 
-@FAST
-@given(p2p_steps())
-def test_runtime_steps_equal_the_simulator_on_odd_meshes_and_uneven_chunks(tiny_chunks, plan):
-    check_step_against_simulator(plan)
+@pytest.mark.parametrize("kind", ["all_to_all", "all_permute", "all_slice", "all_gather"])
+def test_runtime_steps_equal_the_simulator_on_odd_meshes_and_uneven_chunks(tiny_chunks,
+                                                                           kind):
+    @settings(FAST, max_examples=30)
+    @given(p2p_steps(kind), st.sampled_from([8, 24, 56]), st.booleans())
+    def check(plan, chunk_bytes, own):
+        tiny_chunks.setattr(execute, "CHUNK_CAP_BYTES", chunk_bytes)
+        event(f"{plan.steps[0].op} on {plan.problem.mesh.num_devices} ranks")
+        check_step_against_simulator(plan, own)
+    check()
 
 
 @pytest.mark.parametrize("mesh,shape,src,step", [
@@ -328,9 +493,13 @@ def test_runtime_steps_equal_the_simulator_on_odd_meshes_and_uneven_chunks(tiny_
     ("x=7", (14, 14), "[{},{x}]", AllToAll(1, 0, ("x",))),
     ("x=3,y=2", (6, 4, 5), "[{x},{y},{}]", AllToAll(1, 2, ("y",))),
     ("x=3,y=5", (15, 4), "[{x,y},{}]", AllToAll(0, 1, ("x", "y"))),
+    ("x=6", (12, 30), "[{x},{}]", AllToAll(0, 1, ("x",))),       # blocks of many chunks
     ("x=3,y=3", (9, 2), "[{x},{}]", AllPermute(Layout((("y",), ())))),
     ("x=5,y=3", (15, 3), "[{x,y},{}]", AllPermute(Layout((("y", "x"), ())))),
     ("x=3", (3, 2), "[{},{}]", AllSlice((("x",), ()))),
+    ("x=5", (7, 3), "[{x},{}]", AllGather((("x",), ()))),          # padded, trimmed
+    ("x=3,y=2", (6, 5), "[{x},{y}]", AllGather((("x",), ("y",)))),  # two dims: Allgatherv
+    ("x=2,y=3", (4, 9, 2), "[{x},{y},{}]", AllGather(((), ("y",), ()))),
 ])
 def test_runtime_steps_by_hand(tiny_chunks, mesh, shape, src, step):
     from redist.core.model.syntax import parse_layout, parse_mesh
@@ -338,6 +507,18 @@ def test_runtime_steps_by_hand(tiny_chunks, mesh, shape, src, step):
     lay = parse_layout(src)
     p = Problem(m, shape, "float32", lay, apply(step, m, shape, lay))
     check_step_against_simulator(Plan(p, (step,)))
+
+
+def test_the_stand_in_reports_a_deadlock_instead_of_hanging(tiny_chunks):
+    """An all-to-all whose partners are not mutual (each rank swaps with the next, which
+    swaps with the one after) fails loudly and at once."""
+    from redist.core.model.syntax import parse_layout, parse_mesh
+    m, lay = parse_mesh("x=3"), parse_layout("[{x},{}]")
+    step = AllToAll(0, 1, ("x",))
+    plan = Plan(Problem(m, (9, 3), "float32", lay, apply(step, m, (9, 3), lay)), (step,))
+    tiny_chunks.setattr(execute, "pair_rounds", lambda g, me: [(me + 1) % g])
+    with pytest.raises(AssertionError, match="Deadlock"):
+        check_step_against_simulator(plan)
 
 
 # --- the same on real MPI: 3 ranks (prime), the in-place paths, uneven chunks ----------
@@ -362,14 +543,8 @@ def test_three_ranks_under_mpiexec_match_the_simulator(tmp_path):
         plan((192, 100), "[{x},{}]", AllToAll(0, 1, ("x",))),        # dst dim padded
         plan((5, 2, 96), "[{},{},{x}]", AllToAll(2, 0, ("x",))),     # src dim held whole
         plan((4, 96), "[{},{}]", AllSlice((("x",), ())), AllToAll(0, 1, ("x",))),
+        plan((100, 7), "[{x},{}]", AllGather((("x",), ()))),           # padded, trimmed
+        plan((6, 50), "[{},{x}]", AllGather(((), ("x",)))),
     ]
     jobs = [{"plan": p, "gated": False, "donate": d} for p in plans for d in (True, False)]
     run_jobs(3, jobs, tmp_path, {"REDIST_CHUNK_BYTES": "200", "REDIST_INPLACE": "1"})
-
-
-@pytest.mark.parametrize("rows,cols,block,itemsize,ok", [
-    (1, 9, 1, 1, True), (9, 1, 1, 1, True),              # trivial: nothing moves
-    (4, 4, 64, 4, True), (4, 4, 16, 4, False),           # blocks of 256 bytes and of 64
-    (256, 256, 64, 4, True), (256, 257, 64, 4, False)])  # at most 2**16 blocks
-def test_can_transpose(rows, cols, block, itemsize, ok):
-    assert inplace.can_transpose(rows, cols, block, itemsize) is ok
