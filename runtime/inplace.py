@@ -105,10 +105,11 @@ def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndar
     view = flat.reshape(n, block)
     lane = min(block, scratch.size)
     last = n - 1
+    seen = np.zeros(n, dtype=bool)     # one array for every lane: never two alive at once
     for lo in range(0, block, lane):
         hi = min(block, lo + lane)
         tmp = scratch[:hi - lo]
-        seen = np.zeros(n, dtype=bool)
+        seen[...] = False
         for start in range(1, last):
             if seen[start]:
                 continue

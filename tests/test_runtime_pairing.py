@@ -148,10 +148,8 @@ def test_flag_bytes_is_what_the_transpose_allocates(rows, cols, block, chunk):
     assert want <= peak + 64 and peak <= want + 1536, (want, peak)
 
 
-@pytest.mark.xfail(strict=True, reason="_cycles allocates a new flag array per lane before "
-                   "the previous one is freed: twice flag_bytes (flag_bytes is not used by "
-                   "the runtime's accounting)")
 def test_flag_bytes_with_blocks_wider_than_the_scratch():
+    """Blocks wider than the scratch go lane by lane; one flag array serves every lane."""
     import tracemalloc
     x, scratch = np.zeros(64 * 64 * 4, dtype="i4"), np.empty(2, dtype="i4")
     tracemalloc.start()
