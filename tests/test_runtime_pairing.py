@@ -66,18 +66,23 @@ def test_pair_rounds_meet_every_pair_once_and_mutually(g):
 
 # --- permute_sources ---------------------------------------------------------------------
 
-@st.composite
-def permutes(draw):
+def _odd_mesh_and_layout(draw, max_devices: int, max_rank: int) -> tuple[Mesh, Layout]:
+    """A mesh of 1-3 axes of odd or prime sizes, and a random layout of it."""
     sizes = draw(st.lists(ODD_SIZES, min_size=1, max_size=3)
-                 .filter(lambda s: math.prod(s) <= 60))
+                 .filter(lambda s: math.prod(s) <= max_devices))
     mesh = Mesh(tuple(zip("xyz", sizes, strict=False)))
-    rank = draw(st.integers(1, 2))
+    rank = draw(st.integers(1, max_rank))
     dims = [[] for _ in range(rank)]
     for a in draw(st.permutations(mesh.names)):
         d = draw(st.integers(-1, rank - 1))
         if d >= 0:
             dims[d].append(a)
-    before = Layout(tuple(tuple(d) for d in dims))
+    return mesh, Layout(tuple(tuple(d) for d in dims))
+
+
+@st.composite
+def permutes(draw):
+    mesh, before = _odd_mesh_and_layout(draw, max_devices=60, max_rank=2)
     targets = list(itertools.islice(same_blocks(mesh, before), 200))
     return mesh, before, draw(st.sampled_from(targets))
 
@@ -432,16 +437,8 @@ def tiny_chunks(monkeypatch):
 def p2p_steps(draw, kind: str):
     """One step of this kind on a mesh of odd/prime sizes, with even or uneven
     extents."""
-    sizes = draw(st.lists(ODD_SIZES, min_size=1, max_size=3)
-                 .filter(lambda s: math.prod(s) <= 15))
-    mesh = Mesh(tuple(zip("xyz", sizes, strict=False)))
-    rank = draw(st.integers(1, 3))
-    dims = [[] for _ in range(rank)]
-    for a in draw(st.permutations(mesh.names)):
-        d = draw(st.integers(-1, rank - 1))
-        if d >= 0:
-            dims[d].append(a)
-    lay = Layout(tuple(tuple(d) for d in dims))
+    mesh, lay = _odd_mesh_and_layout(draw, max_devices=15, max_rank=3)
+    rank = len(lay.dims)
     shape = tuple(draw(st.integers(1, 3 * max(2, lay.shards(mesh, d)))) for d in range(rank))
     if draw(st.booleans()):            # even: every extent a multiple of the device count
         shape = tuple(mesh.num_devices * draw(st.integers(1, 2)) for _ in range(rank))
