@@ -47,7 +47,7 @@ def jax_verdict(case: dict) -> str:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from redist.torch import nested_blocks
+    from redist.core.model.nested import nested_blocks
 
     sizes = tuple(s for _, s in case["mesh"])
     names = tuple(a for a, _ in case["mesh"])
@@ -97,8 +97,7 @@ def verdicts(case: dict, server, with_jax: bool = True) -> dict[str, str]:
     if r.get("ok"):
         out["redist"] = "ok"
     elif "refused" in r:
-        kind = "nested chunks" if "by chunking chunks" in r["refused"] else r["refused"][:120]
-        out["redist"] = "refused: " + kind
+        out["redist"] = "refused: " + r["refused"][:120]
     else:
         out["redist"] = f"wrong: ranks {r.get('bad_ranks')}"
     if d.get("ok"):

@@ -32,7 +32,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
 
 from redist.core.errors import RedistError
-from redist.torch import nested_blocks, redistribute_with_stats
+from redist.torch import redistribute_with_stats
 
 READY = "@@redist-torch-serve-ready@@"
 MESHES = [((8,), ("x",)), ((2, 4), ("x", "y")), ((4, 2), ("x", "y")),
@@ -74,16 +74,14 @@ def random_cases(seed: int, n: int, max_extent: int = 13, partial: bool = False
 def expected_block(x: torch.Tensor, sizes: tuple[int, ...], placements: list[str],
                    coords: tuple[int, ...]) -> torch.Tensor:
     """This device's block under DTensor's rule: a tensor dim sharded by mesh dims
-    m1 < m2 < ... is torch.chunk'ed by m1, each piece again by m2, and so on."""
-    index = []
+    m1 < m2 < ... is torch.chunk'ed by m1, each piece again by m2, and so on (written
+    with torch.chunk itself, apart from the code redist runs)."""
     for d in range(x.ndim):
-        mdims = [m for m, p in enumerate(placements) if p == f"S{d}"]
-        k = 0
-        for m in mdims:
-            k = k * sizes[m] + coords[m]
-        lo, hi = nested_blocks(x.shape[d], [sizes[m] for m in mdims])[k]
-        index.append(slice(lo, hi))
-    return x[tuple(index)]
+        for m, p in enumerate(placements):
+            if p == f"S{d}":
+                pieces = x.chunk(sizes[m], dim=d) if x.shape[d] else ()
+                x = pieces[coords[m]] if coords[m] < len(pieces) else x.narrow(d, 0, 0)
+    return x
 
 
 def _mesh(sizes: tuple[int, ...], names: tuple[str, ...], flatten: bool) -> Any:
