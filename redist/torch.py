@@ -31,11 +31,11 @@ the proved plan). `Partial` is not supported yet.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from redist import plan_cache
 from redist.core.errors import RedistError
 from redist.core.model.dtypes import dtype_name
 from redist.core.model.layout import Layout
@@ -64,9 +65,6 @@ from redist.dtensor import layout_from_placements, layout_of, mesh_from_device_m
 
 __all__ = ["redistribute", "redistribute_with_stats", "plan_for", "problem_of", "RunStats"]
 
-# Verified plans per (problem, method): every rank fills it at the same call, so a hit
-# skips synthesis, the proof and the broadcast on every rank alike.
-_plans: dict[tuple[Problem, str], Plan] = {}
 # Problems per DTensor spec and target placements.
 _problems: dict[tuple, tuple[Problem, tuple[int, ...]]] = {}
 # Process groups per (global ranks of the mesh, mesh of atoms, ordered axes).
@@ -446,49 +444,38 @@ def problem_of(dtensor: DTensor, placements: Sequence[Any]) -> Problem:
                    src, dst)
 
 
+@lru_cache(maxsize=1024)
 def _problem_key(problem: Problem, method: str) -> bytes:
-    doc = {"mesh": problem.base.axes, "shape": problem.shape, "dtype": problem.dtype,
-           "src": str(problem.show(problem.src)), "dst": str(problem.show(problem.dst)),
-           "method": method}
-    return hashlib.sha256(json.dumps(doc, default=list).encode()).digest()
+    return bytes.fromhex(plan_cache.problem_id(problem, method, None, True))
 
 
-def _agree(ranks: tuple[int, ...], group: Any, key: bytes, device: Any) -> None:
+def _agree(ranks: tuple[int, ...], group: Any, key: bytes, have: bool, device: Any) -> bool:
     """Collective: every rank learns whether all ranks asked for the same problem, so a
-    rank that differs raises on every rank instead of leaving the others waiting."""
-    mine = torch.frombuffer(bytearray(key), dtype=torch.uint8).to(device)
+    rank that differs raises on every rank instead of leaving the others waiting; and
+    whether every rank holds the plan already (else rank 0 sends it to all)."""
+    mine = torch.frombuffer(bytearray(key + bytes([have])), dtype=torch.uint8).to(device)
     every = torch.empty(len(ranks) * mine.numel(), dtype=torch.uint8, device=device)
     dist.all_gather_into_tensor(every, mine, group=group)
     rows = every.view(len(ranks), -1)
-    differ = [ranks[i] for i in range(len(ranks)) if not torch.equal(rows[i], rows[0])]
+    differ = [ranks[i] for i in range(len(ranks)) if not torch.equal(rows[i, :-1],
+                                                                     rows[0, :-1])]
     if differ:
         raise RedistError(f"ranks {differ} asked for a different redistribution (mesh, "
                           f"shape, dtype or placements) than rank {ranks[0]}; no data moved")
+    return bool(rows[:, -1].all())
 
 
-def _synthesized(problem: Problem, method: str, ctx: _Context, group: Any) -> Plan:
-    """Rank 0 of the mesh synthesizes and proves; every rank gets the plan (or the error)."""
+def _from_rank_0(problem: Problem, method: str, ctx: _Context, group: Any,
+                 cache_dir: str | None) -> Plan:
+    """Rank 0 of the mesh takes the verified plan from redist.plan_cache (this process,
+    the authenticated disk cache, or synthesis and proof); every rank gets it (or the
+    error) and keeps it in its own plan_cache."""
     text = None
     if ctx.me == 0:
-        from redist.api import synthesize, verify
-        from redist.core.plans.plan import own_budget
         try:
-            r = synthesize(problem, method=method)
-            verdict = r.verdict
-            if not r.verified and method == "normal":
-                # No portable plan within the bound (uneven extents, DESIGN §11): one
-                # all_exchange (an all_to_all_single with split sizes), proved against
-                # what it holds while it runs (input and output) as its budget, as the
-                # MPI runtime does: what runs is what is proved.
-                r = synthesize(problem, method=method, collectives="mpi")
-                budget = own_budget(r.plan)
-                verdict = r.verdict if budget is None else verify(r.plan, budget)
-            if not verdict.all_proved:
-                failed = "; ".join(f"{v.claim} {v.status}" for v in verdict.results
-                                   if v.status != "proved")
-                text = "!refusing to execute an unverified plan: " + failed
-            else:
-                text = json.dumps(plan_to_json(r.plan, with_figures=False))
+            plan = plan_cache.verified_plan(problem, method, None, cache_dir,
+                                            exchange_fallback=True)
+            text = json.dumps(plan_to_json(plan, with_figures=False))
         except RedistError as e:
             text = "!" + str(e)
         except Exception as e:     # never leave the other ranks waiting in the broadcast
@@ -497,14 +484,18 @@ def _synthesized(problem: Problem, method: str, ctx: _Context, group: Any) -> Pl
     dist.broadcast_object_list(box, src=ctx.ranks[0], group=group)
     if box[0].startswith("!"):
         raise RedistError(box[0][1:])
-    return plan_from_json(json.loads(box[0]))
+    if ctx.me == 0:
+        return plan_cache.cached(problem, method, None, True)
+    plan = plan_from_json(json.loads(box[0]))
+    plan_cache.remember(plan, problem, method, None, True)
+    return plan
 
 
 def plan_for(dtensor: DTensor, placements: Sequence[Any], method: str = "normal",
-             check: bool = True) -> Plan:
-    """The verified plan (cached per problem) that `redistribute` would run. Collective:
+             check: bool = True, *, cache_dir: str | None = None) -> Plan:
+    """The verified plan (redist.plan_cache) that `redistribute` would run. Collective:
     every rank of the DTensor's mesh calls it."""
-    return _plan_and_context(dtensor, placements, method, check)[0]
+    return _plan_and_context(dtensor, placements, method, check, cache_dir)[0]
 
 
 def _problem_and_ranks(dtensor: DTensor, placements: Sequence[Any]
@@ -527,18 +518,20 @@ def _problem_and_ranks(dtensor: DTensor, placements: Sequence[Any]
 
 
 def _plan_and_context(dtensor: DTensor, placements: Sequence[Any], method: str,
-                      check: bool = True) -> tuple[Plan, _Context, bool]:
+                      check: bool = True, cache_dir: str | None = None
+                      ) -> tuple[Plan, _Context, bool]:
     problem, ranks = _problem_and_ranks(dtensor, placements)
     me = ranks.index(dist.get_rank())
     base = _Context(problem.base, ranks, me)
     everyone = base.group(problem.base.names)
+    plan = plan_cache.cached(problem, method, None, True)
+    hit = plan is not None
     if check:
-        _agree(ranks, everyone, _problem_key(problem, method), dtensor.device)
-    cached = (problem, method) in _plans
-    if not cached:
-        _plans[(problem, method)] = _synthesized(problem, method, base, everyone)
-    plan = _plans[(problem, method)]
-    return plan, _Context(plan.problem.mesh, ranks, me), cached
+        hit = _agree(ranks, everyone, _problem_key(problem, method), hit, dtensor.device)
+    if not hit:
+        plan = _from_rank_0(problem, method, base, everyone, cache_dir)
+    assert plan is not None
+    return plan, _Context(plan.problem.mesh, ranks, me), hit
 
 
 def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
@@ -574,9 +567,9 @@ def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
 
 
 def redistribute_with_stats(dtensor: DTensor, placements: Sequence[Any],
-                            method: str = "normal", check: bool = True
-                            ) -> tuple[DTensor, RunStats]:
-    plan, ctx, cached = _plan_and_context(dtensor, placements, method, check)
+                            method: str = "normal", check: bool = True, *,
+                            cache_dir: str | None = None) -> tuple[DTensor, RunStats]:
+    plan, ctx, cached = _plan_and_context(dtensor, placements, method, check, cache_dir)
     with torch.no_grad():              # data movement only: the result is a new leaf
         out = execute(dtensor.to_local(), plan, ctx)
     result = DTensor.from_local(out, dtensor.device_mesh, tuple(placements), run_check=False,
@@ -585,11 +578,15 @@ def redistribute_with_stats(dtensor: DTensor, placements: Sequence[Any],
 
 
 def redistribute(dtensor: DTensor, placements: Sequence[Any], method: str = "normal",
-                 check: bool = True) -> DTensor:
+                 check: bool = True, *, cache_dir: str | None = None) -> DTensor:
     """`dtensor` with `placements` on the same DeviceMesh, equal to
     `dtensor.redistribute(dtensor.device_mesh, placements)`, moved by a verified plan.
     Collective: every rank of the mesh calls it with the same placements. check=False
     skips the one small all_gather per call by which ranks that were given different
     placements all fail instead of hanging (DTensor's own redistribute assumes they
-    agree)."""
-    return redistribute_with_stats(dtensor, placements, method, check)[0]
+    agree); it also tells every rank whether all hold the plan, else rank 0 sends it.
+    Plans are proved once per problem on rank 0 and kept by every rank in
+    redist.plan_cache (shared with redist.jax); `cache_dir` (or REDIST_PLAN_CACHE) also
+    keeps them on rank 0's disk, authenticated."""
+    return redistribute_with_stats(dtensor, placements, method, check,
+                                   cache_dir=cache_dir)[0]
