@@ -10,7 +10,8 @@ A case: {"mesh": [[name, size], ...], "shape": [...], "dtype": "float32",
 "src": ["S0", "R", ...], "dst": [...]} with one placement per mesh dim ("R", "S<d>", "P"
 for Partial); "flatten": true also flattens every run of adjacent mesh dims (DTensor
 then uses one collective over them). "dst_on_rank": {"r": [...]} gives rank r other dst
-placements (to test that ranks which disagree get an error, not a hang). The expected
+placements (to test that ranks which disagree get an error, not a hang); "forget_on_rank":
+[r, ...] makes those ranks drop their plans first (redist.plan_cache.clear). The expected
 block of every rank is computed here from DTensor's documented rule (torch.chunk, again
 for each further mesh dim), independently of both engines.
 """
@@ -31,6 +32,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
 
+from redist import plan_cache
 from redist.core.errors import RedistError
 from redist.torch import redistribute_with_stats
 
@@ -120,6 +122,8 @@ def run_case(case: dict) -> dict:
     dst = [placement(p) for p in dst_text]
     answer: dict = {}
     mine = None
+    if rank in case.get("forget_on_rank", []):
+        plan_cache.clear()
     t = distribute_tensor(x, mesh, src)
     want = expected_block(x, sizes, dst_text, coords)
     # redist

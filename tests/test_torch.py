@@ -157,6 +157,7 @@ def test_torchrun_8_ranks_equal_dtensor_block_by_block():
     try:
         answers = [server.run(c) for c in cases]
         again = server.run(chosen[0])
+        forgot = server.run(dict(chosen[0], forget_on_rank=[3]))    # rank 0 still holds it
         partial = server.run({"mesh": m24, "shape": [8, 8], "dtype": "float32",
                               "src": ["S0", "R"], "dst": ["R", "P"]})
         disagree = server.run({"mesh": m24, "shape": [8, 8], "dtype": "float32",
@@ -178,6 +179,7 @@ def test_torchrun_8_ranks_equal_dtensor_block_by_block():
         assert r.get("same_as_dtensor", not a["dtensor"]["ok"]), (case, a)
     assert sum(map(_nested, cases)) >= 6 and not answers[0]["redist"]["cached"]
     assert again["redist"]["ok"] and again["redist"]["cached"]
+    assert forgot["redist"]["ok"] and not forgot["redist"]["cached"]
     assert "Partial" in partial["redist"]["refused"]
     assert "\n" not in partial["redist"]["refused"]
     assert "asked for a different redistribution" in disagree["redist"]["refused"]
