@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
@@ -49,16 +50,17 @@ def ceil_blocks(n: int, s: int) -> list[Span]:
 class Regrid:
     """Rows of tensor dim `dim` move inside each group of the mesh dims `axes` (major
     first) from blocks `frm` to blocks `to` (member k in mixed-radix order holds frm[k]
-    and must end with to[k]). `moves[k]`: (sender, receiver, lo, hi) row ranges."""
+    and must end with to[k]). `moves`: (sender, receiver, lo, hi) row ranges, checked
+    when the regrid is made (`transfers`)."""
 
     dim: int
     axes: tuple[str, ...]
     frm: tuple[Span, ...]
     to: tuple[Span, ...]
+    moves: tuple[tuple[int, int, int, int], ...] = ()
 
-    @property
-    def moves(self) -> tuple[tuple[int, int, int, int], ...]:
-        return transfers(self.frm, self.to)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "moves", transfers(self.frm, self.to))
 
 
 def _tiles(blocks: Sequence[Span], n: int) -> bool:
@@ -97,6 +99,7 @@ def transfers(frm: Sequence[Span], to: Sequence[Span]) -> tuple[tuple[int, int, 
     return tuple(out)
 
 
+@lru_cache(maxsize=1024)
 def regrids(mesh: Mesh, shape: tuple[int, ...], layout: Layout, to_dtensor: bool
             ) -> tuple[Regrid, ...]:
     """The tensor dims of `layout` whose DTensor pieces are not §11's ceil blocks, as
