@@ -23,10 +23,10 @@ from jax.sharding import PartitionSpec as P
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops.common import mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import device_coords, permute_sources
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.semantics.sourcemap import mixed_radix
 
 
 def partition_spec(layout: Layout) -> P:

@@ -46,17 +46,11 @@ from redist.core.model.dtypes import dtype_name
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops.common import mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.semantics.blocks import block_ranges, permute_sources
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-)
-from redist.core.semantics.sourcemap import mixed_radix
 from redist.dtensor import layout_from_placements, layout_of, mesh_from_device_mesh
 
 __all__ = ["redistribute", "redistribute_with_stats", "plan_for", "problem_of",

@@ -21,13 +21,8 @@ import numpy as np
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllToAll,
-)
 from redist.core.synthesis.costmodel import KINDS, CostModel, busiest_bytes
 
 # Bytes per rank before the step. The smallest measures latency nearly alone, so that the

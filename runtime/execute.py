@@ -32,16 +32,9 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.model.layout import Layout
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import block_ranges, permute_sources
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    Collective,
-)
-from redist.core.semantics.sourcemap import mixed_radix
 from redist.core.semantics.working import chunk_elements
 
 from . import inplace

@@ -4,10 +4,10 @@ as the integer obligation it stands for, and a wrap is never read as a proof."""
 import z3
 from hypothesis import HealthCheck, given, settings
 
+from redist.core.ops import AllToAll
 from redist.core.plans.plan import Plan
 from redist.core.semantics import sourcemap
 from redist.core.semantics.blocks import changed_count, changed_devices
-from redist.core.semantics.collectives import AllToAll
 from redist.core.smt import obligations as O
 from redist.core.smt.bitvec import IntView, Untranslatable, to_bitvec
 from redist.core.smt.verify import solve

@@ -11,11 +11,11 @@ from redist.core.model.dtypes import same_bits
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import loads, plan_to_json
 from redist.core.semantics import sourcemap as semantics
-from redist.core.semantics.collectives import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.semantics.working import runtime_limit
 from redist.core.smt.verify import verify
 from redist.core.synthesis.synthesize import naive, normal
@@ -222,7 +222,7 @@ def test_ill_typed_permute_or_exchange_is_confirmed_by_the_smt_rules(data):
     does: whenever the code rejects the step, the solver finds no next layout either, so the
     refutation never reports a disagreement between the two."""
     from redist.core.errors import TypingError
-    from redist.core.semantics.collectives import apply
+    from redist.core.ops import apply
 
     from strategies import layouts
 

@@ -25,18 +25,11 @@ from redist.core.model.axes import lift_axes, prime_cuts, refine
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, Collective, apply
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import FORMAT, plan_from_json
 from redist.core.plans.simulator import expected_from_index, valid_mask
 from redist.core.semantics.blocks import block_ranges
-from redist.core.semantics.collectives import (
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    Collective,
-    apply,
-)
 
 
 @dataclass(frozen=True)

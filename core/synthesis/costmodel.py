@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
-from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_count, missing_elements
-from redist.core.semantics.collectives import (
+from redist.core.ops import (
     AllExchange,
     AllGather,
     AllPermute,
@@ -25,6 +23,8 @@ from redist.core.semantics.collectives import (
     Collective,
     group_size,
 )
+from redist.core.plans.plan import Plan
+from redist.core.semantics.blocks import changed_count, missing_elements
 
 KINDS = ("all_gather", "all_to_all", "all_permute", "all_exchange")
 FORMAT = "redist.costmodel/1"
