@@ -84,5 +84,5 @@ RULE = OpRule(
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
     to_json=layout_to_json, from_json=from_json, describe=describe_target,
     # Any layout of the array: well-formedness is its whole symbolic rule.
-    smt_kind=V.EXCHANGE, smt_rule=None, smt_listed=smt_target,
+    smt_kind=V.EXCHANGE, smt_rule=None, smt_extents=None, smt_listed=smt_target,
     smt_pin=pin_nothing)

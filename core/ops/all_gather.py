@@ -110,16 +110,20 @@ def map_names(step: AllGather, f: Names) -> AllGather:
 
 def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
              nx: V.LayoutVars) -> z3.BoolRef:
-    names, rank = mesh.names, len(shape)
-    ga = z3.And(
+    names = mesh.names
+    return z3.And(
         z3.Or(*[sv.gathered[a] for a in names]),
         *V.suffix_closed(mesh, lv, sv.gathered),
         *[z3.If(sv.gathered[a], z3.And(lv.D[a] >= 0, nx.D[a] == -1, nx.P[a] == 0),
                 V.same(lv, nx, a)) for a in names])
-    # Extents (§11): a gather splits, in reverse, the coarser layout after it.
-    return z3.And(ga, *[V.nests(mesh, V.local_extent(mesh, shape[d], nx, d), shape[d],
-                                {a: z3.And(sv.gathered[a], lv.D[a] == d) for a in names})
-                        for d in range(rank)])
+
+
+def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
+                nx: V.LayoutVars) -> list[z3.BoolRef]:
+    """Extents (§11): a gather splits, in reverse, the coarser layout after it."""
+    return [V.nests(mesh, V.local_extent(mesh, shape[d], nx, d), shape[d],
+                    {a: z3.And(sv.gathered[a], lv.D[a] == d) for a in mesh.names})
+            for d in range(len(shape))]
 
 
 def smt_listed(mesh: Mesh, step: AllGather, lv: V.LayoutVars, nx: V.LayoutVars,
@@ -140,5 +144,5 @@ RULE = OpRule(
     map_names=map_names, reshape=reshape, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=padding_bytes,
     to_json=per_dim_to_json, from_json=from_json, describe=describe_per_dim,
-    smt_kind=V.GATHER, smt_rule=smt_rule, smt_listed=smt_listed,
+    smt_kind=V.GATHER, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
     smt_pin=smt_pin)

@@ -90,13 +90,14 @@ def from_json(js: dict[str, Any], where: str) -> AllPermute:
     return AllPermute(layout_from_json(js, where, "all_permute"))
 
 
-def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
-             nx: V.LayoutVars) -> z3.BoolRef:
-    # A permute keeps the number of blocks per dim: compare the extents a virtual array of
-    # one element per device would have (exact divisions, so equal iff equal products).
+def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
+                nx: V.LayoutVars) -> list[z3.BoolRef]:
+    """A permute keeps the number of blocks per dim: compare the extents a virtual array of
+    one element per device would have (exact divisions, so equal iff equal products). Any
+    well-formed layout may follow otherwise."""
     devices = mesh.num_devices
-    return z3.And(*[V.local_extent(mesh, devices, lv, d) == V.local_extent(mesh, devices, nx, d)
-                    for d in range(len(shape))])
+    return [V.local_extent(mesh, devices, lv, d) == V.local_extent(mesh, devices, nx, d)
+            for d in range(len(shape))]
 
 
 RULE = OpRule(
@@ -105,5 +106,5 @@ RULE = OpRule(
     map_names=map_target, reshape=retarget, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
     to_json=layout_to_json, from_json=from_json, describe=describe_target,
-    smt_kind=V.PERMUTE, smt_rule=smt_rule, smt_listed=smt_target,
+    smt_kind=V.PERMUTE, smt_rule=None, smt_extents=smt_extents, smt_listed=smt_target,
     smt_pin=pin_nothing)

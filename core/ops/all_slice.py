@@ -91,7 +91,7 @@ def map_names(step: AllSlice, f: Names) -> AllSlice:
 def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
              nx: V.LayoutVars) -> z3.BoolRef:
     names, rank = mesh.names, len(shape)
-    sl = z3.And(
+    return z3.And(
         z3.Or(*[sv.slice_dim[a] >= 0 for a in names]),
         *[z3.If(sv.slice_dim[a] >= 0,
                 z3.And(sv.slice_dim[a] < rank, lv.D[a] == -1, nx.D[a] == sv.slice_dim[a],
@@ -99,10 +99,13 @@ def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVar
                          for d in range(rank)]),
                 z3.And(sv.slice_dim[a] == -1, V.same(lv, nx, a)))
           for a in names])
-    # Extents (§11): a slice splits the dim it lands in.
-    return z3.And(sl, *[V.nests(mesh, V.local_extent(mesh, shape[d], lv, d), shape[d],
-                                {a: sv.slice_dim[a] == d for a in names})
-                        for d in range(rank)])
+
+
+def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
+                nx: V.LayoutVars) -> list[z3.BoolRef]:
+    """Extents (§11): a slice splits the dim it lands in."""
+    return [V.nests(mesh, V.local_extent(mesh, shape[d], lv, d), shape[d],
+                    {a: sv.slice_dim[a] == d for a in mesh.names}) for d in range(len(shape))]
 
 
 def smt_listed(mesh: Mesh, step: AllSlice, lv: V.LayoutVars, nx: V.LayoutVars,
@@ -123,5 +126,5 @@ RULE = OpRule(
     map_names=map_names, reshape=reshape, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
     to_json=per_dim_to_json, from_json=from_json, describe=describe_per_dim,
-    smt_kind=V.SLICE, smt_rule=smt_rule, smt_listed=smt_listed,
+    smt_kind=V.SLICE, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
     smt_pin=smt_pin)

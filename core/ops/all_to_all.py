@@ -151,7 +151,7 @@ def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVar
              nx: V.LayoutVars) -> z3.BoolRef:
     names, rank = mesh.names, len(shape)
     m = z3.Sum([z3.If(sv.moved[a], 1, 0) for a in names])
-    a2a = z3.And(
+    return z3.And(
         sv.src_dim >= 0, sv.src_dim < rank, sv.dst_dim >= 0, sv.dst_dim < rank,
         sv.src_dim != sv.dst_dim, m >= 1,
         *V.suffix_closed(mesh, lv, sv.moved),
@@ -160,12 +160,16 @@ def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVar
                        nx.P[a] == V.count_in(mesh, lv, sv.dst_dim) + lv.P[a]
                        - (V.count_in(mesh, lv, sv.src_dim) - m)),
                 V.same(lv, nx, a)) for a in names])
-    # Extents (§11): the coarser src_dim after it and the dst_dim before it both split.
-    return z3.And(a2a, *[z3.Implies(
-        sv.src_dim == d, V.nests(mesh, V.local_extent(mesh, shape[d], nx, d), shape[d],
-                                 sv.moved)) for d in range(rank)],
-        *[z3.Implies(sv.dst_dim == d, V.nests(mesh, V.local_extent(mesh, shape[d], lv, d),
-                                              shape[d], sv.moved)) for d in range(rank)])
+
+
+def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
+                nx: V.LayoutVars) -> list[z3.BoolRef]:
+    """Extents (§11): the coarser src_dim after it and the dst_dim before it both split."""
+    rank = len(shape)
+    return [z3.Implies(sv.src_dim == d, V.nests(mesh, V.local_extent(mesh, shape[d], nx, d),
+                                                shape[d], sv.moved)) for d in range(rank)] + \
+        [z3.Implies(sv.dst_dim == d, V.nests(mesh, V.local_extent(mesh, shape[d], lv, d),
+                                             shape[d], sv.moved)) for d in range(rank)]
 
 
 def smt_listed(mesh: Mesh, step: AllToAll, lv: V.LayoutVars, nx: V.LayoutVars,
@@ -189,5 +193,5 @@ RULE = OpRule(
     map_names=map_names, reshape=reshape, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=padding_bytes,
     to_json=to_json, from_json=from_json, describe=describe,
-    smt_kind=V.A2A, smt_rule=smt_rule, smt_listed=smt_listed,
+    smt_kind=V.A2A, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
     smt_pin=smt_pin)

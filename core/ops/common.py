@@ -55,8 +55,10 @@ class OpRule:
     from_json: Callable[[dict[str, Any], str], Any]  # (object, "step k"), names as written
     describe: Callable[[Any, Names], str]
     smt_kind: int
-    smt_rule: Callable[..., Any] | None            # (mesh, shape, sv, lv, nx) -> z3 bool;
-    #                                                 None: no constraint but well-formedness
+    # The symbolic rule, (mesh, shape, sv, lv, nx) -> a z3 bool (structure) and a list of
+    # them (extents, §11); None: no constraint (the layouts stay well-formed regardless).
+    smt_rule: Callable[..., Any] | None
+    smt_extents: Callable[..., list[Any]] | None
     smt_listed: Callable[..., list[Any]]           # (mesh, step, lv, nx, rank) -> facts
     smt_pin: Callable[..., list[Any]]              # (mesh, sv, step or None) -> facts:
     #                                                 its parameters, or their defaults

@@ -55,13 +55,23 @@ def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
     (both assumed well-formed, which carries the divisibility side conditions)."""
     names = mesh.names
     if not names or len(shape) == 0:
-        # Nothing can be sliced, gathered or moved; a permute or exchange is the identity.
-        return z3.And(z3.Or(sv.kind == NOOP, sv.kind == PERMUTE, sv.kind == EXCHANGE),
+        # No axis to name: only the ops without a structural rule (permute, exchange) type,
+        # as the identity.
+        return z3.And(z3.Or(sv.kind == NOOP, *[sv.kind == r.smt_kind for r in OPS.values()
+                                               if r.smt_rule is None]),
                       *[same(lv, nx, a) for a in names])
     noop = z3.And(*[same(lv, nx, a) for a in names])
+    # Every op's structure first, then its extents (the order the terms are built in steers
+    # the solver's search, hence which of equally good plans `optimal` returns).
+    rules = [r for r in OPS.values() if r.smt_rule or r.smt_extents]
+    shapes = [r.smt_rule(mesh, shape, sv, lv, nx) if r.smt_rule else None for r in rules]
+    terms = []
+    for r, structure in zip(rules, shapes, strict=True):
+        extents = r.smt_extents(mesh, shape, sv, lv, nx) if r.smt_extents else []
+        terms.append(z3.And(*extents) if structure is None else z3.And(structure, *extents))
     return z3.And(z3.Implies(sv.kind == NOOP, noop),
-                  *[z3.Implies(sv.kind == r.smt_kind, r.smt_rule(mesh, shape, sv, lv, nx))
-                    for r in OPS.values() if r.smt_rule is not None],
+                  *[z3.Implies(sv.kind == r.smt_kind, t)
+                    for r, t in zip(rules, terms, strict=True)],
                   sv.kind >= NOOP, sv.kind <= max(r.smt_kind for r in OPS.values()))
 
 
