@@ -23,7 +23,7 @@ import numpy as np
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll, Collective
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.costmodel import KINDS, CostModel, step_load
 
@@ -55,22 +55,23 @@ def _gather_cases(ranks: int) -> list[Plan]:
     return out
 
 
-def _all_to_all_cases(ranks: int) -> list[Plan]:
+def _two_dim_cases(ranks: int, src: str, dst: str,
+                   step_of: Callable[[Problem], Collective]) -> list[Plan]:
     out = []
     for mesh, g in _groups(ranks):
         for nbytes in SIZES:
-            p = _problem(mesh, "[{a},{}]", "[{},{a}]", _two_dims(ranks, g, nbytes))
-            out.append(Plan(p, (AllToAll(0, 1, (p.mesh.names[0],)),)))
+            p = _problem(mesh, src, dst, _two_dims(ranks, g, nbytes))
+            out.append(Plan(p, (step_of(p),)))
     return out
+
+
+def _all_to_all_cases(ranks: int) -> list[Plan]:
+    return _two_dim_cases(ranks, "[{a},{}]", "[{},{a}]",
+                          lambda p: AllToAll(0, 1, (p.mesh.names[0],)))
 
 
 def _exchange_cases(ranks: int) -> list[Plan]:
-    out = []
-    for mesh, g in _groups(ranks):
-        for nbytes in SIZES:
-            p = _problem(mesh, "[{},{a}]", "[{a},{}]", _two_dims(ranks, g, nbytes))
-            out.append(Plan(p, (AllExchange(p.dst),)))
-    return out
+    return _two_dim_cases(ranks, "[{},{a}]", "[{a},{}]", lambda p: AllExchange(p.dst))
 
 
 def _permute_cases(ranks: int) -> list[Plan]:

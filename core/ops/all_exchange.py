@@ -73,16 +73,12 @@ def working_bytes(problem: Problem, step: AllExchange, before: Layout, after: La
     return (lb + la) * problem.itemsize
 
 
-def from_json(js: dict[str, Any], where: str) -> AllExchange:
-    return AllExchange(layout_from_json(js, where, "all_exchange"))
-
-
 RULE = OpRule(
     name="all_exchange", cls=AllExchange, portable=False,
     named_axes=lambda step: (), names=lambda step: step.layout.used_axes(),
     map_names=map_target, reshape=retarget, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
-    to_json=layout_to_json, from_json=from_json, describe=describe_target,
+    to_json=layout_to_json, from_json=layout_from_json(AllExchange), describe=describe_target,
     # Any layout of the array: well-formedness is its whole symbolic rule.
     smt_kind=V.EXCHANGE, smt_rule=None, smt_extents=None, smt_listed=smt_target,
     smt_pin=pin_nothing)

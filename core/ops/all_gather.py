@@ -17,7 +17,6 @@ from redist.core.model.problem import Problem
 from redist.core.ops.common import (
     Coords,
     Index,
-    Names,
     OpRule,
     PerDim,
     braces,
@@ -26,6 +25,7 @@ from redist.core.ops.common import (
     describe_per_dim,
     digits,
     flat,
+    map_per_dim,
     nest_error,
     nests,
     per_dim_from_json,
@@ -100,14 +100,6 @@ def padding_bytes(problem: Problem, step: AllGather, before: Layout, after: Layo
     return max(0, lb * _group(problem, step) - max(lb, la)) * problem.itemsize
 
 
-def from_json(js: dict[str, Any], where: str) -> AllGather:
-    return AllGather(per_dim_from_json(js, where, "all_gather"))
-
-
-def map_names(step: AllGather, f: Names) -> AllGather:
-    return AllGather(tuple(f(d) for d in step.axes))
-
-
 def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
              nx: V.LayoutVars) -> z3.BoolRef:
     names = mesh.names
@@ -141,8 +133,8 @@ def smt_pin(mesh: Mesh, sv: V.StepVars, step: AllGather | None) -> list[z3.BoolR
 RULE = OpRule(
     name="all_gather", cls=AllGather, portable=True,
     named_axes=lambda step: flat(step.axes), names=lambda step: flat(step.axes),
-    map_names=map_names, reshape=reshape, check_extents=check_extents, source=source,
+    map_names=map_per_dim, reshape=reshape, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=padding_bytes,
-    to_json=per_dim_to_json, from_json=from_json, describe=describe_per_dim,
+    to_json=per_dim_to_json, from_json=per_dim_from_json(AllGather), describe=describe_per_dim,
     smt_kind=V.GATHER, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
     smt_pin=smt_pin)

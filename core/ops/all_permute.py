@@ -86,10 +86,6 @@ def working_bytes(problem: Problem, step: AllPermute, before: Layout, after: Lay
     return (lb + chunk_elements(lb) if moves else lb) * problem.itemsize
 
 
-def from_json(js: dict[str, Any], where: str) -> AllPermute:
-    return AllPermute(layout_from_json(js, where, "all_permute"))
-
-
 def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
                 nx: V.LayoutVars) -> list[z3.BoolRef]:
     """A permute keeps the number of blocks per dim: compare the extents a virtual array of
@@ -105,6 +101,6 @@ RULE = OpRule(
     named_axes=lambda step: (), names=lambda step: step.layout.used_axes(),
     map_names=map_target, reshape=retarget, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
-    to_json=layout_to_json, from_json=from_json, describe=describe_target,
+    to_json=layout_to_json, from_json=layout_from_json(AllPermute), describe=describe_target,
     smt_kind=V.PERMUTE, smt_rule=None, smt_extents=smt_extents, smt_listed=smt_target,
     smt_pin=pin_nothing)

@@ -17,12 +17,12 @@ from redist.core.model.problem import Problem
 from redist.core.ops.common import (
     Coords,
     Index,
-    Names,
     OpRule,
     PerDim,
     check_per_dim,
     describe_per_dim,
     flat,
+    map_per_dim,
     mixed_radix,
     nest_error,
     nests,
@@ -80,14 +80,6 @@ def working_bytes(problem: Problem, step: AllSlice, before: Layout, after: Layou
     return math.prod(before.local_shape(problem.mesh, problem.shape)) * problem.itemsize
 
 
-def from_json(js: dict[str, Any], where: str) -> AllSlice:
-    return AllSlice(per_dim_from_json(js, where, "all_slice"))
-
-
-def map_names(step: AllSlice, f: Names) -> AllSlice:
-    return AllSlice(tuple(f(d) for d in step.axes))
-
-
 def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
              nx: V.LayoutVars) -> z3.BoolRef:
     names, rank = mesh.names, len(shape)
@@ -123,8 +115,8 @@ def smt_pin(mesh: Mesh, sv: V.StepVars, step: AllSlice | None) -> list[z3.BoolRe
 RULE = OpRule(
     name="all_slice", cls=AllSlice, portable=True,
     named_axes=lambda step: flat(step.axes), names=lambda step: flat(step.axes),
-    map_names=map_names, reshape=reshape, check_extents=check_extents, source=source,
+    map_names=map_per_dim, reshape=reshape, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
-    to_json=per_dim_to_json, from_json=from_json, describe=describe_per_dim,
+    to_json=per_dim_to_json, from_json=per_dim_from_json(AllSlice), describe=describe_per_dim,
     smt_kind=V.SLICE, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
     smt_pin=smt_pin)

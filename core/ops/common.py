@@ -151,6 +151,10 @@ def pin_nothing(mesh: Mesh, sv: V.StepVars, step: Any) -> list[z3.BoolRef]:
     return []
 
 
+def map_per_dim(step: Any, f: Names) -> Any:
+    return type(step)(tuple(f(d) for d in step.axes))
+
+
 def map_target(step: Any, f: Names) -> Any:
     return type(step)(Layout(tuple(f(d) for d in step.layout.dims)))
 
@@ -199,15 +203,22 @@ def json_int(value: Any, where: str) -> int:
     return value
 
 
-def per_dim_from_json(js: dict[str, Any], where: str, op: str) -> PerDim:
-    axes = js.get("axes")
-    expect(isinstance(axes, list), f"{where} ({op}): 'axes' must be a list per dim")
-    return tuple(json_names(a, f"{where} ({op}) axes of dim {d}") for d, a in enumerate(axes))
+def per_dim_from_json(cls: type) -> Callable[[dict[str, Any], str], Any]:
+    """The file form of an op with an axis list per dim (`"axes": [[...], ...]`)."""
+    def read(js: dict[str, Any], where: str) -> Any:
+        axes = js.get("axes")
+        expect(isinstance(axes, list), f"{where} ({cls.op}): 'axes' must be a list per dim")
+        return cls(tuple(json_names(a, f"{where} ({cls.op}) axes of dim {d}")
+                         for d, a in enumerate(axes)))
+    return read
 
 
-def layout_from_json(js: dict[str, Any], where: str, op: str) -> Layout:
-    expect("layout" in js, f"{where} ({op}): missing 'layout'")
-    return layout_from_value(js["layout"], f"{where} layout")
+def layout_from_json(cls: type) -> Callable[[dict[str, Any], str], Any]:
+    """The file form of an op naming its target layout (`"layout": [[...], ...]`)."""
+    def read(js: dict[str, Any], where: str) -> Any:
+        expect("layout" in js, f"{where} ({cls.op}): missing 'layout'")
+        return cls(layout_from_value(js["layout"], f"{where} layout"))
+    return read
 
 
 def per_dim_to_json(step: Any, problem: Problem) -> dict[str, Any]:
