@@ -145,6 +145,18 @@ def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     return _crop_pad(held, lo, keep, n_after, mem)
 
 
+def pad_block(held: Held, padded: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
+    """The held block (a short trailing block, DESIGN §11) as the start of a zero-padded
+    block of shape `padded`: grown in place when the runtime owns it (no second copy)."""
+    return _crop_pad(held, [0] * len(padded), list(held.a.shape), padded, mem)
+
+
+def trim_block(held: Held, valid: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
+    """The held block's leading `valid` part (its padding cut off, DESIGN §11), compacted
+    in place when the runtime owns it."""
+    return _crop_pad(held, [0] * len(valid), list(valid), valid, mem)
+
+
 def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
               mem: MemoryTracker) -> np.ndarray:
     """The held block's [lo, lo + keep) as the start of a block of shape `new`, zeros
