@@ -201,6 +201,7 @@ class _Req:
     def __init__(self, world: _World, key: tuple, buf: np.ndarray, me: int, send: bool):
         self.world, self.key, self.buf, self.me, self.send = world, key, buf, me, send
         self.done = False
+        self.unpack = None
 
     def Wait(self) -> None:
         self.world.wait([self], self.me)
@@ -230,6 +231,8 @@ class _World:
                 assert s.buf.dtype == r.buf.dtype, "peers disagree on the type"
                 assert s.buf.size <= r.buf.size, f"message truncated on {req.key}"
                 r.buf[:s.buf.size] = s.buf
+                if r.unpack is not None:           # a derived receive type
+                    r.unpack()
                 s.done = r.done = True
                 self.cond.notify_all()
             else:
@@ -286,8 +289,8 @@ def _store(buf: np.ndarray, disp: int, count: int, dtype, data: np.ndarray) -> N
 
 class _Comm:
     """The part of an MPI communicator the permute, the in-place all-to-all and the
-    in-place gather use: Isend, Irecv (requests with Wait, and MPI.Request.Waitall through
-    `_MPIShim`), Allgather(v) with MPI_IN_PLACE."""
+    in-place gather use: Isend, Irecv (basic or derived types; requests with Wait, and
+    MPI.Request.Waitall through `_MPIShim`), Allgather(v) with MPI_IN_PLACE."""
 
     def __init__(self, world: _World, members: list[int], me: int) -> None:
         self.world, self.members, self.me = world, members, me
@@ -307,12 +310,19 @@ class _Comm:
     def Isend(self, msg, dest: int, tag: int) -> _Req:
         me = self.members[self.me]
         key = (tuple(self.members), me, self.members[dest], tag)
-        return self.world.post(_Req(self.world, key, self._buf(msg), me, True))
+        # [buf, count, derived type]: packed as MPI reads it
+        buf = _region(msg[0], 0, msg[1], msg[2]) if len(msg) == 3 else self._buf(msg)
+        return self.world.post(_Req(self.world, key, buf, me, True))
 
     def Irecv(self, msg, source: int, tag: int) -> _Req:
         me = self.members[self.me]
         key = (tuple(self.members), self.members[source], me, tag)
-        return self.world.post(_Req(self.world, key, self._buf(msg), me, False))
+        if len(msg) != 3:
+            return self.world.post(_Req(self.world, key, self._buf(msg), me, False))
+        arr, count, t = msg                   # a derived type: unpacked as MPI writes it
+        req = _Req(self.world, key, np.empty(t.Get_size() * count, dtype=np.uint8), me, False)
+        req.unpack = lambda: _store(arr, 0, count, t, req.buf)
+        return self.world.post(req)
 
     def Allgather(self, inplace, msg) -> None:
         buf, count, t = msg
