@@ -39,7 +39,6 @@ OPS: dict[str, OpRule] = {r.name: r for r in (
 )}
 
 Collective = AllSlice | AllGather | AllToAll | AllPermute | AllExchange
-PORTABLE = tuple(r.cls for r in OPS.values() if r.portable)
 
 
 def rule(step: Any) -> OpRule:
