@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.semantics.blocks import missing_elements, missing_total, used_mesh
 from redist.core.semantics.costs import step_volume
 from redist.core.smt.verify import verify
 from redist.core.synthesis.costmodel import CostModel
@@ -77,6 +78,25 @@ def test_volume_counts_valid_elements_received_never_padding(plan):
     lays = plan.layouts()
     for k, step in enumerate(plan.steps):
         assert step_volume(p, step, lays[k], lays[k + 1]) == brute_step_volume(plan, k)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(random_plans(generous="uneven", max_len=4, sub_axes=True))
+def test_missing_elements_counted_by_axes_equal_the_count_by_device(plan):
+    """The lower bound's and padded volumes' count (per group of dims linked by shared
+    axes, over those axes only) equals the per-device count, for any two layouts of a
+    plan (not only neighbours: dims swap axes between them); so does the busiest device
+    over the mesh of the used axes."""
+    p = plan.problem
+    lays = plan.layouts() + [p.src, p.dst]
+    for a in lays:
+        for b in lays:
+            per_device = missing_elements(p.mesh, p.shape, a, b)
+            assert missing_total(p.mesh, p.shape, a, b) == int(sum(per_device.tolist()))
+            sub, factor = used_mesh(p.mesh, a, b)
+            assert sub.num_devices * factor == p.mesh.num_devices
+            assert missing_elements(sub, p.shape, a, b).max() == per_device.max()
 
 
 def test_a_batch_smaller_than_its_axis_moves_no_padding():

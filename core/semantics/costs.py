@@ -12,7 +12,7 @@ import math
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.blocks import changed_count, missing_elements
+from redist.core.semantics.blocks import changed_count, missing_total
 from redist.core.semantics.collectives import (
     AllExchange,
     AllGather,
@@ -34,7 +34,7 @@ def step_volume(problem: Problem, step: Collective, before: Layout, after: Layou
         return 0
     if isinstance(step, AllExchange) or (valid and (_pads(problem, before)
                                                     or _pads(problem, after))):
-        return int(sum(missing_elements(mesh, shape, before, after).tolist())) * item
+        return missing_total(mesh, shape, before, after) * item
     local = before.local_shape(mesh, shape)
     lb = math.prod(local) * item
     if isinstance(step, AllPermute):
@@ -65,6 +65,6 @@ def lower_bound_bytes(problem: Problem) -> int:
     if key not in _LOWER:
         if len(_LOWER) > 256:
             _LOWER.clear()
-        missing = missing_elements(problem.mesh, problem.shape, problem.src, problem.dst)
-        _LOWER[key] = int(sum(missing.tolist())) * problem.itemsize
+        _LOWER[key] = missing_total(problem.mesh, problem.shape, problem.src,
+                                    problem.dst) * problem.itemsize
     return _LOWER[key]

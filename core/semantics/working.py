@@ -21,7 +21,7 @@ import math
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.blocks import changed_devices
+from redist.core.semantics.blocks import changed_count
 from redist.core.semantics.collectives import (
     AllExchange,
     AllGather,
@@ -57,7 +57,7 @@ def step_working_bytes(problem: Problem, step: Collective, before: Layout,
     if isinstance(step, AllSlice):
         return lb * item
     if isinstance(step, AllPermute):
-        moves = bool(changed_devices(mesh, before, after).any())
+        moves = changed_count(mesh, before, after) > 0
         return (lb + chunk_elements(lb) if moves else lb) * item
     if isinstance(step, AllExchange):
         return (lb + la) * item

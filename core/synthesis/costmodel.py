@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_count, missing_elements
+from redist.core.semantics.blocks import changed_count, missing_elements, used_mesh
 from redist.core.semantics.collectives import (
     AllExchange,
     AllGather,
@@ -80,7 +80,8 @@ def busiest_bytes(plan: Plan, step: Collective, before, after) -> int:
     p = plan.problem
     lb = p.local_bytes(before)
     if isinstance(step, AllExchange):
-        return int(missing_elements(p.mesh, p.shape, before, after).max()) * p.itemsize
+        sub, _ = used_mesh(p.mesh, before, after)
+        return int(missing_elements(sub, p.shape, before, after).max()) * p.itemsize
     if isinstance(step, AllPermute):
         return lb if changed_count(p.mesh, before, after) else 0
     g = group_size(step, p.mesh)

@@ -32,7 +32,7 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_devices
+from redist.core.semantics.blocks import changed_count
 from redist.core.semantics.collectives import (
     AllGather,
     AllPermute,
@@ -320,7 +320,7 @@ def _goals(ctx: Ctx, lay: Layout) -> list[Layout]:
         goals.append(Layout(tuple(dst.dims[d] + assign[d] for d in range(lay.rank))))
     if len(goals) <= 1:
         return goals
-    changed = [int(changed_devices(mesh, lay, g).sum()) for g in goals]
+    changed = [changed_count(mesh, lay, g) for g in goals]
     fewest = min(changed)
     return [g for g, c in zip(goals, changed, strict=True) if c == fewest]
 

@@ -153,7 +153,13 @@ def normal(problem: Problem, objective: str = "bytes",
     first = search(problem, deadline=deadline(), max_expansions=FIRST_EXPANSIONS)
     if first is not None:
         candidates.append((first, "normal"))
-    if not _ideal(first):
+    # The greedy plan on the problem's own atoms, computed first: when it is ideal with one
+    # collective no plan ranks before it by bytes or collectives, so the split searches
+    # (each one a search on a refined mesh) are skipped. It is listed after them, as before.
+    coarse = greedy(problem)
+    done = (coarse is not None and objective != "time" and _ideal(coarse)
+            and coarse.figures().collectives <= 1)
+    if not _ideal(first) and not done:
         finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
         if finer.mesh != problem.mesh and _splitting_may_help(problem, first):
             # Every atom split into primes when that stays small; else one cut at a time
@@ -171,10 +177,11 @@ def normal(problem: Problem, objective: str = "bytes",
                                incumbent=best, lower_bound=lower_bound_bytes(problem))
                 if split is not None:
                     candidates.append((split, "normal, with axes split into sub-axes"))
-        for prob in ((problem, finer) if finer.mesh != problem.mesh else (problem,)):
-            g = greedy(prob)
+        for g in (coarse, greedy(finer) if finer.mesh != problem.mesh else None):
             if g is not None:
                 candidates.append((g, "greedy (slice, all-to-all, permute, gather)"))
+    elif coarse is not None:
+        candidates.append((coarse, "greedy (slice, all-to-all, permute, gather)"))
     note = None
     if min(rank_key(p)[0] for p, _ in candidates) > 0:
         found, note = _fallback(problem, deadline())
