@@ -9,7 +9,8 @@ the plan's values) and synthesize plans (`optimal`, parameters left free).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import z3
 
@@ -118,9 +119,36 @@ def local_size(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> z3.ArithRe
     return out
 
 
+# The rules are built once per mesh and shape over template variables, then instantiated
+# per layout or step by z3.substitute (in C): the same terms as building them anew (z3
+# shares equal terms, so the SMT-LIB text is identical), without steps x axes^2 Python
+# calls per plan.
+_TEMPLATE = "tmpl~"
+
+
+def _pairs(template, actual) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    out = []
+    for f in fields(template):
+        t, a = getattr(template, f.name), getattr(actual, f.name)
+        out += [(t[k], a[k]) for k in t] if isinstance(t, dict) else [(t, a)]
+    return out
+
+
+@lru_cache(maxsize=32)
+def _wellformed_template(mesh: Mesh, shape: tuple[int, ...]):
+    lv = layout_vars(mesh, _TEMPLATE)
+    return lv, _wellformed(mesh, shape, lv)
+
+
 def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
     """Axes in range, positions 0..m-1 in each dim (DESIGN §1). Any extent is allowed:
     uneven ones pad (§11)."""
+    tlv, rules = _wellformed_template(mesh, tuple(shape))
+    pairs = _pairs(tlv, lv)
+    return [z3.substitute(r, *pairs) if pairs else r for r in rules]
+
+
+def _wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
     rank = len(shape)
     out = []
     names = mesh.names
@@ -155,10 +183,23 @@ def _same(lv: LayoutVars, nx: LayoutVars, a: str) -> z3.BoolRef:
     return z3.And(nx.D[a] == lv.D[a], nx.P[a] == lv.P[a])
 
 
+@lru_cache(maxsize=32)
+def _transition_template(mesh: Mesh, shape: tuple[int, ...]):
+    sv = step_vars(mesh, _TEMPLATE)
+    lv, nx = layout_vars(mesh, _TEMPLATE + "0"), layout_vars(mesh, _TEMPLATE + "1")
+    return sv, lv, nx, _transition(mesh, shape, sv, lv, nx)
+
+
 def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
                nx: LayoutVars) -> z3.BoolRef:
     """The typing rule of the step `sv` relating layout `lv` to the next layout `nx`
     (both assumed well-formed, which carries the divisibility side conditions)."""
+    tsv, tlv, tnx, rule = _transition_template(mesh, tuple(shape))
+    return z3.substitute(rule, *(_pairs(tsv, sv) + _pairs(tlv, lv) + _pairs(tnx, nx)))
+
+
+def _transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
+                nx: LayoutVars) -> z3.BoolRef:
     names = mesh.names
     rank = len(shape)
     if not names or rank == 0:
