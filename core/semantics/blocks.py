@@ -151,40 +151,37 @@ def permute_sources(mesh: Mesh, before: Layout, after: Layout) -> list[int]:
     return sources
 
 
+@lru_cache(maxsize=256)
+def _primes(mesh: Mesh) -> dict[str, tuple[int, ...]]:
+    return {a: tuple(_prime_factors(s)) for a, s in mesh.axes}
+
+
+@lru_cache(maxsize=1 << 16)
 def changed_count(mesh: Mesh, before: Layout, after: Layout) -> int:
     """How many devices' blocks differ between the two layouts: changed_devices(...).sum(),
     in time set by the number of axes, not devices, whenever every dim's axes of both
     layouts factor into the same sequence of primes (always on meshes of powers of one
     prime). Then two dims' block numbers are equal iff their prime digits are equal one
     by one, so the devices that keep their block are the assignments of one value per class
-    of digits forced equal; otherwise every device is counted."""
-    digits: dict[tuple[str, int], int] = {}       # (atom, k-th prime digit) -> prime
-
-    def seq(dim: tuple[str, ...]) -> list[tuple[str, int]]:
-        out = []
-        for a in dim:
-            for k, p in enumerate(_prime_factors(mesh.size(a))):
-                digits[(a, k)] = p
-                out.append((a, k))
-        return out
+    of digits forced equal (each merge of two classes of prime p divides them by p);
+    otherwise every device of the used axes is counted."""
+    primes = _primes(mesh)
     parent: dict[tuple[str, int], tuple[str, int]] = {}
 
     def find(x: tuple[str, int]) -> tuple[str, int]:
         while parent.get(x, x) != x:
             x = parent[x]
         return x
+    kept = mesh.num_devices
     for d in range(before.rank):
-        b, a = seq(before.dims[d]), seq(after.dims[d])
-        if [digits[x] for x in b] != [digits[x] for x in a]:
+        bef = [(x, k, p) for x in before.dims[d] for k, p in enumerate(primes[x])]
+        aft = [(x, k, p) for x in after.dims[d] for k, p in enumerate(primes[x])]
+        if [p for _, _, p in bef] != [p for _, _, p in aft]:
             sub, factor = used_mesh(mesh, before, after)
             return int(np.count_nonzero(changed_devices(sub, before, after))) * factor
-        for x, y in zip(b, a, strict=True):
-            parent[find(x)] = find(y)
-    for a in mesh.names:
-        seq((a,))
-    kept = 1
-    for x, p in digits.items():
-        if find(x) == x:
-            kept *= p
+        for (x, i, p), (y, j, _) in zip(bef, aft, strict=True):
+            rx, ry = find((x, i)), find((y, j))
+            if rx != ry:
+                parent[rx] = ry
+                kept //= p
     return mesh.num_devices - kept
-
