@@ -22,8 +22,14 @@ from redist.core.errors import RedistError
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.smt.verify import verify
+from redist.core.synthesis import synthesize
 from redist.core.synthesis.costmodel import load
-from redist.core.synthesis.synthesize import is_normal_form, normal, slices_after_communication
+from redist.core.synthesis.synthesize import (
+    is_normal_form,
+    normal,
+    slices_after_communication,
+    with_exchange,
+)
 
 from . import report as report_io
 
@@ -90,6 +96,14 @@ def row(mesh: str, name: str, shape: str, src: str, dst: str, model) -> dict:
         if q is not None and (tuple(q.steps) == tuple(s.plan.steps) or verify(q).all_proved):
             best[what] = q
     t_def = model.seconds(s.plan)
+    # Was the clock the reason for the plan? The same synthesis with no clock at all.
+    clocks = synthesize.SAFETY_SECONDS, synthesize.TOTAL_SECONDS
+    synthesize.SAFETY_SECONDS = synthesize.TOTAL_SECONDS = 1e9
+    try:
+        unclocked = normal(p).plan
+    finally:
+        synthesize.SAFETY_SECONDS, synthesize.TOTAL_SECONDS = clocks
+    mpi = with_exchange(p, s, model=model)
     return {
         "problem": f"{name}: {mesh} {shape} {src} -> {dst}", "kind": name,
         "devices": p.base.num_devices, "axes": len(p.base.names),
@@ -103,6 +117,8 @@ def row(mesh: str, name: str, shape: str, src: str, dst: str, model) -> dict:
         "best_collectives": best["bytes"].figures().collectives if "bytes" in best else None,
         "best_predicted_s": model.seconds(best["time"]) if "time" in best else None,
         "method": s.method,
+        "same_without_clock": tuple(unclocked.steps) == tuple(s.plan.steps),
+        "mpi_exchange": any(st.op == "all_exchange" for st in mpi.plan.steps),
     }
 
 
@@ -153,12 +169,24 @@ def summary(rows: list[dict]) -> list[str]:
            f"predicted time: {within} of {len(rows)}; by bytes: "
            f"{sum(b <= 1.05 for b, _ in gaps)}; by time: {sum(t <= 1.05 for _, t in gaps)}",
            f"- volume / lower bound: median {statistics.median(r['ratio'] for r in rows):.2f}, "
-           f"max {max(r['ratio'] for r in rows):.2f}", "",
+           f"max {max(r['ratio'] for r in rows):.2f}",
+           f"- the same plan when synthesis runs with no clock at all (the deadline was not "
+           f"the reason for the plan): {sum(r['same_without_clock'] for r in rows)} of "
+           f"{len(rows)}",
+           f"- `--collectives mpi` chose the exchange on {sum(r['mpi_exchange'] for r in rows)};"
+           f" where the portable plan is at the lower bound: "
+           f"{sum(r['mpi_exchange'] and r['volume'] == r['lower_bound'] for r in rows)}", "",
            "## Latency (synthesis + proof) by device count", "",
-           "| devices | problems | median s | max s |", "|---|---|---|---|"]
+           "| devices | problems | median s | max s | synthesis median / max s | "
+           "proof median / max s |", "|---|---|---|---|---|---|"]
     for d in sorted({r["devices"] for r in rows}):
-        t = [r["seconds"] for r in rows if r["devices"] == d]
-        out.append(f"| {d:,} | {len(t)} | {statistics.median(t):.2f} | {max(t):.2f} |")
+        rs = [r for r in rows if r["devices"] == d]
+        t = [r["seconds"] for r in rs]
+        sy = [r["seconds_synthesis"] for r in rs]
+        ve = [r["seconds_verify"] for r in rs]
+        out.append(f"| {d:,} | {len(t)} | {statistics.median(t):.2f} | {max(t):.2f} | "
+                   f"{statistics.median(sy):.2f} / {max(sy):.2f} | "
+                   f"{statistics.median(ve):.2f} / {max(ve):.2f} |")
     out += ["", "## Latency by number of axes", "", "| axes | problems | median s | max s |",
             "|---|---|---|---|"]
     for a in sorted({r["axes"] for r in rows}):
