@@ -177,6 +177,9 @@ def normal(problem: Problem, objective: str = "bytes",
                                incumbent=best, lower_bound=lower_bound_bytes(problem))
                 if split is not None:
                     candidates.append((split, "normal, with axes split into sub-axes"))
+                    if _ideal(split) and split.figures().collectives <= 1 \
+                            and objective != "time":
+                        break           # nothing ranks before it (as for the greedy plan)
         for g in (coarse, greedy(finer) if finer.mesh != problem.mesh else None):
             if g is not None:
                 candidates.append((g, "greedy (slice, all-to-all, permute, gather)"))
