@@ -9,7 +9,7 @@ the plan's values) and synthesize plans (`optimal`, parameters left free).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 import z3
@@ -32,6 +32,9 @@ NOOP, SLICE, GATHER, A2A, PERMUTE, EXCHANGE = range(6)
 class LayoutVars:
     D: dict[str, z3.ArithRef]
     P: dict[str, z3.ArithRef]
+    # terms over these variables asked for again and again (count_in, local_extent): the
+    # same terms either way, built once
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -86,19 +89,26 @@ def step_facts(mesh: Mesh, rank: int, sv: StepVars, step: Collective | None) -> 
 
 
 def count_in(mesh: Mesh, lv: LayoutVars, d: z3.ArithRef | int) -> z3.ArithRef:
-    return z3.Sum([z3.If(lv.D[a] == d, 1, 0) for a in mesh.names]) if mesh.names else \
-        z3.IntVal(0)
+    key = ("count", mesh, d if isinstance(d, int) else d.get_id())
+    if key not in lv._memo:
+        lv._memo[key] = z3.Sum([z3.If(lv.D[a] == d, 1, 0) for a in mesh.names]) \
+            if mesh.names else z3.IntVal(0)
+    return lv._memo[key]
 
 
 def local_extent(mesh: Mesh, extent: int, lv: LayoutVars, d: int) -> z3.ArithRef:
     """c_d = ceil(N_d / S_d) as a term: ceil division by one concrete axis size at a time
     (ceil(ceil(N/a)/b) = ceil(N/(a·b)), so the order does not matter), which keeps the
     arithmetic linear."""
+    key = ("extent", mesh, extent, d)
+    if key in lv._memo:
+        return lv._memo[key]
     n: z3.ArithRef = z3.IntVal(extent)
     exact = extent % mesh.num_devices == 0      # every split exact: plain division
     for a, size in mesh.axes:
         if size > 1:
             n = z3.If(lv.D[a] == d, (n if exact else n + (size - 1)) / size, n)
+    lv._memo[key] = n
     return n
 
 
@@ -129,6 +139,8 @@ _TEMPLATE = "tmpl~"
 def _pairs(template, actual) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
     out = []
     for f in fields(template):
+        if f.name.startswith("_"):
+            continue
         t, a = getattr(template, f.name), getattr(actual, f.name)
         out += [(t[k], a[k]) for k in t] if isinstance(t, dict) else [(t, a)]
     return out
