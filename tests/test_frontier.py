@@ -47,6 +47,19 @@ def test_mpi_keeps_one_all_to_all_at_the_lower_bound():
         assert s.plan == portable.plan
 
 
+def test_mpi_keeps_a_portable_plan_whose_gather_pads():
+    """Rows fewer than the axis that gathers them (MoE experts on a large fsdp axis): the
+    gather's working memory includes padding, which the memory claim allows; the exchange
+    is not chosen for it (it was, as "neither fits", on 262,144 devices)."""
+    for mesh, shape in (("x=8,y=2", (4, 16, 8)), ("x=4,y=2", (2, 8, 4))):
+        p = problem(mesh, shape, "[{x},{},{}]", "[{},{},{y}]")
+        portable = normal(p)
+        fig = portable.plan.figures()
+        assert fig.volume_bytes == fig.lower_bound_bytes and any(fig.padding_bytes)
+        assert verify(portable.plan).get("memory_efficient").status == "proved"
+        assert with_exchange(p, portable).plan == portable.plan
+
+
 def test_objectives_rank_the_same_candidates_by_their_own_measure():
     from redist.core.errors import RedistError
     from redist.core.synthesis.costmodel import load

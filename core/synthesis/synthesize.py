@@ -283,8 +283,12 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     room = runtime_limit(limit, problem.itemsize)
 
     def fits(plan: Plan) -> bool:
+        # what the memory claim proves: blocks within the limit, and each step's working
+        # memory within it plus one chunk plus that step's padding (DESIGN §11)
         fig = plan.figures()
-        return fig.peak_bytes <= limit and fig.runtime_peak_bytes <= room
+        return fig.peak_bytes <= limit and all(
+            w <= room + pad for w, pad in zip(fig.working_bytes, fig.padding_bytes,
+                                                strict=True))
 
     port_fits = fits(portable.plan) and portable.reason is None
     fig = exchange.figures()
