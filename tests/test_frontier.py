@@ -118,3 +118,15 @@ def test_a_batch_smaller_than_its_axis_moves_no_padding():
     p = problem("dp=8,cp=8", (4, 4096, 512), "[{dp},{cp},{}]", "[{dp},{},{cp}]")
     fig = normal(p).plan.figures()
     assert fig.volume_bytes == fig.lower_bound_bytes > 0
+
+
+def test_the_synthesis_clock_counts_only_this_threads_work():
+    """The safety clock that may stop a search counts CPU seconds of the synthesizing
+    thread: time the machine spends on other jobs (here: sleeping) does not advance it, so
+    a loaded machine cannot change which plan comes out."""
+    import time
+
+    from redist.core.synthesis.search import clock
+    t0 = clock()
+    time.sleep(0.3)
+    assert clock() - t0 < 0.1

@@ -92,6 +92,13 @@ class Ctx:
         return self._volume[key]
 
 
+def clock() -> float:
+    """The synthesis safety clock: this thread's CPU seconds. Budgets are counts; the clock
+    only stops a search that takes far longer than usual, and other jobs sharing the
+    machine (wall time) never change which plan comes out."""
+    return time.thread_time()
+
+
 def _with(lay: Layout, d: int, dim: tuple[str, ...]) -> Layout:
     return Layout(lay.dims[:d] + (dim,) + lay.dims[d + 1:])
 
@@ -103,7 +110,7 @@ def search(problem: Problem, deadline: float | None = None,
     when extents allow one), or None if the budget ran out before any plan was found, or
     none beats `incumbent` (a cost tuple of a plan found before: states that cannot beat it
     are not explored)."""
-    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0,
+    ctx = Ctx(problem, deadline if deadline is not None else clock() + 10.0,
               lower_bound)
     src, dst = problem.src, problem.dst
     bound = max(ctx.local(src), ctx.local(dst))
@@ -154,7 +161,7 @@ def search(problem: Problem, deadline: float | None = None,
             continue
         expansions += 1
         # the clock is read every expansion: one expansion on a large mesh can be slow
-        if expansions > max_expansions or time.monotonic() > ctx.deadline:
+        if expansions > max_expansions or clock() > ctx.deadline:
             # Budget spent: the best complete plan seen so far, rather than nothing.
             return None if best_done is None else Plan(problem, merge_steps(best_done[1]))
         phase, lay = state
