@@ -120,9 +120,9 @@ def test_a_batch_smaller_than_its_axis_moves_no_padding():
     assert fig.volume_bytes == fig.lower_bound_bytes > 0
 
 
-def test_the_synthesis_clock_counts_only_this_threads_work():
+def test_the_synthesis_clock_counts_only_this_process_work():
     """The safety clock that may stop a search counts CPU seconds of the synthesizing
-    thread: time the machine spends on other jobs (here: sleeping) does not advance it, so
+    process: time the machine spends on other jobs (here: sleeping) does not advance it, so
     a loaded machine cannot change which plan comes out."""
     import time
 

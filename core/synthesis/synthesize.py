@@ -42,7 +42,7 @@ from redist.core.synthesis.search import clock, search
 
 # Budgets are counts (deterministic: the same problem always gets the same plan); the
 # clock only stops a search that a slow machine makes take far longer than usual. It
-# counts this thread's CPU seconds (search.clock): a machine shared with other jobs is
+# counts this process's CPU seconds (search.clock): a machine shared with other jobs is
 # slower by the wall clock, and that must not change the plan.
 FIRST_EXPANSIONS = 1_500           # the A* search on the problem's own atoms
 SPLIT_EXPANSIONS = 250             # the same on prime atoms
