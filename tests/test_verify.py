@@ -7,15 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from redist.core import ops
 from redist.core.model.dtypes import same_bits
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import loads, plan_to_json
-from redist.core.semantics import sourcemap as semantics
-from redist.core.semantics.collectives import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.semantics.working import runtime_limit
 from redist.core.smt.verify import verify
 from redist.core.synthesis.synthesize import naive, normal
@@ -105,7 +105,7 @@ def test_hand_edited_json_dst_is_caught():
 def test_wrong_semantics_would_be_caught(monkeypatch):
     """If the all_to_all source map were wrong, the checker refutes element-correctness
     and the simulator (same map) shows the same wrong element."""
-    real = semantics.source
+    real = ops.source
 
     def broken(step, mesh, shape, before, after, coords, index, alg):
         c, i = real(step, mesh, shape, before, after, coords, index, alg)
@@ -200,7 +200,7 @@ def test_exchange_mutations_are_refuted(monkeypatch):
     v = verify(loads(json.dumps(plan_to_json(wrong, with_figures=False) | {
         "dst": [["y"], ["x"]]})))
     assert statuses(v)["reaches_dst"] == "refuted"
-    real = semantics.source
+    real = ops.source
 
     def broken(step, mesh, shape, before, after, coords, index, alg):
         c, i = real(step, mesh, shape, before, after, coords, index, alg)
@@ -222,7 +222,7 @@ def test_ill_typed_permute_or_exchange_is_confirmed_by_the_smt_rules(data):
     does: whenever the code rejects the step, the solver finds no next layout either, so the
     refutation never reports a disagreement between the two."""
     from redist.core.errors import TypingError
-    from redist.core.semantics.collectives import apply
+    from redist.core.ops import apply
 
     from strategies import layouts
 
@@ -245,10 +245,11 @@ def test_ill_typed_permute_or_exchange_is_confirmed_by_the_smt_rules(data):
 def test_typing_rules_instantiated_from_templates_are_the_terms_built_anew(plan):
     """claim 1's rules come from one template per mesh and shape (z3.substitute): the very
     terms a direct build gives, so obligations and certificates are unchanged."""
+    from redist.core.smt import symvars
     from redist.core.smt import typing_rules as T
     mesh, shape = plan.problem.mesh, plan.problem.shape
     sv = T.step_vars(mesh, "9")
     a, b = T.layout_vars(mesh, "7"), T.layout_vars(mesh, "8")
     assert T.transition(mesh, shape, sv, a, b).eq(T._transition(mesh, shape, sv, a, b))
-    got, want = T.wellformed(mesh, shape, a), T._wellformed(mesh, shape, a)
+    got, want = T.wellformed(mesh, shape, a), symvars._wellformed(mesh, shape, a)
     assert len(got) == len(want) and all(x.eq(y) for x, y in zip(got, want, strict=True))
