@@ -30,6 +30,7 @@ from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.synthesis.exhaustive import exhaustive
 from redist.core.synthesis.greedy import greedy
+from redist.core.synthesis.search import clock
 from redist.core.synthesis.synthesize import naive, normal, slices_after_communication
 
 from . import report as report_io
@@ -88,7 +89,7 @@ def measure(p: Problem, states: int, seconds: float) -> dict:
     finer = p.refined(prime_cuts(p.base, p.atoms()))
     t0 = time.perf_counter()
     ex = exhaustive(finer if len(finer.mesh.names) <= 8 else p, max_states=states,
-                    deadline=time.monotonic() + seconds)
+                    deadline=clock() + seconds)
     t_ex = time.perf_counter() - t0
     efig = ex.plan.figures() if ex.plan is not None else None
     return {

@@ -7,6 +7,8 @@ import sys
 from hypothesis import HealthCheck, given, settings
 
 from redist.api import synthesize
+from redist.core.model.problem import Problem
+from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.synthesis.optimal import optimal
 from redist.core.synthesis.synthesize import normal
 
@@ -100,3 +102,30 @@ def test_the_solver_gets_only_what_is_left_of_the_deadline(monkeypatch):
     # Two searches (whole axes, then sub-axes): the first gets a third of what is left of
     # the deadline, the second the rest (the fake clock stands still in between).
     assert given_ms == [("timeout", 833), ("timeout", 2500)]
+
+
+def test_a_normal_plan_at_the_lower_bound_in_one_collective_needs_no_solver(monkeypatch):
+    """One all-to-all (or gather) moving exactly the lower bound: nothing moves less or
+    uses fewer collectives, so optimal says so at once on any mesh size, without z3."""
+    from redist.core.synthesis import optimal as opt_mod
+
+    def no_solver(*a, **k):
+        raise AssertionError("the solver was called")
+    monkeypatch.setattr(opt_mod, "_solve", no_solver)
+    for mesh in ("x=4,y=4,z=4", "x=8,y=8,z=8"):
+        for src, dst in (("[{x},{}]", "[{},{x}]"), ("[{x,y},{}]", "[{x},{}]")):
+            p = Problem(parse_mesh(mesh), (64, 64), "bfloat16", parse_layout(src),
+                        parse_layout(dst))
+            o = optimal(p, timeout_ms=60_000)
+            f = o.plan.figures()
+            assert o.proved_optimal and "proved optimal among plans of up to" in o.note
+            assert f.volume_bytes == f.lower_bound_bytes and f.collectives == 1
+    # A budget below the normal plan's peak, or a plan above the lower bound, still asks z3.
+    p = Problem(parse_mesh("x=2,y=2"), (8, 8), "bfloat16", parse_layout("[{x},{}]"),
+                parse_layout("[{},{x}]"))
+    try:
+        optimal(p, budget=p.bound_bytes // 2)
+    except AssertionError as e:
+        assert "solver was called" in str(e)
+    else:
+        raise AssertionError("a budget below the plan's peak skipped the solver")

@@ -196,13 +196,12 @@ def test_exhaustive_never_claims_completeness_when_its_budget_ends():
 
 def test_fallback_returns_the_exhaustive_plan_or_says_none_exists():
     """`normal`'s last resort, called directly (the default planner rarely needs it)."""
-    import time
-
+    from redist.core.synthesis.search import clock
     from redist.core.synthesis.synthesize import _fallback
-    plan, note = _fallback(case("swap-3d"), time.monotonic() + 60)
+    plan, note = _fallback(case("swap-3d"), clock() + 60)
     assert note is None and plan.final_layout == case("swap-3d").dst
     assert plan.figures().volume_bytes == MiB and plan.figures().memory_efficient
-    plan, note = _fallback(_p("x=2,y=3", (7,), "[{x}]", "[{y}]"), time.monotonic() + 60)
+    plan, note = _fallback(_p("x=2,y=3", (7,), "[{x}]", "[{y}]"), clock() + 60)
     assert plan is None and note.endswith("found no plan: none exists")
 
 

@@ -238,3 +238,18 @@ def test_ill_typed_permute_or_exchange_is_confirmed_by_the_smt_rules(data):
     r = verify(Plan(p.with_ends(p.src, p.src), (step,))).get("well_typed")
     assert r.status == "refuted" and r.answer == "unsat", r.detail
     assert "solver:" not in r.detail
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_plans(generous="uneven", max_len=3, sub_axes=True))
+def test_typing_rules_instantiated_from_templates_are_the_terms_built_anew(plan):
+    """claim 1's rules come from one template per mesh and shape (z3.substitute): the very
+    terms a direct build gives, so obligations and certificates are unchanged."""
+    from redist.core.smt import symvars
+    from redist.core.smt import typing_rules as T
+    mesh, shape = plan.problem.mesh, plan.problem.shape
+    sv = T.step_vars(mesh, "9")
+    a, b = T.layout_vars(mesh, "7"), T.layout_vars(mesh, "8")
+    assert T.transition(mesh, shape, sv, a, b).eq(T._transition(mesh, shape, sv, a, b))
+    got, want = T.wellformed(mesh, shape, a), symvars._wellformed(mesh, shape, a)
+    assert len(got) == len(want) and all(x.eq(y) for x, y in zip(got, want, strict=True))

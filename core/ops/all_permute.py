@@ -33,7 +33,7 @@ from redist.core.ops.common import (
     smt_target,
 )
 from redist.core.semantics.algebra import Algebra
-from redist.core.semantics.blocks import changed_count, changed_devices
+from redist.core.semantics.blocks import changed_count
 from redist.core.semantics.working import chunk_elements
 from redist.core.smt import symvars as V
 
@@ -82,7 +82,7 @@ def volume(problem: Problem, step: AllPermute, before: Layout, after: Layout,
 def working_bytes(problem: Problem, step: AllPermute, before: Layout, after: Layout) -> int:
     """The block + one chunk (if any device's block changes)."""
     lb = math.prod(before.local_shape(problem.mesh, problem.shape))
-    moves = bool(changed_devices(problem.mesh, before, after).any())
+    moves = changed_count(problem.mesh, before, after) > 0
     return (lb + chunk_elements(lb) if moves else lb) * problem.itemsize
 
 

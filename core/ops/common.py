@@ -22,7 +22,7 @@ from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import layout_from_value
 from redist.core.semantics.algebra import Algebra
-from redist.core.semantics.blocks import missing_elements
+from redist.core.semantics.blocks import missing_total
 from redist.core.smt import symvars as V
 
 PerDim = tuple[tuple[str, ...], ...]
@@ -171,8 +171,7 @@ def pads(problem: Problem, layout: Layout) -> bool:
 
 def received_bytes(problem: Problem, before: Layout, after: Layout) -> int:
     """Valid bytes of each device's new block that its old block lacks, summed."""
-    missing = missing_elements(problem.mesh, problem.shape, before, after)
-    return int(sum(missing.tolist())) * problem.itemsize
+    return missing_total(problem.mesh, problem.shape, before, after) * problem.itemsize
 
 
 def counts_valid(problem: Problem, before: Layout, after: Layout, valid: bool) -> bool:

@@ -4,7 +4,7 @@ bytes live with its op (core/ops)."""
 from __future__ import annotations
 
 from redist.core.model.problem import Problem
-from redist.core.semantics.blocks import missing_elements
+from redist.core.semantics.blocks import missing_total
 
 _LOWER: dict[tuple, int] = {}
 
@@ -18,6 +18,6 @@ def lower_bound_bytes(problem: Problem) -> int:
     if key not in _LOWER:
         if len(_LOWER) > 256:
             _LOWER.clear()
-        missing = missing_elements(problem.mesh, problem.shape, problem.src, problem.dst)
-        _LOWER[key] = int(sum(missing.tolist())) * problem.itemsize
+        _LOWER[key] = missing_total(problem.mesh, problem.shape, problem.src,
+                                    problem.dst) * problem.itemsize
     return _LOWER[key]

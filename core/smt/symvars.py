@@ -8,7 +8,8 @@ position in that dim, major = 0). A step is encoded by its kind and per-axis par
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 
 import z3
 
@@ -22,6 +23,9 @@ NOOP, SLICE, GATHER, A2A, PERMUTE, EXCHANGE = range(6)
 class LayoutVars:
     D: dict[str, z3.ArithRef]
     P: dict[str, z3.ArithRef]
+    # terms over these variables asked for again and again (count_in, local_extent): the
+    # same terms either way, built once
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -58,19 +62,26 @@ def layout_facts(mesh: Mesh, lv: LayoutVars, layout: Layout) -> list[z3.BoolRef]
 
 
 def count_in(mesh: Mesh, lv: LayoutVars, d: z3.ArithRef | int) -> z3.ArithRef:
-    return z3.Sum([z3.If(lv.D[a] == d, 1, 0) for a in mesh.names]) if mesh.names else \
-        z3.IntVal(0)
+    key = ("count", mesh, d if isinstance(d, int) else d.get_id())
+    if key not in lv._memo:
+        lv._memo[key] = z3.Sum([z3.If(lv.D[a] == d, 1, 0) for a in mesh.names]) \
+            if mesh.names else z3.IntVal(0)
+    return lv._memo[key]
 
 
 def local_extent(mesh: Mesh, extent: int, lv: LayoutVars, d: int) -> z3.ArithRef:
     """c_d = ceil(N_d / S_d) as a term: ceil division by one concrete axis size at a time
     (ceil(ceil(N/a)/b) = ceil(N/(a·b)), so the order does not matter), which keeps the
     arithmetic linear."""
+    key = ("extent", mesh, extent, d)
+    if key in lv._memo:
+        return lv._memo[key]
     n: z3.ArithRef = z3.IntVal(extent)
     exact = extent % mesh.num_devices == 0      # every split exact: plain division
     for a, size in mesh.axes:
         if size > 1:
             n = z3.If(lv.D[a] == d, (n if exact else n + (size - 1)) / size, n)
+    lv._memo[key] = n
     return n
 
 
@@ -91,9 +102,39 @@ def local_size(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> z3.ArithRe
     return out
 
 
+# Rules are built once per mesh and shape over template variables, then instantiated per
+# layout or step by z3.substitute (in C): the same terms as building them anew (z3 shares
+# equal terms, so the SMT-LIB text is identical), without steps x axes^2 Python calls per
+# plan.
+TEMPLATE = "tmpl~"
+
+
+def pairs(template, actual) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    """(template variable, actual variable) for z3.substitute, over LayoutVars/StepVars."""
+    out = []
+    for f in fields(template):
+        if f.name.startswith("_"):
+            continue
+        t, a = getattr(template, f.name), getattr(actual, f.name)
+        out += [(t[k], a[k]) for k in t] if isinstance(t, dict) else [(t, a)]
+    return out
+
+
+@lru_cache(maxsize=32)
+def _wellformed_template(mesh: Mesh, shape: tuple[int, ...]):
+    lv = layout_vars(mesh, TEMPLATE)
+    return lv, _wellformed(mesh, shape, lv)
+
+
 def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
     """Axes in range, positions 0..m-1 in each dim (DESIGN §1). Any extent is allowed:
     uneven ones pad (§11)."""
+    tlv, rules = _wellformed_template(mesh, tuple(shape))
+    subst = pairs(tlv, lv)
+    return [z3.substitute(r, *subst) if subst else r for r in rules]
+
+
+def _wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
     rank = len(shape)
     out = []
     names = mesh.names

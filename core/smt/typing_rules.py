@@ -9,6 +9,8 @@ the plan's values) and synthesize plans (`optimal`, parameters left free).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import z3
 
 from redist.core.model.mesh import Mesh
@@ -20,6 +22,7 @@ from redist.core.smt.symvars import (
     NOOP,
     PERMUTE,
     SLICE,
+    TEMPLATE,
     LayoutVars,
     StepVars,
     count_in,
@@ -28,6 +31,7 @@ from redist.core.smt.symvars import (
     local_extent,
     local_size,
     nests,
+    pairs,
     same,
     step_vars,
     wellformed,
@@ -49,10 +53,24 @@ def step_facts(mesh: Mesh, rank: int, sv: StepVars, step: Collective | None) -> 
                                                    else None)]
 
 
+@lru_cache(maxsize=32)
+def _transition_template(mesh: Mesh, shape: tuple[int, ...]):
+    sv = step_vars(mesh, TEMPLATE)
+    lv, nx = layout_vars(mesh, TEMPLATE + "0"), layout_vars(mesh, TEMPLATE + "1")
+    return sv, lv, nx, _transition(mesh, shape, sv, lv, nx)
+
+
 def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
                nx: LayoutVars) -> z3.BoolRef:
     """The typing rule of the step `sv` relating layout `lv` to the next layout `nx`
-    (both assumed well-formed, which carries the divisibility side conditions)."""
+    (both assumed well-formed, which carries the divisibility side conditions): built
+    once per mesh and shape, instantiated by substitution (symvars.TEMPLATE)."""
+    tsv, tlv, tnx, rule_ = _transition_template(mesh, tuple(shape))
+    return z3.substitute(rule_, *(pairs(tsv, sv) + pairs(tlv, lv) + pairs(tnx, nx)))
+
+
+def _transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
+                nx: LayoutVars) -> z3.BoolRef:
     names = mesh.names
     if not names or len(shape) == 0:
         # No axis to name: only the ops without a structural rule (permute, exchange) type,

@@ -19,7 +19,7 @@ from redist.core.files import parse_json, read_text
 from redist.core.model.problem import Problem
 from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll, Collective, group_size
 from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_count, missing_elements
+from redist.core.semantics.blocks import changed_count, missing_elements, used_mesh
 
 FORMAT = "redist.costmodel/1"
 
@@ -89,7 +89,8 @@ def _permute(p: Problem, step: AllPermute, before, after) -> Load:
 
 
 def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
-    busiest = int(missing_elements(p.mesh, p.shape, before, after).max()) * p.itemsize
+    sub, _ = used_mesh(p.mesh, before, after)          # the same maximum, fewer devices
+    busiest = int(missing_elements(sub, p.shape, before, after).max()) * p.itemsize
     return Load(busiest, p.mesh.num_devices, p.local_bytes(after))     # unpacks once
 
 

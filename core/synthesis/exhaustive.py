@@ -17,14 +17,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import time
 from dataclasses import dataclass
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans.plan import Plan
-from redist.core.synthesis.search import Ctx, dst_slices, merge_steps
+from redist.core.synthesis.search import Ctx, clock, dst_slices, merge_steps
 
 MAX_STATES = 200_000
 MAX_PERMUTE_TARGETS = 5_000
@@ -39,7 +38,7 @@ class ExhaustiveResult:
 
 def exhaustive(problem: Problem, limit: int | None = None, deadline: float | None = None,
                max_states: int = MAX_STATES) -> ExhaustiveResult:
-    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0)
+    ctx = Ctx(problem, deadline if deadline is not None else clock() + 10.0)
     limit = problem.bound_bytes if limit is None else limit
     src, dst = problem.src, problem.dst
     if ctx.local(src) > limit:
@@ -57,7 +56,7 @@ def exhaustive(problem: Problem, limit: int | None = None, deadline: float | Non
         if best.get(state, cost) < cost:
             continue
         explored += 1
-        if explored > max_states or time.monotonic() > ctx.deadline:
+        if explored > max_states or clock() > ctx.deadline:
             return ExhaustiveResult(None, False, explored)
         for step, nxt in _moves(ctx, lay, moved):
             if ctx.local(nxt) > limit:

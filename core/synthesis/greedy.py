@@ -8,20 +8,18 @@ the cheapest of, so no plan redist returns moves more than this one.
 
 from __future__ import annotations
 
-import time
-
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.ops import AllSlice, AllToAll, Collective
 from redist.core.plans.plan import Plan
-from redist.core.synthesis.search import Ctx, _finishes, merge_steps
+from redist.core.synthesis.search import Ctx, _finishes, clock, merge_steps
 
 MAX_ROUNDS = 8
 
 
 def greedy(problem: Problem) -> Plan | None:
     """None if the greedy order gets stuck (the candidates that remain then decide)."""
-    ctx = Ctx(problem, time.monotonic() + 5.0)
+    ctx = Ctx(problem, clock() + 5.0)
     dst = problem.dst
     cur = problem.src
     steps: list[Collective] = []

@@ -195,6 +195,14 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     k_max = max(4, steps_base + 1) if max_steps is None else max_steps
     if not 1 <= k_max <= 16:
         raise RedistError("--max-steps must be between 1 and 16")
+    if _at_the_floor(problem, base_plan, base_fig, limit, k_max):
+        what = "bound" if budget is None else "budget"
+        return OptimalResult(base_plan, (
+            f"proved optimal among plans of up to {k_max} steps within the {what}, and of any "
+            f"length, without the solver: the normal plan moves the lower bound "
+            f"({base_fig.volume_bytes} bytes), which no plan moves less than, in "
+            f"{base_fig.collectives} collective{'' if base_fig.collectives == 1 else 's'}"),
+            proved_optimal=True)
     finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
     if len(finer.mesh.names) > MAX_PRIME_ATOMS or finer.mesh == problem.mesh:
         return _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange,
@@ -213,6 +221,19 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
     return replace(coarse, proved_optimal=False, note=(
         f"{coarse.note} — among plans on whole axes; with axes split into sub-axes the "
         f"solver gave up within the time left ({fine.note})"))
+
+
+def _at_the_floor(problem: Problem, plan: Plan | None, fig, limit: int, k_max: int) -> bool:
+    """Is the normal plan already optimal by (volume, collectives) with nothing to solve:
+    within the limit, normal form, no discard, at most K steps, moving exactly the lower
+    bound (valid bytes = the padded bytes the solver minimises: even problems only) in at
+    most one collective?"""
+    from redist.core.synthesis.synthesize import is_normal_form, slices_after_communication
+
+    return (plan is not None and not problem.uneven and fig.peak_bytes <= limit
+            and len(plan.steps) <= k_max and fig.collectives <= 1
+            and is_normal_form(plan) and not slices_after_communication(plan)
+            and fig.volume_bytes == lower_bound_bytes(problem))
 
 
 def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,

@@ -41,7 +41,7 @@ from redist.core.ops import (
     step_volume,
 )
 from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_devices
+from redist.core.semantics.blocks import changed_count
 from redist.core.semantics.costs import lower_bound_bytes
 
 MAX_EXPANSIONS = 2_000           # layouts expanded: the budget (deterministic)
@@ -93,6 +93,14 @@ class Ctx:
         return self._volume[key]
 
 
+def clock() -> float:
+    """The synthesis safety clock: this process's CPU seconds (a fraction of a microsecond
+    to read; the thread's own clock is a system call). Budgets are counts; the clock only
+    stops a search that takes far longer than usual, and other jobs sharing the machine
+    (wall time) never change which plan comes out."""
+    return time.process_time()
+
+
 def _with(lay: Layout, d: int, dim: tuple[str, ...]) -> Layout:
     return Layout(lay.dims[:d] + (dim,) + lay.dims[d + 1:])
 
@@ -104,7 +112,7 @@ def search(problem: Problem, deadline: float | None = None,
     when extents allow one), or None if the budget ran out before any plan was found, or
     none beats `incumbent` (a cost tuple of a plan found before: states that cannot beat it
     are not explored)."""
-    ctx = Ctx(problem, deadline if deadline is not None else time.monotonic() + 10.0,
+    ctx = Ctx(problem, deadline if deadline is not None else clock() + 10.0,
               lower_bound)
     src, dst = problem.src, problem.dst
     bound = max(ctx.local(src), ctx.local(dst))
@@ -155,7 +163,7 @@ def search(problem: Problem, deadline: float | None = None,
             continue
         expansions += 1
         # the clock is read every expansion: one expansion on a large mesh can be slow
-        if expansions > max_expansions or time.monotonic() > ctx.deadline:
+        if expansions > max_expansions or clock() > ctx.deadline:
             # Budget spent: the best complete plan seen so far, rather than nothing.
             return None if best_done is None else Plan(problem, merge_steps(best_done[1]))
         phase, lay = state
@@ -321,7 +329,7 @@ def _goals(ctx: Ctx, lay: Layout) -> list[Layout]:
         goals.append(Layout(tuple(dst.dims[d] + assign[d] for d in range(lay.rank))))
     if len(goals) <= 1:
         return goals
-    changed = [int(changed_devices(mesh, lay, g).sum()) for g in goals]
+    changed = [changed_count(mesh, lay, g) for g in goals]
     fewest = min(changed)
     return [g for g, c in zip(goals, changed, strict=True) if c == fewest]
 
