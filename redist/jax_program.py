@@ -30,8 +30,15 @@ from redist.core.semantics.sourcemap import mixed_radix
 
 
 def partition_spec(layout: Layout) -> P:
-    """None for a replicated dim, a name for one axis, a tuple (major first) for several."""
-    return P(*[None if not d else d[0] if len(d) == 1 else tuple(d) for d in layout.dims])
+    """None for a replicated dim, a name for one axis, a tuple (major first) for several;
+    a pending sum as `unreduced` axes (RedistError where the installed JAX lacks them)."""
+    dims = [None if not d else d[0] if len(d) == 1 else tuple(d) for d in layout.dims]
+    if not layout.sum:
+        return P(*dims)
+    if not hasattr(P(), "unreduced"):
+        raise RedistError(f"layout {layout} has a pending sum: this JAX "
+                          f"({jax.__version__}) has no unreduced axes in PartitionSpec")
+    return P(*dims, unreduced=set(layout.sum))
 
 
 @lru_cache(maxsize=1024)

@@ -430,6 +430,9 @@ def problem_of(dtensor: DTensor, placements: Sequence[Any]) -> Problem:
     mesh = mesh_from_device_mesh(dtensor.device_mesh)
     src = layout_of(dtensor)
     dst = layout_from_placements(tuple(placements), dtensor.device_mesh, dtensor.ndim)
+    if src.sum or dst.sum:
+        raise RedistError("Partial placements (pending sums): the PyTorch engine does not "
+                          "reduce yet; use the MPI runtime, or reduce with DTensor first")
     shape = tuple(int(n) for n in dtensor.shape)
     check_chunk_convention(mesh, shape, src, "the DTensor's placements")
     check_chunk_convention(mesh, shape, dst, "the target placements")

@@ -119,7 +119,7 @@ def _step_names(step: Collective) -> Iterator[str]:
     elif isinstance(step, AllToAll):
         yield from step.axes
     else:
-        yield from step.layout.used_axes()
+        yield from step.layout.used_axes() + step.layout.sum
 
 
 def _known(base: Mesh, name: str) -> bool:
@@ -142,8 +142,12 @@ def _lower_step(atoms: Atoms, step: Collective) -> Collective:
         return type(step)(tuple(_lower_names(atoms, d) for d in step.axes))
     if isinstance(step, AllToAll):
         return AllToAll(step.src_dim, step.dst_dim, _lower_names(atoms, step.axes))
-    lay = Layout(tuple(_lower_names(atoms, d) for d in step.layout.dims))
-    return type(step)(lay)
+    return type(step)(_lower_layout_names(atoms, step.layout))
+
+
+def _lower_layout_names(atoms: Atoms, lay: Layout) -> Layout:
+    return Layout(tuple(_lower_names(atoms, d) for d in lay.dims),
+                  _lower_names(atoms, lay.sum))
 
 
 def plan_from_json(doc: Any) -> Plan:
@@ -176,10 +180,10 @@ def plan_from_json(doc: Any) -> Plan:
     claimed_after = [layout_from_value(s["layout_after"], f"step {k + 1} layout_after")
                      if "layout_after" in s else None for k, s in enumerate(steps_js)]
     claimed_verdict(doc)                  # its shape; `verify` compares the statuses
-    refs = list(src.used_axes() + dst.used_axes())
+    refs = list(src.used_axes() + dst.used_axes() + src.sum + dst.sum)
     refs += [n for st in raw for n in _step_names(st) if _known(base, n)]
-    refs += [n for lay in claimed_after if lay is not None for n in lay.used_axes()
-             if _known(base, n)]
+    refs += [n for lay in claimed_after if lay is not None
+             for n in lay.used_axes() + lay.sum if _known(base, n)]
     atoms = refine(base, refs)
     problem = Problem(atoms.mesh, shape, doc["dtype"], lower_layout(atoms, src),
                       lower_layout(atoms, dst), base=base)
@@ -187,7 +191,7 @@ def plan_from_json(doc: Any) -> Plan:
     lays, err = plan.typed_prefix()
     for k, claimed in enumerate(claimed_after[: len(lays) - 1]):
         if claimed is not None:
-            mine = Layout(tuple(_lower_names(atoms, d) for d in claimed.dims))
+            mine = _lower_layout_names(atoms, claimed)
             _expect(mine == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
                                          f"match the recomputed {problem.show(lays[k + 1])}")
     if "figures" in doc and err is None:

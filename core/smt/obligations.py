@@ -16,12 +16,12 @@ import z3
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
-from redist.core.model.mesh import Mesh
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllSlice
 from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.semantics.working import runtime_limit
+from redist.core.smt import pending
 from redist.core.smt import typing_rules as T
 from redist.core.smt.bitvec import IntView, Untranslatable, to_bitvec
 from redist.core.smt.standard import standard_smt2
@@ -105,7 +105,8 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     n_ok = len(lays) - 1                   # steps whose typing succeeded
     facts += [f for k in range(min(len(plan.steps), n_ok + 1))
               for f in T.step_facts(mesh, rank, svs[k], plan.steps[k])]
-    rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv)]
+    pending = bool(plan.problem.src.sum)
+    rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv, pending)]
     rules += [r for k in range(n_ok) for r in
               [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1])]
               + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1], rank)]
@@ -116,7 +117,7 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     # Refuted by the typing code; the solver confirms that *no* layout satisfies the
     # failing step's rule (unsat of this sat-check).
     nxt = T.layout_vars(mesh, str(n_ok + 1))
-    check = facts + rules + T.wellformed(mesh, shape, nxt) + [
+    check = facts + rules + T.wellformed(mesh, shape, nxt, pending) + [
         T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)] + T.listed_order(
         mesh, plan.steps[n_ok], lvs[n_ok], nxt, rank)
     return Obligation("well_typed", check, lambda m: str(err), expect_sat=True,
@@ -199,6 +200,9 @@ def _chain(plan: Plan, lays: list[Layout], upto: int, coords, index):
 
 
 def _element_correct(plan: Plan, lays: list[Layout]) -> Obligation:
+    if plan.problem.src.sum:
+        assertions, explain = pending.element_correct(plan, lays, _symbolic_point)
+        return Obligation("element_correct", assertions, explain)
     p = plan.problem
     mesh, shape = p.mesh, p.shape
     coords, index, bounds = _symbolic_point(plan, p.dst, "")
@@ -230,18 +234,13 @@ def _explain_point(plan: Plan, lays: list[Layout], m: z3.ModelRef, coords, index
         ii = [int(v) for v in ii]
         n = lays[k - 1].local_shape(mesh, shape)
         if any(not 0 <= ii[d] < n[d] for d in range(len(n))):
-            return (f"device {dev} {_fmt(p.base, dev)}, local index {tuple(i)}: at step {k} "
+            return (f"device {dev} {p.base.describe(dev)}, local index {tuple(i)}: at step {k} "
                     f"the value would come from local index {tuple(ii)} of device "
                     f"{mesh.device(cc)}, outside its local shape {n}")
     got = [int(x) for x in global_index(mesh, shape, p.src, cc, ii)]
-    return (f"device {dev} {_fmt(p.base, dev)}, local index {tuple(i)}: expected global element "
+    return (f"device {dev} {p.base.describe(dev)}, local index {tuple(i)}: expected global element "
             f"{tuple(want)}, the plan delivers {tuple(got)} (from device {mesh.device(cc)} "
             f"local index {tuple(ii)})")
-
-
-def _fmt(base: Mesh, device: int) -> str:
-    """A device's coordinates on the user's mesh."""
-    return "(" + ", ".join(f"{a}={v}" for a, v in base.coords(device).items()) + ")"
 
 
 def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
@@ -278,7 +277,7 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
                 c = {a: m.eval(v, model_completion=True).as_long() for a, v in coords.items()}
                 i = tuple(m.eval(v, model_completion=True).as_long() for v in index)
                 return (f"step {m_idx} (all_slice) drops local index {i} on device "
-                        f"{mesh.device(c)} {_fmt(plan.problem.base, mesh.device(c))}, which "
+                        f"{mesh.device(c)} {plan.problem.base.describe(mesh.device(c))}, which "
                         "that device received from "
                         "another device earlier")
         return "a received element is dropped by a slice"

@@ -1,9 +1,11 @@
 """The typing rules of DESIGN §2 and §11 as SMT constraints over symbolic layouts.
 
-A layout is encoded per mesh axis a as D[a] (its dim, -1 when replicated) and P[a] (its
-position in that dim, major = 0). A step is encoded by its kind and per-axis
-parameters. The same constraints check a concrete plan (claim 1, parameters pinned to
-the plan's values) and synthesize plans (`optimal`, parameters left free).
+A layout is encoded per mesh axis a as D[a] (its dim, -1 when replicated, -2 when a
+pending-sum axis, DESIGN §14) and P[a] (its position in that dim, major = 0). Problems
+without pending sums never see -2: their constraints are the ones they always were. A
+step is encoded by its kind and per-axis parameters. The same constraints check a
+concrete plan (claim 1, parameters pinned to the plan's values) and synthesize plans
+(`optimal`, parameters left free).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from redist.core.semantics.collectives import (
 )
 
 NOOP, SLICE, GATHER, A2A, PERMUTE, EXCHANGE = range(6)
+PENDING = -2                            # D[a] of a pending-sum axis
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def layout_facts(mesh: Mesh, lv: LayoutVars, layout: Layout) -> list[z3.BoolRef]
     out = []
     for a in mesh.names:
         d = layout.dim_of(a)
-        out.append(lv.D[a] == (-1 if d is None else d))
+        out.append(lv.D[a] == (PENDING if a in layout.sum else -1 if d is None else d))
         out.append(lv.P[a] == (0 if d is None else layout.dims[d].index(a)))
     return out
 
@@ -118,16 +121,19 @@ def local_size(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> z3.ArithRe
     return out
 
 
-def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
+def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars,
+               pending: bool = False) -> list[z3.BoolRef]:
     """Axes in range, positions 0..m-1 in each dim (DESIGN §1). Any extent is allowed:
-    uneven ones pad (§11)."""
+    uneven ones pad (§11). `pending`: an axis may also be a pending-sum axis (§14)."""
     rank = len(shape)
     out = []
     names = mesh.names
     for a in names:
-        out.append(z3.And(lv.D[a] >= -1, lv.D[a] < rank))
+        out.append(z3.And(lv.D[a] >= (PENDING if pending else -1), lv.D[a] < rank))
         in_range = [z3.Implies(lv.D[a] == d, z3.And(lv.P[a] >= 0, lv.P[a] < count_in(mesh, lv, d)))
                     for d in range(rank)]
+        if pending:
+            in_range.append(z3.Implies(lv.D[a] == PENDING, lv.P[a] == 0))
         out.append(z3.And(z3.Implies(lv.D[a] == -1, lv.P[a] == 0), *in_range))
     for i, a in enumerate(names):
         for b in names[i + 1:]:
