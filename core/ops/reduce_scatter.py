@@ -108,9 +108,26 @@ def volume(problem: Problem, step: ReduceScatter, before: Layout, after: Layout,
 
 def working_bytes(problem: Problem, step: ReduceScatter, before: Layout,
                   after: Layout) -> int:
-    """The input, reduced in place through one chunk of scratch (runtime/reduce.py)."""
+    """The input (padded to G equal pieces), reduced in place through one chunk of scratch
+    of at least one element per piece (runtime/reduce.py)."""
+    g = group(problem, flat(step.axes))
+    return (_padded(problem, step, after) + max(chunk_elements(
+        math.prod(before.local_shape(problem.mesh, problem.shape))), g)) * problem.itemsize
+
+
+def _padded(problem: Problem, step: ReduceScatter, after: Layout) -> int:
+    """Elements of the block cut into G equal pieces (the block itself unless a dim held
+    whole does not divide)."""
+    n_after = after.local_shape(problem.mesh, problem.shape)
+    return math.prod(n * math.prod(problem.mesh.size(a) for a in new)
+                     for n, new in zip(n_after, step.axes, strict=True))
+
+
+def padding_bytes(problem: Problem, step: ReduceScatter, before: Layout,
+                  after: Layout) -> int:
+    """The pad up to G equal pieces, beyond both blocks."""
     lb = math.prod(before.local_shape(problem.mesh, problem.shape))
-    return (lb + chunk_elements(lb)) * problem.itemsize
+    return max(0, _padded(problem, step, after) - lb) * problem.itemsize
 
 
 def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
@@ -150,7 +167,7 @@ RULE = OpRule(
     named_axes=lambda step: flat(step.axes), names=lambda step: flat(step.axes),
     map_names=map_per_dim, reshape=reshape, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes,
-    padding_bytes=lambda problem, step, before, after: 0,
+    padding_bytes=padding_bytes,
     to_json=per_dim_to_json, from_json=per_dim_from_json(ReduceScatter),
     describe=describe_per_dim, smt_kind=V.REDUCE_SCATTER, smt_rule=smt_rule,
     smt_extents=smt_extents, smt_listed=smt_listed, smt_pin=smt_pin,
