@@ -17,6 +17,7 @@ import z3
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.plans.plan import Plan
+from redist.core.semantics.addends import summed_axes
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.collectives import AllSlice
 from redist.core.semantics.sourcemap import global_index, mixed_radix, source
@@ -193,8 +194,11 @@ def _chain(plan: Plan, lays: list[Layout], upto: int, coords, index):
         c2, i2 = source(plan.steps[k - 1], mesh, shape, lays[k - 1], lays[k], c, i, Z3)
         n = lays[k - 1].local_shape(mesh, shape)
         in_range.append(z3.And(*[z3.And(i2[d] >= 0, i2[d] < n[d]) for d in range(len(n))]))
-        moved.append(z3.Or(*[c2[a] != c[a] for a in mesh.names]) if mesh.names
-                     else z3.BoolVal(False))
+        if summed_axes(plan.steps[k - 1]):
+            moved.append(z3.BoolVal(True))  # a sum holds what the group's others sent
+        else:
+            moved.append(z3.Or(*[c2[a] != c[a] for a in mesh.names]) if mesh.names
+                         else z3.BoolVal(False))
         points.append((c2, i2))
     return points, in_range, moved
 
