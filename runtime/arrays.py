@@ -110,3 +110,19 @@ def _hashed(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int,
     flat += 12345
     flat %= modulus
     return flat
+
+
+def sample_input(problem, device: int) -> np.ndarray:
+    """A device's block of the test array under src, or with a pending sum its addend."""
+    p = problem
+    if p.src.sum:
+        return sample_addend(p.mesh, p.shape, p.src, device, p.dtype)
+    return sample_block(p.mesh, p.shape, p.src, device, p.dtype)
+
+
+def sample_output(problem, device: int) -> np.ndarray:
+    """What the device must hold under dst after the plan (the sums of the addends)."""
+    p = problem
+    if p.src.sum:
+        return sample_addend(p.mesh, p.shape, p.dst, device, p.dtype, pending=p.src.sum)
+    return sample_block(p.mesh, p.shape, p.dst, device, p.dtype)
