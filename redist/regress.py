@@ -243,7 +243,8 @@ def strategy(np_ranks: int | None, max_devices: int, with_jax: bool, with_torch:
         mesh = meshes(max_devices=max_devices)
     # A pending sum (DESIGN §14) in a quarter of the problems; not for the JAX and PyTorch
     # engines, which do not reduce.
-    pending = st.just(False)   # TODO(after core/ops lands): a quarter pending
+    pending = st.just(False) if with_jax or with_torch else \
+        st.sampled_from([False, False, False, True])
     return st.builds(lambda m, k, pend, data: data.draw(problems(
         generous=k, mesh=m, sub_axes=True, distinct=False, max_elements=1 << 14,
         pending=pend)), mesh, kinds, pending, st.data())

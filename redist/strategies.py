@@ -12,8 +12,16 @@ from redist.core.errors import RedistError, TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import (
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllSlice,
+    AllToAll,
+    ReduceScatter,
+    apply,
+)
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, apply
 
 AXIS_NAMES = "xyzwuv"
 
@@ -148,6 +156,9 @@ def _candidate_steps(mesh: Mesh, shape, lay: Layout) -> list:
 
     def per(d: int, axes: tuple[str, ...]):
         return tuple(axes if e == d else () for e in range(rank))
+    for a in lay.sum:                   # pending sums (DESIGN §14): reduce one axis
+        out.append(AllReduce((a,)))
+        out += [ReduceScatter(per(d, (a,))) for d in range(rank)]
     for d in range(rank):
         for a in free:
             out.append(AllSlice(per(d, (a,))))
@@ -157,7 +168,7 @@ def _candidate_steps(mesh: Mesh, shape, lay: Layout) -> list:
             out += [AllToAll(d, t, suf) for t in range(rank) if t != d]
         if len(lay.dims[d]) > 1:
             rev = tuple(reversed(lay.dims[d]))
-            out.append(AllPermute(Layout(lay.dims[:d] + (rev,) + lay.dims[d + 1:])))
+            out.append(AllPermute(lay.with_dims(lay.dims[:d] + (rev,) + lay.dims[d + 1:])))
     good = []
     for s in out:
         try:

@@ -22,6 +22,7 @@ import numpy as np
 from mpi4py import MPI
 
 from redist.core.errors import RedistError
+from redist.core.ops.reduce_scatter import split_contiguous
 
 from .groups import MeshComm
 from .memory import Held, MemoryTracker
@@ -38,8 +39,12 @@ def _sum_type(dtype: np.dtype) -> MPI.Datatype:
 
 def all_reduce(step, mc: MeshComm, held: Held, mem: MemoryTracker, owned) -> np.ndarray:
     x = owned(held, mem)
+    if not isinstance(x, np.ndarray) or not x.flags.writeable:   # a 0-d block's scalar
+        y = mem.empty(np.shape(x), np.asarray(x).dtype)
+        y[...] = x
+        x = y
     comm = mc.group(tuple(step.axes))
-    comm.Allreduce(MPI.IN_PLACE, [x, _sum_type(x.dtype)], op=MPI.SUM)
+    comm.Allreduce(MPI.IN_PLACE, [x.reshape(-1), _sum_type(x.dtype)], op=MPI.SUM)
     return x
 
 
@@ -59,6 +64,15 @@ def reduce_scatter(step, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     else:
         x = owned(held, mem)
     held.a = None
+    if split_contiguous(tuple(n_after), step.axes):
+        # The pieces lie in group order already: reduce in place, the sum lands at the
+        # start (MPI_IN_PLACE), which is then the block.
+        flat = x.reshape(-1)
+        comm.Reduce_scatter_block(MPI.IN_PLACE, [flat, t], op=MPI.SUM)
+        del flat
+        box = Held(x, True)
+        del x
+        return crop_pad(box, [0] * len(n_after), list(n_after), n_after, mem)
     # (g_0, n_0, g_1, n_1, ...) with the piece axes brought to the front, group order.
     split = tuple(v for s, n in zip(sizes, n_after, strict=True) for v in (s, n))
     r = len(n_after)

@@ -108,11 +108,26 @@ def volume(problem: Problem, step: ReduceScatter, before: Layout, after: Layout,
 
 def working_bytes(problem: Problem, step: ReduceScatter, before: Layout,
                   after: Layout) -> int:
-    """The input (padded to G equal pieces), reduced in place through one chunk of scratch
-    of at least one element per piece (runtime/reduce.py)."""
+    """The input (padded to G equal pieces), reduced in place: directly when the pieces
+    are contiguous in group order, else through one chunk of scratch of at least one
+    element per piece (runtime/reduce.py)."""
+    padded = _padded(problem, step, after)
+    if contiguous(problem, step, after):
+        return padded * problem.itemsize
     g = group(problem, flat(step.axes))
-    return (_padded(problem, step, after) + max(chunk_elements(
-        math.prod(before.local_shape(problem.mesh, problem.shape))), g)) * problem.itemsize
+    lb = math.prod(before.local_shape(problem.mesh, problem.shape))
+    return (padded + max(chunk_elements(lb), g)) * problem.itemsize
+
+
+def contiguous(problem: Problem, step: ReduceScatter, after: Layout) -> bool:
+    """Are the G pieces of the (padded) block contiguous, in group order? (One split dim,
+    every dim before it of extent 1.)"""
+    return split_contiguous(after.local_shape(problem.mesh, problem.shape), step.axes)
+
+
+def split_contiguous(n_after: tuple[int, ...], axes: PerDim) -> bool:
+    split = [d for d, new in enumerate(axes) if new]
+    return len(split) == 1 and math.prod(n_after[: split[0]]) == 1
 
 
 def _padded(problem: Problem, step: ReduceScatter, after: Layout) -> int:

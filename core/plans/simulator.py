@@ -20,11 +20,11 @@ import numpy as np
 
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
+from redist.core.ops import addend, source, summed_axes
+from redist.core.ops.common import global_index, mixed_radix
 from redist.core.plans.plan import Plan
-from redist.core.semantics.addends import addend, summed_axes
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.blocks import device_coords
-from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 
 FILL = 0
 

@@ -55,8 +55,8 @@ def _nests(problem: Problem, layout: Layout, d: int, axes: tuple[str, ...]) -> b
 
 def prefixes(problem: Problem) -> list[Prefix]:
     """The prefixes worth trying: with and without the slices; each reduced axis that dst
-    shards scattered onto its dst dim (else all-reduced), or onto the largest dim it
-    nests in, or every reduced axis all-reduced."""
+    shards scattered onto its dst dim where it nests (else all-reduced), or else onto the
+    largest dim it nests in, or every reduced axis all-reduced."""
     p = problem
     src, dst = p.src, p.dst
     todo = [a for a in src.sum if a not in dst.sum]
@@ -76,6 +76,8 @@ def prefixes(problem: Problem) -> list[Prefix]:
             rest: list[str] = []
             for a in todo:
                 d = None if mode == "reduce" else dst.dim_of(a)
+                if d is not None and not _nests(p, mid, d, tuple(per[d]) + (a,)):
+                    d = None
                 if d is None and mode == "scatter":
                     d = next((e for e in widest if _nests(p, mid, e, tuple(per[e]) + (a,))),
                              None)

@@ -16,11 +16,10 @@ import z3
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
+from redist.core.ops import AllSlice, source, summed_axes
+from redist.core.ops.common import global_index, mixed_radix
 from redist.core.plans.plan import Plan
-from redist.core.semantics.addends import summed_axes
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.collectives import AllSlice
-from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.semantics.working import runtime_limit
 from redist.core.smt import pending
 from redist.core.smt import typing_rules as T
@@ -104,12 +103,12 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     rank = len(shape)
     svs = [T.step_vars(mesh, str(k + 1)) for k in range(len(plan.steps))]
     n_ok = len(lays) - 1                   # steps whose typing succeeded
+    has_sum = bool(plan.problem.src.sum)   # the encoding of pending sums (DESIGN §14)
     facts += [f for k in range(min(len(plan.steps), n_ok + 1))
-              for f in T.step_facts(mesh, rank, svs[k], plan.steps[k])]
-    pending = bool(plan.problem.src.sum)
-    rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv, pending)]
+              for f in T.step_facts(mesh, rank, svs[k], plan.steps[k], has_sum)]
+    rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv, has_sum)]
     rules += [r for k in range(n_ok) for r in
-              [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1])]
+              [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1], has_sum)]
               + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1], rank)]
     if err is None:
         return Obligation("well_typed", facts + [z3.Not(z3.And(*rules))],
@@ -118,8 +117,8 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     # Refuted by the typing code; the solver confirms that *no* layout satisfies the
     # failing step's rule (unsat of this sat-check).
     nxt = T.layout_vars(mesh, str(n_ok + 1))
-    check = facts + rules + T.wellformed(mesh, shape, nxt, pending) + [
-        T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)] + T.listed_order(
+    check = facts + rules + T.wellformed(mesh, shape, nxt, has_sum) + [
+        T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt, has_sum)] + T.listed_order(
         mesh, plan.steps[n_ok], lvs[n_ok], nxt, rank)
     return Obligation("well_typed", check, lambda m: str(err), expect_sat=True,
                       note=str(err))

@@ -27,10 +27,10 @@ from collections.abc import Callable
 import z3
 
 from redist.core.model.layout import Layout
+from redist.core.ops import addend, summed_axes
+from redist.core.ops.common import global_index
 from redist.core.plans.plan import Plan
-from redist.core.semantics.addends import addend, summed_axes
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.sourcemap import global_index
 from redist.core.smt.z3algebra import Z3
 
 MAX_EXPLAIN = 1 << 12       # summation tuples replayed to name a missing or doubled addend

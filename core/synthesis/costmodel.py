@@ -10,23 +10,26 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
-from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_count, missing_elements
-from redist.core.semantics.collectives import (
+from redist.core.model.problem import Problem
+from redist.core.ops import (
     AllExchange,
     AllGather,
     AllPermute,
-    AllSlice,
+    AllReduce,
     AllToAll,
     Collective,
+    ReduceScatter,
     group_size,
 )
+from redist.core.plans.plan import Plan
+from redist.core.semantics.blocks import changed_count, missing_elements
 
-KINDS = ("all_gather", "all_to_all", "all_permute", "all_exchange")
 FORMAT = "redist.costmodel/1"
 
 
@@ -40,29 +43,22 @@ class CostModel:
     """Seconds = latency[kind] * (1 + log2 g) + bytes received by the busiest device *
     seconds_per_byte[kind] (+ local copies at copy_seconds_per_byte)."""
     latency: dict[str, float] = field(default_factory=lambda: {
-        "all_gather": 30e-6, "all_to_all": 40e-6, "all_permute": 20e-6, "all_exchange": 60e-6})
+        "all_gather": 30e-6, "all_to_all": 40e-6, "all_permute": 20e-6, "all_exchange": 60e-6,
+        "reduce_scatter": 40e-6, "all_reduce": 40e-6})
     seconds_per_byte: dict[str, float] = field(default_factory=lambda: {
         "all_gather": 0.35e-9, "all_to_all": 0.55e-9, "all_permute": 0.45e-9,
-        "all_exchange": 0.6e-9})
+        "all_exchange": 0.6e-9, "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9})
     copy_seconds_per_byte: float = 0.2e-9
     source: str = "defaults (no calibration file)"
 
     def step_seconds(self, plan: Plan, k: int, before, after) -> float:
         step = plan.steps[k]
-        p = plan.problem
-        if isinstance(step, AllSlice):
+        load = step_load(plan, step, before, after)
+        if load is None or load.busiest == 0:
             return 0.0
-        busiest = busiest_bytes(plan, step, before, after)
-        if busiest == 0:
-            return 0.0
-        g = p.mesh.num_devices if isinstance(step, (AllPermute, AllExchange)) else \
-            group_size(step, p.mesh)
-        local = p.local_bytes(after)
-        # In-place all-to-alls transpose twice locally; exchanges unpack once.
-        copies = 2 * local if isinstance(step, AllToAll) else local
-        return (self.latency[step.op] * (1 + math.log2(max(g, 1)))
-                + busiest * self.seconds_per_byte[step.op]
-                + copies * self.copy_seconds_per_byte)
+        return (self.latency[step.op] * (1 + math.log2(max(load.group, 1)))
+                + load.busiest * self.seconds_per_byte[step.op]
+                + load.copies * self.copy_seconds_per_byte)
 
     def seconds(self, plan: Plan) -> float:
         lays = plan.layouts()
@@ -75,19 +71,74 @@ class CostModel:
                 "copy_seconds_per_byte": self.copy_seconds_per_byte, "source": self.source}
 
 
+@dataclass(frozen=True)
+class Load:
+    """What the model charges one communicating step."""
+    busiest: int        # bytes received by the device that receives the most
+    group: int          # devices that talk to each other (latency grows with log2 of it)
+    copies: int         # bytes the runtime copies locally per device
+
+
+def _gather(p: Problem, step: AllGather, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    return Load((g - 1) * p.local_bytes(before), g, p.local_bytes(after))
+
+
+def _all_to_all(p: Problem, step: AllToAll, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    lb = p.local_bytes(before)
+    local = before.local_shape(p.mesh, p.shape)
+    piece = lb // local[step.dst_dim] * after.local_shape(p.mesh, p.shape)[step.dst_dim]
+    # In-place all-to-alls transpose twice locally.
+    return Load((g - 1) * piece, g, 2 * p.local_bytes(after))
+
+
+def _permute(p: Problem, step: AllPermute, before, after) -> Load:
+    busiest = p.local_bytes(before) if changed_count(p.mesh, before, after) else 0
+    return Load(busiest, p.mesh.num_devices, p.local_bytes(after))
+
+
+def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
+    busiest = int(missing_elements(p.mesh, p.shape, before, after).max()) * p.itemsize
+    return Load(busiest, p.mesh.num_devices, p.local_bytes(after))     # unpacks once
+
+
+def _reduce_scatter(p: Problem, step: ReduceScatter, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    # G-1 pieces of the new block; packed piece by piece through the scratch
+    return Load((g - 1) * p.local_bytes(after), g, p.local_bytes(before))
+
+
+def _all_reduce(p: Problem, step: AllReduce, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    return Load(2 * (g - 1) * p.local_bytes(before) // g, g, 0)
+
+
+# One function per op (core/ops); None: the step is free (no communication).
+LOADS: dict[str, Callable[[Problem, Any, Any, Any], Load] | None] = {
+    "all_slice": None,
+    "all_gather": _gather,
+    "all_to_all": _all_to_all,
+    "all_permute": _permute,
+    "all_exchange": _exchange,
+    "reduce_scatter": _reduce_scatter,
+    "all_reduce": _all_reduce,
+}
+KINDS = tuple(op for op, f in LOADS.items() if f is not None)
+# Kinds added after calibration files of this format were first written: a file without
+# them keeps the defaults for them.
+LATER_KINDS = ("reduce_scatter", "all_reduce")
+
+
+def step_load(plan: Plan, step: Collective, before, after) -> Load | None:
+    f = LOADS[step.op]
+    return None if f is None else f(plan.problem, step, before, after)
+
+
 def busiest_bytes(plan: Plan, step: Collective, before, after) -> int:
     """Bytes received by the device that receives the most in this step."""
-    p = plan.problem
-    lb = p.local_bytes(before)
-    if isinstance(step, AllExchange):
-        return int(missing_elements(p.mesh, p.shape, before, after).max()) * p.itemsize
-    if isinstance(step, AllPermute):
-        return lb if changed_count(p.mesh, before, after) else 0
-    g = group_size(step, p.mesh)
-    if isinstance(step, AllGather):
-        return (g - 1) * lb
-    local = before.local_shape(p.mesh, p.shape)
-    return (g - 1) * (lb // local[step.dst_dim] * after.local_shape(p.mesh, p.shape)[step.dst_dim])
+    load = step_load(plan, step, before, after)
+    return 0 if load is None else load.busiest
 
 
 def load(path: str | None = None) -> CostModel:
@@ -111,8 +162,12 @@ def from_json(doc: object, where: str, source: str) -> CostModel:
             raise ValueError("the document must be a JSON object")
         if doc.get("format") != FORMAT:
             raise ValueError(f"unknown format {doc.get('format')!r:.60}")
-        lat = {k: number(doc["latency"][k]) for k in KINDS}
-        spb = {k: number(doc["seconds_per_byte"][k]) for k in KINDS}
+        base = CostModel()
+        lat = {k: number(doc["latency"][k]) if k in doc["latency"] or k not in LATER_KINDS
+               else base.latency[k] for k in KINDS}
+        spb = {k: number(doc["seconds_per_byte"][k])
+               if k in doc["seconds_per_byte"] or k not in LATER_KINDS
+               else base.seconds_per_byte[k] for k in KINDS}
         copy = number(doc["copy_seconds_per_byte"])
         if not all(math.isfinite(v) and v >= 0 for v in [*lat.values(), *spb.values(), copy]):
             raise ValueError("constants must be finite and >= 0")

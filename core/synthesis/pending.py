@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from redist.core.errors import TypingError
+from redist.core.model.axes import refine
 from redist.core.model.problem import Problem, lower_layout
 from redist.core.ops import AllSlice, map_names
 from redist.core.ops.all_reduce import AllReduce
@@ -34,15 +35,17 @@ def prefix_steps(prefix: Prefix) -> tuple:
 
 
 def join(problem: Problem, head: tuple, rest: Plan) -> Plan:
-    """head (on problem's atoms) then rest (from head's end; maybe on finer atoms)."""
+    """head (on problem's atoms) then rest (from head's end; on its own atoms, which
+    synthesis may have split finer or merged coarser): both on the common refinement."""
     if rest.problem.mesh == problem.mesh:
         return Plan(problem, head + rest.steps)
-    atoms = rest.problem.atoms()
-    fine = rest.problem.with_ends(lower_layout(atoms, problem.show(problem.src)),
-                                  lower_layout(atoms, problem.show(problem.dst)))
-    lowered = tuple(map_names(s, lambda axes: atoms.lower_all(problem.show_axes(axes)))
-                    for s in head)
-    return Plan(fine, lowered + rest.steps)
+    atoms = refine(problem.base, problem.mesh.names + rest.problem.mesh.names)
+    fine = Problem(atoms.mesh, problem.shape, problem.dtype,
+                   lower_layout(atoms, problem.show(problem.src)),
+                   lower_layout(atoms, problem.show(problem.dst)), base=problem.base)
+    steps = tuple(map_names(s, lambda axes: atoms.lower_all(problem.show_axes(axes)))
+                  for s in head + rest.steps)
+    return Plan(fine, steps)
 
 
 def reduce_first(problem: Problem, rest: Callable[[Problem], tuple[Plan, str]],
