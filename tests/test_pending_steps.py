@@ -214,3 +214,22 @@ def test_redistribute_takes_each_ranks_addend_and_matches_numpy():
     r = mpirun(8, "pending_sum.py", timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("8/8 ranks match NumPy's sums"), r.stdout
+
+
+def test_t1_the_reductions_are_sound_for_their_addend_maps_for_all_sizes(monkeypatch):
+    """T1 for pending sums (proofs/pending_soundness.py): symbolic sizes, 1-2 axes, rank
+    1-2; and a wrong addend map (every member read at piece 0) is caught."""
+    from redist.proofs.pending_soundness import t1_pending
+    cases, proved, failures = t1_pending(max_axes=2, max_rank=2)
+    assert cases > 50 and proved == cases, failures[:3]
+    from dataclasses import replace
+
+    from redist.core.ops import OPS
+    real = rs_module.addend
+
+    def broken(step, mesh, shape, before, after, coords, index, k, alg):
+        c, i = real(step, mesh, shape, before, after, coords, index, k, alg)
+        return c, [0 * v for v in i]
+    monkeypatch.setitem(OPS, "reduce_scatter", replace(OPS["reduce_scatter"], addend=broken))
+    cases, proved, failures = t1_pending(max_axes=1, max_rank=1)
+    assert failures and any("ReduceScatter" in f for f in failures)
