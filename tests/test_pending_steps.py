@@ -233,3 +233,10 @@ def test_t1_the_reductions_are_sound_for_their_addend_maps_for_all_sizes(monkeyp
     monkeypatch.setitem(OPS, "reduce_scatter", replace(OPS["reduce_scatter"], addend=broken))
     cases, proved, failures = t1_pending(max_axes=1, max_rank=1)
     assert failures and any("ReduceScatter" in f for f in failures)
+
+
+def test_optimal_refuses_pending_sums_rather_than_prove_a_false_bound():
+    from redist.core.errors import RedistError
+    from redist.core.synthesis.optimal import optimal
+    with pytest.raises(RedistError, match="optimal does not cover pending sums"):
+        optimal(_p(*ISSUE))
