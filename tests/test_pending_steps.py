@@ -64,17 +64,19 @@ def test_issue_example_is_one_reduce_scatter_at_the_bound_with_five_claims():
     assert verify(s.plan).all_proved
 
 
-@pytest.mark.parametrize("src,dst,op", [
-    ("[{x},{}]+{y}", "[{x},{}]", "all_reduce"),          # dst replicates y: one all-reduce
-    ("[{},{}]+{y}", "[{x,y},{}]", "reduce_scatter"),     # slice x first, then reduce
-    ("[{x},{}]+{y(1)2,y(2)2}", "[{x,y(1)2},{}]+{y(2)2}", "reduce_scatter"),   # keep part
+@pytest.mark.parametrize("src,dst,op,ratio", [
+    # dst replicates y: one all-reduce, 2(G-1)/G of the block against the bound's one
+    # received value per element
+    ("[{x},{}]+{y}", "[{x},{}]", "all_reduce", 1.5),
+    ("[{},{}]+{y}", "[{x,y},{}]", "reduce_scatter", 1.0),     # slice x first, then reduce
+    ("[{x},{}]+{y(1)2,y(2)2}", "[{x,y(1)2},{}]+{y(2)2}", "reduce_scatter", 1.0),  # keep part
 ])
-def test_reduce_first_plans_are_proved_and_at_the_bound(src, dst, op):
+def test_reduce_first_plans_are_proved_and_near_the_bound(src, dst, op, ratio):
     p = _p("x=2,y=4", "64,32", "int32", src, dst)
     plan = synthesize_plan(p).plan
     assert op in [s.op for s in plan.steps]
     fig = plan.figures()
-    assert fig.volume_bytes == fig.lower_bound_bytes and fig.memory_efficient
+    assert fig.volume_ratio == ratio and fig.memory_efficient
     assert verify(plan).all_proved
     assert simulator.wrong_device(plan) is None
 
@@ -158,8 +160,8 @@ def test_random_pending_problems_get_proved_plans_within_the_bound(p):
 @given(problems(generous=True, max_axes=3, max_devices=64, max_rank=3, pending=True,
                 distinct=False, sub_axes=True), st.data())
 def test_pure_pending_to_sharded_is_one_reduce_scatter_at_the_lower_bound(p, data):
-    """dst = src with its pending axes appended to dims (minor-most): the plan is proved
-    and moves exactly the reduce-scatter bound."""
+    """dst = src with its pending axes appended to dims (minor-most), src without
+    replicated axes: the plan is proved and moves exactly the reduce-scatter bound."""
     assume(len(p.shape) >= 1 and p.src.sum)
     src = p.show(p.src)
     dims = [list(d) for d in src.dims]
@@ -168,6 +170,8 @@ def test_pure_pending_to_sharded_is_one_reduce_scatter_at_the_lower_bound(p, dat
     # blocks of at least 16 pieces' worth, so that one chunk of scratch holds a piece each
     shape = tuple(n * 16 for n in p.shape)
     q = Problem(p.base, shape, p.dtype, src, Layout(tuple(tuple(d) for d in dims)))
+    # replicas of an addend each reduce it: the bound (one send per addend) is then lower
+    assume(all(a in q.src.used_axes() or a in q.src.sum for a in q.mesh.names))
     plan = synthesize_plan(q).plan
     fig = plan.figures()
     assert fig.volume_bytes == fig.lower_bound_bytes > 0

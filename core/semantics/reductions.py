@@ -1,14 +1,13 @@
-"""How a pending sum can be reduced first (DESIGN §14), and the lower bound that follows.
+"""How a pending sum can be reduced first (DESIGN §14), and the lower bound of what any
+plan must receive.
 
 A *prefix* is the start of a normal-form plan on a pending src: slices of axes src
 replicates and dst shards (they shrink what is reduced), then one reduce-scatter (each
 reduced axis appended minor-most to a dim), then one all-reduce (the reduced axes no dim
-takes). Synthesis tries each prefix and moves the rest with the sum-free search; the lower
-bound of a pending problem is the least, over the same prefixes, of the prefix's reduction
-bytes at their bandwidth-optimal figures ((G−1)/G·L and 2(G−1)/G·L per device) plus what
-must still cross the network from the prefix's end to dst (the sum-free lower bound).
-For a pure pending-to-sharded problem (dst = src with the pending axes in its dims) that
-is the reduce-scatter bound itself.
+takes). Synthesis tries each prefix and moves the rest with the sum-free search. The
+lower bound (pending_lower_bound) counts what any plan must receive; for a pure
+pending-to-sharded problem (dst = src with the pending axes in its dims) it is the
+reduce-scatter bound (G−1)/G·L per device itself.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import numpy as np
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.blocks import block_ranges, missing_elements
+from redist.core.semantics.blocks import block_ids, block_ranges, device_coords
 
 PerDim = tuple[tuple[str, ...], ...]
 MAX_PREFIXES = 64
@@ -95,29 +94,32 @@ def prefixes(problem: Problem) -> list[Prefix]:
     return out[:MAX_PREFIXES]
 
 
-def prefix_bytes(problem: Problem, prefix: Prefix) -> int:
-    """The prefix's reduction bytes at their bandwidth-optimal figures (valid elements)."""
-    p = problem
-    _, scattered, reduced = prefix.layouts(p.src)
-    out = 0
-    g = math.prod(p.mesh.size(a) for dim in prefix.scattered for a in dim)
-    if g > 1:
-        out += (g - 1) * int(_valid(p, scattered).sum())
-    g = math.prod(p.mesh.size(a) for a in prefix.reduced)
-    if g > 1:
-        out += int((2 * (g - 1) * _valid(p, reduced) // g).sum())
-    return out * p.itemsize
-
-
 def pending_lower_bound(problem: Problem) -> int:
-    """The least over the prefixes of their reduction bytes plus the sum-free lower bound
-    from their end to dst (module doc)."""
-    p = problem
-    best = None
-    for prefix in prefixes(p):
-        end = prefix.layouts(p.src)[2]
-        move = int(sum(missing_elements(p.mesh, p.shape, end, p.dst).tolist())) * p.itemsize
-        total = prefix_bytes(p, prefix) + move
-        best = total if best is None else min(best, total)
-    return best or 0
+    """A lower bound of what any plan must receive when it reduces pending axes (module
+    doc): the larger of two counts, in valid elements.
 
+    - receive: every device must receive at least one value for every element of its dst
+      block (its sum has addends it does not hold);
+    - send: a contribution (an addend u of an element g) is held by the devices of a class
+      (same src block, same coordinates u; they differ in replicated axes only); unless
+      one of them holds g at the end, one of them must send it, and each send is the first
+      to leave at most one class. Per class: its block's elements minus the elements its
+      members hold at the end, counted with overlaps (so at most the true number).
+    For a pure pending-to-sharded problem the send count is the reduce-scatter bound."""
+    p = problem
+    mesh, shape = p.mesh, p.shape
+    receive = int(_valid(p, p.dst).sum())
+    lo_s, hi_s = block_ranges(mesh, shape, p.src)
+    lo_d, hi_d = block_ranges(mesh, shape, p.dst)
+    overlap = np.prod(np.maximum(np.minimum(hi_s, hi_d) - np.maximum(lo_s, lo_d), 0), axis=1)
+    held = np.prod(hi_s - lo_s, axis=1)
+    coords = device_coords(mesh)
+    key = np.concatenate([block_ids(mesh, p.src)] + [coords[a].reshape(-1, 1)
+                                                      for a in p.src.sum], axis=1)
+    _, cls = np.unique(key, axis=0, return_inverse=True)
+    cls = cls.reshape(-1)
+    kept = np.bincount(cls, weights=overlap.astype(np.float64))
+    first = np.zeros(kept.size, dtype=np.int64)
+    first[cls[::-1]] = np.arange(cls.size)[::-1]          # one member per class
+    send = int(np.maximum(held[first] - kept.round().astype(np.int64), 0).sum())
+    return max(send, receive) * p.itemsize

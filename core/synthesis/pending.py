@@ -48,6 +48,18 @@ def join(problem: Problem, head: tuple, rest: Plan) -> Plan:
     return Plan(fine, steps)
 
 
+def _slice_first(plan: Plan, k: int) -> Plan | None:
+    """The plan with its step k, a slice right after the reductions, moved to the front
+    (slices before reductions: they shrink the sum, and a slice after a reduction drops
+    received data), if that is well-typed and still reaches dst."""
+    if k == 0 or k >= len(plan.steps) or not isinstance(plan.steps[k], AllSlice):
+        return None
+    steps = (plan.steps[k],) + plan.steps[:k] + plan.steps[k + 1:]
+    moved = Plan(plan.problem, steps)
+    lays, err = moved.typed_prefix()
+    return moved if err is None and lays[-1] == plan.problem.dst else None
+
+
 def reduce_first(problem: Problem, rest: Callable[[Problem], tuple[Plan, str]],
                  key: Callable[[Plan], tuple]) -> list[tuple[Plan, str]]:
     """Candidate plans: each prefix, then `rest` (the sum-free synthesis: a plan and how
@@ -66,5 +78,9 @@ def reduce_first(problem: Problem, rest: Callable[[Problem], tuple[Plan, str]],
         plan = join(problem, head, tail)
         what = ", ".join(s.op for s in head) or "nothing"
         out.append((plan, f"reduce first ({what}), then {how}"))
+        hoisted = _slice_first(plan, len(head))
+        if hoisted is not None:
+            out.append((hoisted, f"reduce first ({what}; the rest's slice before it), "
+                                 f"then {how}"))
     out.sort(key=lambda c: (key(c[0]), len(c[0].steps)))
     return out
