@@ -1,9 +1,9 @@
 """Plan quality on pending sums (issue 19): random problems whose src carries a pending sum
 (sub-axes, uneven extents, meshes up to 4,096 devices), dst keeping part of it or none.
 For each: the default planner's plan, whether all five claims are proved, whether it is
-within the memory bound, and its volume against the lower bound (reductions counted at
-their bandwidth-optimal figures); and the pure pending-to-sharded problems (dst = src with
-the pending axes added to its dims), which must be at the lower bound.
+within the memory bound, and its volume against the lower bound of docs/pending.md; and
+the pure pending-to-sharded problems (dst = src with the pending axes added to its dims),
+at the lower bound unless src replicates an axis or an extent does not split evenly.
 
     python -m benchmarks.pending_quality [--problems 60] [--large 20] [--seed 1]
 
@@ -109,8 +109,9 @@ def main() -> None:
     lines = [f"# Plan quality on pending sums — {info['date']}", "",
              f"Machine: {info['machine']} (shared with other jobs). Command: "
              f"`{info['command']}`", "",
-             "Volumes in bytes received over all devices; the lower bound counts each "
-             "reduction at its bandwidth-optimal figure (docs/pending.md).", ""]
+             "Volumes in bytes received over all devices; the lower bound is what any plan "
+             "must receive (docs/pending.md: one value per dst element, one send per addend "
+             "whose holders do not keep its element).", ""]
     lines += summarize(sets["small"], "Meshes of up to 64 devices, sub-axes, uneven extents")
     lines += summarize(sets["pure"], "Pure pending -> sharded, up to 64 devices")
     lines += summarize(sets["large"], "Meshes of up to 6 axes and 4,096 devices, sub-axes")

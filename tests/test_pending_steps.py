@@ -252,3 +252,17 @@ def test_t3_every_pending_problem_of_a_small_mesh_gets_a_proved_normal_form_plan
     from redist.proofs.pending_soundness import t3_pending
     count, failures = t3_pending(ranks=(1,))
     assert count >= 10 and not failures, failures[:3]
+
+
+@pytest.mark.parametrize("src,dst", [("[{c,d}]+{b}", "[{d,a}]+{b}"),
+                                     ("[{c,d}]+{b}", "[{a,c}]+{b}")])
+def test_permute_pairs_devices_only_within_their_pending_coordinates(src, dst):
+    """Devices with other pending coordinates hold other addends: the pairing (what the
+    MPI, JAX and PyTorch runtimes send) must agree with the source map, which keeps them
+    (in ascending order alone, these pairs cross them)."""
+    from redist.core.semantics.blocks import permute_sources
+    p = _p("a=2,b=2,c=2,d=2", "16", "int32", src, dst)
+    sources = permute_sources(p.mesh, p.src, p.dst)
+    coords = [p.mesh.coords(d) for d in range(p.mesh.num_devices)]
+    assert all(coords[sources[d]]["b"] == coords[d]["b"] for d in range(len(sources)))
+    assert simulator.wrong_device(Plan(p, (AllPermute(p.dst),))) is None
