@@ -8,15 +8,16 @@ rest of redist never imports torch).
 A DeviceMesh is a redist mesh with its dim names (m0, m1, ... when unnamed); placements
 say, per mesh dim, which tensor dim it shards (Shard(d)) or none (Replicate()). Several
 mesh dims on one tensor dim split it in mesh-dim order (DTensor's default) unless the
-spec's `shard_order` gives another. Not supported yet, with a clear error: Partial
-(pending reductions), _StridedShard, and sub-axes (DTensor cannot name part of a mesh dim).
+spec's `shard_order` gives another. Partial("sum") on a mesh dim is a pending sum over
+that axis (DESIGN §14). Clear errors: other reductions, _StridedShard, and sub-axes
+(DTensor cannot name part of a mesh dim).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch.distributed.tensor import Replicate, Shard
+from torch.distributed.tensor import Partial, Replicate, Shard
 
 from redist.core.errors import RedistError
 from redist.core.model.dtensor import layout_from_placements, mesh_from_device_mesh
@@ -50,4 +51,8 @@ def to_placements(layout: Layout, mesh: Mesh | Any) -> tuple[tuple, dict[int, tu
         dims = tuple(index[a] for a in dim)
         if list(dims) != sorted(dims):
             order[d] = dims
+    for a in layout.sum:
+        if a not in index:
+            raise RedistError(f"{a} is not a mesh dim (sub-axes have no DTensor placement)")
+        placements[index[a]] = Partial("sum")
     return tuple(placements), order

@@ -24,15 +24,22 @@ from jax.sharding import PartitionSpec as P
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
-from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops import AllGather, AllPermute, AllReduce, AllSlice, AllToAll, ReduceScatter
 from redist.core.ops.common import mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import device_coords, permute_sources
 
 
 def partition_spec(layout: Layout) -> P:
-    """None for a replicated dim, a name for one axis, a tuple (major first) for several."""
-    return P(*[None if not d else d[0] if len(d) == 1 else tuple(d) for d in layout.dims])
+    """None for a replicated dim, a name for one axis, a tuple (major first) for several;
+    a pending sum as `unreduced` axes (RedistError where the installed JAX lacks them)."""
+    dims = [None if not d else d[0] if len(d) == 1 else tuple(d) for d in layout.dims]
+    if not layout.sum:
+        return P(*dims)
+    if not hasattr(P(), "unreduced"):
+        raise RedistError(f"layout {layout} has a pending sum: this JAX "
+                          f"({jax.__version__}) has no unreduced axes in PartitionSpec")
+    return P(*dims, unreduced=set(layout.sum))
 
 
 @lru_cache(maxsize=1024)
@@ -130,6 +137,29 @@ def _jax_permute(step: AllPermute, mesh: Mesh, names: tuple[str, ...], before: L
     return lambda x: jax.lax.ppermute(x, names, perm=pairs)
 
 
+def _jax_reduce_scatter(step: ReduceScatter, mesh: Mesh, names: tuple[str, ...],
+                        before: Layout, after: Layout, n_after: tuple[int, ...],
+                        me: Callable[[], Any]):
+    # One tiled psum_scatter per dim, dim 0 first (the group's mixed-radix order: the sum
+    # over a product of groups is the sum over each in turn).
+    parts = [(d, groups(mesh, new), math.prod(mesh.size(a) for a in new))
+             for d, new in enumerate(step.axes) if new]
+
+    def run(x):
+        for d, grp, g in parts:
+            x = _pad_to(x, d, g * n_after[d])      # a dim held whole: G equal pieces
+            x = jax.lax.psum_scatter(x, names, scatter_dimension=d, tiled=True,
+                                     axis_index_groups=[list(t) for t in grp])
+        return x
+    return run
+
+
+def _jax_all_reduce(step: AllReduce, mesh: Mesh, names: tuple[str, ...], before: Layout,
+                    after: Layout, n_after: tuple[int, ...], me: Callable[[], Any]):
+    grp = [list(t) for t in groups(mesh, step.axes)]
+    return lambda x: jax.lax.psum(x, names, axis_index_groups=grp)
+
+
 # One function per op (core/ops), returning the per-device function of the step; None:
 # the op has no portable JAX form (plans for JAX use --collectives portable).
 STEPS: dict[str, Callable[..., Callable[[Any], Any]] | None] = {
@@ -138,6 +168,8 @@ STEPS: dict[str, Callable[..., Callable[[Any], Any]] | None] = {
     "all_to_all": _jax_all_to_all,
     "all_permute": _jax_permute,
     "all_exchange": None,
+    "reduce_scatter": _jax_reduce_scatter,
+    "all_reduce": _jax_all_reduce,
 }
 
 

@@ -147,7 +147,7 @@ class Tally:
 def _kind(p: Problem) -> str:
     subs = any("(" in a for a in p.show(p.src).used_axes() + p.show(p.dst).used_axes())
     shape = "uneven" if p.uneven else "even"
-    return f"{shape}{', sub-axes' if subs else ''}"
+    return f"{shape}{', sub-axes' if subs else ''}{', pending sum' if p.src.sum else ''}"
 
 
 def check_problem(p: Problem, tally: Tally | None = None, server: MpiServer | None = None,
@@ -238,9 +238,13 @@ def strategy(np_ranks: int | None, max_devices: int, with_jax: bool, with_torch:
         mesh = meshes_of(8)
     else:
         mesh = meshes(max_devices=max_devices)
-    return st.builds(lambda m, k, data: data.draw(problems(generous=k, mesh=m, sub_axes=True,
-                                                           distinct=False, max_elements=1 << 14)),
-                     mesh, kinds, st.data())
+    # A pending sum (DESIGN §14) in a quarter of the problems; not for the JAX and PyTorch
+    # engines, which do not reduce.
+    pending = st.just(False) if with_jax or with_torch else \
+        st.sampled_from([False, False, False, True])
+    return st.builds(lambda m, k, pend, data: data.draw(problems(
+        generous=k, mesh=m, sub_axes=True, distinct=False, max_elements=1 << 14,
+        pending=pend)), mesh, kinds, pending, st.data())
 
 
 @dataclass

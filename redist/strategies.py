@@ -12,7 +12,15 @@ from redist.core.errors import RedistError, TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply
+from redist.core.ops import (
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllSlice,
+    AllToAll,
+    ReduceScatter,
+    apply,
+)
 from redist.core.plans.plan import Plan
 
 AXIS_NAMES = "xyzwuv"
@@ -46,13 +54,20 @@ def axis_refs(draw, mesh: Mesh, sub_axes: bool) -> list[str]:
 
 
 @st.composite
-def layouts(draw, mesh: Mesh, rank: int, refs: list[str] | None = None) -> Layout:
+def layouts(draw, mesh: Mesh, rank: int, refs: list[str] | None = None,
+            pending: bool = False) -> Layout:
+    """Each ref lands in a dim or is replicated; with `pending`, it may also be a
+    pending-sum axis (DESIGN §14)."""
     dims: list[list[str]] = [[] for _ in range(rank)]
+    summed: list[str] = []
+    low = -2 if pending else -1
     for a in draw(st.permutations(refs if refs is not None else list(mesh.names))):
-        d = draw(st.integers(-1, rank - 1)) if rank else -1
+        d = draw(st.integers(low, rank - 1)) if rank else draw(st.integers(low, -1))
         if d >= 0:
             dims[d].append(a)
-    return Layout(tuple(tuple(d) for d in dims))
+        elif d == -2:
+            summed.append(a)
+    return Layout(tuple(tuple(d) for d in dims), tuple(summed))
 
 
 @st.composite
@@ -78,17 +93,22 @@ def _shards(mesh: Mesh, layout: Layout, d: int) -> int:
 def problems(draw, generous: bool | str = True, max_axes: int = 4, max_rank: int = 4,
              max_devices: int = 64, max_elements: int = 1 << 17, distinct: bool = True,
              mesh: Mesh | None = None, sub_axes: bool = False,
-             dtypes=("float32", "int16", "float64")) -> Problem:
+             dtypes=("float32", "int16", "float64"), pending: bool = False) -> Problem:
     """generous=True: every extent divisible by every product of axes (a normal-form plan
     always exists); False ("tight"): extents only fit src and dst; "uneven": any extents,
-    also prime and smaller than the mesh (DESIGN §11)."""
+    also prime and smaller than the mesh (DESIGN §11). pending: src has a pending sum,
+    and dst keeps part of it or none (DESIGN §14)."""
     if mesh is None:
         mesh = draw(meshes(max_axes=max_axes, max_devices=max_devices))
     rank = draw(st.sampled_from([r for r in (0, 1, 2, 2, 3, 3, 4) if r <= max_rank]))
     refs = draw(axis_refs(mesh, sub_axes))
-    src = draw(layouts(mesh, rank, refs))
+    src = draw(layouts(mesh, rank, refs, pending))
     refs2 = draw(axis_refs(mesh, sub_axes)) if sub_axes and draw(st.booleans()) else refs
     dst = draw(layouts(mesh, rank, refs2))
+    if pending:
+        assume(src.sum)
+        kept = [a for a in src.sum if a in refs2 and a not in dst.used_axes()]
+        dst = Layout(dst.dims, tuple(a for a in kept if draw(st.booleans())))
     shape = []
     for d in range(rank):
         if generous == "uneven":
@@ -136,6 +156,9 @@ def _candidate_steps(mesh: Mesh, shape, lay: Layout) -> list:
 
     def per(d: int, axes: tuple[str, ...]):
         return tuple(axes if e == d else () for e in range(rank))
+    for a in lay.sum:                   # pending sums (DESIGN §14): reduce one axis
+        out.append(AllReduce((a,)))
+        out += [ReduceScatter(per(d, (a,))) for d in range(rank)]
     for d in range(rank):
         for a in free:
             out.append(AllSlice(per(d, (a,))))
@@ -145,7 +168,7 @@ def _candidate_steps(mesh: Mesh, shape, lay: Layout) -> list:
             out += [AllToAll(d, t, suf) for t in range(rank) if t != d]
         if len(lay.dims[d]) > 1:
             rev = tuple(reversed(lay.dims[d]))
-            out.append(AllPermute(Layout(lay.dims[:d] + (rev,) + lay.dims[d + 1:])))
+            out.append(AllPermute(lay.with_dims(lay.dims[:d] + (rev,) + lay.dims[d + 1:])))
     good = []
     for s in out:
         try:

@@ -416,12 +416,14 @@ def _regrid(ctx: _Context, base: Mesh, x: torch.Tensor, rg: Regrid, valid: Seque
 
 
 # One function per op (core/ops): (ctx, step, x, before, after, shape) -> the new block.
-RUNNERS: dict[str, Callable[..., torch.Tensor]] = {
+RUNNERS: dict[str, Callable[..., torch.Tensor] | None] = {
     "all_slice": _slice,
     "all_gather": _gather,
     "all_to_all": _all_to_all,
     "all_permute": _permute,
     "all_exchange": _exchange,
+    "reduce_scatter": None,     # pending sums: not in this engine yet (problem_of refuses)
+    "all_reduce": None,
 }
 
 
@@ -439,6 +441,9 @@ def problem_of(dtensor: DTensor, placements: Sequence[Any]) -> Problem:
     mesh = mesh_from_device_mesh(dtensor.device_mesh)
     src = layout_of(dtensor)
     dst = layout_from_placements(tuple(placements), dtensor.device_mesh, dtensor.ndim)
+    if src.sum or dst.sum:
+        raise RedistError("Partial placements (pending sums): the PyTorch engine does not "
+                          "reduce yet; use the MPI runtime, or reduce with DTensor first")
     shape = tuple(int(n) for n in dtensor.shape)
     return Problem(mesh, shape, dtype_name(str(dtensor.dtype).removeprefix("torch.")),
                    src, dst)
@@ -554,7 +559,11 @@ def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
         x = _regrid(ctx, base, x, rg, x.shape, shape)
     x = _padded(ctx, x, padded)
     for k, step in enumerate(plan.steps):
-        x = RUNNERS[step.op](ctx, step, x, layouts[k], layouts[k + 1], p.shape)
+        run = RUNNERS[step.op]
+        if run is None:
+            raise RedistError(f"{step.op}: the PyTorch engine does not run it (use the MPI "
+                              "runtime)")
+        x = run(ctx, step, x, layouts[k], layouts[k + 1], p.shape)
     valid = list(p.dst.valid_shape(p.mesh, p.shape, ctx.me))
     back = regrids(base, p.shape, p.show(p.dst), to_dtensor=True)
     for rg in back:

@@ -217,7 +217,7 @@ def execute(local: np.ndarray | list, plan: Plan, mc: MeshComm, donate: bool = F
 def infer_shape(local: np.ndarray, mesh: Mesh, src: Layout, comm: MPI.Comm) -> tuple[int, ...]:
     """The global shape from every rank's block under src: per dim, the sum of the extents
     of its distinct blocks (collective; blocks may be uneven, DESIGN §11)."""
-    atoms = refine(mesh, src.used_axes())
+    atoms = refine(mesh, src.used_axes() + src.sum)
     lowered = lower_layout(atoms, src)
     coords = atoms.mesh.coords(comm.Get_rank()) if comm.Get_size() == mesh.num_devices else {}
     ids = [lowered.block(atoms.mesh, coords, d) if coords else 0 for d in range(src.rank)]

@@ -4,6 +4,9 @@ shorter or empty)."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 from mpi4py import MPI
 
@@ -19,7 +22,7 @@ def _atoms(mesh: Mesh, layout: Layout, shape: tuple[int, ...]) -> tuple[Mesh, La
     if getattr(mesh, "allow_refs", False):
         return mesh, layout                     # already atoms (a Problem's mesh)
     check_user_layout(mesh, layout, shape, "layout")
-    atoms = refine(mesh, layout.used_axes())
+    atoms = refine(mesh, layout.used_axes() + layout.sum)
     return atoms.mesh, lower_layout(atoms, layout)
 
 
@@ -66,6 +69,36 @@ def sample_block(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int
     """The block (valid extent) of the deterministic test array whose element at global
     index g is a hash of g's flat number, computed for this block only."""
     dt = numpy_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+    return _hashed(mesh, shape, layout, device, _modulus(dt)).astype(dt)
+
+
+def sample_addend(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int,
+                  dtype: str | np.dtype, pending: tuple[str, ...] | None = None) -> np.ndarray:
+    """A pending layout's test addends (DESIGN §14): device c holds, for global index g,
+    (hash(g) + 7·u) mod M/T, u its addend number (its coordinates on the pending axes of
+    `pending`, default the layout's), T the number of addends; every sum of them is exact
+    in the dtype. `pending` given and `layout` another one: the sum of the addends whose
+    coordinates on the axes `pending` shares with layout.sum are the device's (what a
+    device must hold under `layout` after reducing the rest)."""
+    dt = numpy_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+    axes = layout.sum if pending is None else pending
+    terms = math.prod(mesh.size(a) for a in axes)
+    m = max(1, _modulus(dt) // terms)
+    h = _hashed(mesh, shape, layout, device, _modulus(dt))
+    coords = mesh.coords(device)
+    out = np.zeros_like(h)
+    for u in itertools.product(*[range(mesh.size(a)) for a in axes]):
+        if any(coords[a] != v for a, v in zip(axes, u, strict=True) if a in layout.sum):
+            continue
+        k = 0
+        for a, v in zip(axes, u, strict=True):
+            k = k * mesh.size(a) + v
+        out += (h + 7 * k) % m
+    return out.astype(dt)
+
+
+def _hashed(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int,
+            modulus: int) -> np.ndarray:
     where = layout.block_slices(mesh, shape, device)
     n = tuple(s.stop - s.start for s in where)
     flat = np.zeros(n, dtype=np.int64)
@@ -75,5 +108,21 @@ def sample_block(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int
         flat += g.reshape(tuple(n[d] if e == d else 1 for e in range(len(shape))))
     flat *= 2654435761
     flat += 12345
-    flat %= _modulus(dt)
-    return flat.astype(dt)
+    flat %= modulus
+    return flat
+
+
+def sample_input(problem, device: int) -> np.ndarray:
+    """A device's block of the test array under src, or with a pending sum its addend."""
+    p = problem
+    if p.src.sum:
+        return sample_addend(p.mesh, p.shape, p.src, device, p.dtype)
+    return sample_block(p.mesh, p.shape, p.src, device, p.dtype)
+
+
+def sample_output(problem, device: int) -> np.ndarray:
+    """What the device must hold under dst after the plan (the sums of the addends)."""
+    p = problem
+    if p.src.sum:
+        return sample_addend(p.mesh, p.shape, p.dst, device, p.dtype, pending=p.src.sum)
+    return sample_block(p.mesh, p.shape, p.dst, device, p.dtype)

@@ -23,7 +23,15 @@ import numpy as np
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll, Collective
+from redist.core.ops import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllToAll,
+    Collective,
+    ReduceScatter,
+)
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.costmodel import KINDS, CostModel, step_load
 
@@ -94,6 +102,16 @@ def _permute_cases(ranks: int) -> list[Plan]:
     return out
 
 
+def _reduce_scatter_cases(ranks: int) -> list[Plan]:
+    return _two_dim_cases(ranks, "[{},{}]+{a}", "[{a},{}]",
+                          lambda p: ReduceScatter(((p.mesh.names[0],), ())))
+
+
+def _all_reduce_cases(ranks: int) -> list[Plan]:
+    return _two_dim_cases(ranks, "[{},{}]+{a}", "[{},{}]",
+                          lambda p: AllReduce((p.mesh.names[0],)))
+
+
 # One function per op (core/ops): its one-step plans on `ranks` devices, group sizes
 # 2..ranks. None: the op is free (the cost model charges it nothing), nothing to measure.
 CASES: dict[str, Callable[[int], list[Plan]] | None] = {
@@ -102,6 +120,8 @@ CASES: dict[str, Callable[[int], list[Plan]] | None] = {
     "all_to_all": _all_to_all_cases,
     "all_permute": _permute_cases,
     "all_exchange": _exchange_cases,
+    "reduce_scatter": _reduce_scatter_cases,
+    "all_reduce": _all_reduce_cases,
 }
 
 

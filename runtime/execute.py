@@ -15,6 +15,7 @@ of the block, core.semantics.working), except the exchange:
                elements only where blocks are uneven).
   all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing):
                input and output at once.
+  reduce_scatter, all_reduce (pending sums): runtime/reduce.py, in place.
 A buffer the caller keeps (not donated) is copied once before an in-place step. Which
 algorithm runs depends only on shapes, never on who owns a buffer, so every rank of a
 group makes the same MPI calls.
@@ -39,7 +40,7 @@ from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.core.semantics.working import chunk_elements
 
-from . import inplace
+from . import inplace, reduce
 from .groups import MeshComm, pair_rounds
 from .memory import Held, MemoryTracker, buffer_of
 
@@ -118,6 +119,10 @@ RUNNERS: dict[str, Callable[..., np.ndarray]] = {
     "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, b, a, held, mem),
     "all_exchange": lambda st, mc, shape, b, a, held, n, mem: _exchange(mc, shape, b, a, held,
                                                                          n, mem),
+    "reduce_scatter": lambda st, mc, shape, b, a, held, n, mem: reduce.reduce_scatter(
+        st, mc, held, n, mem, _owned, _crop_pad, _scratch),
+    "all_reduce": lambda st, mc, shape, b, a, held, n, mem: reduce.all_reduce(
+        st, mc, held, mem, _owned),
 }
 
 

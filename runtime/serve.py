@@ -21,7 +21,7 @@ from redist.core.plans.plan import own_budget
 from redist.core.plans.planjson import plan_from_json
 
 from .api import redistribute_with_stats
-from .arrays import sample_block
+from .arrays import sample_input, sample_output
 from .lifeline import watch_launcher
 
 READY = "@@redist-serve-ready@@"
@@ -41,10 +41,10 @@ def main() -> None:
         try:
             plan = plan_from_json(json.loads(line))
             p = plan.problem
-            local = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
+            local = [sample_input(p, rank)]
             out, stats = redistribute_with_stats(local, plan, comm, donate=True,
                                                  budget=own_budget(plan))
-            want = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
+            want = sample_output(p, rank)
             bad = mismatched(out, want)
             bad = comm.allreduce(bad, op=MPI.SUM)
             peak = comm.allreduce(stats.peak_bytes, op=MPI.MAX)

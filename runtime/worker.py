@@ -23,7 +23,7 @@ from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
 from .api import redistribute_with_stats
-from .arrays import sample_block
+from .arrays import sample_input, sample_output
 from .lifeline import watch_launcher
 
 MARK = "@@redist-report@@"
@@ -44,7 +44,7 @@ def main(job_path: str) -> None:
     times, peaks = [], []
     out = None
     for _ in range(max(1, int(job.get("repeat", 1)))):
-        box = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
+        box = [sample_input(p, rank)]
         out = None                       # free the last output before the next run
         comm.Barrier()
         out, stats = redistribute_with_stats(box, plan, comm, donate=True)   # handed over
@@ -57,13 +57,13 @@ def main(job_path: str) -> None:
     out = None
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    box = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
+    box = [sample_input(p, rank)]
     tracemalloc.reset_peak()
     comm.Barrier()
     out, _ = redistribute_with_stats(box, plan, comm, donate=True)
     traced = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
-    expected = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
+    expected = sample_output(p, rank)
     bad = mismatched(out, expected)
     bad_total = comm.allreduce(bad, op=MPI.SUM)
     peak_all = comm.gather(max(peaks), root=0)

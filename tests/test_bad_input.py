@@ -106,6 +106,12 @@ PROBLEM_CASES = [
     (opt("--max-steps", "0"), "argument --max-steps: 0 must be at least 1"),
     (opt("--max-steps", "17", opt("--method", "optimal")), "--max-steps must be between 1 and 16"),
     (opt("--method", "fastest"), "argument --method: invalid choice: 'fastest'"),
+    # pending sums (DESIGN §14)
+    (opt("--src", "[{x},{}]+{x}"), "pending axis 'x' also shards dim 0"),
+    (opt("--src", "[{x},{}]+{z}"), "pending axis: unknown mesh axis 'z'"),
+    (opt("--src", "[{x},{}]+{y,y}"), "pending axis 'y' is listed twice"),
+    (opt("--src", "[{x},{}]+{y"), "the pending sum after '+' must be {axes}"),
+    (opt("--dst", "[{y},{}]+{x}"), "a plan reduces pending sums, it does not create them"),
 ]
 
 RUN = ["run", "--np", "8"] + PROBLEM
@@ -218,6 +224,10 @@ PLAN_CASES = [
     (_with(dtype=""), "unknown dtype ''"),
     (_with(mesh=[["x\n", 2], ["y", 4]]), "mesh axis name 'x\\n' is not an identifier"),
     (_with(mesh=[["x", 2, 3], ["y", 4]]), "'mesh' must be a list of [name, size] pairs"),
+    (_with(src={"dims": [["x"], []], "sum": ["y", "y"]}), "pending axis 'y' is listed twice"),
+    (_with(src={"dims": [["x"], ["y"]], "sum": ["y"]}), "pending axis 'y' also shards dim 1"),
+    (_with(src={"dims": [["x"], []], "sum": "y"}), "'sum' must be a list of axis names"),
+    (_with(src={"dim": [["x"], []]}), "a layout object has 'dims'"),
     # an unterminated string of escaped quotes, 4 MB: a quadratic pre-check ran for hours
     ('{"format": "' + '\\"' * 2_000_000, "plan: not valid JSON"),
 ]

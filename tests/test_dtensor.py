@@ -69,13 +69,26 @@ def test_placements_plan_and_verify(mesh):
 
 
 @pytest.mark.parametrize("placements,message", [
-    ((Partial(), Replicate()), "Partial (a pending reduction): not supported yet"),
+    ((Partial("avg"), Replicate()), "Partial('avg'): only pending sums"),
+    ((Partial("max"), Shard(0)), "Partial('max'): only pending sums"),
     ((Shard(2), Replicate()), "Shard(2) is out of range"),
     ((Shard(0),), "1 placements for a mesh of 2 dims"),
 ])
 def test_unsupported_placements_are_clear_errors(mesh, placements, message):
     with pytest.raises(RedistError, match=message.replace("(", r"\(").replace(")", r"\)")):
         layout_from_placements(placements, mesh, 2)
+
+
+@pytest.mark.parametrize("placements,text", [
+    ((Partial(), Replicate()), "[{},{}]+{dp}"),
+    ((Shard(1), Partial("sum")), "[{},{dp}]+{tp}"),
+    ((Partial(), Partial()), "[{},{}]+{dp,tp}"),
+])
+def test_partial_sum_is_a_pending_axis_both_ways(mesh, placements, text):
+    layout = layout_from_placements(placements, mesh, 2)
+    assert str(layout) == text
+    back, _ = to_placements(layout, mesh)
+    assert tuple(back) == tuple(placements)
 
 
 def test_strided_shard_is_a_clear_error(mesh):

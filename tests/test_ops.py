@@ -19,8 +19,9 @@ from redist.runtime import calibrate, execute
 
 from strategies import random_plans
 
-# Optional fields: None means "no such constraint" (smt) — every other one is a function.
-OPTIONAL = {"smt_rule", "smt_extents"}
+# Optional fields: None means "no such constraint" (smt) or "not a reduction" (summed,
+# addend) — every other one is a function.
+OPTIONAL = {"smt_rule", "smt_extents", "summed", "addend"}
 
 
 def backend_tables() -> dict[str, dict]:
@@ -78,14 +79,18 @@ def test_an_op_jax_lacks_is_a_clear_error():
         jax_program._step_fn(plan, 0, ("x",), p.src, p.dst)
 
 
-EVERY_OP = {  # a plan file using every op, with sub-axes and an uneven extent
-    "format": "redist.plan/1", "mesh": [["x", 4], ["y", 2]], "shape": [10, 8],
-    "dtype": "float32", "src": [["x"], []], "dst": [[], []],
+EVERY_OP = {  # a plan file using every op, with sub-axes, an uneven extent, pending sums
+    "format": "redist.plan/1", "mesh": [["x", 4], ["y", 2], ["p", 2], ["q", 2]],
+    "shape": [10, 8], "dtype": "float32", "src": {"dims": [["x"], []], "sum": ["p", "q"]},
+    "dst": [[], []],
     "steps": [{"op": "all_to_all", "src_dim": 0, "dst_dim": 1, "axes": ["x"]},
               {"op": "all_slice", "axes": [["y"], []]},
-              {"op": "all_permute", "layout": [["x(2)2"], ["y", "x(1)2"]]},
-              {"op": "all_exchange", "layout": [["x", "y"], []]},
-              {"op": "all_gather", "axes": [["x", "y"], []]}]}
+              {"op": "all_permute", "layout": {"dims": [["x(2)2"], ["y", "x(1)2"]],
+                                               "sum": ["p", "q"]}},
+              {"op": "all_exchange", "layout": {"dims": [["x", "y"], []], "sum": ["p", "q"]}},
+              {"op": "reduce_scatter", "axes": [["p"], []]},
+              {"op": "all_reduce", "axes": ["q"]},
+              {"op": "all_gather", "axes": [["x", "y", "p"], []]}]}
 
 
 def test_every_op_round_trips_through_the_file_form():
@@ -113,8 +118,9 @@ def test_random_plans_with_an_exchange_round_trip(plan):
 def test_an_unknown_op_names_every_registered_one():
     plan = Plan(Problem(parse_mesh("x=2"), (4,), "float32", parse_layout("[{x}]"),
                         parse_layout("[{x}]")), ())
-    doc = plan_to_json(plan, with_figures=False) | {"steps": [{"op": "all_reduce"}]}
+    doc = plan_to_json(plan, with_figures=False) | {"steps": [{"op": "all_shuffle"}]}
     with pytest.raises(RedistError) as e:
         loads(json.dumps(doc))
-    assert str(e.value) == ("step 1: unknown op 'all_reduce' (expected all_slice, "
-                            "all_gather, all_to_all, all_permute or all_exchange)")
+    assert str(e.value) == ("step 1: unknown op 'all_shuffle' (expected all_slice, "
+                            "all_gather, all_to_all, all_permute, all_exchange, "
+                            "reduce_scatter or all_reduce)")

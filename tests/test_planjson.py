@@ -32,7 +32,7 @@ def test_design_example_plan_parses_and_reaches_dst():
 
 @pytest.mark.parametrize("edit,message", [
     (lambda d: d.update(format="redist.plan/9"), "unknown format"),
-    (lambda d: d["steps"].append({"op": "all_reduce"}), "unknown op 'all_reduce'"),
+    (lambda d: d["steps"].append({"op": "all_shuffle"}), "unknown op 'all_shuffle'"),
     (lambda d: d.pop("mesh"), "missing 'mesh'"),
     (lambda d: d["steps"][0].update(layout_after=[["x"], ["y"]]), "layout_after"),
     (lambda d: d.update(figures={"peak_bytes": 1}), "figure 'peak_bytes'"),

@@ -43,9 +43,11 @@ def as_mesh(value: Any) -> Mesh:
 
 def layout_from_spec(spec: Any, rank: int | None = None) -> Layout:
     """A jax PartitionSpec: per dim None, an axis name, or a tuple of names (major first);
-    missing trailing dims are replicated."""
+    missing trailing dims are replicated; its `unreduced` axes (JAX versions that have
+    them) are the pending sum."""
     dims = []
-    for d, entry in enumerate(spec):
+    # A spec with unreduced axes refuses plain iteration: its dims are `partitions`.
+    for d, entry in enumerate(getattr(spec, "partitions", spec)):
         if entry is None:
             dims.append(())
         elif isinstance(entry, str):
@@ -61,7 +63,11 @@ def layout_from_spec(spec: Any, rank: int | None = None) -> Layout:
             raise RedistError(f"PartitionSpec {spec} has {len(dims)} entries for an array of "
                               f"rank {rank}")
         dims += [()] * (rank - len(dims))
-    return Layout(tuple(dims))
+    pending = getattr(spec, "unreduced", None) or ()
+    if not all(isinstance(a, str) for a in pending):
+        raise RedistError(f"PartitionSpec unreduced {set(pending)!r:.40} is not a set of axis "
+                          "names")
+    return Layout(tuple(dims), tuple(pending))
 
 
 def as_layout(value: Any, rank: int | None = None, mesh: Any = None) -> Layout:

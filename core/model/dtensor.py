@@ -3,8 +3,9 @@
 A DeviceMesh of shape (s_0, s_1, ...) with dim names (or m0, m1, ... when unnamed) is the
 mesh; placements give one entry per mesh dim: Shard(d) puts that mesh dim on tensor dim d,
 Replicate() on none. Several mesh dims on one tensor dim split it in mesh-dim order (the
-first is major), DTensor's default, unless a `shard_order` says otherwise. Partial
-(pending reductions) and _StridedShard are not supported yet.
+first is major), DTensor's default, unless a `shard_order` says otherwise. Partial("sum")
+on a mesh dim makes it a pending-sum axis (DESIGN §14); other reductions and
+_StridedShard are not supported.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def layout_from_placements(placements: Sequence[Any], device_mesh: Any, rank: in
     if len(placements) != len(names):
         raise RedistError(f"{len(placements)} placements for a mesh of {len(names)} dims")
     by_dim: dict[int, list[int]] = {}
+    pending: list[str] = []
     for i, p in enumerate(placements):
         kind = type(p).__name__
         if kind == "Replicate":
@@ -50,9 +52,12 @@ def layout_from_placements(placements: Sequence[Any], device_mesh: Any, rank: in
             by_dim.setdefault(int(p.dim), []).append(i)
             continue
         if kind == "Partial":
-            raise RedistError(f"placement {i} is Partial (a pending reduction): not supported "
-                              "yet; reduce first (e.g. DTensor.redistribute to Replicate or "
-                              "Shard, or full_tensor)")
+            op = str(getattr(p, "reduce_op", "sum"))
+            if op != "sum":
+                raise RedistError(f"placement {i} is Partial({op!r}): only pending sums "
+                                  "(Partial('sum')) are supported")
+            pending.append(names[i])
+            continue
         raise RedistError(f"placement {i} is {kind}: not supported yet (Shard, Replicate)")
     if rank is None:
         rank = max(by_dim, default=-1) + 1
@@ -67,17 +72,18 @@ def layout_from_placements(placements: Sequence[Any], device_mesh: Any, rank: in
     extra = [d for d in by_dim if not 0 <= d < rank]
     if extra:
         raise RedistError(f"Shard({extra[0]}) is out of range for a tensor of rank {rank}")
-    return Layout(tuple(dims))
+    return Layout(tuple(dims), tuple(pending))
 
 
 def placements_of(layout: Layout, mesh: Mesh) -> tuple[tuple[str, int | None], ...]:
-    """Per mesh axis, ("shard", tensor dim) or ("replicate", None), and the shard order per
-    tensor dim when it is not mesh order (raises if a dim uses sub-axes)."""
+    """Per mesh axis, ("shard", tensor dim), ("partial", None) or ("replicate", None) (raises
+    if a dim or the pending sum uses sub-axes)."""
     out = []
     for a in mesh.names:
         d = layout.dim_of(a)
-        out.append(("replicate", None) if d is None else ("shard", d))
-    for dim in layout.dims:
+        out.append(("partial", None) if a in layout.sum else
+                   ("replicate", None) if d is None else ("shard", d))
+    for dim in (*layout.dims, layout.sum):
         for a in dim:
             if not mesh.has(a):
                 raise RedistError(f"{a} is a sub-axis: DTensor placements cannot express it")

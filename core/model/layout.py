@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from redist.core.errors import RedistError
-from redist.core.model.mesh import Mesh
+from redist.core.model.mesh import SUB_AXIS, Mesh
 
 
 def ceil_div(a: Any, b: Any) -> Any:
@@ -36,13 +36,33 @@ def _local_shape(layout: Layout, mesh: Mesh, shape: tuple[int, ...]) -> tuple[in
     return tuple(ceil_div(shape[d], layout.shards(mesh, d)) for d in range(layout.rank))
 
 
+def _sum_key(ref: str) -> tuple[str, int]:
+    """Canonical order of pending axes (a set): by base axis, then major sub-axis first
+    (`x` itself is `x(1)|x|`), so that adjacent sub-axes sit next to each other."""
+    m = SUB_AXIS.match(ref)
+    return (m.group(1), int(m.group(2))) if m else (ref, 1)
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Per array dimension, the mesh axes that shard it, major -> minor."""
+    """Per array dimension, the mesh axes that shard it, major -> minor; and the set of
+    pending-sum axes (DESIGN §14), kept in canonical order (empty: no pending sum)."""
 
     dims: tuple[tuple[str, ...], ...]
+    sum: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.sum:
+            if not isinstance(self.sum, (tuple, list, set, frozenset)) or not all(
+                    isinstance(a, str) for a in self.sum):
+                raise RedistError(f"Layout: sum must be a set of axis names, not "
+                                  f"{self.sum!r:.60}")
+            if len(set(self.sum)) != len(tuple(self.sum)):
+                twice = next(a for a in self.sum if list(self.sum).count(a) > 1)
+                raise RedistError(f"Layout: pending axis {twice!r} is listed twice")
+            object.__setattr__(self, "sum", tuple(sorted(self.sum, key=_sum_key)))
+        elif type(self.sum) is not tuple:
+            object.__setattr__(self, "sum", ())
         dims = self.dims
         if type(dims) is tuple and all(type(d) is tuple for d in dims):
             if all(type(a) is str for d in dims for a in d):
@@ -59,7 +79,12 @@ class Layout:
         return len(self.dims)
 
     def used_axes(self) -> tuple[str, ...]:
+        """The axes that shard a dim (not the pending ones)."""
         return tuple(a for dim in self.dims for a in dim)
+
+    def with_dims(self, dims: tuple[tuple[str, ...], ...]) -> Layout:
+        """Other dims, the same pending sum (steps carry it unchanged, DESIGN §14)."""
+        return Layout(dims, self.sum)
 
     def dim_of(self, axis: str) -> int | None:
         for d, dim in enumerate(self.dims):
@@ -120,10 +145,21 @@ class Layout:
                 if a in seen:
                     raise RedistError(f"layout {self}: axis {a!r} is used more than once")
                 seen.add(a)
+        for a in self.sum:
+            if not mesh.has(a):
+                raise RedistError(f"layout {self}: unknown pending axis {a!r} "
+                                  f"(mesh has {', '.join(mesh.names) or 'no axes'})")
+            if a in seen:
+                raise RedistError(f"layout {self}: pending axis {a!r} also shards dim "
+                                  f"{self.dim_of(a)}")
         return self
 
-    def to_json(self) -> list[list[str]]:
-        return [list(dim) for dim in self.dims]
+    def to_json(self) -> list[list[str]] | dict:
+        """Per-dim lists; with a pending sum, an object with the lists and `sum` (so that
+        files without sums are unchanged)."""
+        dims = [list(dim) for dim in self.dims]
+        return {"dims": dims, "sum": list(self.sum)} if self.sum else dims
 
     def __str__(self) -> str:
-        return "[" + ",".join("{" + ",".join(dim) + "}" for dim in self.dims) + "]"
+        text = "[" + ",".join("{" + ",".join(dim) + "}" for dim in self.dims) + "]"
+        return text + "+{" + ",".join(self.sum) + "}" if self.sum else text

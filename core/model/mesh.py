@@ -78,5 +78,9 @@ class Mesh:
             dev = dev * size + coords[name]
         return dev
 
+    def describe(self, device: int) -> str:
+        """A device's coordinates, e.g. `(x=0, y=1)`."""
+        return "(" + ", ".join(f"{a}={v}" for a, v in self.coords(device).items()) + ")"
+
     def __str__(self) -> str:
         return ",".join(f"{n}={s}" for n, s in self.axes)

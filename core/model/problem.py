@@ -15,12 +15,13 @@ from functools import cached_property
 
 from redist.core.errors import RedistError
 from redist.core.limits import MAX_EXTENT, MAX_RANK, check
-from redist.core.model.axes import Atoms, check_disjoint, lift_axes, refine, resolve
+from redist.core.model.axes import Atoms, Ref, check_disjoint, lift_axes, refine, resolve
 from redist.core.model.dtypes import dtype_name, itemsize
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 
-__all__ = ["Problem", "dtype_name", "itemsize", "lower_layout", "check_user_layout"]
+__all__ = ["Problem", "dtype_name", "itemsize", "lower_layout", "lift_layout",
+           "check_user_layout"]
 
 
 def check_user_layout(base: Mesh, layout: Layout, shape: tuple[int, ...], what: str) -> None:
@@ -36,10 +37,31 @@ def check_user_layout(base: Mesh, layout: Layout, shape: tuple[int, ...], what: 
             except RedistError as e:
                 raise RedistError(f"{what} {layout}: dim {d}: {e}") from None
     check_disjoint(refs, f"{what} {layout}")
+    pending: list[tuple[str, Ref]] = []
+    for a in layout.sum:
+        try:
+            r = resolve(base, a)
+        except RedistError as e:
+            raise RedistError(f"{what} {layout}: pending axis: {e}") from None
+        for text, other in refs:
+            if r.overlaps(other):
+                d = next(d for d, dim in enumerate(layout.dims) if text in dim)
+                raise RedistError(f"{what} {layout}: pending axis {a!r} also shards dim {d}"
+                                  + ("" if text == a else f" (as {text})"))
+        pending.append((a, r))
+    check_disjoint(pending, f"{what} {layout}: pending axes")
 
 
 def lower_layout(atoms: Atoms, layout: Layout) -> Layout:
-    return Layout(tuple(atoms.lower_all(dim) for dim in layout.dims))
+    return Layout(tuple(atoms.lower_all(dim) for dim in layout.dims),
+                  atoms.lower_all(layout.sum))
+
+
+def lift_layout(base: Mesh, layout: Layout) -> Layout:
+    """A layout of atoms (or of refs) in the user's canonical form: adjacent sub-axes
+    merged, in dims and in the pending set."""
+    return Layout(tuple(lift_axes(base, dim) for dim in layout.dims),
+                  lift_axes(base, layout.sum))
 
 
 @dataclass(frozen=True)
@@ -75,11 +97,11 @@ class Problem:
                     raise RedistError(f"{what} must be a Layout, not {type(lay).__name__}")
                 check_user_layout(self.mesh, lay, shape, what)
             # Canonical form first (adjacent sub-axes merged), so equal layouts are equal.
-            src = Layout(tuple(lift_axes(self.mesh, dim) for dim in self.src.dims))
-            dst = Layout(tuple(lift_axes(self.mesh, dim) for dim in self.dst.dims))
+            src = lift_layout(self.mesh, self.src)
+            dst = lift_layout(self.mesh, self.dst)
             object.__setattr__(self, "src", src)
             object.__setattr__(self, "dst", dst)
-            atoms = refine(self.mesh, src.used_axes() + dst.used_axes())
+            atoms = refine(self.mesh, src.used_axes() + dst.used_axes() + src.sum + dst.sum)
             object.__setattr__(self, "base", self.mesh)
             object.__setattr__(self, "mesh", atoms.mesh)
             object.__setattr__(self, "src", lower_layout(atoms, self.src))
@@ -88,6 +110,17 @@ class Problem:
             raise RedistError(f"mesh {self.mesh} is not a refinement of {self.base}")
         self.src.validate(self.mesh, shape)
         self.dst.validate(self.mesh, shape)
+        extra = [a for a in self.dst.sum if a not in self.src.sum]
+        if extra:
+            raise RedistError(f"dst {self.show(self.dst)} has pending axes "
+                              f"{{{','.join(self.show_axes(tuple(extra)))}}} that src "
+                              f"{self.show(self.src)} does not: a plan reduces pending sums, "
+                              "it does not create them")
+
+    @property
+    def pending(self) -> bool:
+        """Does src carry a pending sum (DESIGN §14)?"""
+        return bool(self.src.sum)
 
     @cached_property
     def itemsize(self) -> int:
@@ -116,7 +149,7 @@ class Problem:
     def show(self, layout: Layout) -> Layout:
         """A layout of atoms in the user's canonical form (adjacent sub-axes merged)."""
         assert self.base is not None
-        return Layout(tuple(lift_axes(self.base, dim) for dim in layout.dims))
+        return lift_layout(self.base, layout)
 
     def show_axes(self, axes: tuple[str, ...]) -> tuple[str, ...]:
         assert self.base is not None
@@ -126,7 +159,8 @@ class Problem:
         """The same problem on a finer mesh of atoms (axes split at `extra_cuts` too)."""
         assert self.base is not None
         src, dst = self.show(self.src), self.show(self.dst)
-        atoms = refine(self.base, src.used_axes() + dst.used_axes(), extra_cuts)
+        atoms = refine(self.base, src.used_axes() + dst.used_axes() + src.sum + dst.sum,
+                       extra_cuts)
         return Problem(atoms.mesh, self.shape, self.dtype, lower_layout(atoms, src),
                        lower_layout(atoms, dst), base=self.base)
 

@@ -62,6 +62,9 @@ def parse_layout(text: str) -> Layout:
     args.text(text, "parse_layout", "text")
     s = text.strip()
     if "{" in s:
+        body, plus, pending = s.partition("]+")
+        if plus:                                  # `[{x},{}]+{y}`: pending sum over y
+            return Layout(_parse_braces(body + "]").dims, _parse_sum(pending, s))
         return _parse_braces(s)
     try:
         value = ast.literal_eval(s)
@@ -71,8 +74,43 @@ def parse_layout(text: str) -> Layout:
     return layout_from_value(value, text)
 
 
+def _parse_sum(text: str, whole: str) -> tuple[str, ...]:
+    """The `{y,z}` after `]+`: the pending-sum axes (DESIGN §14)."""
+    t = text.strip()
+    if not (t.startswith("{") and t.endswith("}")) or "{" in t[1:-1] or "}" in t[1:-1]:
+        raise RedistError(f"layout {whole!r:.80}: the pending sum after '+' must be "
+                          "{axes}, e.g. [{x},{}]+{y}")
+    names = [a.strip() for a in t[1:-1].split(",")]
+    if names == [""]:
+        return ()
+    for a in names:
+        if not (a.isidentifier() or SUB_AXIS.match(a)):
+            raise RedistError(f"layout {whole!r:.80}: pending axis {a!r:.40} is not an axis "
+                              "name or sub-axis x(p)s")
+    return _no_repeat(names, f"layout {whole!r}")
+
+
+def _no_repeat(names: list[str], where: str) -> tuple[str, ...]:
+    twice = [a for a in names if names.count(a) > 1]
+    if twice:
+        raise RedistError(f"{where:.80}: pending axis {twice[0]!r} is listed twice")
+    return tuple(names)
+
+
 def layout_from_value(value: object, where: str = "layout") -> Layout:
-    """Python/JSON nested sequences -> Layout (each dim: None, a name, or names)."""
+    """Python/JSON nested sequences -> Layout (each dim: None, a name, or names); with a
+    pending sum, the JSON object {"dims": [...], "sum": [names]}."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"dims", "sum"})
+        if unknown or "dims" not in value:
+            raise RedistError(f"{where}: a layout object has 'dims' (a list per dim) and "
+                              f"optionally 'sum' (pending axes)"
+                              + (f", not {unknown[0]!r:.30}" if unknown else ""))
+        pending = value.get("sum", [])
+        if not isinstance(pending, list) or not all(isinstance(a, str) for a in pending):
+            raise RedistError(f"{where}: 'sum' must be a list of axis names")
+        dims = layout_from_value(value["dims"], where).dims
+        return Layout(dims, _no_repeat(pending, where))
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise RedistError(f"{where}: a layout is a list with one entry per array dim")
     dims = []

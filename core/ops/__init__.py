@@ -18,17 +18,27 @@ from redist.core.errors import RedistError, TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.ops import all_exchange, all_gather, all_permute, all_slice, all_to_all
+from redist.core.ops import (
+    all_exchange,
+    all_gather,
+    all_permute,
+    all_reduce,
+    all_slice,
+    all_to_all,
+    reduce_scatter,
+)
 from redist.core.ops.all_exchange import AllExchange
 from redist.core.ops.all_gather import AllGather
 from redist.core.ops.all_permute import AllPermute
+from redist.core.ops.all_reduce import AllReduce
 from redist.core.ops.all_slice import AllSlice
 from redist.core.ops.all_to_all import AllToAll
 from redist.core.ops.common import Coords, Index, Names, OpRule, expect, nests
+from redist.core.ops.reduce_scatter import ReduceScatter
 from redist.core.semantics.algebra import Algebra
 
-__all__ = ["OPS", "AllExchange", "AllGather", "AllPermute", "AllSlice", "AllToAll",
-           "Collective", "OpRule", "nests"]
+__all__ = ["OPS", "AllExchange", "AllGather", "AllPermute", "AllReduce", "AllSlice",
+           "AllToAll", "Collective", "OpRule", "ReduceScatter", "nests"]
 
 OPS: dict[str, OpRule] = {r.name: r for r in (
     all_slice.RULE,
@@ -36,9 +46,12 @@ OPS: dict[str, OpRule] = {r.name: r for r in (
     all_to_all.RULE,
     all_permute.RULE,
     all_exchange.RULE,
+    reduce_scatter.RULE,
+    all_reduce.RULE,
 )}
 
-Collective = AllSlice | AllGather | AllToAll | AllPermute | AllExchange
+Collective = (AllSlice | AllGather | AllToAll | AllPermute | AllExchange | ReduceScatter
+              | AllReduce)
 
 
 def rule(step: Any) -> OpRule:
@@ -60,8 +73,23 @@ def group_size(step: Collective, mesh: Mesh) -> int:
 def reshape(step: Collective, before: Layout) -> Layout:
     """The structural half of a typing rule: which axes go where (suffixes, replicated
     axes, dims in range). Extents are the other half, checked by `apply`; proofs/ states
-    them as hypotheses over symbolic sizes instead."""
-    return rule(step).reshape(step, before)
+    them as hypotheses over symbolic sizes instead. On a pending layout (DESIGN §14) a
+    step that only moves data may not name a pending axis, and carries the pending set
+    unchanged (a target layout must keep it)."""
+    r = rule(step)
+    if r.summed is not None or not before.sum:
+        return r.reshape(step, before)
+    for a in r.named_axes(step):
+        if a in before.sum:
+            raise TypingError(f"{step.op}: axis {a!r} is a pending-sum axis; reduce it first "
+                              "(reduce_scatter or all_reduce)")
+    after = r.reshape(step, before)
+    if after.sum == before.sum:
+        return after
+    if after is getattr(step, "layout", None):
+        raise TypingError(f"{step.op}: the target {after} must keep the pending sum "
+                          f"{{{','.join(before.sum)}}}")
+    return Layout(after.dims, before.sum)
 
 
 def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout,
@@ -72,9 +100,28 @@ def apply(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout,
     for a in r.named_axes(step):
         if not mesh.has(a):
             raise TypingError(f"{step.op}: unknown axis {a!r:.40}")
-    after = r.reshape(step, before)
+    after = reshape(step, before)
     r.check_extents(step, mesh, shape, before, after, show)
     return after
+
+
+def summed_axes(step: Collective) -> tuple[str, ...]:
+    """The axes whose group members' values a step adds ((): it moves data only)."""
+    r = rule(step)
+    return r.summed(step) if r.summed is not None else ()
+
+
+def addend(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout,
+           after: Layout, coords: Coords, index: Index, k: Coords,
+           alg: Algebra) -> tuple[Coords, Index]:
+    """Member `k` (coordinates on summed_axes(step)) of the set of (device, local index)
+    pairs before the step whose values are added into (coords, index) after it (DESIGN
+    §14: source maps return sets of addends; one definition for the simulator, the solver
+    and the runtime's tests). A step that moves data only has one addend: its source."""
+    r = rule(step)
+    if r.addend is None:
+        return r.source(step, mesh, shape, before, after, coords, index, alg)
+    return r.addend(step, mesh, shape, before, after, coords, index, k, alg)
 
 
 def source(step: Collective, mesh: Mesh, shape: tuple[int, ...], before: Layout,

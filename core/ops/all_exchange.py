@@ -75,7 +75,7 @@ def working_bytes(problem: Problem, step: AllExchange, before: Layout, after: La
 
 RULE = OpRule(
     name="all_exchange", cls=AllExchange, portable=False,
-    named_axes=lambda step: (), names=lambda step: step.layout.used_axes(),
+    named_axes=lambda step: (), names=lambda step: step.layout.used_axes() + step.layout.sum,
     map_names=map_target, reshape=retarget, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
     to_json=layout_to_json, from_json=layout_from_json(AllExchange), describe=describe_target,

@@ -98,7 +98,7 @@ def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.Layout
 
 RULE = OpRule(
     name="all_permute", cls=AllPermute, portable=True,
-    named_axes=lambda step: (), names=lambda step: step.layout.used_axes(),
+    named_axes=lambda step: (), names=lambda step: step.layout.used_axes() + step.layout.sum,
     map_names=map_target, reshape=retarget, check_extents=check_extents, source=source,
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
     to_json=layout_to_json, from_json=layout_from_json(AllPermute), describe=describe_target,

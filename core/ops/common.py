@@ -62,6 +62,12 @@ class OpRule:
     smt_listed: Callable[..., list[Any]]           # (mesh, step, lv, nx, rank) -> facts
     smt_pin: Callable[..., list[Any]]              # (mesh, sv, step or None) -> facts:
     #                                                 its parameters, or their defaults
+    # A reduction (DESIGN §14): the axes whose group members' values it adds, and its
+    # addend map (step, mesh, shape, before, after, coords, index, k, alg) -> member k of
+    # the set of (device, index) pairs added. None: the op moves data only (its source
+    # map is its one addend, and it carries the pending set unchanged).
+    summed: Callable[[Any], tuple[str, ...]] | None = None
+    addend: Callable[..., tuple[Coords, Index]] | None = None
 
 
 # ---- block numbering ------------------------------------------------------------------
@@ -141,7 +147,7 @@ def smt_target(mesh: Mesh, step: Any, lv: V.LayoutVars, nx: V.LayoutVars,
                rank: int) -> list[z3.BoolRef]:
     """A step naming its target layout pins the layout after it (permute, exchange)."""
     target = step.layout
-    used = target.used_axes()
+    used = target.used_axes() + target.sum
     if target.rank != rank or len(set(used)) != len(used) or any(a not in nx.D for a in used):
         return [z3.BoolVal(False)]          # no layout of this array and mesh
     return V.layout_facts(mesh, nx, target)
@@ -156,7 +162,7 @@ def map_per_dim(step: Any, f: Names) -> Any:
 
 
 def map_target(step: Any, f: Names) -> Any:
-    return type(step)(Layout(tuple(f(d) for d in step.layout.dims)))
+    return type(step)(Layout(tuple(f(d) for d in step.layout.dims), f(step.layout.sum)))
 
 
 def flat(axes: PerDim) -> tuple[str, ...]:
@@ -239,4 +245,6 @@ def describe_per_dim(step: Any, show: Names) -> str:
 
 
 def describe_target(step: Any, show: Names) -> str:
-    return f"{step.op} -> [" + ",".join(braces(show(d)) for d in step.layout.dims) + "]"
+    pending = f"+{braces(show(step.layout.sum))}" if step.layout.sum else ""
+    return (f"{step.op} -> [" + ",".join(braces(show(d)) for d in step.layout.dims) + "]"
+            + pending)

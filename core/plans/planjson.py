@@ -70,6 +70,11 @@ def _lower_names(atoms: Atoms, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(a for n in names for a in (atoms.lower(n) if _known(atoms.base, n) else (n,)))
 
 
+def _lower_layout_names(atoms: Atoms, lay: Layout) -> Layout:
+    return Layout(tuple(_lower_names(atoms, d) for d in lay.dims),
+                  _lower_names(atoms, lay.sum))
+
+
 def plan_from_json(doc: Any) -> Plan:
     """Parse and check a plan document. What is not a plan (wrong structure, unknown op,
     an invalid problem, over a limit) raises RedistError. A plan whose steps break a typing
@@ -100,10 +105,10 @@ def plan_from_json(doc: Any) -> Plan:
     claimed_after = [layout_from_value(s["layout_after"], f"step {k + 1} layout_after")
                      if "layout_after" in s else None for k, s in enumerate(steps_js)]
     claimed_verdict(doc)                  # its shape; `verify` compares the statuses
-    refs = list(src.used_axes() + dst.used_axes())
+    refs = list(src.used_axes() + dst.used_axes() + src.sum + dst.sum)
     refs += [n for st in raw for n in step_names(st) if _known(base, n)]
-    refs += [n for lay in claimed_after if lay is not None for n in lay.used_axes()
-             if _known(base, n)]
+    refs += [n for lay in claimed_after if lay is not None
+             for n in lay.used_axes() + lay.sum if _known(base, n)]
     atoms = refine(base, refs)
     problem = Problem(atoms.mesh, shape, doc["dtype"], lower_layout(atoms, src),
                       lower_layout(atoms, dst), base=base)
@@ -112,7 +117,7 @@ def plan_from_json(doc: Any) -> Plan:
     lays, err = plan.typed_prefix()
     for k, claimed in enumerate(claimed_after[: len(lays) - 1]):
         if claimed is not None:
-            mine = Layout(tuple(_lower_names(atoms, d) for d in claimed.dims))
+            mine = _lower_layout_names(atoms, claimed)
             expect(mine == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
                                          f"match the recomputed {problem.show(lays[k + 1])}")
     if "figures" in doc and err is None:

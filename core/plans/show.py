@@ -25,7 +25,7 @@ from redist.core.model.problem import Problem
 from redist.core.ops import describe
 from redist.core.plans.plan import Plan
 from redist.core.plans.report import human_bytes
-from redist.core.semantics.blocks import block_ids
+from redist.core.semantics.blocks import block_ids, device_coords
 
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan",
            "bright_magenta", "bright_green", "bright_yellow", "bright_blue", "bright_red"]
@@ -41,8 +41,22 @@ def _fold(n: int, keep: int) -> list[int | None]:
     return list(range(head)) + [None] + list(range(n - (keep - head - 1), n))
 
 
-def _cell(ids: tuple[int, ...], layout: Layout) -> str:
-    return ",".join(str(b) if layout.dims[d] else "·" for d, b in enumerate(ids)) or "·"
+def _cell(ids: tuple[int, ...], layout: Layout, addend: int | None = None) -> str:
+    """Block per dim; with a pending sum, `+k`: the device holds addend k of its block."""
+    text = ",".join(str(b) if layout.dims[d] else "·" for d, b in enumerate(ids)) or "·"
+    return text if addend is None else f"{text}+{addend}"
+
+
+def _addends(problem: Problem, layout: Layout) -> list[int | None]:
+    """Per device, which addend of its block's pending sum it holds (the mixed-radix
+    number of its coordinates on the pending axes), or None without a pending sum."""
+    if not layout.sum:
+        return [None] * problem.mesh.num_devices
+    coords = device_coords(problem.mesh)
+    k = 0
+    for a in layout.sum:
+        k = k * problem.mesh.size(a) + coords[a]
+    return [int(v) for v in k]
 
 
 def layout_picture(problem: Problem, layout: Layout, title: str | None = None):
@@ -56,13 +70,14 @@ def layout_picture(problem: Problem, layout: Layout, title: str | None = None):
     mesh, base = problem.mesh, problem.base
     ids = block_ids(mesh, layout)
     blocks = [tuple(int(v) for v in row) for row in ids.tolist()]
+    addends = _addends(problem, layout)
     counts = Counter(blocks)
     colour = {b: PALETTE[k % len(PALETTE)] for k, b in enumerate(sorted(counts))}
     axes = [(n, s) for n, s in base.axes if s > 1] or list(base.axes) or [("-", 1)]
     row_axis, col_axes = (axes[0], axes[1:]) if len(axes) > 1 else (None, axes)
     col_sizes = [s for _, s in col_axes]
     ncols = math.prod(col_sizes)
-    cell_w = max(len(_cell(b, layout)) for b in blocks) + 2
+    cell_w = max(len(_cell(b, layout, k)) for b, k in zip(blocks, addends, strict=True)) + 2
     label_w = 2 + len(row_axis[0]) + len(str(row_axis[1])) if row_axis else 4
     fit = max(2, (WIDTH - label_w - 4) // (cell_w + 3))
     cols = _fold(ncols, fit)
@@ -92,7 +107,7 @@ def layout_picture(problem: Problem, layout: Layout, title: str | None = None):
                 continue
             dev = r * ncols + c
             b = blocks[dev]
-            cells.append(Text(f"[{_cell(b, layout)}]", style=colour[b]))
+            cells.append(Text(f"[{_cell(b, layout, addends[dev])}]", style=colour[b]))
         table.add_row(f"{row_axis[0]}={r}" if row_axis else "", *cells)
     lines = _dim_lines(problem, layout)
     summary = _summary(problem, layout)
@@ -121,14 +136,19 @@ def _summary(problem: Problem, layout: Layout) -> str:
     """Blocks, replicas and local size, counted (not enumerated over devices)."""
     mesh = problem.mesh
     blocks = math.prod(layout.shards(mesh, d) for d in range(len(problem.shape)))
-    rep = mesh.num_devices // blocks
-    used = problem.show(layout).used_axes()
+    terms = math.prod(mesh.size(a) for a in layout.sum)
+    rep = mesh.num_devices // blocks // terms
+    shown = problem.show(layout)
+    used = shown.used_axes() + shown.sum
     replicated = [a for a in problem.base.names
                   if not any(a == r or r.startswith(a + "(") for r in used)]
     local = layout.local_shape(mesh, problem.shape)
+    pending = (f"; each block is a pending sum of {terms} addends, one per device along "
+               f"{{{','.join(shown.sum)}}} (cell +k: addend k)" if layout.sum else "")
     return (f"{blocks} blocks"
-            + (f", each on {rep} devices (replicas over {','.join(replicated) or '-'})"
-               if rep > 1 else ", no replicas")
+            + (f", each {'addend ' if layout.sum else ''}on {rep} devices (replicas over "
+               f"{','.join(replicated) or '-'})" if rep > 1 else ", no replicas")
+            + pending
             + f"; local {'x'.join(map(str, local)) or '()'} "
             f"= {human_bytes(problem.local_bytes(layout))} per device")
 

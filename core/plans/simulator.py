@@ -4,18 +4,24 @@ typing rules), on NumPy arrays holding every device's padded local buffer.
 Positions whose global index is past the array's end are padding (DESIGN §11): the
 simulator fills them with `FILL` and never reads them as data; comparisons look at valid
 positions only.
+
+Pending sums (DESIGN §14): a src with pending axes U is given as its addends, an array of
+shape (Π|U|, *shape) whose row u is the addend of the devices with coordinates u on U
+(mixed radix in the layout's order); the array is their sum. A reduction step adds, for
+every member of its group, the value its addend map names (semantics/addends.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
-from redist.core.ops import source
-from redist.core.ops.common import global_index
+from redist.core.ops import addend, source, summed_axes
+from redist.core.ops.common import global_index, mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.blocks import device_coords
@@ -41,13 +47,21 @@ def valid_mask(mesh: Mesh, shape: tuple[int, ...], layout: Layout) -> np.ndarray
     return ok
 
 
+def addend_row(mesh: Mesh, layout: Layout, device: int) -> int:
+    """Which row of the addends a device of a pending layout holds (0 without a sum)."""
+    coords = mesh.coords(device)
+    return mixed_radix(mesh, layout.sum, coords)
+
+
 def shards(mesh: Mesh, shape: tuple[int, ...], layout: Layout,
            global_array: np.ndarray) -> np.ndarray:
-    """(devices, *local_shape) stack of every device's padded buffer."""
+    """(devices, *local_shape) stack of every device's padded buffer; with a pending sum,
+    `global_array` holds the addends (module doc)."""
     local = layout.local_shape(mesh, shape)
     out = np.full((mesh.num_devices,) + local, FILL, dtype=global_array.dtype)
     for dev in range(mesh.num_devices):
-        block = shard(mesh, shape, layout, global_array, dev)
+        whole = global_array[addend_row(mesh, layout, dev)] if layout.sum else global_array
+        block = shard(mesh, shape, layout, whole, dev)
         out[(dev,) + tuple(slice(0, n) for n in block.shape)] = block
     return out
 
@@ -82,21 +96,27 @@ def step(plan: Plan, k: int, before_stack: np.ndarray, layouts: list[Layout]) ->
     n_after = after.local_shape(mesh, shape)
     n_before = before.local_shape(mesh, shape)
     coords, idx = _grid(mesh, n_after)
-    src_c, src_i = source(plan.steps[k], mesh, shape, before, after, coords, idx, NUMPY)
     full = (mesh.num_devices,) + n_after
-    dev = np.zeros(full, dtype=np.int64)
-    for name, size in mesh.axes:
-        dev = dev * size + np.broadcast_to(src_c[name], full)
     valid = valid_mask(mesh, shape, after)
-    where = []
-    for d, i in enumerate(src_i):
-        w = np.broadcast_to(i, full)
-        bad = (w < 0) | (w >= n_before[d])
-        if np.any(bad & valid):
-            raise AssertionError(f"step {k + 1}: a valid element's source index is out of "
-                                 f"range in dim {d}")
-        where.append(np.where(bad, 0, w))
-    out = before_stack[(dev, *where)] if before_stack.size else np.zeros(full, before_stack.dtype)
+    summed = summed_axes(plan.steps[k])
+    out = np.zeros(full, before_stack.dtype)
+    for member in itertools.product(*[range(mesh.size(a)) for a in summed]):
+        src_c, src_i = addend(plan.steps[k], mesh, shape, before, after, coords, idx,
+                              dict(zip(summed, member, strict=True)), NUMPY) if summed \
+            else source(plan.steps[k], mesh, shape, before, after, coords, idx, NUMPY)
+        dev = np.zeros(full, dtype=np.int64)
+        for name, size in mesh.axes:
+            dev = dev * size + np.broadcast_to(src_c[name], full)
+        where = []
+        for d, i in enumerate(src_i):
+            w = np.broadcast_to(i, full)
+            bad = (w < 0) | (w >= n_before[d])
+            if np.any(bad & valid):
+                raise AssertionError(f"step {k + 1}: a valid element's source index is out "
+                                     f"of range in dim {d}")
+            where.append(np.where(bad, 0, w))
+        if before_stack.size:
+            out += before_stack[(dev, *where)]
     out[~valid] = FILL
     return out
 
@@ -109,6 +129,22 @@ def run(plan: Plan, global_array: np.ndarray) -> list[np.ndarray]:
     for k in range(len(plan.steps)):
         stacks.append(step(plan, k, stacks[-1], layouts))
     return stacks
+
+
+def expected_blocks(problem, x: np.ndarray) -> list[np.ndarray]:
+    """Every device's dst block at its valid extent, from the layout semantics: of the
+    array x, or for a pending src, of the addends x summed over the pending axes dst does
+    not keep (module doc)."""
+    p = problem
+    if not p.src.sum:
+        return [shard(p.mesh, p.shape, p.dst, x, dev) for dev in range(p.mesh.num_devices)]
+    sizes = [p.mesh.size(a) for a in p.src.sum]
+    parts = x.reshape(tuple(sizes) + tuple(p.shape))
+    gone = tuple(j for j, a in enumerate(p.src.sum) if a not in p.dst.sum)
+    kept = parts.sum(axis=gone, dtype=x.dtype) if gone else parts
+    kept = kept.reshape((-1,) + tuple(p.shape))
+    return [shard(p.mesh, p.shape, p.dst, kept[addend_row(p.mesh, p.dst, dev)], dev)
+            for dev in range(p.mesh.num_devices)]
 
 
 def final_blocks(plan: Plan, global_array: np.ndarray) -> list[np.ndarray]:
@@ -125,8 +161,14 @@ def wrong_device(plan: Plan) -> int | None:
     elements are their own flat global index), or None if every device's are right."""
     p = plan.problem
     x = np.arange(math.prod(p.shape), dtype=np.int64).reshape(p.shape)
+    if p.src.sum:
+        # Addends that tell their sums apart: row u is 1 + index·T + u (T addends), so a
+        # missing, doubled or misplaced addend changes the sum.
+        terms = math.prod(p.mesh.size(a) for a in p.src.sum)
+        x = np.stack([1 + x * terms + u for u in range(terms)])
     got = final_blocks(plan, x)
+    want = expected_blocks(p, x)
     for dev in range(p.mesh.num_devices):
-        if not np.array_equal(got[dev], shard(p.mesh, p.shape, p.dst, x, dev)):
+        if not np.array_equal(got[dev], want[dev]):
             return dev
     return None

@@ -133,10 +133,18 @@ def permute_sources(mesh: Mesh, before: Layout, after: Layout) -> list[int]:
 
     Devices that hold their new block keep it; the remaining holders and needers of each
     block are paired in ascending device order. (The typing rule keeps the number of
-    blocks per dim, so every block has as many holders as needers.)
+    blocks per dim, so every block has as many holders as needers.) On a pending layout
+    (DESIGN §14) devices with other coordinates on the pending axes hold other addends:
+    a block is then paired only within the same pending coordinates.
     """
     held = [tuple(r) for r in block_ids(mesh, before).tolist()]
     need = [tuple(r) for r in block_ids(mesh, after).tolist()]
+    if before.sum:
+        coords = device_coords(mesh)
+        addend = [tuple(int(coords[a][dev]) for a in before.sum)
+                  for dev in range(mesh.num_devices)]
+        held = [b + u for b, u in zip(held, addend, strict=True)]
+        need = [b + u for b, u in zip(need, addend, strict=True)]
     givers: dict[tuple[int, ...], list[int]] = {}
     for dev, b in enumerate(held):
         if need[dev] != b:

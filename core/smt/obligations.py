@@ -16,12 +16,12 @@ import z3
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
-from redist.core.model.mesh import Mesh
-from redist.core.ops import AllSlice, source
+from redist.core.ops import AllSlice, source, summed_axes
 from redist.core.ops.common import global_index, mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.working import runtime_limit
+from redist.core.smt import pending
 from redist.core.smt import typing_rules as T
 from redist.core.smt.bitvec import IntView, Untranslatable, to_bitvec
 from redist.core.smt.standard import standard_smt2
@@ -103,11 +103,12 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     rank = len(shape)
     svs = [T.step_vars(mesh, str(k + 1)) for k in range(len(plan.steps))]
     n_ok = len(lays) - 1                   # steps whose typing succeeded
+    has_sum = bool(plan.problem.src.sum)   # the encoding of pending sums (DESIGN §14)
     facts += [f for k in range(min(len(plan.steps), n_ok + 1))
-              for f in T.step_facts(mesh, rank, svs[k], plan.steps[k])]
-    rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv)]
+              for f in T.step_facts(mesh, rank, svs[k], plan.steps[k], has_sum)]
+    rules = [f for lv in lvs for f in T.wellformed(mesh, shape, lv, has_sum)]
     rules += [r for k in range(n_ok) for r in
-              [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1])]
+              [T.transition(mesh, shape, svs[k], lvs[k], lvs[k + 1], has_sum)]
               + T.listed_order(mesh, plan.steps[k], lvs[k], lvs[k + 1], rank)]
     if err is None:
         return Obligation("well_typed", facts + [z3.Not(z3.And(*rules))],
@@ -116,8 +117,8 @@ def _well_typed(plan: Plan, lays: list[Layout], err: TypingError | None) -> Obli
     # Refuted by the typing code; the solver confirms that *no* layout satisfies the
     # failing step's rule (unsat of this sat-check).
     nxt = T.layout_vars(mesh, str(n_ok + 1))
-    check = facts + rules + T.wellformed(mesh, shape, nxt) + [
-        T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt)] + T.listed_order(
+    check = facts + rules + T.wellformed(mesh, shape, nxt, has_sum) + [
+        T.transition(mesh, shape, svs[n_ok], lvs[n_ok], nxt, has_sum)] + T.listed_order(
         mesh, plan.steps[n_ok], lvs[n_ok], nxt, rank)
     return Obligation("well_typed", check, lambda m: str(err), expect_sat=True,
                       note=str(err))
@@ -192,13 +193,19 @@ def _chain(plan: Plan, lays: list[Layout], upto: int, coords, index):
         c2, i2 = source(plan.steps[k - 1], mesh, shape, lays[k - 1], lays[k], c, i, Z3)
         n = lays[k - 1].local_shape(mesh, shape)
         in_range.append(z3.And(*[z3.And(i2[d] >= 0, i2[d] < n[d]) for d in range(len(n))]))
-        moved.append(z3.Or(*[c2[a] != c[a] for a in mesh.names]) if mesh.names
-                     else z3.BoolVal(False))
+        if summed_axes(plan.steps[k - 1]):
+            moved.append(z3.BoolVal(True))  # a sum holds what the group's others sent
+        else:
+            moved.append(z3.Or(*[c2[a] != c[a] for a in mesh.names]) if mesh.names
+                         else z3.BoolVal(False))
         points.append((c2, i2))
     return points, in_range, moved
 
 
 def _element_correct(plan: Plan, lays: list[Layout]) -> Obligation:
+    if plan.problem.src.sum:
+        assertions, explain = pending.element_correct(plan, lays, _symbolic_point)
+        return Obligation("element_correct", assertions, explain)
     p = plan.problem
     mesh, shape = p.mesh, p.shape
     coords, index, bounds = _symbolic_point(plan, p.dst, "")
@@ -230,18 +237,13 @@ def _explain_point(plan: Plan, lays: list[Layout], m: z3.ModelRef, coords, index
         ii = [int(v) for v in ii]
         n = lays[k - 1].local_shape(mesh, shape)
         if any(not 0 <= ii[d] < n[d] for d in range(len(n))):
-            return (f"device {dev} {_fmt(p.base, dev)}, local index {tuple(i)}: at step {k} "
+            return (f"device {dev} {p.base.describe(dev)}, local index {tuple(i)}: at step {k} "
                     f"the value would come from local index {tuple(ii)} of device "
                     f"{mesh.device(cc)}, outside its local shape {n}")
     got = [int(x) for x in global_index(mesh, shape, p.src, cc, ii)]
-    return (f"device {dev} {_fmt(p.base, dev)}, local index {tuple(i)}: expected global element "
+    return (f"device {dev} {p.base.describe(dev)}, local index {tuple(i)}: expected global element "
             f"{tuple(want)}, the plan delivers {tuple(got)} (from device {mesh.device(cc)} "
             f"local index {tuple(ii)})")
-
-
-def _fmt(base: Mesh, device: int) -> str:
-    """A device's coordinates on the user's mesh."""
-    return "(" + ", ".join(f"{a}={v}" for a, v in base.coords(device).items()) + ")"
 
 
 def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
@@ -278,7 +280,7 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
                 c = {a: m.eval(v, model_completion=True).as_long() for a, v in coords.items()}
                 i = tuple(m.eval(v, model_completion=True).as_long() for v in index)
                 return (f"step {m_idx} (all_slice) drops local index {i} on device "
-                        f"{mesh.device(c)} {_fmt(plan.problem.base, mesh.device(c))}, which "
+                        f"{mesh.device(c)} {plan.problem.base.describe(mesh.device(c))}, which "
                         "that device received from "
                         "another device earlier")
         return "a received element is dropped by a slice"

@@ -1,8 +1,11 @@
 """Symbolic layouts and steps for the SMT encodings (DESIGN §2, §11): the variables, and
 the terms each op's symbolic rule (core/ops) and the checks built on them share.
 
-A layout is encoded per mesh axis a as D[a] (its dim, -1 when replicated) and P[a] (its
-position in that dim, major = 0). A step is encoded by its kind and per-axis parameters.
+A layout is encoded per mesh axis a as D[a] (its dim, -1 when replicated, -2 when a
+pending-sum axis, DESIGN §14) and P[a] (its position in that dim, major = 0). A step is
+encoded by its kind and per-axis parameters. Problems without pending sums never see -2
+nor the reductions' kinds: their constraints are the ones they always were (certificates
+hash them).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import z3
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 
-NOOP, SLICE, GATHER, A2A, PERMUTE, EXCHANGE = range(6)
+NOOP, SLICE, GATHER, A2A, PERMUTE, EXCHANGE, REDUCE_SCATTER, ALL_REDUCE = range(8)
+PENDING = -2                            # D[a] of a pending-sum axis
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class StepVars:
     moved: dict[str, z3.BoolRef]
     src_dim: z3.ArithRef
     dst_dim: z3.ArithRef
+    reduce_dim: dict[str, z3.ArithRef]    # -1: not reduce-scattered (DESIGN §14)
+    allreduced: dict[str, z3.BoolRef]
 
 
 def layout_vars(mesh: Mesh, tag: str) -> LayoutVars:
@@ -48,7 +54,9 @@ def step_vars(mesh: Mesh, tag: str) -> StepVars:
                     {a: z3.Int(f"slice_{tag}_{a}") for a in mesh.names},
                     {a: z3.Bool(f"gather_{tag}_{a}") for a in mesh.names},
                     {a: z3.Bool(f"move_{tag}_{a}") for a in mesh.names},
-                    z3.Int(f"src_{tag}"), z3.Int(f"dst_{tag}"))
+                    z3.Int(f"src_{tag}"), z3.Int(f"dst_{tag}"),
+                    {a: z3.Int(f"reduce_{tag}_{a}") for a in mesh.names},
+                    {a: z3.Bool(f"allreduce_{tag}_{a}") for a in mesh.names})
 
 
 def layout_facts(mesh: Mesh, lv: LayoutVars, layout: Layout) -> list[z3.BoolRef]:
@@ -56,7 +64,7 @@ def layout_facts(mesh: Mesh, lv: LayoutVars, layout: Layout) -> list[z3.BoolRef]
     out = []
     for a in mesh.names:
         d = layout.dim_of(a)
-        out.append(lv.D[a] == (-1 if d is None else d))
+        out.append(lv.D[a] == (PENDING if a in layout.sum else -1 if d is None else d))
         out.append(lv.P[a] == (0 if d is None else layout.dims[d].index(a)))
     return out
 
@@ -121,27 +129,31 @@ def pairs(template, actual) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
 
 
 @lru_cache(maxsize=32)
-def _wellformed_template(mesh: Mesh, shape: tuple[int, ...]):
+def _wellformed_template(mesh: Mesh, shape: tuple[int, ...], pending: bool):
     lv = layout_vars(mesh, TEMPLATE)
-    return lv, _wellformed(mesh, shape, lv)
+    return lv, _wellformed(mesh, shape, lv, pending)
 
 
-def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
+def wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars,
+               pending: bool = False) -> list[z3.BoolRef]:
     """Axes in range, positions 0..m-1 in each dim (DESIGN §1). Any extent is allowed:
-    uneven ones pad (§11)."""
-    tlv, rules = _wellformed_template(mesh, tuple(shape))
+    uneven ones pad (§11). `pending`: an axis may also be a pending-sum axis (§14)."""
+    tlv, rules = _wellformed_template(mesh, tuple(shape), pending)
     subst = pairs(tlv, lv)
     return [z3.substitute(r, *subst) if subst else r for r in rules]
 
 
-def _wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars) -> list[z3.BoolRef]:
+def _wellformed(mesh: Mesh, shape: tuple[int, ...], lv: LayoutVars,
+                pending: bool) -> list[z3.BoolRef]:
     rank = len(shape)
     out = []
     names = mesh.names
     for a in names:
-        out.append(z3.And(lv.D[a] >= -1, lv.D[a] < rank))
+        out.append(z3.And(lv.D[a] >= (PENDING if pending else -1), lv.D[a] < rank))
         in_range = [z3.Implies(lv.D[a] == d, z3.And(lv.P[a] >= 0, lv.P[a] < count_in(mesh, lv, d)))
                     for d in range(rank)]
+        if pending:
+            in_range.append(z3.Implies(lv.D[a] == PENDING, lv.P[a] == 0))
         out.append(z3.And(z3.Implies(lv.D[a] == -1, lv.P[a] == 0), *in_range))
     for i, a in enumerate(names):
         for b in names[i + 1:]:

@@ -20,6 +20,7 @@ from redist.core.smt.symvars import (
     EXCHANGE,
     GATHER,
     NOOP,
+    PENDING,
     PERMUTE,
     SLICE,
     TEMPLATE,
@@ -43,45 +44,62 @@ __all__ = ["A2A", "EXCHANGE", "GATHER", "NOOP", "PERMUTE", "SLICE", "LayoutVars"
            "transition", "wellformed"]
 
 
-def step_facts(mesh: Mesh, rank: int, sv: StepVars, step: Collective | None) -> list[z3.BoolRef]:
+def _ops(pending: bool) -> list:
+    """The ops a problem's encoding knows: the reductions only with a pending sum (so
+    that the constraints of every other problem are unchanged, DESIGN §14)."""
+    return [r for r in OPS.values() if pending or r.summed is None]
+
+
+def step_facts(mesh: Mesh, rank: int, sv: StepVars, step: Collective | None,
+               pending: bool = False) -> list[z3.BoolRef]:
     """Pin symbolic step variables to a concrete step (None = noop)."""
     kind = NOOP if step is None else rule(step).smt_kind
     # Each op pins its own parameters: to the step's values if it is of that op, else to
     # their defaults.
-    return [sv.kind == kind] + [f for r in OPS.values()
+    return [sv.kind == kind] + [f for r in _ops(pending)
                                 for f in r.smt_pin(mesh, sv, step if kind == r.smt_kind
                                                    else None)]
 
 
 @lru_cache(maxsize=32)
-def _transition_template(mesh: Mesh, shape: tuple[int, ...]):
+def _transition_template(mesh: Mesh, shape: tuple[int, ...], pending: bool):
     sv = step_vars(mesh, TEMPLATE)
     lv, nx = layout_vars(mesh, TEMPLATE + "0"), layout_vars(mesh, TEMPLATE + "1")
-    return sv, lv, nx, _transition(mesh, shape, sv, lv, nx)
+    return sv, lv, nx, _transition(mesh, shape, sv, lv, nx, pending)
 
 
 def transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
-               nx: LayoutVars) -> z3.BoolRef:
+               nx: LayoutVars, pending: bool = False) -> z3.BoolRef:
     """The typing rule of the step `sv` relating layout `lv` to the next layout `nx`
     (both assumed well-formed, which carries the divisibility side conditions): built
-    once per mesh and shape, instantiated by substitution (symvars.TEMPLATE)."""
-    tsv, tlv, tnx, rule_ = _transition_template(mesh, tuple(shape))
+    once per mesh and shape, instantiated by substitution (symvars.TEMPLATE).
+    `pending`: the problem has a pending sum, and the reductions are steps too."""
+    tsv, tlv, tnx, rule_ = _transition_template(mesh, tuple(shape), pending)
     return z3.substitute(rule_, *(pairs(tsv, sv) + pairs(tlv, lv) + pairs(tnx, nx)))
 
 
 def _transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars,
-                nx: LayoutVars) -> z3.BoolRef:
+                nx: LayoutVars, pending: bool) -> z3.BoolRef:
     names = mesh.names
+    ops = _ops(pending)
+    # Every step but a reduction keeps each pending axis pending (DESIGN §14).
+    keep = [z3.Implies(z3.And(*[sv.kind != r.smt_kind for r in ops if r.summed]),
+                       z3.And(*[(lv.D[a] == PENDING) == (nx.D[a] == PENDING)
+                                for a in names]))] if pending else []
     if not names or len(shape) == 0:
         # No axis to name: only the ops without a structural rule (permute, exchange) type,
         # as the identity.
-        return z3.And(z3.Or(sv.kind == NOOP, *[sv.kind == r.smt_kind for r in OPS.values()
-                                               if r.smt_rule is None]),
-                      *[same(lv, nx, a) for a in names])
+        ident = z3.And(z3.Or(sv.kind == NOOP, *[sv.kind == r.smt_kind for r in ops
+                                                if r.smt_rule is None]),
+                       *[same(lv, nx, a) for a in names])
+        # A rank-0 pending sum can still be reduced (its rule names axes, not dims).
+        reduce = [z3.And(sv.kind == r.smt_kind, r.smt_rule(mesh, shape, sv, lv, nx))
+                  for r in ops if r.summed and r.smt_rule and names]
+        return z3.And(z3.Or(ident, *reduce), *keep) if reduce else z3.And(ident, *keep)
     noop = z3.And(*[same(lv, nx, a) for a in names])
     # Every op's structure first, then its extents (the order the terms are built in steers
     # the solver's search, hence which of equally good plans `optimal` returns).
-    rules = [r for r in OPS.values() if r.smt_rule or r.smt_extents]
+    rules = [r for r in ops if r.smt_rule or r.smt_extents]
     shapes = [r.smt_rule(mesh, shape, sv, lv, nx) if r.smt_rule else None for r in rules]
     terms = []
     for r, structure in zip(rules, shapes, strict=True):
@@ -90,7 +108,7 @@ def _transition(mesh: Mesh, shape: tuple[int, ...], sv: StepVars, lv: LayoutVars
     return z3.And(z3.Implies(sv.kind == NOOP, noop),
                   *[z3.Implies(sv.kind == r.smt_kind, t)
                     for r, t in zip(rules, terms, strict=True)],
-                  sv.kind >= NOOP, sv.kind <= max(r.smt_kind for r in OPS.values()))
+                  sv.kind >= NOOP, sv.kind <= max(r.smt_kind for r in ops), *keep)
 
 
 def same_layout(mesh: Mesh, lv: LayoutVars, nx: LayoutVars) -> z3.BoolRef:

@@ -17,7 +17,16 @@ from typing import Any
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.model.problem import Problem
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll, Collective, group_size
+from redist.core.ops import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllToAll,
+    Collective,
+    ReduceScatter,
+    group_size,
+)
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import changed_count, missing_elements, used_mesh
 
@@ -34,10 +43,11 @@ class CostModel:
     """Seconds = latency[kind] * (1 + log2 g) + bytes received by the busiest device *
     seconds_per_byte[kind] (+ local copies at copy_seconds_per_byte)."""
     latency: dict[str, float] = field(default_factory=lambda: {
-        "all_gather": 30e-6, "all_to_all": 40e-6, "all_permute": 20e-6, "all_exchange": 60e-6})
+        "all_gather": 30e-6, "all_to_all": 40e-6, "all_permute": 20e-6, "all_exchange": 60e-6,
+        "reduce_scatter": 40e-6, "all_reduce": 40e-6})
     seconds_per_byte: dict[str, float] = field(default_factory=lambda: {
         "all_gather": 0.35e-9, "all_to_all": 0.55e-9, "all_permute": 0.45e-9,
-        "all_exchange": 0.6e-9})
+        "all_exchange": 0.6e-9, "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9})
     copy_seconds_per_byte: float = 0.2e-9
     source: str = "defaults (no calibration file)"
 
@@ -94,6 +104,17 @@ def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
     return Load(busiest, p.mesh.num_devices, p.local_bytes(after))     # unpacks once
 
 
+def _reduce_scatter(p: Problem, step: ReduceScatter, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    # G-1 pieces of the new block; packed piece by piece through the scratch
+    return Load((g - 1) * p.local_bytes(after), g, p.local_bytes(before))
+
+
+def _all_reduce(p: Problem, step: AllReduce, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    return Load(2 * (g - 1) * p.local_bytes(before) // g, g, 0)
+
+
 # One function per op (core/ops); None: the step is free (no communication).
 LOADS: dict[str, Callable[[Problem, Any, Any, Any], Load] | None] = {
     "all_slice": None,
@@ -101,8 +122,13 @@ LOADS: dict[str, Callable[[Problem, Any, Any, Any], Load] | None] = {
     "all_to_all": _all_to_all,
     "all_permute": _permute,
     "all_exchange": _exchange,
+    "reduce_scatter": _reduce_scatter,
+    "all_reduce": _all_reduce,
 }
 KINDS = tuple(op for op, f in LOADS.items() if f is not None)
+# Kinds added after calibration files of this format were first written: a file without
+# them keeps the defaults for them.
+LATER_KINDS = ("reduce_scatter", "all_reduce")
 
 
 def step_load(plan: Plan, step: Collective, before, after) -> Load | None:
@@ -137,8 +163,12 @@ def from_json(doc: object, where: str, source: str) -> CostModel:
             raise ValueError("the document must be a JSON object")
         if doc.get("format") != FORMAT:
             raise ValueError(f"unknown format {doc.get('format')!r:.60}")
-        lat = {k: number(doc["latency"][k]) for k in KINDS}
-        spb = {k: number(doc["seconds_per_byte"][k]) for k in KINDS}
+        base = CostModel()
+        lat = {k: number(doc["latency"][k]) if k in doc["latency"] or k not in LATER_KINDS
+               else base.latency[k] for k in KINDS}
+        spb = {k: number(doc["seconds_per_byte"][k])
+               if k in doc["seconds_per_byte"] or k not in LATER_KINDS
+               else base.seconds_per_byte[k] for k in KINDS}
         copy = number(doc["copy_seconds_per_byte"])
         if not all(math.isfinite(v) and v >= 0 for v in [*lat.values(), *spb.values(), copy]):
             raise ValueError("constants must be finite and >= 0")

@@ -112,5 +112,5 @@ def same_blocks(mesh, lay: Layout):
                     rest = tuple(a for a in free if a not in combo)
                     for tail in fill(d + 1, rest):
                         yield (combo,) + tail
-    for dims in fill(0, mesh.names):
-        yield Layout(dims)
+    for dims in fill(0, tuple(a for a in mesh.names if a not in lay.sum)):
+        yield lay.with_dims(dims)

@@ -102,7 +102,7 @@ def clock() -> float:
 
 
 def _with(lay: Layout, d: int, dim: tuple[str, ...]) -> Layout:
-    return Layout(lay.dims[:d] + (dim,) + lay.dims[d + 1:])
+    return lay.with_dims(lay.dims[:d] + (dim,) + lay.dims[d + 1:])
 
 
 def search(problem: Problem, deadline: float | None = None,
@@ -255,7 +255,7 @@ def _permute_targets(ctx: Ctx, lay: Layout):
             if b in where:
                 e, j = where[b]
                 dims[e][j] = a
-            yield Layout(tuple(tuple(x) for x in dims))
+            yield lay.with_dims(tuple(tuple(x) for x in dims))
 
 
 def dst_slices(dst: Layout, lay: Layout, used: set[str]):
@@ -323,10 +323,11 @@ def _goals(ctx: Ctx, lay: Layout) -> list[Layout]:
         return [dst]
     # Spare atoms, those already in lay first (in lay's order), then the replicated ones.
     order = [a for a in lay.used_axes() if a not in ctx.dst_atoms]
-    order += [a for a in mesh.names if a not in ctx.dst_atoms and a not in order]
+    order += [a for a in mesh.names if a not in ctx.dst_atoms and a not in order
+              and a not in lay.sum]          # pending axes shard nothing (DESIGN §14)
     goals = []
     for assign in itertools.islice(_assignments(mesh, lay, order, need, 0), MAX_GOALS):
-        goals.append(Layout(tuple(dst.dims[d] + assign[d] for d in range(lay.rank))))
+        goals.append(dst.with_dims(tuple(dst.dims[d] + assign[d] for d in range(lay.rank))))
     if len(goals) <= 1:
         return goals
     changed = [changed_count(mesh, lay, g) for g in goals]

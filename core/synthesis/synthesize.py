@@ -22,7 +22,15 @@ from dataclasses import dataclass, replace
 from redist.core.errors import RedistError
 from redist.core.model.axes import prime_cuts
 from redist.core.model.problem import Problem
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllSlice,
+    AllToAll,
+    ReduceScatter,
+)
 from redist.core.plans.plan import Plan, padded_volume
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.plans.report import human_bytes
@@ -31,6 +39,7 @@ from redist.core.synthesis.costmodel import CostModel
 from redist.core.synthesis.costmodel import load as load_cost_model
 from redist.core.synthesis.exhaustive import exhaustive
 from redist.core.synthesis.greedy import greedy
+from redist.core.synthesis.pending import reduce_first
 from redist.core.synthesis.search import clock, search
 
 # Budgets are counts (deterministic: the same problem always gets the same plan); the
@@ -81,21 +90,27 @@ def canonical(plan: Plan) -> Plan:
 
 
 def naive(problem: Problem) -> Plan:
-    """Gather every sharded axis, then slice to dst: the baseline."""
-    steps = []
+    """Gather every sharded axis (then all-reduce what dst does not keep pending), then
+    slice to dst: the baseline."""
+    steps: list = []
     if problem.src.used_axes():
         steps.append(AllGather(problem.src.dims))
+    reduced = tuple(a for a in problem.src.sum if a not in problem.dst.sum)
+    if reduced:
+        steps.append(AllReduce(reduced))
     if problem.dst.used_axes():
         steps.append(AllSlice(problem.dst.dims))
     return Plan(problem, tuple(steps))
 
 
 def is_normal_form(plan: Plan) -> bool:
-    """slices -> all-to-alls/permutes -> gathers, consecutive permutes fused (DESIGN §5)."""
+    """slices -> reductions -> all-to-alls/permutes -> gathers, consecutive permutes fused
+    (DESIGN §5, §14)."""
     phase = 0
-    rank = {AllSlice: 0, AllToAll: 1, AllPermute: 1, AllGather: 2}
+    rank = {AllSlice: 0, ReduceScatter: 1, AllReduce: 1, AllToAll: 2, AllPermute: 2,
+            AllGather: 3}
     for k, step in enumerate(plan.steps):
-        r = rank.get(type(step), 1)
+        r = rank.get(type(step), 2)
         if r < phase or (k and isinstance(step, AllPermute)
                          and isinstance(plan.steps[k - 1], AllPermute)):
             return False
@@ -138,6 +153,8 @@ def normal(problem: Problem, objective: str = "bytes",
            model: CostModel | None = None) -> Synthesis:
     if objective not in OBJECTIVES:
         objective_key(naive(problem), objective)           # the error names it
+    if set(problem.src.sum) - set(problem.dst.sum):
+        return _reduce_first(problem, objective, model)
     t0 = clock()
     candidates: list[tuple[Plan, str]] = [(naive(problem), "naive")]
     end = t0 + TOTAL_SECONDS
@@ -191,6 +208,20 @@ def normal(problem: Problem, objective: str = "bytes",
     if objective != "bytes":
         method += f" (objective: {objective})"
     return Synthesis(plan, method, _reason(plan, note), note, tuple(candidates))
+
+
+def _reduce_first(problem: Problem, objective: str, model: CostModel | None) -> Synthesis:
+    """A pending sum to reduce (DESIGN §14): each reduce-first prefix, then the sum-free
+    synthesis the rest of the way (synthesis/pending.py); the naive plan as a candidate."""
+    def rest(q: Problem) -> tuple[Plan, str]:
+        s = normal(q, objective, model)
+        return s.plan, s.method
+    candidates = reduce_first(problem, rest, lambda p: objective_key(p, objective, model))
+    candidates.append((naive(problem), "naive"))
+    plan, method = min(candidates, key=lambda c: (objective_key(c[0], objective, model),
+                                                  len(c[0].steps), c[1] == "naive"))
+    plan = canonical(plan)
+    return Synthesis(plan, method, _reason(plan), None, tuple(candidates))
 
 
 def _single_cuts(problem: Problem) -> list[Problem]:
@@ -270,8 +301,8 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     chunk: the exchange holds its input and output at once, so it is chosen only where
     that fits."""
     model = model or load_cost_model()
-    if problem.src == problem.dst:
-        return portable
+    if problem.src == problem.dst or problem.src.sum:
+        return portable                   # an exchange moves data, it does not add
     exchange = Plan(problem, (AllExchange(problem.dst),))
     limit = problem.bound_bytes if budget is None else budget
 

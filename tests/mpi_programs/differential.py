@@ -24,8 +24,13 @@ for k, job in enumerate(jobs):
     p = plan.problem
     dt = numpy_dtype(p.dtype)
     x = (np.arange(int(np.prod(p.shape, dtype=np.int64))) % 251).reshape(p.shape).astype(dt)
+    whole = x
+    if p.src.sum:        # pending sums: addends (row u: the devices u on the pending axes)
+        terms = int(np.prod([p.mesh.size(a) for a in p.src.sum]))
+        x = np.stack([((x.astype(np.int64) + 7 * u) % 61).astype(dt) for u in range(terms)])
+        whole = x[simulator.addend_row(p.mesh, p.src, rank)]
     want = simulator.final_blocks(plan, x)[rank]
-    original = simulator.shard(p.mesh, p.shape, p.src, x, rank).copy()
+    original = simulator.shard(p.mesh, p.shape, p.src, whole, rank).copy()
     local = original.copy()
     donate = bool(job.get("donate"))
     if job["gated"]:

@@ -1,0 +1,128 @@
+"""Plan quality on pending sums (issue 19): random problems whose src carries a pending sum
+(sub-axes, uneven extents, meshes up to 4,096 devices), dst keeping part of it or none.
+For each: the default planner's plan, whether all five claims are proved, whether it is
+within the memory bound, and its volume against the lower bound of docs/pending.md; and
+the pure pending-to-sharded problems (dst = src with the pending axes added to its dims),
+at the lower bound unless src replicates an axis or an extent does not split evenly.
+
+    python -m benchmarks.pending_quality [--problems 60] [--large 20] [--seed 1]
+
+Writes results/pending-quality-<date>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+
+from redist.core.errors import RedistError
+from redist.core.model.layout import Layout
+from redist.core.model.problem import Problem
+from redist.core.smt.verify import verify
+from redist.core.synthesis.synthesize import normal
+
+from . import report as report_io
+from .plan_quality import random_problem
+
+
+def pending_problem(rng: random.Random, axes: int, max_devices: int, sizes, sub_axes: bool,
+                    uneven: bool, pure: bool) -> Problem | None:
+    """A random problem with some replicated src refs made pending; dst keeps each of
+    them pending with probability 1/4 (none for `pure`: then dst is src with them added
+    to its dims)."""
+    p = random_problem(rng, axes, max_devices, sizes, sub_axes, uneven)
+    src, dst = p.show(p.src), p.show(p.dst)
+    free = [a for a in p.base.names if not any(r == a or r.startswith(a + "(")
+                                                for r in src.used_axes())]
+    pend = [a for a in free if p.base.size(a) > 1 and rng.random() < 0.7]
+    if not pend:
+        return None
+    if pure:
+        dims = [list(d) for d in src.dims]
+        for a in pend:
+            dims[rng.randrange(len(dims))].append(a)
+        return Problem(p.base, p.shape, p.dtype, Layout(src.dims, tuple(pend)),
+                       Layout(tuple(tuple(d) for d in dims)))
+    keep = tuple(a for a in pend if a not in dst.used_axes()
+                 and not any(r.startswith(a + "(") for r in dst.used_axes())
+                 and rng.random() < 0.25)
+    return Problem(p.base, p.shape, p.dtype, Layout(src.dims, tuple(pend)),
+                   Layout(dst.dims, keep))
+
+
+def measure(p: Problem) -> dict:
+    t0 = time.perf_counter()
+    s = normal(p)
+    t1 = time.perf_counter()
+    v = verify(s.plan)
+    fig = s.plan.figures()
+    return {"problem": f"{p.base} {p.shape} {p.show(p.src)} -> {p.show(p.dst)}",
+            "devices": p.mesh.num_devices, "steps": [st.op for st in s.plan.steps],
+            "proved": v.all_proved, "within_bound": fig.memory_efficient,
+            "caveat": s.reason, "volume": fig.volume_bytes, "lower_bound": fig.lower_bound_bytes,
+            "ratio": fig.volume_ratio, "synth_s": round(t1 - t0, 3),
+            "verify_s": round(time.perf_counter() - t1, 3)}
+
+
+def summarize(rows: list[dict], title: str) -> list[str]:
+    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+    at = sum(1 for r in rows if r["volume"] == r["lower_bound"])
+    return [f"## {title}", "", f"- problems: {len(rows)}",
+            f"- all five claims proved: {sum(r['proved'] for r in rows)}",
+            f"- within the memory bound: {sum(r['within_bound'] for r in rows)}",
+            f"- at the lower bound of volume: {at}",
+            f"- volume / lower bound: median {statistics.median(ratios):.3f}, "
+            f"max {max(ratios):.3f}" if ratios else "- volume / lower bound: -",
+            f"- synthesis median {statistics.median(r['synth_s'] for r in rows):.2f} s, "
+            f"verification median {statistics.median(r['verify_s'] for r in rows):.2f} s",
+            ""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--problems", type=int, default=60)
+    ap.add_argument("--large", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    sets: dict[str, list[dict]] = {"small": [], "pure": [], "large": [], "large pure": []}
+    plan = [("small", args.problems, (4, 64, (1, 2, 3, 4, 6, 8), True, True)),
+            ("pure", args.problems, (4, 64, (1, 2, 3, 4, 6, 8), True, True)),
+            ("large", args.large, (6, 4096, (1, 2, 4, 8, 16), True, False)),
+            ("large pure", args.large, (6, 4096, (1, 2, 4, 8, 16), True, False))]
+    for name, n, (axes, devices, sizes, subs, uneven) in plan:
+        while len(sets[name]) < n:
+            try:
+                p = pending_problem(rng, axes, devices, sizes, subs, uneven, "pure" in name)
+            except RedistError:
+                continue                   # sub-axes that do not nest: not a problem
+            if p is not None:
+                sets[name].append(measure(p))
+        print(f"{name}: {n} done", file=sys.stderr, flush=True)
+    info = report_io.meta("pending_quality")
+    lines = [f"# Plan quality on pending sums — {info['date']}", "",
+             f"Machine: {info['machine']} (shared with other jobs). Command: "
+             f"`{info['command']}`", "",
+             "Volumes in bytes received over all devices; the lower bound is what any plan "
+             "must receive (docs/pending.md: one value per dst element, one send per addend "
+             "whose holders do not keep its element).", ""]
+    lines += summarize(sets["small"], "Meshes of up to 64 devices, sub-axes, uneven extents")
+    lines += summarize(sets["pure"], "Pure pending -> sharded, up to 64 devices")
+    lines += summarize(sets["large"], "Meshes of up to 6 axes and 4,096 devices, sub-axes")
+    lines += summarize(sets["large pure"], "Pure pending -> sharded, up to 4,096 devices")
+    worst = sorted((r for rows in sets.values() for r in rows if r["ratio"]),
+                   key=lambda r: -r["ratio"])[:6]
+    lines += ["## Largest ratios", "", "| problem | steps | ratio | proved |", "|---|---|---|---|"]
+    lines += [f"| {r['problem']} | {' '.join(r['steps'])} | {r['ratio']:.3f} | {r['proved']} |"
+              for r in worst]
+    report_io.write(args.out, "pending-quality", info, {"rows": sets}, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

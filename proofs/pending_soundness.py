@@ -1,0 +1,145 @@
+"""Theorem 1 for pending sums (DESIGN §14): the reductions' typing rules are sound for their
+addend maps, and the other steps carry pending axes unchanged.
+
+For a reduction taking pending layout B to A: for every device c, local index i of A and
+every member k of c's group (coordinates on the summed axes), the addend map names a
+device c' whose coordinates are k on the summed axes and c's elsewhere (so the members of
+the set are exactly the group, one each), and a local index in range for B holding A's
+global element at (c, i). For a step that only moves data from a pending B: its source
+keeps c's coordinates on every pending axis (an addend never turns into another). Stated
+with symbolic axis sizes and extents (divisible), symbolic coordinates and indices.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import z3
+
+from redist.core.errors import TypingError
+from redist.core.model.layout import Layout
+from redist.core.ops import AllReduce, ReduceScatter, addend, reshape, source, summed_axes
+from redist.core.ops.common import global_index
+from redist.core.smt.z3algebra import Z3
+
+from .symbolic import SymbolicMesh, all_layouts, all_steps
+
+
+def pending_layouts(names: tuple[str, ...], rank: int) -> Iterator[Layout]:
+    """Every layout with a non-empty pending set (each axis in a dim, replicated or
+    pending)."""
+    for lay in all_layouts(names, rank):
+        free = [a for a in names if a not in lay.used_axes()]
+        for k in range(1, len(free) + 1):
+            for pend in itertools.combinations(free, k):
+                yield Layout(lay.dims, pend)
+
+
+def reductions(names: tuple[str, ...], before: Layout) -> Iterator:
+    """Every reduce-scatter (pending axes into dims, in every order) and all-reduce."""
+    rank = before.rank
+    pend = before.sum
+    for where in itertools.product(range(-1, rank), repeat=len(pend)):
+        groups = [[a for a, w in zip(pend, where, strict=True) if w == d] for d in range(rank)]
+        if all(w == -1 for w in where):
+            continue
+        for orders in itertools.product(*[itertools.permutations(g) for g in groups]):
+            yield ReduceScatter(tuple(tuple(o) for o in orders))
+    for k in range(1, len(pend) + 1):
+        for sub in itertools.combinations(pend, k):
+            yield AllReduce(sub)
+
+
+def pending_query(names: tuple[str, ...], before: Layout, step) -> list[z3.BoolRef]:
+    """Hypotheses and the negated claim: unsat proves it for all sizes."""
+    mesh = SymbolicMesh(names)
+    after = reshape(step, before)
+    rank = before.rank
+    shape = tuple(z3.Int(f"N_{d}") for d in range(rank))
+    hyp: list[z3.BoolRef] = [mesh.size(a) >= 1 for a in names]
+    hyp += [n >= 1 for n in shape]
+    for lay in (before, after):
+        hyp += [shape[d] % lay.shards(mesh, d) == 0 for d in range(rank) if lay.dims[d]]
+    n_before = before.local_shape(mesh, shape)
+    n_after = after.local_shape(mesh, shape)
+    coords = {a: z3.Int(f"c_{a}") for a in names}
+    index = [z3.Int(f"i_{d}") for d in range(rank)]
+    hyp += [z3.And(coords[a] >= 0, coords[a] < mesh.size(a)) for a in names]
+    hyp += [z3.And(index[d] >= 0, index[d] < n_after[d]) for d in range(rank)]
+    summed = summed_axes(step)
+    k = {a: z3.Int(f"k_{a}") for a in summed}
+    hyp += [z3.And(k[a] >= 0, k[a] < mesh.size(a)) for a in summed]
+    if summed:
+        c2, i2 = addend(step, mesh, shape, before, after, coords, index, k, Z3)
+        ok = [c2[a] == (k[a] if a in summed else coords[a]) for a in names]
+    else:
+        c2, i2 = source(step, mesh, shape, before, after, coords, index, Z3)
+        ok = [z3.And(c2[a] >= 0, c2[a] < mesh.size(a)) for a in names]
+        ok += [c2[a] == coords[a] for a in before.sum]
+    ok += [z3.And(i2[d] >= 0, i2[d] < n_before[d]) for d in range(rank)]
+    want = global_index(mesh, shape, after, coords, index)
+    got = global_index(mesh, shape, before, c2, i2)
+    ok += [want[d] == got[d] for d in range(rank)]
+    return hyp + [z3.Not(z3.And(*ok))]
+
+
+def pending_cases(max_axes: int, max_rank: int) -> Iterator[tuple]:
+    for n in range(1, max_axes + 1):
+        names = tuple("xyz"[:n])
+        for rank in range(1, max_rank + 1):
+            for before in pending_layouts(names, rank):
+                for step in reductions(names, before):
+                    yield names, before, step
+                for step in all_steps(names, before, permutes=False):
+                    try:
+                        reshape(step, before)
+                    except TypingError:
+                        continue
+                    yield names, before, step
+
+
+def t1_pending(max_axes: int = 2, max_rank: int = 2, timeout_ms: int = 20_000) -> tuple:
+    """(cases, proved, failures): every case's query must be unsat."""
+    cases, proved, failures = 0, 0, []
+    for names, before, step in pending_cases(max_axes, max_rank):
+        cases += 1
+        s = z3.Solver()
+        s.set("timeout", timeout_ms)
+        s.add(*pending_query(names, before, step))
+        answer = s.check()
+        if answer == z3.unsat:
+            proved += 1
+        else:
+            failures.append(f"{before} {step}: {answer}")
+    return cases, proved, failures
+
+
+def t3_pending(axes: tuple[tuple[str, int], ...] = (("x", 2), ("y", 2)),
+               ranks: tuple[int, ...] = (1, 2)) -> tuple[int, list[str]]:
+    """T3 on pending problems: for every pending src and every dst (each pending axis
+    reduced or kept) on this mesh, extents divisible by every product of axes, the default
+    synthesizer returns a normal-form plan within the bound with all five claims proved.
+    (problems, failures)."""
+    from redist.core.model.mesh import Mesh
+    from redist.core.model.problem import Problem
+    from redist.core.smt.verify import verify
+    from redist.core.synthesis.synthesize import is_normal_form, synthesize_plan
+
+    mesh = Mesh(axes)
+    names = mesh.names
+    count, failures = 0, []
+    for rank in ranks:
+        shape = (2 * mesh.num_devices,) * rank
+        for src in pending_layouts(names, rank):
+            for dst in all_layouts(names, rank):
+                free = [a for a in src.sum if a not in dst.used_axes()]
+                for k in range(len(free) + 1):
+                    for keep in itertools.combinations(free, k):
+                        p = Problem(mesh, shape, "float32", src, Layout(dst.dims, keep))
+                        plan = synthesize_plan(p).plan
+                        count += 1
+                        if not (plan.figures().memory_efficient and is_normal_form(plan)
+                                and verify(plan).all_proved):
+                            failures.append(f"{p.show(p.src)} -> {p.show(p.dst)}")
+    return count, failures
