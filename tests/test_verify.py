@@ -250,6 +250,9 @@ def test_typing_rules_instantiated_from_templates_are_the_terms_built_anew(plan)
     mesh, shape = plan.problem.mesh, plan.problem.shape
     sv = T.step_vars(mesh, "9")
     a, b = T.layout_vars(mesh, "7"), T.layout_vars(mesh, "8")
-    assert T.transition(mesh, shape, sv, a, b).eq(T._transition(mesh, shape, sv, a, b))
-    got, want = T.wellformed(mesh, shape, a), symvars._wellformed(mesh, shape, a)
-    assert len(got) == len(want) and all(x.eq(y) for x, y in zip(got, want, strict=True))
+    for pending in (False, True):
+        assert T.transition(mesh, shape, sv, a, b, pending).eq(
+            T._transition(mesh, shape, sv, a, b, pending))
+        got = T.wellformed(mesh, shape, a, pending)
+        want = symvars._wellformed(mesh, shape, a, pending)
+        assert len(got) == len(want) and all(x.eq(y) for x, y in zip(got, want, strict=True))
