@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_bad_input import GOOD_PLAN, run_cli
 
 from redist.core.cross import transfer as T
 from redist.core.cross.model import CrossProblem, PlacedMesh, parse_placed_mesh, parse_ranks
@@ -22,7 +23,6 @@ from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.syntax import parse_layout
 from redist.core.plans.planjson import plan_from_json
-from test_bad_input import GOOD_PLAN, run_cli
 
 
 def problem(a, b, shape, src, dst, dtype="float32", world=None):
@@ -184,7 +184,7 @@ def test_senders_are_balanced(cp):
     counts = T.pair_elements(cp, plan.mid, plan.transfer)
     sent = {r: 0 for r in cp.a.devices}
     biggest = max(counts, default=0)
-    for (a, b), n in zip(plan.transfer.pairs, counts, strict=True):
+    for (a, _), n in zip(plan.transfer.pairs, counts, strict=True):
         if a not in cp.b:
             sent[a] += n
     pa = cp.a_problem
