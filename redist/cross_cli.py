@@ -66,9 +66,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     doc = cross_plan_to_json(plan)
     doc["verdict"] = verdict.to_json()
     if getattr(args, "certificate", None):
-        from redist.core.cross.certificate import write_cross_certificate
+        from redist.core.smt.certificate import write_certificate
         say(args, "certificate written to "
-            + write_cross_certificate(plan, verdict, args.certificate, budget))
+            + write_certificate(plan, verdict, args.certificate, budget))
     emit_json(doc, args.json)
     return EXIT_OK if verdict.all_proved else EXIT_CLAIM
 

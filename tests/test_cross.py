@@ -357,3 +357,25 @@ def test_cli_placed_mesh_needs_a_dst_mesh():
     code, _, err = run_cli(["plan", "--mesh", "x=2@0-1", "--shape", "4", "--src", "[{x}]",
                             "--dst", "[{}]"])
     assert code == 2 and "give --dst-mesh too" in err
+
+
+# --- certificates ------------------------------------------------------------------------
+
+def test_certificates_check_with_both_solvers_and_catch_tampering(tmp_path):
+    from redist.core.smt.certificate import check_certificate, write_certificate
+    from redist.core.smt.solvers import cvc5_version
+
+    cp = problem("x=2,y=2@0-3", "u=2,v=2@2-5", (8, 8), "[{x},{y}]", "[{},{v}]")
+    plan, verdict, budget = certified_cross(cp)
+    path = str(tmp_path / "cert.json")
+    write_certificate(plan, verdict, path, budget)
+    report = check_certificate(path)
+    assert report.ok, report.table()
+    solvers = {k for r in report.rows for k in r["answers"]}
+    assert solvers == ({"z3", "cvc5"} if cvc5_version() else {"z3"})
+    doc = json.loads(open(path).read())
+    # Move one pair's sender: the plan hash no longer matches.
+    doc["plan"]["steps"][0]["pairs"][0][0] = 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert not check_certificate(str(bad)).genuine
