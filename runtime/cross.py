@@ -261,3 +261,44 @@ def worker_main(job: dict, comm: MPI.Comm) -> dict | None:
         "elements_checked": math.prod(cp.shape) * replicas,
         "all_match": bad_total == 0,
     }
+
+
+def redistribute_between(local: np.ndarray | None, mesh, src, dst, comm: MPI.Comm, dst_mesh,
+                         shape, donate: bool = False) -> np.ndarray | None:
+    """The (mesh, src, dst) form with `dst_mesh`: rank 0 synthesizes and proves the plan,
+    every rank gets it; the A ranks pass their block, the others None."""
+    from redist.core.cross.coerce import between
+    from redist.core.cross.planjson import cross_plan_from_json
+
+    _check_comm(comm)
+    error, text = "", None
+    # The dtype is the src blocks': ranks off the src mesh learn it from those on it.
+    names = comm.allgather(local.dtype.name if isinstance(local, np.ndarray) else "")
+    try:
+        if shape is None:
+            raise RedistError("redistribute: between two meshes, give shape= (the global "
+                              "shape)")
+        cp = between(mesh, dst_mesh, shape, next((n for n in names if n), "float32"), src,
+                     dst, comm.Get_size())
+        if isinstance(local, np.ndarray) is not (comm.Get_rank() in cp.a):
+            raise RedistError(f"redistribute: rank {comm.Get_rank()} "
+                              + ("is in the src mesh: pass its block" if local is None else
+                                 "is not in the src mesh: pass None"))
+    except RedistError as e:
+        error = str(e)
+    flag = np.array([0 if error else 1], dtype=np.int8)
+    comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)
+    if not flag[0]:
+        raise RedistError(error or "another rank was given an invalid mesh, layout or block")
+    if comm.Get_rank() == 0:
+        try:
+            from redist.core.cross.synthesize import certified_cross
+            plan, _, budget = certified_cross(cp)
+            text = json.dumps([cross_plan_to_json(plan, with_figures=False), budget])
+        except RedistError as e:
+            text = json.dumps(["!" + str(e), None])
+    doc, budget = json.loads(comm.bcast(text, root=0))
+    if isinstance(doc, str):
+        raise RedistError(doc[1:])
+    plan = cross_plan_from_json(doc, comm.Get_size())
+    return redistribute_cross(local, plan, comm, donate, budget)[0]
