@@ -179,7 +179,9 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
     if not plan.b_plan.steps and tuple(n_mid) == cp.b_problem.dst.valid_shape(
             cp.b_problem.mesh, shape, cp.b.position[rank]):
         return out, peak
-    res, b_peak = execute([out], plan.b_plan, bmc, donate=True)
+    box = [out]
+    del out                  # the B steps hold the only reference: gathers grow it in place
+    res, b_peak = execute(box, plan.b_plan, bmc, donate=True)
     return res, max(peak, b_peak)
 
 
