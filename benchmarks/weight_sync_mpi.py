@@ -47,6 +47,7 @@ class Baselines:
     def __init__(self, plan, comm: MPI.Comm) -> None:
         cp = self.cp = plan.problem
         self.comm = comm
+        self.link = 0                  # bytes this rank moved over the cross link, last call
         rank = self.rank = comm.Get_rank()
         pa, pb = cp.a_problem, cp.b_problem
         self.pa, self.pb = pa, pb
@@ -69,9 +70,9 @@ class Baselines:
         for i, k in enumerate(a_keys):
             first.setdefault(k, cp.a.devices[i])              # the first holder sends
         self.sends = []                                        # (sender, receiver, lo, hi)
-        for k, replicas in self.tiles.items():
+        for replicas in self.tiles.values():
             j = cp.b.position[replicas[0]]
-            for ak, sender in first.items():
+            for sender in first.values():
                 i = cp.a.position[sender]
                 lo = np.maximum(self.lo_a[i], self.lo_b[j])
                 hi = np.minimum(self.hi_a[i], self.hi_b[j])
@@ -109,12 +110,14 @@ class Baselines:
                 full = local
         if rank == a0 and a0 != b0:
             self.comm.Send([full, mpi_type(dtype)], dest=b0, tag=TAG)
+            self.link = full.nbytes if a0 not in cp.b else 0
         if rank not in cp.b:
             return None, cross, total
         if rank == b0 and a0 != b0:
             full = mem.empty(cp.shape, dtype)
             self.comm.Recv([full, mpi_type(dtype)], source=a0, tag=TAG)
             cross += full.nbytes
+            self.link = full.nbytes
             total += full.nbytes
         elif rank != b0:
             full = mem.empty(cp.shape, dtype)
@@ -148,7 +151,9 @@ class Baselines:
                         slice(int(a - b), int(c - b)) for a, c, b in zip(
                             lo, hi, self.lo_a[i], strict=True))]
                 continue
+            n = int(np.prod(hi - lo)) * dtype.itemsize
             if rank == sender:
+                self.link += n if sender not in cp.b else 0
                 t = _box_type(local.shape, _ints(lo - self.lo_a[i]), _ints(hi - self.lo_a[i]),
                               dtype)
                 reqs.append(self.comm.Isend([local, 1, t], dest=receiver, tag=TAG))
@@ -156,9 +161,9 @@ class Baselines:
                 t = _box_type(tile.shape, _ints(lo - self.lo_b[j]), _ints(hi - self.lo_b[j]),
                               dtype)
                 reqs.append(self.comm.Irecv([tile, 1, t], source=sender, tag=TAG))
-                n = int(np.prod(hi - lo)) * dtype.itemsize
                 total += n
                 cross += n if sender not in cp.b else 0
+                self.link += n if sender not in cp.b else 0
             types.append(t)
         MPI.Request.Waitall(reqs)
         for t in types:
@@ -170,6 +175,18 @@ class Baselines:
             total += tile.nbytes
         valid = self.pb.dst.valid_shape(self.pb.mesh, cp.shape, j)
         return np.ascontiguousarray(tile[tuple(slice(0, n) for n in valid)]), cross, total
+
+
+def redist_link(plan, rank: int) -> int:
+    """Bytes this rank sends or receives over the cross-mesh link in the plan's transfer."""
+    from redist.core.cross.transfer import boxes
+    cp = plan.problem
+    out = 0
+    for (a, b), (lo, hi) in zip(plan.transfer.pairs, boxes(cp, plan.mid, plan.transfer),
+                                strict=True):
+        if a not in cp.b and rank in (a, b):
+            out += int(np.prod(hi - lo)) * cp.itemsize
+    return out
 
 
 def _ints(v) -> tuple[int, ...]:
@@ -208,6 +225,7 @@ def main() -> None:
     times = {m: [] for m in methods}
     peaks = {m: 0 for m in methods}
     moved = {m: (0, 0) for m in methods}
+    link = {m: 0 for m in methods}
     ok = {m: True for m in methods}
     for rep in range(reps + 1):                        # rep 0 warms up (connections, gate)
         for m in methods:
@@ -220,9 +238,12 @@ def main() -> None:
                 dt, peak = stats.seconds, stats.peak_bytes
                 fig = plan.figures()
                 mv = (fig.cross_mesh_bytes, fig.volume_bytes)
+                link[m] = redist_link(plan, rank)
             else:
                 mem = MemoryTracker()
+                base.link = 0
                 out, cross, total = getattr(base, m)(local, mem)
+                link[m] = base.link
                 dt, peak = time.perf_counter() - t0, mem.peak
                 mv = (comm.allreduce(cross), comm.allreduce(total))
             del local
@@ -238,11 +259,13 @@ def main() -> None:
     for m in methods:
         all_ok = comm.allreduce(ok[m], op=MPI.LAND)
         per_rank = comm.gather(peaks[m], root=0)
+        max_link = comm.allreduce(link[m], op=MPI.MAX)
         if rank == 0:
             print(json.dumps({
                 "method": m, "median_s": statistics.median(times[m]), "min_s": min(times[m]),
                 "seconds": times[m], "cross_mesh_bytes": moved[m][0],
                 "total_bytes": moved[m][1], "peak_per_rank": per_rank,
+                "max_link_bytes_per_rank": max_link,
                 "max_peak": max(per_rank),
                 "proved_peak_per_rank": [proved.get(r, 0) for r in range(comm.Get_size())]
                 if m == "redist" else None,

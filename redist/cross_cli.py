@@ -43,10 +43,11 @@ def table(plan: CrossPlan) -> str:
         f"bound {human_bytes(fig.cross_mesh_lower_bound_bytes)}), {len(senders)} senders",
         f"volume      {human_bytes(fig.volume_bytes)} in all (lower bound "
         f"{human_bytes(fig.lower_bound_bytes)}), {fig.collectives} communicating steps",
-        f"memory      peak {human_bytes(fig.runtime_peak_bytes)} per rank at most; every rank "
-        + ("within its bound (the larger of its blocks)" if fig.memory_efficient else
-           "NOT within its bound: a rank of both meshes holds both blocks during the "
-           "transfer"),
+        f"peak        {human_bytes(fig.runtime_peak_bytes)} per rank at most, each rank "
+        + ("within its bound (the larger of its two blocks) -> memory-efficient"
+           if fig.memory_efficient else
+           "within its proved peak; a rank of both meshes holds both blocks during the "
+           "transfer -> NOT within the bound"),
     ]
     return "\n".join(rows)
 

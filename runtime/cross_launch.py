@@ -127,9 +127,9 @@ def format_report(r: dict, budget: int | None = None) -> str:
         f"runtime's count), tracemalloc {human_bytes(max(r['traced_peak_bytes_per_rank']))}"
         + (f": EXCEEDS the proved peak on ranks {over}" if over else
            ", every rank within its proved peak"),
-        "elements    " + (f"all {r['elements_checked']:,} elements matched the expected dst "
-                          "blocks" if r["all_match"] else
+        "elements    " + ("all match the expected dst blocks" if r["all_match"] else
                           f"{r['mismatched_elements']} MISMATCHED"),
+        f"checked     {r['elements_checked']:,} elements (every dst block, replicas too)",
     ])
 
 

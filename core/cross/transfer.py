@@ -18,6 +18,7 @@ local index there is g mod n_src. One definition serves the simulator and the z3
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,11 @@ class Transfer:
         object.__setattr__(self, "pairs", tuple(sorted(tuple(p) for p in self.pairs)))
 
 
-def boxes(cp: CrossProblem, mid: Problem, t: Transfer) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per pair: the global box [lo, hi) of valid elements a sends b."""
+@lru_cache(maxsize=64)
+def boxes(cp: CrossProblem, mid: Problem, t: Transfer) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                               ...]:
+    """Per pair: the global box [lo, hi) of valid elements a sends b (read-only: cached, the
+    runtime asks on every call)."""
     pa = cp.a_problem
     lo_a, hi_a = block_ranges(pa.mesh, cp.shape, pa.src)
     lo_m, hi_m = block_ranges(mid.mesh, cp.shape, mid.src)
@@ -55,8 +59,10 @@ def boxes(cp: CrossProblem, mid: Problem, t: Transfer) -> list[tuple[np.ndarray,
     for a, b in t.pairs:
         i, j = cp.a.position[a], cp.b.position[b]
         lo = np.maximum(lo_a[i], lo_m[j])
-        out.append((lo, np.maximum(lo, np.minimum(hi_a[i], hi_m[j]))))
-    return out
+        hi = np.maximum(lo, np.minimum(hi_a[i], hi_m[j]))
+        lo.flags.writeable = hi.flags.writeable = False
+        out.append((lo, hi))
+    return tuple(out)
 
 
 def pair_elements(cp: CrossProblem, mid: Problem, t: Transfer) -> list[int]:
