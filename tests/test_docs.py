@@ -131,7 +131,7 @@ def check_output(args: list[str], out: str, code: int) -> None:
     """What each subcommand promises to print (docs/cli.md)."""
     cmd = args[0]
     if cmd in ("plan", "verify") and "--json" in args and "--dst-mesh" in args:
-        from redist.core.cross.planjson import cross_plan_from_json      # two meshes
+        from redist.core.cross.planjson import cross_plan_from_json  # two meshes
         doc = json.loads(out)
         plan = cross_plan_from_json(doc)
         assert doc["verdict"]["all_proved"] is (code == 0)
@@ -207,7 +207,7 @@ def test_command_lines_run(where, k, line, tmp_path):
 def test_json_blocks_are_valid(where, k, text):
     doc = json.loads(text)
     if doc.get("format") == "redist.plan/1" and "dst_mesh" in doc:
-        from redist.core.cross.planjson import cross_plan_from_json      # two meshes
+        from redist.core.cross.planjson import cross_plan_from_json  # two meshes
         assert cross_plan_from_json(doc).typing_error() is None
     elif doc.get("format") == "redist.plan/1":
         plan = plan_from_json(doc)
