@@ -379,3 +379,20 @@ def test_certificates_check_with_both_solvers_and_catch_tampering(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
     assert not check_certificate(str(bad)).genuine
+
+
+def test_t1x_harness_catches_an_unsound_source_map(monkeypatch):
+    """T1x proves the transfer's rule sound at a tiny bound, and fails when the source map
+    reads the wrong local index."""
+    from redist.proofs.transfer import t1_transfer
+
+    r = t1_transfer(meshes=((("x", 2),),), shapes=((4,),))
+    assert r.proved and r.cases > 0
+    real = T.source
+
+    def shifted(cp, mid, t, coords, index, alg):
+        a, c, i = real(cp, mid, t, coords, index, alg)
+        return a, c, [alg.mod(i[0] + 1, 2)]
+    monkeypatch.setattr(T, "source", shifted)
+    r = t1_transfer(meshes=((("x", 2),),), shapes=((4,),))
+    assert not r.proved and r.failures
