@@ -22,9 +22,7 @@ from redist.core.plans.plan import Figures, Plan  # noqa: E402
 from redist.core.plans.planjson import dumps as plan_dumps  # noqa: E402
 from redist.core.plans.planjson import loads as plan_loads  # noqa: E402
 from redist.core.smt.certificate import check_certificate, write_certificate  # noqa: E402
-from redist.cross_api import synthesize_between  # noqa: E402
 
 __all__ = ["Figures", "Layout", "Mesh", "Plan", "Problem", "RedistError", "Result",
            "TypingError", "check_certificate", "parse_layout", "parse_mesh", "parse_shape",
-           "plan_dumps", "plan_loads", "synthesize", "synthesize_between", "verify",
-           "write_certificate"]
+           "plan_dumps", "plan_loads", "synthesize", "verify", "write_certificate"]

@@ -30,12 +30,23 @@ def as_placed_mesh(value: Any) -> PlacedMesh:
 
 def between(src_mesh: Any, dst_mesh: Any, shape: Any, dtype: Any, src: Any, dst: Any,
             world: int | None = None) -> CrossProblem:
-    """A two-mesh problem from values in any accepted form."""
-    a, b = as_placed_mesh(src_mesh), as_placed_mesh(dst_mesh)
-    shape = as_shape(shape)
-    return CrossProblem(a, b, shape, getattr(dtype, "name", dtype),
-                        as_layout(src, len(shape), _placements_mesh(src_mesh, a)),
-                        as_layout(dst, len(shape), _placements_mesh(dst_mesh, b)), world)
+    """A two-mesh problem from values in any accepted form; a bad one is a RedistError
+    naming the argument."""
+    a = _naming("src_mesh", as_placed_mesh, src_mesh)
+    b = _naming("dst_mesh", as_placed_mesh, dst_mesh)
+    shape = _naming("shape", as_shape, shape)
+    src = _naming("src", lambda v: as_layout(v, len(shape), _placements_mesh(src_mesh, a)),
+                  src)
+    dst = _naming("dst", lambda v: as_layout(v, len(shape), _placements_mesh(dst_mesh, b)),
+                  dst)
+    return CrossProblem(a, b, shape, getattr(dtype, "name", dtype), src, dst, world)
+
+
+def _naming(argument: str, fn: Any, value: Any) -> Any:
+    try:
+        return fn(value)
+    except RedistError as e:
+        raise RedistError(f"{argument}: {e}") from None
 
 
 def _placements_mesh(value: Any, placed: PlacedMesh) -> Any:
