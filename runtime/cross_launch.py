@@ -41,6 +41,11 @@ def certified(args: argparse.Namespace, world: int | None
 
     if getattr(args, "plan_file", None):
         from redist.core.plans.planjson import read_doc
+        given = [o for o in ("mesh", "dst_mesh", "shape", "src", "dst", "dtype")
+                 if getattr(args, o, None) is not None]
+        if given:
+            raise RedistError(f"--plan {args.plan_file}: a two-mesh plan file holds its "
+                              f"problem; drop --{given[0].replace('_', '-')}")
         plan = cross_plan_from_json(read_doc(args.plan_file), world)
         fig = plan.figures() if plan.typing_error() is None else None
         budget = None if fig is None or fig.memory_efficient else fig.runtime_peak_bytes
