@@ -5,9 +5,13 @@ redist:  the verified two-mesh plan through `redistribute_cross` (its time start
 funnel:  the rank-0 funnel of RL weight syncs: the src mesh gathers the whole array on its
          first rank (skipped when that rank already holds it), which sends it to the dst
          mesh's first rank, which broadcasts it to the dst mesh; every dst rank cuts its block.
-alpa:    per-tile send + broadcast (Alpa's cross-mesh resharding): each distinct dst tile is
-         sent, piece by piece from the first holder of each src block, to the tile's first
-         replica on the dst mesh, which broadcasts it to the tile's other replicas.
+alpa:    Alpa's send + all-gather: the same pieces and dst-mesh all-gather as redist's plan
+         (each replica of a tile receives a different slice), but every piece sent by the
+         first holder of its src block (no sender balancing): a CrossPlan with those pairs,
+         run by the same runtime.
+bcast:   per-tile send + broadcast: each distinct dst tile is sent, piece by piece from the
+         first holder of each src block, to the tile's first replica on the dst mesh, which
+         broadcasts it to the tile's other replicas.
 Every method's buffers go through a MemoryTracker (the runtime's own count); bytes received
 are counted from the messages each method posts, split into cross-mesh (from a rank outside
 the dst mesh) and total. Every result is checked element by element. Rank 0 prints one JSON
@@ -25,11 +29,13 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from redist.core.cross.plan import CrossPlan
 from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
+from redist.core.cross.transfer import Transfer
 from redist.core.model.dtypes import numpy_dtype, same_bits
 from redist.core.semantics.blocks import block_ids, block_ranges
 from redist.runtime.arrays import sample_block
-from redist.runtime.cross import redistribute_cross
+from redist.runtime.cross import _b_comm, execute_cross, redistribute_cross
 from redist.runtime.execute import _box_type, mpi_type
 from redist.runtime.memory import MemoryTracker
 
@@ -131,7 +137,7 @@ class Baselines:
         mem.release(full)
         return out, cross, total
 
-    def alpa(self, local, mem: MemoryTracker):
+    def bcast(self, local, mem: MemoryTracker):
         cp, rank, dtype = self.cp, self.rank, self.dtype
         cross = total = 0
         if rank in cp.a:
@@ -175,6 +181,17 @@ class Baselines:
             total += tile.nbytes
         valid = self.pb.dst.valid_shape(self.pb.mesh, cp.shape, j)
         return np.ascontiguousarray(tile[tuple(slice(0, n) for n in valid)]), cross, total
+
+
+def first_holders(plan) -> Transfer:
+    """The plan's pieces, each sent by the first holder of its src block (Alpa's choice)."""
+    cp = plan.problem
+    pa = cp.a_problem
+    keys = [tuple(r) for r in block_ids(pa.mesh, pa.src).tolist()]
+    first: dict[tuple, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, cp.a.devices[i])
+    return Transfer(tuple((first[keys[cp.a.position[a]]], b) for a, b in plan.transfer.pairs))
 
 
 def redist_link(plan, rank: int) -> int:
@@ -221,7 +238,9 @@ def main() -> None:
         return sample_block(pa.mesh, cp.shape, pa.src, cp.a.position[rank], cp.dtype)
     expected = (sample_block(pb.mesh, cp.shape, pb.dst, cp.b.position[rank], cp.dtype)
                 if rank in cp.b else None)
-    methods = ("redist", "alpa", "funnel")
+    alpa = CrossPlan(cp, first_holders(plan), plan.b_plan)
+    bmc = _b_comm(plan, comm)
+    methods = ("redist", "alpa", "bcast", "funnel")
     times = {m: [] for m in methods}
     peaks = {m: 0 for m in methods}
     moved = {m: (0, 0) for m in methods}
@@ -239,6 +258,12 @@ def main() -> None:
                 fig = plan.figures()
                 mv = (fig.cross_mesh_bytes, fig.volume_bytes)
                 link[m] = redist_link(plan, rank)
+            elif m == "alpa":
+                out, dt = execute_cross([local], alpa, comm, bmc, True)
+                peak, dt = dt, time.perf_counter() - t0
+                fig = alpa.figures()
+                mv = (fig.cross_mesh_bytes, fig.volume_bytes)
+                link[m] = redist_link(alpa, rank)
             else:
                 mem = MemoryTracker()
                 base.link = 0
