@@ -28,8 +28,8 @@ from mpi4py import MPI
 from redist.core.model.dtypes import same_bits
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.ops import AllExchange
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllExchange
 from redist.core.synthesis.costmodel import load as load_model
 from redist.core.synthesis.synthesize import normal, with_exchange
 from redist.runtime import execute as runtime_steps

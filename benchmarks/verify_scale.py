@@ -19,14 +19,8 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import (
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    apply,
-)
 from redist.core.smt.verify import verify
 
 from . import report as report_io

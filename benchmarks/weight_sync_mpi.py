@@ -31,8 +31,8 @@ from mpi4py import MPI
 
 from redist.core.cross.plan import CrossPlan
 from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
-from redist.core.cross.transfer import Transfer
 from redist.core.model.dtypes import numpy_dtype, same_bits
+from redist.core.ops.transfer import Transfer
 from redist.core.semantics.blocks import block_ids, block_ranges
 from redist.runtime.arrays import sample_block
 from redist.runtime.cross import _b_comm, execute_cross, redistribute_cross
@@ -196,7 +196,7 @@ def first_holders(plan) -> Transfer:
 
 def redist_link(plan, rank: int) -> int:
     """Bytes this rank sends or receives over the cross-mesh link in the plan's transfer."""
-    from redist.core.cross.transfer import boxes
+    from redist.core.ops.transfer import boxes
     cp = plan.problem
     out = 0
     for (a, b), (lo, hi) in zip(plan.transfer.pairs, boxes(cp, plan.mid, plan.transfer),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import z3
 
 from redist.core.model.layout import Layout
-from redist.core.semantics.collectives import AllPermute, Collective, reshape
-from redist.core.semantics.sourcemap import global_index, source
+from redist.core.ops import AllPermute, Collective, reshape, source
+from redist.core.ops.common import global_index
 from redist.core.smt.z3algebra import Z3
 
 from .symbolic import SymbolicMesh

@@ -14,14 +14,7 @@ from dataclasses import dataclass
 import z3
 
 from redist.core.model.layout import Layout
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    Collective,
-)
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll, Collective
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,9 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import AllSlice, Collective, apply, reshape, source
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllSlice, Collective, apply, reshape
-from redist.core.semantics.sourcemap import source
 from redist.core.smt.verify import verify
 from redist.core.smt.z3algebra import Z3
 from redist.core.synthesis.synthesize import is_normal_form, normal

@@ -17,12 +17,12 @@ import time
 
 import z3
 
-from redist.core.cross import transfer as T
 from redist.core.cross.model import CrossProblem, PlacedMesh
 from redist.core.cross.synthesize import b_plan_from, choose_pairs, mid_layout
 from redist.core.errors import RedistError, TypingError
 from redist.core.model.mesh import Mesh
-from redist.core.semantics.sourcemap import global_index
+from redist.core.ops import transfer as T
+from redist.core.ops.common import global_index
 from redist.core.smt.z3algebra import Z3
 
 from .symbolic import all_layouts

@@ -33,7 +33,7 @@ def table(plan: CrossPlan) -> str:
             f"step 1      transfer -> {mid.show(mid.src)} on the dst mesh: "
             f"{len(plan.transfer.pairs)} pairs, {human_bytes(fig.step_volume[0])} moved"]
     lays = plan.b_plan.layouts()
-    from redist.core.semantics.collectives import describe
+    from redist.core.ops import describe
     for k, s in enumerate(plan.b_plan.steps):
         rows.append(f"step {k + 2}      {describe(s, mid.show_axes)} -> "
                     f"{mid.show(lays[k + 1])}: {human_bytes(fig.step_volume[k + 1])} moved")

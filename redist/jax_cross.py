@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding
 
-from redist.core.cross import transfer as T
 from redist.core.cross.coerce import between
 from redist.core.cross.plan import CrossPlan
 from redist.core.cross.synthesize import certified_cross
 from redist.core.errors import RedistError
+from redist.core.ops import transfer as T
 from redist.core.semantics.blocks import block_ranges
 from redist.jax import compile_plan
 from redist.jax_program import partition_spec
@@ -54,6 +54,22 @@ def plan_between(x: Any, dst: NamedSharding) -> CrossPlan:
 
 def reshard_between(x: Any, dst: NamedSharding) -> Any:
     plan = plan_between(x, dst)
+    blocks = _transfer(plan, x)
+    cp, mid = plan.problem, plan.mid
+    jmesh = dst.mesh
+    mid_sharding = NamedSharding(jmesh, partition_spec(mid.show(mid.src)))
+    order = [d.id for d in mid_sharding.addressable_devices_indices_map(cp.shape)]
+    by_id = dict(zip(cp.b.devices, blocks, strict=True))
+    y = jax.make_array_from_single_device_arrays(cp.shape, mid_sharding,
+                                                 [by_id[d] for d in order])
+    if not plan.b_plan.steps:
+        return jax.device_put(y, dst) if y.sharding != dst else y
+    return compile_plan(plan.b_plan, jmesh, dst_spec=dst.spec)(y)
+
+
+def _transfer(plan: CrossPlan, x: Any) -> list:
+    """The transfer (core/ops/transfer.py) inside JAX: every dst device's block of the
+    transfer's layout, assembled on that device from slices of the src shards."""
     cp, mid = plan.problem, plan.mid
     pa = cp.a_problem
     devices = {d.id: d for d in jax.devices()}
@@ -75,13 +91,4 @@ def reshard_between(x: Any, dst: NamedSharding) -> Any:
         for at, piece in parts[b]:
             out = jax.lax.dynamic_update_slice(out, piece, at)
         blocks.append(out)
-    jmesh = dst.mesh
-    mid_sharding = NamedSharding(jmesh, partition_spec(mid.show(mid.src)))
-    order = [d.id for d in mid_sharding.addressable_devices_indices_map(cp.shape)]
-    by_id = dict(zip(cp.b.devices, blocks, strict=True))
-    y = jax.make_array_from_single_device_arrays(cp.shape, mid_sharding,
-                                                 [by_id[d] for d in order])
-    if not plan.b_plan.steps:
-        return jax.device_put(y, dst) if y.sharding != dst else y
-    return compile_plan(plan.b_plan, jmesh, dst_spec=dst.spec)(y)
-
+    return blocks

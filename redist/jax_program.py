@@ -12,6 +12,7 @@ is the linear index of the tuple of all axis names).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -23,10 +24,10 @@ from jax.sharding import PartitionSpec as P
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops.common import mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import device_coords, permute_sources
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.semantics.sourcemap import mixed_radix
 
 
 def partition_spec(layout: Layout) -> P:
@@ -60,73 +61,98 @@ def _pad_to(x: Any, d: int, n: int) -> Any:
     return jnp.pad(x, pad)
 
 
+def _jax_slice(step: AllSlice, mesh: Mesh, names: tuple[str, ...], before: Layout,
+               after: Layout, n_after: tuple[int, ...], me: Callable[[], Any]):
+    cuts = [(d, _block_table(mesh, new)) for d, new in enumerate(step.axes) if new]
+
+    def run(x):
+        for d, table in cuts:
+            # A dim held whole may be shorter than its pieces: pad its last ones.
+            x = _pad_to(x, d, n_after[d] * (int(table.max()) + 1))
+            at = jnp.asarray(table)[me()] * n_after[d]
+            x = jax.lax.dynamic_slice_in_dim(x, at, n_after[d], axis=d)
+        return x
+    return run
+
+
+def _jax_gather(step: AllGather, mesh: Mesh, names: tuple[str, ...], before: Layout,
+                after: Layout, n_after: tuple[int, ...], me: Callable[[], Any]):
+    # One tiled gather per dim, straight into that dim, minor dims first (as XLA
+    # does): no full-size temporary and no transpose of the gathered array.
+    gathers = [(d, groups(mesh, gone)) for d, gone in enumerate(step.axes) if gone]
+
+    def run(x):
+        for d, grp in reversed(gathers):
+            x = jax.lax.all_gather(x, names, axis=d, tiled=True,
+                                   axis_index_groups=[list(g) for g in grp])
+            if x.shape[d] > n_after[d]:          # gathered into a dim held whole
+                x = jax.lax.slice_in_dim(x, 0, n_after[d], axis=d)
+        return x
+    return run
+
+
+def _jax_all_to_all(step: AllToAll, mesh: Mesh, names: tuple[str, ...], before: Layout,
+                    after: Layout, n_after: tuple[int, ...], me: Callable[[], Any]):
+    s, t = step.src_dim, step.dst_dim
+    grp = groups(mesh, step.axes)
+    g = len(grp[0])
+
+    def run(x):
+        x = _pad_to(x, t, g * n_after[t])        # dst_dim held whole: pad it
+        # dst_dim as (member, piece); exchange along the member axis; then the member
+        # axis goes major into src_dim. XLA fuses that reorder with the concatenation
+        # of the received pieces and writes the output once, as in its own reshard
+        # (a tiled all_to_all leaves a full-size concatenation temporary: 4.00x the
+        # bound per device instead of XLA's 3.88x on 8 devices).
+        shp = x.shape
+        y = x.reshape(shp[:t] + (g, shp[t] // g) + shp[t + 1:])
+        y = jax.lax.all_to_all(y, names, split_axis=t, concat_axis=t, tiled=False,
+                               axis_index_groups=[list(gr) for gr in grp])
+        y = jnp.moveaxis(y, t, s)                # just before src_dim's own axis
+        merged = list(shp)
+        merged[t] //= g
+        merged[s] *= g
+        y = y.reshape(merged)
+        if y.shape[s] > n_after[s]:              # src_dim held whole: keep N
+            y = jax.lax.slice_in_dim(y, 0, n_after[s], axis=s)
+        return y
+    return run
+
+
+def _jax_permute(step: AllPermute, mesh: Mesh, names: tuple[str, ...], before: Layout,
+                 after: Layout, n_after: tuple[int, ...], me: Callable[[], Any]):
+    sources = permute_sources(mesh, before, after)
+    if all(src == dst for dst, src in enumerate(sources)):
+        return lambda x: x
+    # ppermute zeroes a device nobody sends to: a device keeping its block sends to
+    # itself (XLA moves nothing for it).
+    pairs = [(src, dst) for dst, src in enumerate(sources)]
+    return lambda x: jax.lax.ppermute(x, names, perm=pairs)
+
+
+# One function per op (core/ops), returning the per-device function of the step; None:
+# the op has no portable JAX form (plans for JAX use --collectives portable).
+STEPS: dict[str, Callable[..., Callable[[Any], Any]] | None] = {
+    "all_slice": _jax_slice,
+    "all_gather": _jax_gather,
+    "all_to_all": _jax_all_to_all,
+    "all_permute": _jax_permute,
+    "all_exchange": None,
+}
+
+
 def _step_fn(plan: Plan, k: int, names: tuple[str, ...], before: Layout, after: Layout):
     """The per-device function of step k (buffers padded to the local shape)."""
     mesh, shape = plan.problem.mesh, plan.problem.shape
     step = plan.steps[k]
-    n_after = after.local_shape(mesh, shape)
+    run = STEPS[step.op]
+    if run is None:
+        raise RedistError(f"{step.op} has no portable JAX form")
 
     def me():
         return jax.lax.axis_index(names)
 
-    if isinstance(step, AllSlice):
-        cuts = [(d, _block_table(mesh, new)) for d, new in enumerate(step.axes) if new]
-
-        def run(x):
-            for d, table in cuts:
-                # A dim held whole may be shorter than its pieces: pad its last ones.
-                x = _pad_to(x, d, n_after[d] * (int(table.max()) + 1))
-                at = jnp.asarray(table)[me()] * n_after[d]
-                x = jax.lax.dynamic_slice_in_dim(x, at, n_after[d], axis=d)
-            return x
-        return run
-    if isinstance(step, AllGather):
-        # One tiled gather per dim, straight into that dim, minor dims first (as XLA
-        # does): no full-size temporary and no transpose of the gathered array.
-        gathers = [(d, groups(mesh, gone)) for d, gone in enumerate(step.axes) if gone]
-
-        def run(x):
-            for d, grp in reversed(gathers):
-                x = jax.lax.all_gather(x, names, axis=d, tiled=True,
-                                       axis_index_groups=[list(g) for g in grp])
-                if x.shape[d] > n_after[d]:          # gathered into a dim held whole
-                    x = jax.lax.slice_in_dim(x, 0, n_after[d], axis=d)
-            return x
-        return run
-    if isinstance(step, AllToAll):
-        s, t = step.src_dim, step.dst_dim
-        grp = groups(mesh, step.axes)
-        g = len(grp[0])
-
-        def run(x):
-            x = _pad_to(x, t, g * n_after[t])        # dst_dim held whole: pad it
-            # dst_dim as (member, piece); exchange along the member axis; then the member
-            # axis goes major into src_dim. XLA fuses that reorder with the concatenation
-            # of the received pieces and writes the output once, as in its own reshard
-            # (a tiled all_to_all leaves a full-size concatenation temporary: 4.00x the
-            # bound per device instead of XLA's 3.88x on 8 devices).
-            shp = x.shape
-            y = x.reshape(shp[:t] + (g, shp[t] // g) + shp[t + 1:])
-            y = jax.lax.all_to_all(y, names, split_axis=t, concat_axis=t, tiled=False,
-                                   axis_index_groups=[list(gr) for gr in grp])
-            y = jnp.moveaxis(y, t, s)                # just before src_dim's own axis
-            merged = list(shp)
-            merged[t] //= g
-            merged[s] *= g
-            y = y.reshape(merged)
-            if y.shape[s] > n_after[s]:              # src_dim held whole: keep N
-                y = jax.lax.slice_in_dim(y, 0, n_after[s], axis=s)
-            return y
-        return run
-    if isinstance(step, AllPermute):
-        sources = permute_sources(mesh, before, after)
-        if all(src == dst for dst, src in enumerate(sources)):
-            return lambda x: x
-        # ppermute zeroes a device nobody sends to: a device keeping its block sends to
-        # itself (XLA moves nothing for it).
-        pairs = [(src, dst) for dst, src in enumerate(sources)]
-        return lambda x: jax.lax.ppermute(x, names, perm=pairs)
-    raise RedistError(f"{step.op} has no portable JAX form")
+    return run(step, mesh, names, before, after, after.local_shape(mesh, shape), me)
 
 
 def check_mesh(plan: Plan, mesh: Any) -> None:

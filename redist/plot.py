@@ -8,8 +8,8 @@ import os
 import textwrap
 
 from redist.core.errors import RedistError
+from redist.core.ops import describe
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import describe
 
 
 def _units(n: float) -> tuple[float, str]:

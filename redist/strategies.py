@@ -12,8 +12,8 @@ from redist.core.errors import RedistError, TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll, apply
 
 AXIS_NAMES = "xyzwuv"
 

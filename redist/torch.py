@@ -46,17 +46,11 @@ from redist.core.model.dtypes import dtype_name
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops.common import mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.semantics.blocks import block_ranges, permute_sources
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-)
-from redist.core.semantics.sourcemap import mixed_radix
 from redist.dtensor import layout_from_placements, layout_of, mesh_from_device_mesh
 
 __all__ = ["redistribute", "redistribute_with_stats", "plan_for", "problem_of",
@@ -410,10 +404,14 @@ def _exchange(ctx: _Context, step: AllExchange, x: torch.Tensor, before: Layout,
     return out
 
 
-# The op of each step type: a new collective slots in here.
-_OPS: dict[type, Callable[..., torch.Tensor]] = {
-    AllSlice: _slice, AllGather: _gather, AllToAll: _all_to_all, AllPermute: _permute,
-    AllExchange: _exchange}
+# One function per op (core/ops): (ctx, step, x, before, after, shape) -> the new block.
+RUNNERS: dict[str, Callable[..., torch.Tensor]] = {
+    "all_slice": _slice,
+    "all_gather": _gather,
+    "all_to_all": _all_to_all,
+    "all_permute": _permute,
+    "all_exchange": _exchange,
+}
 
 
 # ---- plans ------------------------------------------------------------------------------
@@ -541,7 +539,7 @@ def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
     ctx.pinned = local.untyped_storage().data_ptr()
     x = _padded(ctx, _contiguous(ctx, local), p.src.local_shape(p.mesh, p.shape))
     for k, step in enumerate(plan.steps):
-        x = _OPS[type(step)](ctx, step, x, layouts[k], layouts[k + 1], p.shape)
+        x = RUNNERS[step.op](ctx, step, x, layouts[k], layouts[k + 1], p.shape)
     valid = p.dst.valid_shape(p.mesh, p.shape, ctx.me)
     return _contiguous(ctx, x[tuple(slice(0, n) for n in valid)])
 

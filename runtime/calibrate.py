@@ -16,19 +16,16 @@ import json
 import math
 import statistics
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
+from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll, Collective
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllToAll,
-)
-from redist.core.synthesis.costmodel import KINDS, CostModel, busiest_bytes
+from redist.core.synthesis.costmodel import KINDS, CostModel, step_load
 
 # Bytes per rank before the step. The smallest measures latency nearly alone, so that the
 # fitted latency is anchored by a measurement rather than only extrapolated.
@@ -36,39 +33,81 @@ SIZES = (1 << 10, 1 << 16, 1 << 20, 8 << 20)
 REPEAT = 5
 
 
-def _cases(ranks: int) -> list[tuple[str, Plan]]:
-    """(kind, one-step plan) on meshes of `ranks` devices, group sizes 2..ranks."""
-    out = []
+def _groups(ranks: int) -> list[tuple[Mesh, int]]:
+    """Meshes of `ranks` devices whose first axis `a` has g = 2..ranks devices."""
     groups = [g for g in (2, 4, 8, 16) if ranks % g == 0 and g <= ranks] or [ranks]
-    for g in groups:
-        mesh = parse_mesh(f"a={g},b={ranks // g}" if ranks // g > 1 else f"a={g}")
-        for nbytes in SIZES:
-            n = max(g, nbytes // 4 // g * g)                   # float32 elements per rank
-            rows = g * 8
-            cols = max(g, n // 8 // g * g)
-            two = (rows * (ranks // g), cols * g)
+    return [(parse_mesh(f"a={g},b={ranks // g}" if ranks // g > 1 else f"a={g}"), g)
+            for g in groups]
 
+
+def _two_dims(ranks: int, g: int, nbytes: int) -> tuple[int, int]:
+    n = max(g, nbytes // 4 // g * g)                       # float32 elements per rank
+    return (g * 8 * (ranks // g), max(g, n // 8 // g * g) * g)
+
+
+def _gather_cases(ranks: int) -> list[Plan]:
+    out = []
+    for mesh, g in _groups(ranks):
+        for nbytes in SIZES:
+            n = max(g, nbytes // 4 // g * g)
             p = _problem(mesh, "[{a},{}]", "[{},{}]", (n * g * (ranks // g), 1))
-            out.append(("all_gather", Plan(p, (AllGather(((p.mesh.names[0],), ())),))))
-            p = _problem(mesh, "[{a},{}]", "[{},{a}]", two)
-            out.append(("all_to_all", Plan(p, (AllToAll(0, 1, (p.mesh.names[0],)),))))
-            p = _problem(mesh, "[{},{a}]", "[{a},{}]", two)
-            out.append(("all_exchange", Plan(p, (AllExchange(p.dst),))))
+            out.append(Plan(p, (AllGather(((p.mesh.names[0],), ())),)))
+    return out
+
+
+def _two_dim_cases(ranks: int, src: str, dst: str,
+                   step_of: Callable[[Problem], Collective]) -> list[Plan]:
+    out = []
+    for mesh, g in _groups(ranks):
+        for nbytes in SIZES:
+            p = _problem(mesh, src, dst, _two_dims(ranks, g, nbytes))
+            out.append(Plan(p, (step_of(p),)))
+    return out
+
+
+def _all_to_all_cases(ranks: int) -> list[Plan]:
+    return _two_dim_cases(ranks, "[{a},{}]", "[{},{a}]",
+                          lambda p: AllToAll(0, 1, (p.mesh.names[0],)))
+
+
+def _exchange_cases(ranks: int) -> list[Plan]:
+    return _two_dim_cases(ranks, "[{},{a}]", "[{a},{}]", lambda p: AllExchange(p.dst))
+
+
+def _permute_cases(ranks: int) -> list[Plan]:
+    out = []
+    for _, g in _groups(ranks):
         if ranks // g > 1 and g == ranks // g:
             mesh2 = parse_mesh(f"a={g},b={g}")
             for nbytes in SIZES:
                 n = max(1, nbytes // 4) * g * g
                 p = Problem(mesh2, (n,), "float32", parse_layout("[{a,b}]"),
                             parse_layout("[{b,a}]"))
-                out.append(("all_permute", Plan(p, (AllPermute(p.dst),))))
-    if not any(k == "all_permute" for k, _ in out):
+                out.append(Plan(p, (AllPermute(p.dst),)))
+    if not out:
         mesh = parse_mesh(f"x={ranks}")
         for nbytes in SIZES:
             p = Problem(mesh, (max(1, nbytes // 4) * ranks,), "float32",
                         parse_layout("[{x}]"), parse_layout("[{x}]"))
             # A shifted block order: every device changes block.
-            out.append(("all_permute", _shift_plan(p)))
+            out.append(_shift_plan(p))
     return out
+
+
+# One function per op (core/ops): its one-step plans on `ranks` devices, group sizes
+# 2..ranks. None: the op is free (the cost model charges it nothing), nothing to measure.
+CASES: dict[str, Callable[[int], list[Plan]] | None] = {
+    "all_slice": None,
+    "all_gather": _gather_cases,
+    "all_to_all": _all_to_all_cases,
+    "all_permute": _permute_cases,
+    "all_exchange": _exchange_cases,
+}
+
+
+def _cases(ranks: int) -> list[tuple[str, Plan]]:
+    """(kind, one-step plan) for every kind the cost model charges."""
+    return [(kind, plan) for kind in KINDS for plan in CASES[kind](ranks)]  # type: ignore[misc]
 
 
 def _problem(mesh, src: str, dst: str, shape: tuple[int, ...]) -> Problem:
@@ -109,11 +148,9 @@ def main(job_path: str) -> None:
             execute([local], plan, mc, donate=True)
             times.append(comm.allreduce(MPI.Wtime() - t0, op=MPI.MAX))
         lays = plan.layouts()
-        step = plan.steps[0]
-        g = p.mesh.num_devices if isinstance(step, (AllPermute, AllExchange)) else \
-            math.prod(p.mesh.size(a) for dim in getattr(step, "axes", ())
-                      for a in (dim if isinstance(dim, tuple) else (dim,)))
-        rows.append({"kind": kind, "g": g, "bytes": busiest_bytes(plan, step, lays[0], lays[1]),
+        load = step_load(plan, plan.steps[0], lays[0], lays[1])
+        assert load is not None
+        rows.append({"kind": kind, "g": load.group, "bytes": load.busiest,
                      "local": p.local_bytes(lays[1]), "seconds": statistics.median(times[1:])})
     if rank == 0:
         from redist.runtime.worker import MARK

@@ -16,11 +16,11 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from redist.core.cross import transfer as T
 from redist.core.cross.plan import CrossPlan
 from redist.core.cross.planjson import cross_plan_to_json
 from redist.core.errors import RedistError
 from redist.core.model.dtypes import numpy_dtype
+from redist.core.ops import transfer as T
 from redist.core.semantics.blocks import block_ranges
 
 from .api import RunStats, _agree, _check_comm, execute
@@ -147,29 +147,7 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
         del local
     n_mid = mid.src.local_shape(mid.mesh, shape)
     out = mem.zeros(n_mid, dtype) if rank in cp.b else None
-    lo_a, _ = block_ranges(pa.mesh, shape, pa.src)
-    lo_m, _ = block_ranges(mid.mesh, shape, mid.src)
-    reqs, types = [], []
-    for (a, b), (lo, hi) in zip(plan.transfer.pairs, T.boxes(cp, mid, plan.transfer),
-                                strict=True):
-        if rank not in (a, b):
-            continue
-        i, j = cp.a.position[a], cp.b.position[b]
-        if a == b:
-            src = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_a[i], strict=True))
-            dst = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_m[j], strict=True))
-            out[dst] = held.a[src]
-            continue
-        if rank == a:
-            t = _box_type(held.a.shape, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]), dtype)
-            reqs.append(comm.Isend([held.a, 1, t], dest=b, tag=7))
-        else:
-            t = _box_type(tuple(n_mid), _ints(lo - lo_m[j]), _ints(hi - lo_m[j]), dtype)
-            reqs.append(comm.Irecv([out, 1, t], source=a, tag=7))
-        types.append(t)
-    MPI.Request.Waitall(reqs)
-    for t in types:
-        t.Free()
+    run_transfer(plan, comm, held.a if held is not None else None, out)
     if held is not None:
         held.free(mem)
         del held
@@ -183,6 +161,40 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
     del out                  # the B steps hold the only reference: gathers grow it in place
     res, b_peak = execute(box, plan.b_plan, bmc, donate=True)
     return res, max(peak, b_peak)
+
+
+def run_transfer(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None,
+                 out: np.ndarray | None) -> None:
+    """The transfer (core/ops/transfer.py) on MPI: this rank's pairs as point-to-point
+    messages between the padded A block and the padded mid block, subarray datatypes on
+    both sides (no packing buffers of ours); a pair (r, r) is a local copy."""
+    cp, mid = plan.problem, plan.mid
+    pa, shape = cp.a_problem, cp.shape
+    rank = comm.Get_rank()
+    dtype = np.dtype(numpy_dtype(cp.dtype))
+    lo_a, _ = block_ranges(pa.mesh, shape, pa.src)
+    lo_m, _ = block_ranges(mid.mesh, shape, mid.src)
+    reqs, types = [], []
+    for (a, b), (lo, hi) in zip(plan.transfer.pairs, T.boxes(cp, mid, plan.transfer),
+                                strict=True):
+        if rank not in (a, b):
+            continue
+        i, j = cp.a.position[a], cp.b.position[b]
+        if a == b:
+            src = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_a[i], strict=True))
+            dst = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_m[j], strict=True))
+            out[dst] = block[src]
+            continue
+        if rank == a:
+            t = _box_type(block.shape, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]), dtype)
+            reqs.append(comm.Isend([block, 1, t], dest=b, tag=7))
+        else:
+            t = _box_type(out.shape, _ints(lo - lo_m[j]), _ints(hi - lo_m[j]), dtype)
+            reqs.append(comm.Irecv([out, 1, t], source=a, tag=7))
+        types.append(t)
+    MPI.Request.Waitall(reqs)
+    for t in types:
+        t.Free()
 
 
 def _ints(v: np.ndarray) -> tuple[int, ...]:

@@ -26,22 +26,16 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 from mpi4py import MPI
 
 from redist.core.model.layout import Layout
+from redist.core.ops import AllGather, AllSlice, AllToAll, Collective
+from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import block_ranges, permute_sources
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    Collective,
-)
-from redist.core.semantics.sourcemap import mixed_radix
 from redist.core.semantics.working import chunk_elements
 
 from . import inplace
@@ -110,19 +104,19 @@ def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Lay
     """Apply one step to this rank's padded block `held.a` (C-contiguous); returns the new
     one. If the runtime owns the input (held.own) the step may overwrite it, and frees it
     as soon as it is done with it."""
-    mesh = mc.mesh
-    n_after = after.local_shape(mesh, shape)
-    if isinstance(step, AllSlice):
-        return _slice(step, mc, held, n_after, mem)
-    if isinstance(step, AllPermute):
-        return _permute(mc, before, after, held, mem)
-    if isinstance(step, AllGather):
-        return _gather(step, mc, held, n_after, mem)
-    if isinstance(step, AllToAll):
-        return _all_to_all(step, mc, held, n_after, mem)
-    if isinstance(step, AllExchange):
-        return _exchange(mc, shape, before, after, held, n_after, mem)
-    raise AssertionError(f"unknown step {step!r}")
+    n_after = after.local_shape(mc.mesh, shape)
+    return RUNNERS[step.op](step, mc, shape, before, after, held, n_after, mem)
+
+
+# One function per op (core/ops): (step, mc, shape, before, after, held, n_after, mem).
+RUNNERS: dict[str, Callable[..., np.ndarray]] = {
+    "all_slice": lambda st, mc, shape, b, a, held, n, mem: _slice(st, mc, held, n, mem),
+    "all_gather": lambda st, mc, shape, b, a, held, n, mem: _gather(st, mc, held, n, mem),
+    "all_to_all": lambda st, mc, shape, b, a, held, n, mem: _all_to_all(st, mc, held, n, mem),
+    "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, b, a, held, mem),
+    "all_exchange": lambda st, mc, shape, b, a, held, n, mem: _exchange(mc, shape, b, a, held,
+                                                                         n, mem),
+}
 
 
 def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],

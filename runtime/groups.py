@@ -5,7 +5,7 @@ from __future__ import annotations
 from mpi4py import MPI
 
 from redist.core.model.mesh import Mesh
-from redist.core.semantics.sourcemap import mixed_radix
+from redist.core.ops.common import mixed_radix
 
 
 class MeshComm:

@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll, source
+from redist.core.ops.common import global_index
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.collectives import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.semantics.sourcemap import global_index, source
 
 SIGNS = {AllSlice: "S", AllToAll: "A", AllPermute: "P", AllGather: "G", AllExchange: "X"}
 
@@ -50,8 +50,8 @@ def brute_lower_bound(plan: Plan) -> int:
 def brute_discarded(plan: Plan) -> bool:
     """Does any slice drop, on some device, a valid element that crossed the network to get
     there? Tracked element by element through the source maps."""
+    from redist.core.ops import source
     from redist.core.semantics.algebra import NUMPY
-    from redist.core.semantics.sourcemap import source
 
     p = plan.problem
     mesh, shape = p.mesh, p.shape

@@ -21,9 +21,9 @@ from redist.core.audit.reconstruct import fine_mesh, reconstruct
 from redist.core.errors import RedistError
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans import simulator
 from redist.core.semantics.blocks import device_coords
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.smt.verify import verify
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hlo")

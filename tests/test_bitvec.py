@@ -4,10 +4,10 @@ as the integer obligation it stands for, and a wrap is never read as a proof."""
 import z3
 from hypothesis import HealthCheck, given, settings
 
+from redist.core import ops
+from redist.core.ops import AllToAll
 from redist.core.plans.plan import Plan
-from redist.core.semantics import sourcemap
 from redist.core.semantics.blocks import changed_count, changed_devices
-from redist.core.semantics.collectives import AllToAll
 from redist.core.smt import obligations as O
 from redist.core.smt.bitvec import IntView, Untranslatable, to_bitvec
 from redist.core.smt.verify import solve
@@ -41,7 +41,7 @@ def test_bitvector_and_integer_obligations_agree(plan):
 def test_a_wrong_source_map_is_refuted_with_an_integer_counterexample(plan):
     """With the all_to_all map broken, both encodings answer alike, and a bit-vector model
     satisfies the integer obligation (it is a real counterexample, not a wrap)."""
-    real = sourcemap.source
+    real = ops.source
 
     def broken(step, mesh, shape, before, after, coords, index, alg):
         c, i = real(step, mesh, shape, before, after, coords, index, alg)

@@ -294,7 +294,7 @@ def test_single_file_with_integer_obligation_is_rejected(tmp_path):
 
 
 def test_ill_typed_plan_cannot_be_certified(tmp_path):
-    from redist.core.semantics.collectives import AllGather
+    from redist.core.ops import AllGather
     p = case("transpose")
     with pytest.raises(RedistError, match="not well-typed"):
         write_certificate(Plan(p, (AllGather((("x",), ("x",))),)), None, str(tmp_path / "x"))

@@ -68,8 +68,8 @@ def test_plot_labels_and_caption_name_every_step(tmp_path):
     """Tick labels name the collective (not "to_all" for all_to_all) and the caption lists
     every step of a long plan, wrapped, never cut."""
     from redist.core.model.coerce import problem
+    from redist.core.ops import AllSlice, AllToAll, describe
     from redist.core.plans.plan import Plan
-    from redist.core.semantics.collectives import AllSlice, AllToAll, describe
     from redist.plot import SHORT, caption, plot_plans
 
     assert SHORT["all_to_all"] == "all-to-all" and "to_all" not in SHORT.values()

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_bad_input import GOOD_PLAN, run_cli
 
-from redist.core.cross import transfer as T
 from redist.core.cross.model import CrossProblem, PlacedMesh, parse_placed_mesh, parse_ranks
 from redist.core.cross.plan import CrossPlan
 from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
@@ -22,6 +21,7 @@ from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.syntax import parse_layout
+from redist.core.ops import transfer as T
 from redist.core.plans.planjson import plan_from_json
 
 

@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.semantics.costs import step_volume
+from redist.core.ops import step_volume
 from redist.core.smt.verify import verify
 from redist.core.synthesis.costmodel import CostModel
 from redist.core.synthesis.synthesize import normal, with_exchange

@@ -12,8 +12,8 @@ from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
+from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import device_coords
-from redist.core.semantics.sourcemap import mixed_radix
 
 from strategies import meshes
 

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, source
+from redist.core.ops.common import mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.semantics.sourcemap import mixed_radix, source
 from redist.core.smt.verify import verify
 from redist.core.synthesis.exhaustive import exhaustive
 from redist.core.synthesis.greedy import greedy

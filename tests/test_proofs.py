@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from redist.core.semantics.collectives import AllToAll
+from redist.core.ops import AllToAll
 from redist.proofs import soundness, theorems
 from redist.proofs.theorems import run_all, t1_soundness, t1_uneven, t3_uneven
 

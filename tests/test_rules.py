@@ -12,10 +12,7 @@ from redist.core.model.layout import ceil_div
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.plans.plan import Plan
-from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.blocks import device_coords
-from redist.core.semantics.collectives import (
+from redist.core.ops import (
     AllExchange,
     AllGather,
     AllPermute,
@@ -25,7 +22,10 @@ from redist.core.semantics.collectives import (
     describe,
     nests,
 )
-from redist.core.semantics.sourcemap import digits, mixed_radix
+from redist.core.ops.common import digits, mixed_radix
+from redist.core.plans.plan import Plan
+from redist.core.semantics.algebra import NUMPY
+from redist.core.semantics.blocks import device_coords
 from redist.core.smt.verify import verify
 
 L = parse_layout

@@ -14,9 +14,9 @@ from mpi_util import mpirun
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_to_json
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.synthesis.synthesize import normal
 from redist.runtime.launch import launch
 

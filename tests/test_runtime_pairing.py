@@ -23,17 +23,11 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply
+from redist.core.ops.common import mixed_radix
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import block_ids, permute_sources
-from redist.core.semantics.collectives import (
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    apply,
-)
-from redist.core.semantics.sourcemap import mixed_radix
 from redist.core.synthesis.exhaustive import same_blocks
 from redist.runtime import execute, inplace
 from redist.runtime.groups import pair_rounds

@@ -7,8 +7,8 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import apply
 from redist.core.semantics.blocks import block_ids, permute_sources
-from redist.core.semantics.collectives import apply
 from redist.core.smt.verify import verify
 from redist.core.synthesis.costmodel import CostModel
 from redist.core.synthesis.synthesize import naive, normal, normalize, with_exchange
@@ -150,7 +150,7 @@ def test_divisibility_forces_a_peak_over_bound_and_says_why():
 
 @pytest.mark.parametrize("bad", ["[{y},{x}]", "[{x,y},{}]"])
 def test_typing_rule_rejects_permute_with_other_local_shape(bad):
-    from redist.core.semantics.collectives import AllPermute
+    from redist.core.ops import AllPermute
     mesh = parse_mesh("x=2,y=4")
     with pytest.raises(TypingError, match="local shape"):
         apply(AllPermute(parse_layout(bad)), mesh, (16, 16), Layout((("x",), ("y",))))

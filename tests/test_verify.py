@@ -7,15 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from redist.core import ops
 from redist.core.model.dtypes import same_bits
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import loads, plan_to_json
-from redist.core.semantics import sourcemap as semantics
-from redist.core.semantics.collectives import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.semantics.working import runtime_limit
 from redist.core.smt.verify import verify
 from redist.core.synthesis.synthesize import naive, normal
@@ -105,7 +105,7 @@ def test_hand_edited_json_dst_is_caught():
 def test_wrong_semantics_would_be_caught(monkeypatch):
     """If the all_to_all source map were wrong, the checker refutes element-correctness
     and the simulator (same map) shows the same wrong element."""
-    real = semantics.source
+    real = ops.source
 
     def broken(step, mesh, shape, before, after, coords, index, alg):
         c, i = real(step, mesh, shape, before, after, coords, index, alg)
@@ -200,7 +200,7 @@ def test_exchange_mutations_are_refuted(monkeypatch):
     v = verify(loads(json.dumps(plan_to_json(wrong, with_figures=False) | {
         "dst": [["y"], ["x"]]})))
     assert statuses(v)["reaches_dst"] == "refuted"
-    real = semantics.source
+    real = ops.source
 
     def broken(step, mesh, shape, before, after, coords, index, alg):
         c, i = real(step, mesh, shape, before, after, coords, index, alg)
@@ -222,7 +222,7 @@ def test_ill_typed_permute_or_exchange_is_confirmed_by_the_smt_rules(data):
     does: whenever the code rejects the step, the solver finds no next layout either, so the
     refutation never reports a disagreement between the two."""
     from redist.core.errors import TypingError
-    from redist.core.semantics.collectives import apply
+    from redist.core.ops import apply
 
     from strategies import layouts
 

@@ -25,18 +25,19 @@ from redist.core.model.axes import lift_axes, prime_cuts, refine
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.plans.plan import Plan
-from redist.core.plans.planjson import FORMAT, plan_from_json
-from redist.core.plans.simulator import expected_from_index, valid_mask
-from redist.core.semantics.blocks import block_ranges
-from redist.core.semantics.collectives import (
+from redist.core.ops import (
     AllGather,
     AllPermute,
     AllSlice,
     AllToAll,
     Collective,
     apply,
+    step_to_json,
 )
+from redist.core.plans.plan import Plan
+from redist.core.plans.planjson import FORMAT, plan_from_json
+from redist.core.plans.simulator import expected_from_index, valid_mask
+from redist.core.semantics.blocks import block_ranges
 
 
 @dataclass(frozen=True)
@@ -203,21 +204,10 @@ def _plan(problem: Problem, steps: list[tuple[Collective, Layout]]) -> Plan:
     base = problem.base
     assert base is not None
 
-    def show(axes: tuple[str, ...]) -> list[str]:
-        return list(lift_axes(base, axes))
-
-    def lay(layout: Layout) -> list[list[str]]:
-        return [show(d) for d in layout.dims]
     js = []
     for step, after in steps:
-        if isinstance(step, (AllSlice, AllGather)):
-            s = {"op": step.op, "axes": [show(d) for d in step.axes]}
-        elif isinstance(step, AllToAll):
-            s = {"op": step.op, "src_dim": step.src_dim, "dst_dim": step.dst_dim,
-                 "axes": show(step.axes)}
-        else:
-            s = {"op": step.op, "layout": lay(step.layout)}
-        s["layout_after"] = lay(after)
+        s = step_to_json(step, problem)
+        s["layout_after"] = problem.show(after).to_json()
         js.append(s)
     doc = {"format": FORMAT, "mesh": [[a, s] for a, s in base.axes],
            "shape": list(problem.shape), "dtype": problem.dtype,

@@ -16,15 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
 from redist.core import args
 from redist.core.errors import RedistError, TypingError
+from redist.core.ops import transfer as T
 from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import block_ids, block_ranges
 from redist.core.semantics.working import runtime_limit
 
-from . import transfer as T
 from .model import CrossProblem
 
 
@@ -113,29 +110,23 @@ class CrossPlan:
         if err is not None:
             raise err
         cp, mid = self.problem, self.mid
-        item = cp.itemsize
-        a_bytes = cp.a_block_bytes()
-        mid_bytes = mid.local_bytes(mid.src)
         bfig = self.b_plan.figures()
         b_work = max((bfig.local_bytes[0], *bfig.working_bytes))
-        counts = T.pair_elements(cp, mid, self.transfer)
-        moved = sum(n for (a, b), n in zip(self.transfer.pairs, counts, strict=True) if a != b)
-        cross = sum(n for (a, _), n in zip(self.transfer.pairs, counts, strict=True)
-                    if a not in cp.b)
+        moved = T.volume_bytes(cp, mid, self.transfer)
         ranks = cp.union
-        transfer_w = tuple((a_bytes if r in cp.a else 0) + (mid_bytes if r in cp.b else 0)
-                           for r in ranks)
+        transfer_w = tuple(T.working_bytes(cp, mid, r) for r in ranks)
         peaks = tuple(max(t, b_work if r in cp.b else 0) for r, t in zip(ranks, transfer_w,
                                                                          strict=True))
         bounds = tuple(cp.bound(r) for r in ranks)
         efficient = all(t <= bd for t, bd in zip(transfer_w, bounds, strict=True)) and (
             b_steps_within(self.b_plan, min_b_bound(cp)))
-        vols = (moved * item, *bfig.step_volume)
+        vols = (moved, *bfig.step_volume)
         return CrossFigures(
             ranks=ranks, bound_per_rank=bounds, peak_per_rank=peaks,
             transfer_per_rank=transfer_w, step_volume=vols, volume_bytes=sum(vols),
-            lower_bound_bytes=lower_bound_bytes(cp), cross_mesh_bytes=cross * item,
-            cross_mesh_lower_bound_bytes=cross_lower_bound_bytes(cp),
+            lower_bound_bytes=T.lower_bound_bytes(cp),
+            cross_mesh_bytes=T.cross_mesh_bytes(cp, mid, self.transfer),
+            cross_mesh_lower_bound_bytes=T.cross_lower_bound_bytes(cp),
             collectives=(1 if moved else 0) + bfig.collectives,
             runtime_peak_bytes=max(peaks), bound_bytes=max(bounds),
             memory_efficient=efficient)
@@ -153,51 +144,3 @@ def b_steps_within(b_plan: Plan, limit: int) -> bool:
     room = runtime_limit(limit, fig.itemsize)
     return max(fig.local_bytes) <= limit and all(
         w <= room + pad for w, pad in zip(fig.working_bytes, fig.padding_bytes, strict=True))
-
-
-def _held_by_b(cp: CrossProblem) -> list[int]:
-    """Positions in A of one holder of each distinct A block some B rank holds."""
-    pa = cp.a_problem
-    keys = [tuple(r) for r in block_ids(pa.mesh, pa.src).tolist()]
-    out: dict[tuple[int, ...], int] = {}
-    for r in cp.b.devices:
-        if r in cp.a:
-            out.setdefault(keys[cp.a.position[r]], cp.a.position[r])
-    return list(out.values())
-
-
-def _overlap(lo1, hi1, lo2, hi2) -> np.ndarray:
-    return np.prod(np.maximum(np.minimum(hi1, hi2) - np.maximum(lo1, lo2), 0), axis=-1)
-
-
-def cross_lower_bound_bytes(cp: CrossProblem) -> int:
-    """Bytes of the distinct dst blocks that no B rank holds in its A block: what must cross
-    from outside B whatever the plan."""
-    pb, pa = cp.b_problem, cp.a_problem
-    keys = [tuple(r) for r in block_ids(pb.mesh, pb.dst).tolist()]
-    first = list({k: j for j, k in reversed(list(enumerate(keys)))}.values())
-    lo_d, hi_d = block_ranges(pb.mesh, cp.shape, pb.dst)
-    lo_a, hi_a = block_ranges(pa.mesh, cp.shape, pa.src)
-    held = _held_by_b(cp)
-    total = 0
-    for j in first:
-        n = int(np.prod(hi_d[j] - lo_d[j]))
-        # Distinct A blocks are disjoint: subtract each one's share of the block.
-        n -= int(sum(_overlap(lo_d[j], hi_d[j], lo_a[i], hi_a[i]) for i in held))
-        total += n
-    return total * cp.itemsize
-
-
-def lower_bound_bytes(cp: CrossProblem) -> int:
-    """Σ over B ranks of the bytes of its dst block that it does not hold in its A block."""
-    pb, pa = cp.b_problem, cp.a_problem
-    lo_d, hi_d = block_ranges(pb.mesh, cp.shape, pb.dst)
-    lo_a, hi_a = block_ranges(pa.mesh, cp.shape, pa.src)
-    total = 0
-    for j, r in enumerate(cp.b.devices):
-        n = int(np.prod(hi_d[j] - lo_d[j]))
-        if r in cp.a:
-            i = cp.a.position[r]
-            n -= int(_overlap(lo_d[j], hi_d[j], lo_a[i], hi_a[i]))
-        total += n
-    return total * cp.itemsize

@@ -20,9 +20,9 @@ from typing import Any
 from redist.core.errors import RedistError
 from redist.core.model.mesh import Mesh
 from redist.core.model.syntax import layout_from_value
+from redist.core.ops import transfer as T
 from redist.core.plans.planjson import FORMAT, _same, plan_from_json, plan_to_json
 
-from . import transfer as T
 from .model import CrossProblem, PlacedMesh
 from .plan import CrossPlan
 

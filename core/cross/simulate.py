@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
+from redist.core.ops import transfer as T
 from redist.core.plans import simulator as S
 from redist.core.semantics.algebra import NUMPY
 
-from . import transfer as T
 from .plan import CrossPlan
 
 

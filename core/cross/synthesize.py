@@ -18,13 +18,13 @@ import numpy as np
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
+from redist.core.ops import AllGather
+from redist.core.ops.transfer import Transfer
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import block_ids, block_ranges
-from redist.core.semantics.collectives import AllGather
 
 from .model import CrossProblem
 from .plan import CrossPlan
-from .transfer import Transfer
 
 
 def mid_layout(cp: CrossProblem) -> Layout:

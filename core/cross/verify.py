@@ -20,7 +20,8 @@ from dataclasses import replace
 import z3
 
 from redist.core import args
-from redist.core.semantics.sourcemap import global_index, mixed_radix
+from redist.core.ops import transfer as T
+from redist.core.ops.common import global_index, mixed_radix
 from redist.core.smt.obligations import (
     CLAIMS,
     Obligation,
@@ -34,7 +35,6 @@ from redist.core.smt.obligations import (
 from redist.core.smt.verify import DEFAULT_TIMEOUT_MS, Verdict, solve
 from redist.core.smt.z3algebra import Z3
 
-from . import transfer as T
 from .plan import CrossPlan, min_b_bound
 
 
@@ -115,7 +115,7 @@ def _memory_claim(plan: CrossPlan, b_lays, budget: int | None) -> Obligation:
 
 
 def _no_discard(plan: CrossPlan, b_lays) -> Obligation:
-    from redist.core.semantics.collectives import AllSlice
+    from redist.core.ops import AllSlice
 
     b = plan.b_plan
     mesh, shape = b.problem.mesh, b.problem.shape

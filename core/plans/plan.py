@@ -9,17 +9,16 @@ from redist.core.errors import RedistError, TypingError
 from redist.core.limits import MAX_STEPS, check
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
+from redist.core.ops import (
+    OPS,
     Collective,
     apply,
+    padding_bytes,
+    step_volume,
+    working_bytes,
 )
-from redist.core.semantics.costs import lower_bound_bytes, step_volume
-from redist.core.semantics.working import padding_bytes, runtime_limit, working_bytes
+from redist.core.semantics.costs import lower_bound_bytes
+from redist.core.semantics.working import runtime_limit
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class Figures:
         }
 
 
-STEP_TYPES = (AllSlice, AllGather, AllToAll, AllPermute, AllExchange)
+STEP_TYPES = tuple(r.cls for r in OPS.values())
 
 
 @dataclass(frozen=True)

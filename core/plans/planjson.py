@@ -8,11 +8,9 @@ reading refines the mesh at every boundary the file's refs use and lowers them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from redist.core import args
-from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.limits import MAX_PLAN_FILE_BYTES, MAX_STEPS, check
 from redist.core.model.axes import Atoms, refine, resolve
@@ -20,28 +18,11 @@ from redist.core.model.layout import Layout
 from redist.core.model.mesh import SUB_AXIS, Mesh
 from redist.core.model.problem import Problem, check_user_layout, lower_layout
 from redist.core.model.syntax import layout_from_value
+from redist.core.ops import map_names, step_from_json, step_names, step_to_json
+from redist.core.ops.common import expect, json_int
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    Collective,
-)
 
 FORMAT = "redist.plan/1"
-OPS = "all_slice, all_gather, all_to_all, all_permute or all_exchange"
-
-
-def step_to_json(step: Collective, problem: Problem) -> dict[str, Any]:
-    show = problem.show_axes
-    if isinstance(step, (AllSlice, AllGather)):
-        return {"op": step.op, "axes": [list(show(d)) for d in step.axes]}
-    if isinstance(step, AllToAll):
-        return {"op": step.op, "src_dim": step.src_dim, "dst_dim": step.dst_dim,
-                "axes": list(show(step.axes))}
-    return {"op": step.op, "layout": problem.show(step.layout).to_json()}
 
 
 def plan_to_json(plan: Plan, *, with_figures: bool = True) -> dict[str, Any]:
@@ -74,54 +55,6 @@ def dumps(plan: Plan, **extra: Any) -> str:
     return json.dumps(doc, indent=1)
 
 
-def _expect(cond: bool, msg: str) -> None:
-    if not cond:
-        raise RedistError(msg)
-
-
-def _names(value: Any, where: str) -> tuple[str, ...]:
-    _expect(isinstance(value, list) and all(isinstance(a, str) for a in value),
-            f"{where} must be a list of axis names")
-    return tuple(value)
-
-
-def _int(value: Any, where: str) -> int:
-    _expect(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer")
-    return value
-
-
-def step_from_json(js: Any, k: int) -> Collective:
-    """A step with the names as written (refs; lowered later)."""
-    where = f"step {k + 1}"
-    _expect(isinstance(js, dict), f"{where} must be an object")
-    op = js.get("op")
-    if op in ("all_slice", "all_gather"):
-        axes = js.get("axes")
-        _expect(isinstance(axes, list), f"{where} ({op}): 'axes' must be a list per dim")
-        per_dim = tuple(_names(a, f"{where} ({op}) axes of dim {d}") for d, a in enumerate(axes))
-        return AllSlice(per_dim) if op == "all_slice" else AllGather(per_dim)
-    if op == "all_to_all":
-        for key in ("src_dim", "dst_dim", "axes"):
-            _expect(key in js, f"{where} (all_to_all): missing {key!r}")
-        return AllToAll(_int(js["src_dim"], f"{where} src_dim"),
-                        _int(js["dst_dim"], f"{where} dst_dim"),
-                        _names(js["axes"], f"{where} (all_to_all) axes"))
-    if op in ("all_permute", "all_exchange"):
-        _expect("layout" in js, f"{where} ({op}): missing 'layout'")
-        lay = layout_from_value(js["layout"], f"{where} layout")
-        return AllPermute(lay) if op == "all_permute" else AllExchange(lay)
-    raise RedistError(f"{where}: unknown op {op!r:.40} (expected {OPS})")
-
-
-def _step_names(step: Collective) -> Iterator[str]:
-    if isinstance(step, (AllSlice, AllGather)):
-        yield from (a for d in step.axes for a in d)
-    elif isinstance(step, AllToAll):
-        yield from step.axes
-    else:
-        yield from step.layout.used_axes()
-
-
 def _known(base: Mesh, name: str) -> bool:
     """Does the name refer to an axis of the mesh? (A name that does not is a typing
     error of its step, reported by `verify`; a malformed ref of a known axis is not a
@@ -137,68 +70,60 @@ def _lower_names(atoms: Atoms, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(a for n in names for a in (atoms.lower(n) if _known(atoms.base, n) else (n,)))
 
 
-def _lower_step(atoms: Atoms, step: Collective) -> Collective:
-    if isinstance(step, (AllSlice, AllGather)):
-        return type(step)(tuple(_lower_names(atoms, d) for d in step.axes))
-    if isinstance(step, AllToAll):
-        return AllToAll(step.src_dim, step.dst_dim, _lower_names(atoms, step.axes))
-    lay = Layout(tuple(_lower_names(atoms, d) for d in step.layout.dims))
-    return type(step)(lay)
-
-
 def plan_from_json(doc: Any) -> Plan:
     """Parse and check a plan document. What is not a plan (wrong structure, unknown op,
     an invalid problem, over a limit) raises RedistError. A plan whose steps break a typing
     rule still parses: that is a refuted claim, for `verify` to report. Layouts and figures
     that the writer included must match the recomputed ones."""
-    _expect(isinstance(doc, dict), "plan: the document must be a JSON object")
+    expect(isinstance(doc, dict), "plan: the document must be a JSON object")
     fmt = doc.get("format")
-    _expect(fmt == FORMAT, f"plan: unknown format {fmt!r:.60} (expected {FORMAT!r})")
-    _expect("dst_mesh" not in doc and "devices" not in doc,
-            "plan: a two-mesh plan (it names 'dst_mesh' or 'devices'), not a one-mesh plan")
+    expect(fmt == FORMAT, f"plan: unknown format {fmt!r:.60} (expected {FORMAT!r})")
+    expect("dst_mesh" not in doc and "devices" not in doc,
+           "plan: a two-mesh plan (it names 'dst_mesh' or 'devices'), not a one-mesh plan")
     for key in ("mesh", "shape", "dtype", "src", "dst"):
-        _expect(key in doc, f"plan: missing {key!r}")
+        expect(key in doc, f"plan: missing {key!r}")
     mesh_js = doc["mesh"]
-    _expect(isinstance(mesh_js, list) and all(
+    expect(isinstance(mesh_js, list) and all(
         isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) for m in mesh_js),
         "plan: 'mesh' must be a list of [name, size] pairs")
     base = Mesh(tuple((m[0], m[1]) for m in mesh_js))
     shape_js = doc["shape"]
-    _expect(isinstance(shape_js, list), "plan: 'shape' must be a list of integers")
-    shape = tuple(_int(n, "plan: shape entry") for n in shape_js)
-    _expect(isinstance(doc["dtype"], str), "plan: 'dtype' must be a string")
+    expect(isinstance(shape_js, list), "plan: 'shape' must be a list of integers")
+    shape = tuple(json_int(n, "plan: shape entry") for n in shape_js)
+    expect(isinstance(doc["dtype"], str), "plan: 'dtype' must be a string")
     src = layout_from_value(doc["src"], "plan src")
     dst = layout_from_value(doc["dst"], "plan dst")
     check_user_layout(base, src, shape, "plan src")
     check_user_layout(base, dst, shape, "plan dst")
     steps_js = doc.get("steps")
-    _expect(isinstance(steps_js, list), "plan: 'steps' must be a list")
+    expect(isinstance(steps_js, list), "plan: 'steps' must be a list")
     check(len(steps_js), MAX_STEPS, "the number of steps", "MAX_STEPS")
     raw = [step_from_json(s, k) for k, s in enumerate(steps_js)]
     claimed_after = [layout_from_value(s["layout_after"], f"step {k + 1} layout_after")
                      if "layout_after" in s else None for k, s in enumerate(steps_js)]
     claimed_verdict(doc)                  # its shape; `verify` compares the statuses
     refs = list(src.used_axes() + dst.used_axes())
-    refs += [n for st in raw for n in _step_names(st) if _known(base, n)]
+    refs += [n for st in raw for n in step_names(st) if _known(base, n)]
     refs += [n for lay in claimed_after if lay is not None for n in lay.used_axes()
              if _known(base, n)]
     atoms = refine(base, refs)
     problem = Problem(atoms.mesh, shape, doc["dtype"], lower_layout(atoms, src),
                       lower_layout(atoms, dst), base=base)
-    plan = Plan(problem, tuple(_lower_step(atoms, st) for st in raw))
+    plan = Plan(problem, tuple(map_names(st, lambda names: _lower_names(atoms, names))
+                               for st in raw))
     lays, err = plan.typed_prefix()
     for k, claimed in enumerate(claimed_after[: len(lays) - 1]):
         if claimed is not None:
             mine = Layout(tuple(_lower_names(atoms, d) for d in claimed.dims))
-            _expect(mine == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
+            expect(mine == lays[k + 1], f"step {k + 1}: layout_after {claimed} does not "
                                          f"match the recomputed {problem.show(lays[k + 1])}")
     if "figures" in doc and err is None:
         ours = plan.figures().to_json()
         theirs = doc["figures"]
-        _expect(isinstance(theirs, dict), "plan: 'figures' must be an object")
+        expect(isinstance(theirs, dict), "plan: 'figures' must be an object")
         stale = [f"{key!r:.40} = {value!r:.40} (recomputed {ours[key]!r})"
                  for key, value in theirs.items() if key in ours and not _same(ours[key], value)]
-        _expect(not stale, "plan: the stored 'figures' disagree with the plan (edited after "
+        expect(not stale, "plan: the stored 'figures' disagree with the plan (edited after "
                            "they were written? remove 'figures' to recompute them): figure "
                 + "; ".join(stale[:3]) + (f"; and {len(stale) - 3} more" if len(stale) > 3
                                           else ""))
@@ -219,11 +144,11 @@ def claimed_verdict(doc: Any) -> dict[str, str]:
     if not isinstance(doc, dict) or "verdict" not in doc:
         return {}
     v = doc["verdict"]
-    _expect(isinstance(v, dict) and isinstance(v.get("claims"), list),
+    expect(isinstance(v, dict) and isinstance(v.get("claims"), list),
             "plan: 'verdict' must be an object with a list of 'claims'")
     out = {}
     for c in v["claims"]:
-        _expect(isinstance(c, dict) and isinstance(c.get("claim"), str)
+        expect(isinstance(c, dict) and isinstance(c.get("claim"), str)
                 and isinstance(c.get("status"), str),
                 "plan: each verdict claim must be an object with string 'claim' and 'status'")
         out[c["claim"]] = c["status"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from redist.core.model.problem import Problem
+from redist.core.ops import describe
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import describe
 
 
 def human_bytes(n: float) -> str:

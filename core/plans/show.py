@@ -22,10 +22,10 @@ from rich.text import Text
 from redist.core.limits import MAX_SHOW_DEVICES
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
+from redist.core.ops import describe
 from redist.core.plans.plan import Plan
 from redist.core.plans.report import human_bytes
 from redist.core.semantics.blocks import block_ids
-from redist.core.semantics.collectives import describe
 
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan",
            "bright_magenta", "bright_green", "bright_yellow", "bright_blue", "bright_red"]

@@ -14,10 +14,11 @@ import numpy as np
 
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
+from redist.core.ops import source
+from redist.core.ops.common import global_index
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.blocks import device_coords
-from redist.core.semantics.sourcemap import global_index, source
 
 FILL = 0
 

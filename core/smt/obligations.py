@@ -17,10 +17,10 @@ import z3
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
+from redist.core.ops import AllSlice, source
+from redist.core.ops.common import global_index, mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.semantics.algebra import NUMPY
-from redist.core.semantics.collectives import AllSlice
-from redist.core.semantics.sourcemap import global_index, mixed_radix, source
 from redist.core.semantics.working import runtime_limit
 from redist.core.smt import typing_rules as T
 from redist.core.smt.bitvec import IntView, Untranslatable, to_bitvec

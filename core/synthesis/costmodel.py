@@ -10,23 +10,17 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
+from redist.core.model.problem import Problem
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll, Collective, group_size
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import changed_count, missing_elements
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    Collective,
-    group_size,
-)
 
-KINDS = ("all_gather", "all_to_all", "all_permute", "all_exchange")
 FORMAT = "redist.costmodel/1"
 
 
@@ -49,20 +43,12 @@ class CostModel:
 
     def step_seconds(self, plan: Plan, k: int, before, after) -> float:
         step = plan.steps[k]
-        p = plan.problem
-        if isinstance(step, AllSlice):
+        load = step_load(plan, step, before, after)
+        if load is None or load.busiest == 0:
             return 0.0
-        busiest = busiest_bytes(plan, step, before, after)
-        if busiest == 0:
-            return 0.0
-        g = p.mesh.num_devices if isinstance(step, (AllPermute, AllExchange)) else \
-            group_size(step, p.mesh)
-        local = p.local_bytes(after)
-        # In-place all-to-alls transpose twice locally; exchanges unpack once.
-        copies = 2 * local if isinstance(step, AllToAll) else local
-        return (self.latency[step.op] * (1 + math.log2(max(g, 1)))
-                + busiest * self.seconds_per_byte[step.op]
-                + copies * self.copy_seconds_per_byte)
+        return (self.latency[step.op] * (1 + math.log2(max(load.group, 1)))
+                + load.busiest * self.seconds_per_byte[step.op]
+                + load.copies * self.copy_seconds_per_byte)
 
     def seconds(self, plan: Plan) -> float:
         lays = plan.layouts()
@@ -75,19 +61,58 @@ class CostModel:
                 "copy_seconds_per_byte": self.copy_seconds_per_byte, "source": self.source}
 
 
+@dataclass(frozen=True)
+class Load:
+    """What the model charges one communicating step."""
+    busiest: int        # bytes received by the device that receives the most
+    group: int          # devices that talk to each other (latency grows with log2 of it)
+    copies: int         # bytes the runtime copies locally per device
+
+
+def _gather(p: Problem, step: AllGather, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    return Load((g - 1) * p.local_bytes(before), g, p.local_bytes(after))
+
+
+def _all_to_all(p: Problem, step: AllToAll, before, after) -> Load:
+    g = group_size(step, p.mesh)
+    lb = p.local_bytes(before)
+    local = before.local_shape(p.mesh, p.shape)
+    piece = lb // local[step.dst_dim] * after.local_shape(p.mesh, p.shape)[step.dst_dim]
+    # In-place all-to-alls transpose twice locally.
+    return Load((g - 1) * piece, g, 2 * p.local_bytes(after))
+
+
+def _permute(p: Problem, step: AllPermute, before, after) -> Load:
+    busiest = p.local_bytes(before) if changed_count(p.mesh, before, after) else 0
+    return Load(busiest, p.mesh.num_devices, p.local_bytes(after))
+
+
+def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
+    busiest = int(missing_elements(p.mesh, p.shape, before, after).max()) * p.itemsize
+    return Load(busiest, p.mesh.num_devices, p.local_bytes(after))     # unpacks once
+
+
+# One function per op (core/ops); None: the step is free (no communication).
+LOADS: dict[str, Callable[[Problem, Any, Any, Any], Load] | None] = {
+    "all_slice": None,
+    "all_gather": _gather,
+    "all_to_all": _all_to_all,
+    "all_permute": _permute,
+    "all_exchange": _exchange,
+}
+KINDS = tuple(op for op, f in LOADS.items() if f is not None)
+
+
+def step_load(plan: Plan, step: Collective, before, after) -> Load | None:
+    f = LOADS[step.op]
+    return None if f is None else f(plan.problem, step, before, after)
+
+
 def busiest_bytes(plan: Plan, step: Collective, before, after) -> int:
     """Bytes received by the device that receives the most in this step."""
-    p = plan.problem
-    lb = p.local_bytes(before)
-    if isinstance(step, AllExchange):
-        return int(missing_elements(p.mesh, p.shape, before, after).max()) * p.itemsize
-    if isinstance(step, AllPermute):
-        return lb if changed_count(p.mesh, before, after) else 0
-    g = group_size(step, p.mesh)
-    if isinstance(step, AllGather):
-        return (g - 1) * lb
-    local = before.local_shape(p.mesh, p.shape)
-    return (g - 1) * (lb // local[step.dst_dim] * after.local_shape(p.mesh, p.shape)[step.dst_dim])
+    load = step_load(plan, step, before, after)
+    return 0 if load is None else load.busiest
 
 
 def load(path: str | None = None) -> CostModel:

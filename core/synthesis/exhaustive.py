@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.synthesis.search import Ctx, dst_slices, merge_steps
 
 MAX_STATES = 200_000

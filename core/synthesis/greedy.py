@@ -12,8 +12,8 @@ import time
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
+from redist.core.ops import AllSlice, AllToAll, Collective
 from redist.core.plans.plan import Plan
-from redist.core.semantics.collectives import AllSlice, AllToAll, Collective
 from redist.core.synthesis.search import Ctx, _finishes, merge_steps
 
 MAX_ROUNDS = 8

@@ -33,15 +33,8 @@ from redist.core.model.axes import prime_cuts
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll, Collective
 from redist.core.plans.plan import Plan, padded_volume
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-    Collective,
-)
 from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.smt import typing_rules as T
 

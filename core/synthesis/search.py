@@ -31,17 +31,18 @@ from dataclasses import dataclass, field
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_devices
-from redist.core.semantics.collectives import (
+from redist.core.ops import (
     AllGather,
     AllPermute,
     AllSlice,
     AllToAll,
     Collective,
     apply,
+    step_volume,
 )
-from redist.core.semantics.costs import lower_bound_bytes, step_volume
+from redist.core.plans.plan import Plan
+from redist.core.semantics.blocks import changed_devices
+from redist.core.semantics.costs import lower_bound_bytes
 
 MAX_EXPANSIONS = 2_000           # layouts expanded: the budget (deterministic)
 MAX_GOALS = 48                 # finish candidates tried per layout

@@ -23,16 +23,10 @@ from dataclasses import dataclass, replace
 from redist.core.errors import RedistError
 from redist.core.model.axes import prime_cuts
 from redist.core.model.problem import Problem
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans.plan import Plan, padded_volume
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.plans.report import human_bytes
-from redist.core.semantics.collectives import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllSlice,
-    AllToAll,
-)
 from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.semantics.working import runtime_limit
 from redist.core.synthesis.costmodel import CostModel

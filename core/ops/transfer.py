@@ -1,5 +1,11 @@
 """The `transfer {pairs}` step (DESIGN §15): point-to-point copies from mesh A to mesh B.
 
+Its rule relates two meshes, so it is not in the one-mesh registry `OPS` (no one-mesh plan
+may hold it); a two-mesh plan (core/cross/plan.py) is one transfer, then one-mesh steps on
+B. This module holds, together, its value, typing rule, source map, byte figures and file
+form; its backends are one function each: `run_transfer` in runtime/cross.py (MPI) and
+`_transfer` in redist/jax_cross.py (JAX).
+
 Before the step, A devices hold their src blocks; after it, every B device holds its block
 of an intermediate layout `mid` on B (dst itself, or dst cut finer over B's replicated
 axes, for B-mesh steps to fan out). A pair (a, b) of world ranks means: a sends b the part
@@ -23,13 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from redist.core.cross.model import CrossProblem
 from redist.core.errors import RedistError, TypingError
 from redist.core.model.problem import Problem
+from redist.core.ops.common import digits, global_index, mixed_radix
 from redist.core.semantics.algebra import Algebra
 from redist.core.semantics.blocks import block_ids, block_ranges
-from redist.core.semantics.sourcemap import digits, global_index, mixed_radix
-
-from .model import CrossProblem
 
 
 @dataclass(frozen=True)
@@ -151,3 +156,72 @@ def from_json(js: Any) -> tuple[Transfer, Any]:
         if key not in js:
             raise RedistError(f"plan: transfer is missing {key!r}")
     return Transfer(js["pairs"]), js["layout"]
+
+
+# --- byte figures ------------------------------------------------------------------------
+
+def volume_bytes(cp: CrossProblem, mid: Problem, t: Transfer) -> int:
+    """Bytes received over all pairs between different ranks."""
+    return sum(n for (a, b), n in zip(t.pairs, pair_elements(cp, mid, t), strict=True)
+               if a != b) * cp.itemsize
+
+
+def cross_mesh_bytes(cp: CrossProblem, mid: Problem, t: Transfer) -> int:
+    """Bytes sent by ranks outside B (over the slow link between the meshes)."""
+    return sum(n for (a, _), n in zip(t.pairs, pair_elements(cp, mid, t), strict=True)
+               if a not in cp.b) * cp.itemsize
+
+
+def working_bytes(cp: CrossProblem, mid: Problem, rank: int) -> int:
+    """What a rank holds while the transfer runs: its A block if it is in A, its block of
+    mid if it is in B (padded, as the runtime allocates them)."""
+    return ((cp.a_block_bytes() if rank in cp.a else 0)
+            + (mid.local_bytes(mid.src) if rank in cp.b else 0))
+
+
+def _held_by_b(cp: CrossProblem) -> list[int]:
+    """Positions in A of one holder of each distinct A block some B rank holds."""
+    pa = cp.a_problem
+    keys = [tuple(r) for r in block_ids(pa.mesh, pa.src).tolist()]
+    out: dict[tuple[int, ...], int] = {}
+    for r in cp.b.devices:
+        if r in cp.a:
+            out.setdefault(keys[cp.a.position[r]], cp.a.position[r])
+    return list(out.values())
+
+
+def _overlap(lo1, hi1, lo2, hi2) -> np.ndarray:
+    return np.prod(np.maximum(np.minimum(hi1, hi2) - np.maximum(lo1, lo2), 0), axis=-1)
+
+
+def cross_lower_bound_bytes(cp: CrossProblem) -> int:
+    """Bytes of the distinct dst blocks that no B rank holds in its A block: what must cross
+    from outside B whatever the plan."""
+    pb, pa = cp.b_problem, cp.a_problem
+    keys = [tuple(r) for r in block_ids(pb.mesh, pb.dst).tolist()]
+    first = list({k: j for j, k in reversed(list(enumerate(keys)))}.values())
+    lo_d, hi_d = block_ranges(pb.mesh, cp.shape, pb.dst)
+    lo_a, hi_a = block_ranges(pa.mesh, cp.shape, pa.src)
+    held = _held_by_b(cp)
+    total = 0
+    for j in first:
+        n = int(np.prod(hi_d[j] - lo_d[j]))
+        # Distinct A blocks are disjoint: subtract each one's share of the block.
+        n -= int(sum(_overlap(lo_d[j], hi_d[j], lo_a[i], hi_a[i]) for i in held))
+        total += n
+    return total * cp.itemsize
+
+
+def lower_bound_bytes(cp: CrossProblem) -> int:
+    """Σ over B ranks of the bytes of its dst block that it does not hold in its A block."""
+    pb, pa = cp.b_problem, cp.a_problem
+    lo_d, hi_d = block_ranges(pb.mesh, cp.shape, pb.dst)
+    lo_a, hi_a = block_ranges(pa.mesh, cp.shape, pa.src)
+    total = 0
+    for j, r in enumerate(cp.b.devices):
+        n = int(np.prod(hi_d[j] - lo_d[j]))
+        if r in cp.a:
+            i = cp.a.position[r]
+            n -= int(_overlap(lo_d[j], hi_d[j], lo_a[i], hi_a[i]))
+        total += n
+    return total * cp.itemsize
