@@ -88,15 +88,16 @@ def _agree(comm: MPI.Comm, digest: str, problem_msg: str) -> None:
                           "moved")
 
 
-def _gate(comm: MPI.Comm, plan: Plan, digest: str, budget: int | None = None) -> None:
-    """Rank 0 verifies the plan (once per process per plan and budget); every rank learns
-    the verdict."""
+def _gate(comm: MPI.Comm, plan: Plan, digest: str, budget: int | None = None,
+          prove: Any = None) -> None:
+    """Rank 0 verifies the plan (once per process per plan and budget) with `prove` (default
+    the one-mesh `verify`); every rank learns the verdict."""
     reason = ""
     key = f"{digest}/{budget}"
     if comm.Get_rank() == 0 and key not in _verified:
         try:
             from redist.core.smt.verify import verify
-            v = verify(plan, budget)
+            v = (prove or verify)(plan, budget)
             if v.all_proved:
                 _verified.add(key)
             else:

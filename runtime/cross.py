@@ -23,38 +23,17 @@ from redist.core.model.dtypes import numpy_dtype
 from redist.core.ops import transfer as T
 from redist.core.semantics.blocks import block_ranges
 
-from .api import RunStats, _agree, _check_comm, execute
+from .api import RunStats, _agree, _check_comm, _gate, execute
 from .execute import _box_type
 from .groups import MeshComm
 from .memory import Held, MemoryTracker
 
-_verified: set[str] = set()
 _b_comms: dict[tuple, MeshComm | None] = {}
 
 
 def cross_plan_hash(plan: CrossPlan) -> str:
     doc = cross_plan_to_json(plan, with_figures=False)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _gate(comm: MPI.Comm, plan: CrossPlan, digest: str, budget: int | None) -> None:
-    """Rank 0 proves the five claims (once per process, plan and budget); all learn it."""
-    reason = ""
-    key = f"{digest}/{budget}"
-    if comm.Get_rank() == 0 and key not in _verified:
-        try:
-            from redist.core.cross.verify import verify_cross
-            v = verify_cross(plan, budget)
-            if v.all_proved:
-                _verified.add(key)
-            else:
-                reason = "; ".join(f"{r.claim} {r.status}" for r in v.results
-                                   if r.status != "proved")
-        except Exception as e:        # never leave the other ranks waiting in bcast
-            reason = f"verification failed on rank 0: {type(e).__name__}: {e}"
-    reason = comm.bcast(reason, root=0)
-    if reason:
-        raise RedistError(f"refusing to execute an unverified plan: {reason}")
 
 
 def _b_comm(plan: CrossPlan, comm: MPI.Comm) -> MeshComm | None:
@@ -107,7 +86,8 @@ def redistribute_cross(local: np.ndarray | None | list, plan: CrossPlan, comm: M
                           f"{type(local).__name__}")
     digest = cross_plan_hash(plan)
     _agree(comm, digest, _problem_msg(local, plan, comm))
-    _gate(comm, plan, digest, budget)
+    from redist.core.cross.verify import verify_cross
+    _gate(comm, plan, digest, budget, verify_cross)
     bmc = _b_comm(plan, comm)
     t0 = time.perf_counter()
     box = [local]

@@ -16,11 +16,11 @@ from redist.core.plans.report import human_bytes
 from .launch import (
     INTERPRETER_BYTES,
     RANK_OVERHEAD_BYTES,
-    Terminated,
     available_memory,
     find_mpiexec,
+    finish_run,
     first_error,
-    launch,
+    launch_for,
 )
 
 
@@ -72,34 +72,16 @@ def run_cross_command(args: argparse.Namespace) -> int:
         return 1
     job = {"plan": cross_plan_to_json(plan, with_figures=False), "repeat": args.repeat,
            "budget": budget}
-    try:
-        res = launch(job, args.np, args.mpiexec, args.timeout)
-    except Terminated:
-        print("redist: terminated; the MPI job was ended", file=sys.stderr)
-        return 143
-    if res.timed_out:
-        print(f"redist: error: the MPI job did not finish within {args.timeout:g} s and was "
-              "killed", file=sys.stderr)
-        return 1
+    res = launch_for(job, args)
+    if isinstance(res, int):
+        return res
     if res.returncode != 0 or not isinstance(res.report, dict):
         print(f"redist: error: the MPI job failed (exit {res.returncode}): "
               f"{first_error(res.stderr)}", file=sys.stderr)
         return 2 if "redist: error" in res.stderr else 1
     r = res.report
-    if getattr(args, "json", None):
-        from redist.cli import emit_json
-        emit_json(r, args.json)
-    over = over_proved(r)
-    if getattr(args, "json", None) != "-":
-        print(f"plan        {method}")
-        print(format_report(r, budget))
-    if r["all_match"] is not True:
-        return 1
-    if over:
-        print("redist: the measured peak exceeds the proved peak (see memory above)",
-              file=sys.stderr)
-        return 1
-    return 0
+    return finish_run(args, r, method, format_report(r, budget), r["all_match"] is True,
+                      bool(over_proved(r)))
 
 
 def over_proved(r: dict) -> list[int]:
