@@ -47,7 +47,7 @@ def jax_verdict(case: dict) -> str:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from redist.torch import nested_blocks
+    from redist.core.model.nested import nested_blocks
 
     sizes = tuple(s for _, s in case["mesh"])
     names = tuple(a for a, _ in case["mesh"])
@@ -97,8 +97,7 @@ def verdicts(case: dict, server, with_jax: bool = True) -> dict[str, str]:
     if r.get("ok"):
         out["redist"] = "ok"
     elif "refused" in r:
-        kind = "nested chunks" if "by chunking chunks" in r["refused"] else r["refused"][:120]
-        out["redist"] = "refused: " + kind
+        out["redist"] = "refused: " + r["refused"][:120]
     else:
         out["redist"] = f"wrong: ranks {r.get('bad_ranks')}"
     if d.get("ok"):
@@ -112,6 +111,21 @@ def verdicts(case: dict, server, with_jax: bool = True) -> dict[str, str]:
     if with_jax:
         out["jax"] = jax_verdict(case)
     return out
+
+
+def _nested(case: dict) -> bool:
+    """DTensor's pieces are not §11's ceil blocks in src or dst (nested uneven split)."""
+    from redist.core.model.layout import Layout
+    from redist.core.model.mesh import Mesh
+    from redist.core.model.nested import regrids
+
+    mesh = Mesh(tuple((a, s) for a, s in case["mesh"]))
+    for side in ("src", "dst"):
+        dims = tuple(tuple(a for a, p in zip(mesh.names, case[side], strict=True)
+                           if p == f"S{d}") for d in range(len(case["shape"])))
+        if regrids(mesh, tuple(case["shape"]), Layout(dims), to_dtensor=False):
+            return True
+    return False
 
 
 def _kind(verdict: str) -> str:
@@ -178,6 +192,7 @@ def run(cases: int, minutes: float, seed: int, out: str) -> dict:
 
     todo = random_cases(seed, cases)
     tallies = {e: Counter() for e in ("redist", "dtensor", "jax")}
+    nested: Counter = Counter()       # redist's verdicts on DTensor's nested uneven splits
     found: list[dict] = []
     seen: set[tuple[str, str]] = set()
     server = torch_server(8, timeout=300)
@@ -194,6 +209,8 @@ def run(cases: int, minutes: float, seed: int, out: str) -> dict:
                 server.close()
                 server = torch_server(8, timeout=300)
             done += 1
+            if _nested(case):
+                nested[_kind(v["redist"]).split(" ")[0]] += 1
             for engine, verdict in v.items():
                 tallies[engine][_kind(verdict).split(" ")[0]] += 1
                 if diverges(verdict) and not verdict.startswith("hang"):
@@ -214,7 +231,8 @@ def run(cases: int, minutes: float, seed: int, out: str) -> dict:
     finally:
         server.close()
     return {"cases": done, "planned": cases, "seconds": time.perf_counter() - t0,
-            "tallies": {e: dict(c) for e, c in tallies.items()}, "divergences": found}
+            "tallies": {e: dict(c) for e, c in tallies.items()}, "nested": dict(nested),
+            "divergences": found}
 
 
 def report(result: dict, info: dict) -> str:
@@ -233,10 +251,13 @@ def report(result: dict, info: dict) -> str:
         lines.append(f"| {e} | {c.get('ok', 0)} | {c.get('wrong', 0)} | {c.get('error', 0)} "
                      f"| {c.get('refused', 0)} | {c.get('unsupported', 0)} |")
     hangs = t.get("redist", {}).get("hang", 0)
+    nested = result.get("nested", {})
     lines += ["", f"Hangs (job restarted): {hangs}.", "",
-              "redist's refusals are DTensor's nested uneven splits (several mesh dims on "
-              "one tensor dim, extent not divisible: DTensor chunks the chunks, redist's "
-              "blocks are ceil blocks of the whole extent; docs/python.md). JAX's "
+              f"DTensor's nested uneven splits (several mesh dims on one tensor dim, extent "
+              f"not divisible: DTensor chunks the chunks, where redist's plans use ceil "
+              f"blocks of the whole extent; redist.torch moves the rows between the two at "
+              f"the boundary, docs/python.md): {sum(nested.values())} cases, redist "
+              + ", ".join(f"{k} {v}" for k, v in sorted(nested.items())) + ". JAX's "
               "`unsupported` cases are uneven extents, which `jax.device_put` refuses.", ""]
     kinds: dict[tuple[str, str], list[dict]] = {}
     for d in result["divergences"]:

@@ -110,6 +110,7 @@ def main() -> None:
                 "chosen_is": "exchange" if isinstance(plans["chosen"].steps[0:1] and
                                                       plans["chosen"].steps[0], AllExchange)
                 else "portable",
+                "exchange_fits": plans["exchange"].figures().memory_efficient,
                 "model": model.source, "all_match": ok}), flush=True)
 
 

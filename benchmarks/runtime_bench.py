@@ -112,6 +112,7 @@ def report(all_rows: list[dict], meta: dict) -> str:
         return "\n".join(lines + ["No case ran."] + [f"- {r['case']} at {r['size_mib']} MiB: "
                                                      f"{r['failed']}" for r in failed]) + "\n"
     vs_best, vs_direct, inplace, errors, over, proved_ratio = [], [], [], [], [], []
+    choice = []          # both fit the bound: chosen over the faster of portable, exchange
     for key in keys:
         p, o, x, c, d = (by[key + (m,)] for m in
                          ("portable", "portable-oop", "exchange", "chosen", "direct"))
@@ -126,6 +127,8 @@ def report(all_rows: list[dict], meta: dict) -> str:
                     r["peak_traced"] > r["proved_peak"] + INTERPRETER_BYTES:
                 over.append(f"{key[0]} at {key[1]} MiB ({r['method']})")
         proved_ratio.append(c["proved_peak"] / c["bound_bytes"])
+        if x.get("exchange_fits"):
+            choice.append(c["median_s"] / min(p["median_s"], x["median_s"]))
     lines += [
         "## Summary", "",
         f"- measured peak within the proved peak (runtime count ≤ proved; tracemalloc ≤ "
@@ -140,6 +143,10 @@ def report(all_rows: list[dict], meta: dict) -> str:
         f"geo-mean {geomean(vs_direct):.2f}x",
         f"- in-place over out-of-place portable plan (cases with an all-to-all): geo-mean "
         f"{geomean(inplace):.2f}x, max {max(inplace, default=float('nan')):.2f}x",
+        f"- where the exchange also fits the bound (plus a chunk): chosen over the faster of "
+        f"(portable, exchange) on {len(choice)} cases"
+        + (f", max {max(choice):.2f}x, within 1.1x: {sum(v <= 1.1 for v in choice)}/"
+           f"{len(choice)}" if choice else ""),
         f"- cost model, |predicted − measured| / measured (portable and exchange): median "
         f"{statistics.median(errors):.0%}, within 25%: {sum(e <= 0.25 for e in errors)}/"
         f"{len(errors)}",
@@ -182,7 +189,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    ap.add_argument("--calibrate", action="store_true",
+                    help="run `redist calibrate` first and predict (and choose) with that "
+                         "model: calibrated on the same machine under the same load")
     args = ap.parse_args()
+    if args.calibrate:
+        path = os.path.join(args.out, f"runtime-costmodel-{report_io.meta('')['date']}.json")
+        os.makedirs(args.out, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "redist", "calibrate", "--np", "8", "--out", path],
+                       check=True)
+        os.environ["REDIST_COST_MODEL"] = path          # the cases' jobs inherit it
     cases = {n: CASES[n] for n in args.cases.split(",") if n}
     cases.update(random_cases(args.random, args.seed))
     rows = []

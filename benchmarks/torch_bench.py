@@ -42,6 +42,12 @@ CASES = [
     ("uneven-transpose", (2, 4), (4095, 4097), ["S0", "S1"], ["S1", "S0"]),
     ("uneven-1d", (8,), (4093, 4099), ["S1"], ["S0"]),
     ("replicate-to-shard", (2, 4), (4096, 4096), ["R", "R"], ["S0", "S1"]),
+    # DTensor's nested uneven splits (4094 rows on 2x4: 512,512,512,511 | 512,512,512,511
+    # where §11's ceil blocks give 512 x7, 510): rows regridded at the boundary
+    ("nested-gather", (2, 4), (4094, 4096), ["S0", "S0"], ["R", "R"]),
+    ("nested-to-cols", (2, 4), (4094, 4097), ["S0", "S0"], ["S1", "S1"]),
+    ("rows-to-nested-cols", (2, 4), (4097, 4094), ["R", "S0"], ["S1", "S1"]),
+    ("nested-3d", (2, 2, 2), (254, 258, 256), ["S0", "S0", "S0"], ["S1", "S1", "S1"]),
 ]
 NAMES = ("x", "y", "z")
 
@@ -92,7 +98,7 @@ def _case(dist, mesh, t, dplace, repeat: int) -> tuple[dict, bool, float]:
             equal, first)
 
 
-def worker(mib: int, repeat: int, out: str) -> None:
+def worker(mib: int, repeat: int, out: str, only: list[str] | None = None) -> None:
     import logging
     import warnings
 
@@ -110,6 +116,8 @@ def worker(mib: int, repeat: int, out: str) -> None:
     rows = []
     meshes: dict = {}
     for name, sizes, shape, src, dst in CASES:
+        if only and name not in only:
+            continue
         if mib != 64:
             scale = (mib / 64) ** (1 / len(shape))
             # multiples of 8 stay multiples of 8, odd extents stay odd
@@ -182,11 +190,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mib", type=int, default=64, help="global array size (default 64)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--cases", nargs="+", metavar="NAME", help="run only these cases")
     ap.add_argument("--worker", metavar="OUT", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
     if args.worker:
-        worker(args.mib, args.repeat, args.worker)
+        worker(args.mib, args.repeat, args.worker, args.cases)
         return
     import torch
 
@@ -196,7 +205,9 @@ def main() -> None:
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
         subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "8",
                         "-m", "benchmarks.torch_bench", "--mib", str(args.mib), "--repeat",
-                        str(args.repeat), "--worker", path], check=True, env=env, timeout=3000)
+                        str(args.repeat), "--worker", path]
+                       + (["--cases", *args.cases] if args.cases else []),
+                       check=True, env=env, timeout=3000)
         with open(path) as f:
             rows = json.load(f)
     report_io.write(args.out, "torch", info, {"rows": rows}, report(rows, info))

@@ -329,14 +329,13 @@ def cmd_regress(args: argparse.Namespace) -> int:
         table.add_row("  compared inside JAX with jax.device_put", str(t.jax_runs))
     if args.torch:
         table.add_row("  run on 8 torchrun ranks, every DTensor block compared", str(t.torch_runs))
-        table.add_row("    of which refused: DTensor's nested uneven split", str(t.torch_refused))
     table.add_row("  failures", str(t.failures))
     if args.json != "-":
         QuietConsole().print(table)
     doc = {"checked": t.checked, "kinds": dict(t.kinds), "verified": t.verified,
            "caveat": t.caveat, "at_lower_bound": t.at_lower_bound, "mpi_runs": t.mpi_runs,
            "jax_runs": t.jax_runs, "torch_runs": t.torch_runs,
-           "torch_refused": t.torch_refused, "failures": t.failures, "seconds": outcome.seconds}
+           "failures": t.failures, "seconds": outcome.seconds}
     if outcome.failure:
         path = regress.save_failure(outcome.problem)
         p = outcome.problem

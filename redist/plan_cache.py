@@ -3,7 +3,10 @@
 `verified_plan(problem, method, budget)` synthesizes and proves a plan the first time a
 problem is seen and hands back the same plan afterwards without proving anything again
 (the key is the problem, the method and the budget). A plan that does not verify raises
-RedistError and is never cached or executed.
+RedistError and is never cached or executed. redist.jax and redist.torch share it;
+`exchange_fallback=True` (redist.torch, whose backend has an all_exchange) takes, where no
+portable plan is within the memory bound, the all_exchange plan proved against its own
+runtime peak (as the MPI runtime does), and is part of the key.
 
 With a cache directory (argument `cache_dir`, or the environment variable
 REDIST_PLAN_CACHE) verified plans and their verdicts are also written to disk, keyed by
@@ -41,7 +44,7 @@ FORMAT = "redist.plan-cache/1"
 ENV_DIR = "REDIST_PLAN_CACHE"
 ENV_KEY = "REDIST_PLAN_CACHE_KEY"
 
-_plans: dict[tuple[Problem, str, int | None], Plan] = {}
+_plans: dict[tuple[Problem, str, int | None, bool], Plan] = {}
 
 
 def _version() -> str:
@@ -50,35 +53,57 @@ def _version() -> str:
     return version()
 
 
-def prove(problem: Problem, method: str = "normal", budget: int | None = None
-          ) -> tuple[Plan, Verdict]:
+def prove(problem: Problem, method: str = "normal", budget: int | None = None,
+          exchange_fallback: bool = False) -> tuple[Plan, Verdict]:
     """Synthesize and verify; RedistError unless every claim is proved."""
-    from redist.api import synthesize
+    from redist.api import synthesize, verify
+    from redist.core.plans.plan import own_budget
 
     result = synthesize(problem, method=method, budget=budget)
-    if not result.verified:
-        failed = "; ".join(f"{r.claim} {r.status}" for r in result.verdict.results
+    verdict = result.verdict
+    if not result.verified and exchange_fallback and method == "normal" and budget is None:
+        # No portable plan within the bound (uneven extents, DESIGN §11): one all_exchange,
+        # proved against what it holds while it runs: what runs is what is proved.
+        result = synthesize(problem, method=method, collectives="mpi")
+        own = own_budget(result.plan)
+        verdict = result.verdict if own is None else verify(result.plan, own)
+    if not verdict.all_proved:
+        failed = "; ".join(f"{r.claim} {r.status}" for r in verdict.results
                            if r.status != "proved")
         raise RedistError(f"refusing to compile an unverified plan ({failed})"
                           + (f": {result.reason}" if result.reason else ""))
-    return result.plan, result.verdict
+    return result.plan, verdict
+
+
+def cached(problem: Problem, method: str = "normal", budget: int | None = None,
+           exchange_fallback: bool = False) -> Plan | None:
+    """The plan this process holds for the problem, or None (never proves, never reads
+    the disk)."""
+    return _plans.get((problem, method, budget, exchange_fallback))
+
+
+def remember(plan: Plan, problem: Problem, method: str, budget: int | None,
+             exchange_fallback: bool = False) -> None:
+    """Hold a plan that a peer of this job proved (redist.torch's rank 0 proves once and
+    broadcasts; every rank keeps what it received)."""
+    _plans[(problem, method, budget, exchange_fallback)] = plan
 
 
 def verified_plan(problem: Problem, method: str = "normal", budget: int | None = None,
-                  cache_dir: str | None = None) -> Plan:
+                  cache_dir: str | None = None, exchange_fallback: bool = False) -> Plan:
     """The verified plan for `problem`, proved at most once per process (and per cache
     directory, when there is one)."""
-    key = (problem, method, budget)
+    key = (problem, method, budget, exchange_fallback)
     plan = _plans.get(key)
     if plan is not None:
         return plan
     where = cache_dir or os.environ.get(ENV_DIR) or None
     if where:
-        plan = load(where, problem, method, budget)
+        plan = load(where, problem, method, budget, exchange_fallback)
     if plan is None:
-        plan, verdict = prove(problem, method, budget)
+        plan, verdict = prove(problem, method, budget, exchange_fallback)
         if where:
-            store(where, plan, verdict, method, budget)
+            store(where, plan, verdict, method, budget, exchange_fallback)
     _plans[key] = plan
     return plan
 
@@ -111,15 +136,21 @@ def _secret() -> bytes:
         return f.read()
 
 
-def _problem_doc(problem: Problem, method: str, budget: int | None) -> dict[str, Any]:
+def _problem_doc(problem: Problem, method: str, budget: int | None,
+                 exchange_fallback: bool = False) -> dict[str, Any]:
     doc = plan_to_json(Plan(problem, ()), with_figures=False)
     del doc["steps"], doc["format"]
-    return {"redist": _version(), "problem": doc, "method": method, "budget": budget}
+    out = {"redist": _version(), "problem": doc, "method": method, "budget": budget}
+    if exchange_fallback:
+        out["exchange_fallback"] = True
+    return out
 
 
-def problem_id(problem: Problem, method: str, budget: int | None) -> str:
-    """A name for the problem (with method, budget and redist's version)."""
-    text = json.dumps(_problem_doc(problem, method, budget), sort_keys=True)
+def problem_id(problem: Problem, method: str, budget: int | None,
+               exchange_fallback: bool = False) -> str:
+    """A name for the problem (with method, budget, fallback and redist's version)."""
+    text = json.dumps(_problem_doc(problem, method, budget, exchange_fallback),
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
@@ -127,8 +158,10 @@ def plan_sha256(plan: Plan) -> str:
     return hashlib.sha256(json.dumps(plan_to_json(plan), sort_keys=True).encode()).hexdigest()
 
 
-def entry_path(cache_dir: str, problem: Problem, method: str, budget: int | None) -> str:
-    return os.path.join(cache_dir, problem_id(problem, method, budget) + ".json")
+def entry_path(cache_dir: str, problem: Problem, method: str, budget: int | None,
+               exchange_fallback: bool = False) -> str:
+    return os.path.join(cache_dir, problem_id(problem, method, budget, exchange_fallback)
+                        + ".json")
 
 
 def _mac(payload: str) -> str:
@@ -136,14 +169,14 @@ def _mac(payload: str) -> str:
 
 
 def store(cache_dir: str, plan: Plan, verdict: Verdict, method: str,
-          budget: int | None) -> None:
+          budget: int | None, exchange_fallback: bool = False) -> None:
     """Write a verified plan and its verdict (atomically; a failure to write is a warning,
     never an error: the cache is an optimisation)."""
-    doc = _problem_doc(plan.problem, method, budget)
+    doc = _problem_doc(plan.problem, method, budget, exchange_fallback)
     doc["plan"] = dict(plan_to_json(plan), verdict=verdict.to_json())
     payload = json.dumps(doc, sort_keys=True)
     entry = json.dumps({"format": FORMAT, "payload": payload, "hmac": _mac(payload)})
-    path = entry_path(cache_dir, plan.problem, method, budget)
+    path = entry_path(cache_dir, plan.problem, method, budget, exchange_fallback)
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
@@ -155,19 +188,21 @@ def store(cache_dir: str, plan: Plan, verdict: Verdict, method: str,
                       stacklevel=3)
 
 
-def load(cache_dir: str, problem: Problem, method: str, budget: int | None) -> Plan | None:
+def load(cache_dir: str, problem: Problem, method: str, budget: int | None,
+         exchange_fallback: bool = False) -> Plan | None:
     """The cached plan for the problem, or None (absent, or rejected with a warning)."""
-    path = entry_path(cache_dir, problem, method, budget)
+    path = entry_path(cache_dir, problem, method, budget, exchange_fallback)
     if not os.path.exists(path):
         return None
     try:
-        return _check(path, problem, method, budget)
+        return _check(path, problem, method, budget, exchange_fallback)
     except RedistError as e:
         warnings.warn(f"redist: ignoring plan cache entry {path}: {e}", stacklevel=3)
         return None
 
 
-def _check(path: str, problem: Problem, method: str, budget: int | None) -> Plan:
+def _check(path: str, problem: Problem, method: str, budget: int | None,
+           exchange_fallback: bool) -> Plan:
     entry = parse_json(read_text(path, MAX_PLAN_FILE_BYTES, "plan cache entry"),
                        "plan cache entry")
     if not isinstance(entry, dict) or entry.get("format") != FORMAT:
@@ -178,13 +213,15 @@ def _check(path: str, problem: Problem, method: str, budget: int | None) -> Plan
     if not hmac.compare_digest(_mac(payload), mac):
         raise RedistError("its MAC does not match (written under another key, or altered)")
     doc = parse_json(payload, "plan cache entry")
-    want = _problem_doc(problem, method, budget)
-    if not isinstance(doc, dict) or any(doc.get(k) != v for k, v in want.items()):
+    want = _problem_doc(problem, method, budget, exchange_fallback)
+    if not isinstance(doc, dict) or set(doc) != {*want, "plan"} or any(
+            doc.get(k) != v for k, v in want.items()):
         raise RedistError("it is for another problem, method, budget or redist version")
     plan = plan_from_json(doc.get("plan"))
     claims = claimed_verdict(doc["plan"])
     # The plan's problem is the file's, refined into the atoms its steps use.
-    if _problem_doc(plan.problem, method, budget) != want or set(claims) != set(CLAIMS) \
+    if _problem_doc(plan.problem, method, budget, exchange_fallback) != want \
+            or set(claims) != set(CLAIMS) \
             or set(claims.values()) != {"proved"}:
         raise RedistError("its plan is not a proved plan of this problem")
     mine = plan.problem

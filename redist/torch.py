@@ -21,19 +21,21 @@ as one torch.distributed collective on the groups of its axes:
 A group's process group ranks its members in mesh order (torch sorts a group's ranks);
 the steps reorder pieces into the plan's mixed-radix order where the two differ.
 
-Uneven shards hold what DTensor holds (torch.chunk sizes, the ceil blocks of DESIGN §11);
-inside a plan buffers are padded to the ceil block. DTensor splits a tensor dim that
-several mesh dims shard by chunking the chunks, which differs from §11's blocks on some
-uneven extents: those are refused with a clear error. `Partial` is not supported yet.
+Uneven shards hold what DTensor holds (torch.chunk sizes); inside a plan buffers are
+padded to DESIGN §11's ceil block. DTensor splits a tensor dim that several mesh dims
+shard by chunking the chunks, which differs from §11's blocks on some uneven extents:
+there the rows move between the two before the first step and after the last, point to
+point inside each group (core/model/nested.py checks the moves exactly; they are outside
+the proved plan). `Partial` is not supported yet.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,10 +43,12 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from redist import plan_cache
 from redist.core.errors import RedistError
 from redist.core.model.dtypes import dtype_name
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
+from redist.core.model.nested import Regrid, group_devices, regrids
 from redist.core.model.problem import Problem
 from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.ops.common import mixed_radix
@@ -53,12 +57,8 @@ from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.dtensor import layout_from_placements, layout_of, mesh_from_device_mesh
 
-__all__ = ["redistribute", "redistribute_with_stats", "plan_for", "problem_of",
-           "nested_blocks", "ceil_blocks", "check_chunk_convention", "RunStats"]
+__all__ = ["redistribute", "redistribute_with_stats", "plan_for", "problem_of", "RunStats"]
 
-# Verified plans per (problem, method): every rank fills it at the same call, so a hit
-# skips synthesis, the proof and the broadcast on every rank alike.
-_plans: dict[tuple[Problem, str], Plan] = {}
 # Problems per DTensor spec and target placements.
 _problems: dict[tuple, tuple[Problem, tuple[int, ...]]] = {}
 # Process groups per (global ranks of the mesh, mesh of atoms, ordered axes).
@@ -70,46 +70,6 @@ class RunStats:
     peak_bytes: int        # this rank: its input block plus every buffer the steps allocated
     steps: int
     cached: bool           # the plan came from the cache (no synthesis, no proof)
-
-
-# ---- the chunk convention -------------------------------------------------------------
-
-def nested_blocks(n: int, sizes: Sequence[int]) -> list[tuple[int, int]]:
-    """DTensor's pieces of an extent n split over mesh dims of `sizes` (major first): each
-    piece is torch.chunk'ed again by the next mesh dim. Block k in mixed-radix order."""
-    pieces = [(0, n)]
-    for s in sizes:
-        nxt = []
-        for lo, hi in pieces:
-            c = -(-(hi - lo) // s) if hi > lo else 0
-            nxt += [(min(lo + k * c, hi), min(lo + (k + 1) * c, hi)) for k in range(s)]
-        pieces = nxt
-    return pieces
-
-
-def ceil_blocks(n: int, s: int) -> list[tuple[int, int]]:
-    """DESIGN §11: block k of s holds [k·c, min((k+1)·c, n)), c = ceil(n / s)."""
-    c = -(-n // s)
-    return [(min(k * c, n), min((k + 1) * c, n)) for k in range(s)]
-
-
-def check_chunk_convention(mesh: Mesh, shape: tuple[int, ...], layout: Layout,
-                           what: str) -> None:
-    """Raise unless every tensor dim's DTensor pieces are §11's ceil blocks."""
-    for d, dim in enumerate(layout.dims):
-        if len(dim) < 2:
-            continue                      # one mesh dim: torch.chunk is the ceil block
-        sizes = [mesh.size(a) for a in dim]
-        nested = nested_blocks(shape[d], sizes)
-        flat = ceil_blocks(shape[d], math.prod(sizes))
-        if nested != flat:
-            k = next(i for i, (a, b) in enumerate(zip(nested, flat, strict=True)) if a != b)
-            raise RedistError(
-                f"{what}: DTensor splits dim {d} (extent {shape[d]}) over mesh dims "
-                f"{','.join(dim)} by chunking chunks, so block {k} is rows "
-                f"[{nested[k][0]},{nested[k][1]}) where redist's ceil blocks (DESIGN §11) "
-                f"give [{flat[k][0]},{flat[k][1]}): not supported (they agree when the "
-                f"extent is divisible by {math.prod(sizes)})")
 
 
 # ---- groups ---------------------------------------------------------------------------
@@ -132,14 +92,8 @@ class _Context:
                 ) -> list[int]:
         """Global ranks of the group on `axes` of the device at `coords` (this one by
         default), in the mixed-radix order of their coordinates on `axes` (DESIGN §7)."""
-        c = dict(self.coords if coords is None else coords)
-        out = []
-        for k in range(math.prod(self.mesh.size(a) for a in axes)):
-            rest = k
-            for a in reversed(axes):
-                c[a], rest = rest % self.mesh.size(a), rest // self.mesh.size(a)
-            out.append(self.ranks[self.mesh.device(c)])
-        return out
+        dev = self.me if coords is None else self.mesh.device(coords)
+        return [self.ranks[d] for d in group_devices(self.mesh, axes, dev)]
 
     def group(self, axes: tuple[str, ...]) -> Any:
         """The process group of this device's group on `axes`. Every rank creates every
@@ -404,6 +358,63 @@ def _exchange(ctx: _Context, step: AllExchange, x: torch.Tensor, before: Layout,
     return out
 
 
+# ---- DTensor's nested pieces <-> the plan's ceil blocks (core/model/nested.py) ----------
+
+def _regrid(ctx: _Context, base: Mesh, x: torch.Tensor, rg: Regrid, valid: Sequence[int],
+            out_shape: Sequence[int]) -> torch.Tensor:
+    """This rank's block after moving rows of dim rg.dim inside its group on rg.axes: x
+    holds rows rg.frm[k] (from its row 0) and `valid` extents in the other dims (the
+    same on every member: they share their other coordinates); the result, of
+    `out_shape` (zeros past the valid extents), holds rows rg.to[k]. Point to point with
+    the few members whose rows overlap; pieces that are not contiguous in x or in the
+    result go through one scratch buffer each."""
+    d = rg.dim
+    group = group_devices(base, rg.axes, ctx.me)
+    k = group.index(ctx.me)
+    if rg.frm[k] == rg.to[k] and tuple(out_shape) == tuple(x.shape):
+        return x                        # its rows stay: nothing to send or receive
+    full = tuple(out_shape) == tuple(n if i != d else rg.to[k][1] - rg.to[k][0]
+                                     for i, n in enumerate(valid))
+    out = ctx.alloc((torch.empty if full else torch.zeros)(
+        tuple(out_shape), dtype=x.dtype, device=x.device))
+
+    def rows(t: torch.Tensor, first: int, lo: int, hi: int) -> torch.Tensor:
+        index = [slice(0, n) for n in valid]
+        index[d] = slice(lo - first, hi - first)
+        return t[tuple(index)]
+
+    if math.prod(n for i, n in enumerate(valid) if i != d) == 0:
+        ctx.free(x)
+        return out                      # empty in another dim (on every member alike)
+    ops, landing, scratch = [], [], []
+    for s, r, lo, hi in rg.moves:
+        if k not in (s, r):
+            continue
+        src, dst = rows(x, rg.frm[s][0], lo, hi), rows(out, rg.to[r][0], lo, hi)
+        if s == r:
+            dst.copy_(src)
+        elif s == k:
+            piece = src if src.is_contiguous() else ctx.alloc(src.contiguous())
+            scratch.append(piece)
+            ops.append(dist.P2POp(dist.isend, piece, ctx.ranks[group[r]]))
+        else:
+            piece = dst if dst.is_contiguous() else _empty(ctx, dst.shape, x)
+            scratch.append(piece)
+            landing.append((dst, piece))
+            ops.append(dist.P2POp(dist.irecv, piece, ctx.ranks[group[s]]))
+    for w in dist.batch_isend_irecv(ops) if ops else []:
+        w.wait()
+    for dst, piece in landing:
+        if piece is not dst:
+            dst.copy_(piece)
+    for t in scratch:
+        if t.untyped_storage().data_ptr() not in (x.untyped_storage().data_ptr(),
+                                                  out.untyped_storage().data_ptr()):
+            ctx.free(t)
+    ctx.free(x)
+    return out
+
+
 # One function per op (core/ops): (ctx, step, x, before, after, shape) -> the new block.
 RUNNERS: dict[str, Callable[..., torch.Tensor]] = {
     "all_slice": _slice,
@@ -421,63 +432,50 @@ def _mesh_ranks(device_mesh: Any) -> tuple[int, ...]:
 
 
 def problem_of(dtensor: DTensor, placements: Sequence[Any]) -> Problem:
-    """The redistribution problem of `dtensor` to `placements` on its mesh (raises a clear
-    RedistError for Partial, _StridedShard and DTensor's nested uneven splits)."""
+    """The redistribution problem of `dtensor` to `placements` on its mesh, in DESIGN
+    §11's ceil blocks (raises a clear RedistError for Partial and _StridedShard)."""
     if not isinstance(dtensor, DTensor):
         raise RedistError(f"redistribute takes a DTensor, not {type(dtensor).__name__}")
     mesh = mesh_from_device_mesh(dtensor.device_mesh)
     src = layout_of(dtensor)
     dst = layout_from_placements(tuple(placements), dtensor.device_mesh, dtensor.ndim)
     shape = tuple(int(n) for n in dtensor.shape)
-    check_chunk_convention(mesh, shape, src, "the DTensor's placements")
-    check_chunk_convention(mesh, shape, dst, "the target placements")
     return Problem(mesh, shape, dtype_name(str(dtensor.dtype).removeprefix("torch.")),
                    src, dst)
 
 
+@lru_cache(maxsize=1024)
 def _problem_key(problem: Problem, method: str) -> bytes:
-    doc = {"mesh": problem.base.axes, "shape": problem.shape, "dtype": problem.dtype,
-           "src": str(problem.show(problem.src)), "dst": str(problem.show(problem.dst)),
-           "method": method}
-    return hashlib.sha256(json.dumps(doc, default=list).encode()).digest()
+    return bytes.fromhex(plan_cache.problem_id(problem, method, None, True))
 
 
-def _agree(ranks: tuple[int, ...], group: Any, key: bytes, device: Any) -> None:
+def _agree(ranks: tuple[int, ...], group: Any, key: bytes, have: bool, device: Any) -> bool:
     """Collective: every rank learns whether all ranks asked for the same problem, so a
-    rank that differs raises on every rank instead of leaving the others waiting."""
-    mine = torch.frombuffer(bytearray(key), dtype=torch.uint8).to(device)
+    rank that differs raises on every rank instead of leaving the others waiting; and
+    whether every rank holds the plan already (else rank 0 sends it to all)."""
+    mine = torch.frombuffer(bytearray(key + bytes([have])), dtype=torch.uint8).to(device)
     every = torch.empty(len(ranks) * mine.numel(), dtype=torch.uint8, device=device)
     dist.all_gather_into_tensor(every, mine, group=group)
     rows = every.view(len(ranks), -1)
-    differ = [ranks[i] for i in range(len(ranks)) if not torch.equal(rows[i], rows[0])]
+    differ = [ranks[i] for i in range(len(ranks)) if not torch.equal(rows[i, :-1],
+                                                                     rows[0, :-1])]
     if differ:
         raise RedistError(f"ranks {differ} asked for a different redistribution (mesh, "
                           f"shape, dtype or placements) than rank {ranks[0]}; no data moved")
+    return bool(rows[:, -1].all())
 
 
-def _synthesized(problem: Problem, method: str, ctx: _Context, group: Any) -> Plan:
-    """Rank 0 of the mesh synthesizes and proves; every rank gets the plan (or the error)."""
+def _from_rank_0(problem: Problem, method: str, ctx: _Context, group: Any,
+                 cache_dir: str | None) -> Plan:
+    """Rank 0 of the mesh takes the verified plan from redist.plan_cache (this process,
+    the authenticated disk cache, or synthesis and proof); every rank gets it (or the
+    error) and keeps it in its own plan_cache."""
     text = None
     if ctx.me == 0:
-        from redist.api import synthesize, verify
-        from redist.core.plans.plan import own_budget
         try:
-            r = synthesize(problem, method=method)
-            verdict = r.verdict
-            if not r.verified and method == "normal":
-                # No portable plan within the bound (uneven extents, DESIGN §11): one
-                # all_exchange (an all_to_all_single with split sizes), proved against
-                # what it holds while it runs (input and output) as its budget, as the
-                # MPI runtime does: what runs is what is proved.
-                r = synthesize(problem, method=method, collectives="mpi")
-                budget = own_budget(r.plan)
-                verdict = r.verdict if budget is None else verify(r.plan, budget)
-            if not verdict.all_proved:
-                failed = "; ".join(f"{v.claim} {v.status}" for v in verdict.results
-                                   if v.status != "proved")
-                text = "!refusing to execute an unverified plan: " + failed
-            else:
-                text = json.dumps(plan_to_json(r.plan, with_figures=False))
+            plan = plan_cache.verified_plan(problem, method, None, cache_dir,
+                                            exchange_fallback=True)
+            text = json.dumps(plan_to_json(plan, with_figures=False))
         except RedistError as e:
             text = "!" + str(e)
         except Exception as e:     # never leave the other ranks waiting in the broadcast
@@ -486,14 +484,18 @@ def _synthesized(problem: Problem, method: str, ctx: _Context, group: Any) -> Pl
     dist.broadcast_object_list(box, src=ctx.ranks[0], group=group)
     if box[0].startswith("!"):
         raise RedistError(box[0][1:])
-    return plan_from_json(json.loads(box[0]))
+    if ctx.me == 0:
+        return plan_cache.cached(problem, method, None, True)
+    plan = plan_from_json(json.loads(box[0]))
+    plan_cache.remember(plan, problem, method, None, True)
+    return plan
 
 
 def plan_for(dtensor: DTensor, placements: Sequence[Any], method: str = "normal",
-             check: bool = True) -> Plan:
-    """The verified plan (cached per problem) that `redistribute` would run. Collective:
+             check: bool = True, *, cache_dir: str | None = None) -> Plan:
+    """The verified plan (redist.plan_cache) that `redistribute` would run. Collective:
     every rank of the DTensor's mesh calls it."""
-    return _plan_and_context(dtensor, placements, method, check)[0]
+    return _plan_and_context(dtensor, placements, method, check, cache_dir)[0]
 
 
 def _problem_and_ranks(dtensor: DTensor, placements: Sequence[Any]
@@ -516,38 +518,58 @@ def _problem_and_ranks(dtensor: DTensor, placements: Sequence[Any]
 
 
 def _plan_and_context(dtensor: DTensor, placements: Sequence[Any], method: str,
-                      check: bool = True) -> tuple[Plan, _Context, bool]:
+                      check: bool = True, cache_dir: str | None = None
+                      ) -> tuple[Plan, _Context, bool]:
     problem, ranks = _problem_and_ranks(dtensor, placements)
     me = ranks.index(dist.get_rank())
     base = _Context(problem.base, ranks, me)
     everyone = base.group(problem.base.names)
+    plan = plan_cache.cached(problem, method, None, True)
+    hit = plan is not None
     if check:
-        _agree(ranks, everyone, _problem_key(problem, method), dtensor.device)
-    cached = (problem, method) in _plans
-    if not cached:
-        _plans[(problem, method)] = _synthesized(problem, method, base, everyone)
-    plan = _plans[(problem, method)]
-    return plan, _Context(plan.problem.mesh, ranks, me), cached
+        hit = _agree(ranks, everyone, _problem_key(problem, method), hit, dtensor.device)
+    if not hit:
+        plan = _from_rank_0(problem, method, base, everyone, cache_dir)
+    assert plan is not None
+    return plan, _Context(plan.problem.mesh, ranks, me), hit
 
 
 def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
-    """Run a plan's steps on this rank's block (its valid extent); no checks (callers gate
-    on the plan's proof). Returns the dst block, valid extent."""
+    """Run a plan's steps on this rank's block (DTensor's valid extent); no checks
+    (callers gate on the plan's proof). Returns the dst block as DTensor holds it. Where
+    DTensor's nested pieces are not the plan's ceil blocks, rows move between the two
+    before the first step and after the last (core/model/nested.py)."""
     p = plan.problem
+    base = p.base if p.base is not None else p.mesh
     layouts = plan.layouts()
     ctx.alloc(local)
     ctx.pinned = local.untyped_storage().data_ptr()
-    x = _padded(ctx, _contiguous(ctx, local), p.src.local_shape(p.mesh, p.shape))
+    x = _contiguous(ctx, local)
+    padded = p.src.local_shape(p.mesh, p.shape)
+    into = regrids(base, p.shape, p.show(p.src), to_dtensor=False)
+    for i, rg in enumerate(into):
+        k = group_devices(base, rg.axes, ctx.me).index(ctx.me)
+        shape = padded if i == len(into) - 1 else tuple(
+            n if j != rg.dim else rg.to[k][1] - rg.to[k][0] for j, n in enumerate(x.shape))
+        x = _regrid(ctx, base, x, rg, x.shape, shape)
+    x = _padded(ctx, x, padded)
     for k, step in enumerate(plan.steps):
         x = RUNNERS[step.op](ctx, step, x, layouts[k], layouts[k + 1], p.shape)
-    valid = p.dst.valid_shape(p.mesh, p.shape, ctx.me)
+    valid = list(p.dst.valid_shape(p.mesh, p.shape, ctx.me))
+    back = regrids(base, p.shape, p.show(p.dst), to_dtensor=True)
+    for rg in back:
+        k = group_devices(base, rg.axes, ctx.me).index(ctx.me)
+        shape = list(valid)
+        shape[rg.dim] = rg.to[k][1] - rg.to[k][0]
+        x = _regrid(ctx, base, x, rg, valid, shape)
+        valid = shape
     return _contiguous(ctx, x[tuple(slice(0, n) for n in valid)])
 
 
 def redistribute_with_stats(dtensor: DTensor, placements: Sequence[Any],
-                            method: str = "normal", check: bool = True
-                            ) -> tuple[DTensor, RunStats]:
-    plan, ctx, cached = _plan_and_context(dtensor, placements, method, check)
+                            method: str = "normal", check: bool = True, *,
+                            cache_dir: str | None = None) -> tuple[DTensor, RunStats]:
+    plan, ctx, cached = _plan_and_context(dtensor, placements, method, check, cache_dir)
     with torch.no_grad():              # data movement only: the result is a new leaf
         out = execute(dtensor.to_local(), plan, ctx)
     result = DTensor.from_local(out, dtensor.device_mesh, tuple(placements), run_check=False,
@@ -556,11 +578,15 @@ def redistribute_with_stats(dtensor: DTensor, placements: Sequence[Any],
 
 
 def redistribute(dtensor: DTensor, placements: Sequence[Any], method: str = "normal",
-                 check: bool = True) -> DTensor:
+                 check: bool = True, *, cache_dir: str | None = None) -> DTensor:
     """`dtensor` with `placements` on the same DeviceMesh, equal to
     `dtensor.redistribute(dtensor.device_mesh, placements)`, moved by a verified plan.
     Collective: every rank of the mesh calls it with the same placements. check=False
     skips the one small all_gather per call by which ranks that were given different
     placements all fail instead of hanging (DTensor's own redistribute assumes they
-    agree)."""
-    return redistribute_with_stats(dtensor, placements, method, check)[0]
+    agree); it also tells every rank whether all hold the plan, else rank 0 sends it.
+    Plans are proved once per problem on rank 0 and kept by every rank in
+    redist.plan_cache (shared with redist.jax); `cache_dir` (or REDIST_PLAN_CACHE) also
+    keeps them on rank 0's disk, authenticated."""
+    return redistribute_with_stats(dtensor, placements, method, check,
+                                   cache_dir=cache_dir)[0]

@@ -10,7 +10,8 @@ A case: {"mesh": [[name, size], ...], "shape": [...], "dtype": "float32",
 "src": ["S0", "R", ...], "dst": [...]} with one placement per mesh dim ("R", "S<d>", "P"
 for Partial); "flatten": true also flattens every run of adjacent mesh dims (DTensor
 then uses one collective over them). "dst_on_rank": {"r": [...]} gives rank r other dst
-placements (to test that ranks which disagree get an error, not a hang). The expected
+placements (to test that ranks which disagree get an error, not a hang); "forget_on_rank":
+[r, ...] makes those ranks drop their plans first (redist.plan_cache.clear). The expected
 block of every rank is computed here from DTensor's documented rule (torch.chunk, again
 for each further mesh dim), independently of both engines.
 """
@@ -31,8 +32,9 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
 
+from redist import plan_cache
 from redist.core.errors import RedistError
-from redist.torch import nested_blocks, redistribute_with_stats
+from redist.torch import redistribute_with_stats
 
 READY = "@@redist-torch-serve-ready@@"
 MESHES = [((8,), ("x",)), ((2, 4), ("x", "y")), ((4, 2), ("x", "y")),
@@ -74,16 +76,14 @@ def random_cases(seed: int, n: int, max_extent: int = 13, partial: bool = False
 def expected_block(x: torch.Tensor, sizes: tuple[int, ...], placements: list[str],
                    coords: tuple[int, ...]) -> torch.Tensor:
     """This device's block under DTensor's rule: a tensor dim sharded by mesh dims
-    m1 < m2 < ... is torch.chunk'ed by m1, each piece again by m2, and so on."""
-    index = []
+    m1 < m2 < ... is torch.chunk'ed by m1, each piece again by m2, and so on (written
+    with torch.chunk itself, apart from the code redist runs)."""
     for d in range(x.ndim):
-        mdims = [m for m, p in enumerate(placements) if p == f"S{d}"]
-        k = 0
-        for m in mdims:
-            k = k * sizes[m] + coords[m]
-        lo, hi = nested_blocks(x.shape[d], [sizes[m] for m in mdims])[k]
-        index.append(slice(lo, hi))
-    return x[tuple(index)]
+        for m, p in enumerate(placements):
+            if p == f"S{d}":
+                pieces = x.chunk(sizes[m], dim=d) if x.shape[d] else ()
+                x = pieces[coords[m]] if coords[m] < len(pieces) else x.narrow(d, 0, 0)
+    return x
 
 
 def _mesh(sizes: tuple[int, ...], names: tuple[str, ...], flatten: bool) -> Any:
@@ -122,6 +122,8 @@ def run_case(case: dict) -> dict:
     dst = [placement(p) for p in dst_text]
     answer: dict = {}
     mine = None
+    if rank in case.get("forget_on_rank", []):
+        plan_cache.clear()
     t = distribute_tensor(x, mesh, src)
     want = expected_block(x, sizes, dst_text, coords)
     # redist

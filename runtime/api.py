@@ -27,7 +27,7 @@ from redist.core.model.problem import Problem, lower_layout
 from redist.core.plans.plan import Plan, own_budget
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
-from .execute import run_step
+from .execute import pad_block, run_step, trim_block
 from .groups import MeshComm
 from .memory import Held, MemoryTracker, buffer_of
 
@@ -180,16 +180,20 @@ def execute(local: np.ndarray | list, plan: Plan, mc: MeshComm, donate: bool = F
     mem = MemoryTracker()
     padded = p.src.local_shape(p.mesh, p.shape)
     held = Held(mem.hold(local), donate)
-    if tuple(local.shape) != padded or not local.flags.c_contiguous:
-        # Short trailing block (or a strided input): a padded contiguous copy.
-        y = mem.zeros(padded, local.dtype)
-        y[tuple(slice(0, n) for n in local.shape)] = local
+    if not local.flags.c_contiguous:
+        # A strided input: a contiguous copy (then padded in place like any other).
+        y = mem.empty(local.shape, local.dtype)
+        y[...] = local
         del local
         held.free(mem)
         held = Held(y, True)
         del y
     else:
         del local                             # `held` (or the caller) keeps the block
+    if tuple(held.a.shape) != padded:
+        # Short trailing block: padded in place when handed over (the buffer grows by
+        # realloc), else into a new buffer beside the caller's.
+        held = Held(pad_block(held, padded, mem), True)
     for k, step in enumerate(plan.steps):
         y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], held, mem)
         if held.a is None or buffer_of(y) is not buffer_of(held.a):
@@ -198,18 +202,17 @@ def execute(local: np.ndarray | list, plan: Plan, mc: MeshComm, donate: bool = F
         else:
             held = Held(y, held.own)          # a view of, or in place in, the same buffer
         del y
-    x = held.a
-    del held
     valid = p.dst.valid_shape(p.mesh, p.shape, mc.rank)
-    if tuple(x.shape) != valid:
-        view = x[tuple(slice(0, n) for n in valid)]
+    if tuple(held.a.shape) != valid:
+        if held.own:                          # trimmed in place, the tail given back
+            return trim_block(held, valid, mem), mem.peak
+        view = held.a[tuple(slice(0, n) for n in valid)]
         if not view.flags.c_contiguous:
-            out = mem.empty(valid, x.dtype)
+            out = mem.empty(valid, view.dtype)
             out[...] = view
-            mem.release(x)
             view = out
-        x = view
-    return x, mem.peak
+        return view, mem.peak
+    return held.a, mem.peak
 
 
 def infer_shape(local: np.ndarray, mesh: Mesh, src: Layout, comm: MPI.Comm) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ of the block, core.semantics.working), except the exchange:
                chunk), pairwise exchanges of pieces through the chunk, a block transpose
                into the output order. Pads and trims of dims held whole happen in place.
   all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
-               into its slot, an MPI_IN_PLACE Allgather(v) with derived datatypes.
+               into its slot, an MPI_IN_PLACE Allgather(v) with derived datatypes (valid
+               elements only where blocks are uneven).
   all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing):
                input and output at once.
 A buffer the caller keeps (not donated) is copied once before an in-place step. Which
@@ -111,7 +112,8 @@ def run_step(step: Collective, mc: MeshComm, shape: tuple[int, ...], before: Lay
 # One function per op (core/ops): (step, mc, shape, before, after, held, n_after, mem).
 RUNNERS: dict[str, Callable[..., np.ndarray]] = {
     "all_slice": lambda st, mc, shape, b, a, held, n, mem: _slice(st, mc, held, n, mem),
-    "all_gather": lambda st, mc, shape, b, a, held, n, mem: _gather(st, mc, held, n, mem),
+    "all_gather": lambda st, mc, shape, b, a, held, n, mem: _gather(st, mc, shape, b, held, n,
+                                                                    mem),
     "all_to_all": lambda st, mc, shape, b, a, held, n, mem: _all_to_all(st, mc, held, n, mem),
     "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, b, a, held, mem),
     "all_exchange": lambda st, mc, shape, b, a, held, n, mem: _exchange(mc, shape, b, a, held,
@@ -137,6 +139,18 @@ def _slice(step: AllSlice, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     keep = [min(n_after[d], shape[d] - lo[d]) for d in range(x.ndim)]
     del x
     return _crop_pad(held, lo, keep, n_after, mem)
+
+
+def pad_block(held: Held, padded: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
+    """The held block (a short trailing block, DESIGN §11) as the start of a zero-padded
+    block of shape `padded`: grown in place when the runtime owns it (no second copy)."""
+    return _crop_pad(held, [0] * len(padded), list(held.a.shape), padded, mem)
+
+
+def trim_block(held: Held, valid: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
+    """The held block's leading `valid` part (its padding cut off, DESIGN §11), compacted
+    in place when the runtime owns it."""
+    return _crop_pad(held, [0] * len(valid), list(valid), valid, mem)
 
 
 def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
@@ -267,10 +281,12 @@ def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
     flat[:step] = scratch[:step]
 
 
-def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
-            mem: MemoryTracker) -> np.ndarray:
+def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
+            held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     """In place: the output is the input's buffer grown to G blocks (realloc), this rank's
-    block moved into its slot, then an MPI_IN_PLACE Allgather(v) fills the other slots."""
+    block moved into its slot, then an MPI_IN_PLACE Allgather(v) fills the other slots.
+    Only valid elements are sent (DESIGN §11): where some member's block is short, each
+    member's count is its valid extent."""
     x = held.a
     axes = tuple(a for dim in step.axes for a in dim)
     comm = mc.group(axes)
@@ -299,7 +315,10 @@ def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     out = out.reshape(full)
     dims = [d for d, gone in enumerate(step.axes) if gone]
     base = mpi_type(dtype)
-    if len(dims) == 1:
+    valid = _member_extents(mc, axes, gshape, before)
+    if any(v != shape for v in valid):
+        _gather_valid(comm, out, shape, sizes, dims, valid)
+    elif len(dims) == 1:
         t = _piece_type(full, dims[0], shape[dims[0]], dtype)
         comm.Allgather(MPI.IN_PLACE, [out, 1, t])
         t.Free()
@@ -327,6 +346,61 @@ def _gather(step: AllGather, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     done = Held(out, True)
     del out                          # `done` holds the only reference: trimmed in place
     return _crop_pad(done, [0] * len(full), list(n_after), n_after, mem)
+
+
+def _member_extents(mc: MeshComm, axes: tuple[str, ...], gshape: tuple[int, ...],
+                    before: Layout) -> list[tuple[int, ...]]:
+    """The valid extent of each group member's block (group rank k: the mixed-radix digits
+    of k over `axes`, the other coordinates mine)."""
+    out = []
+    for k in range(math.prod(mc.mesh.size(a) for a in axes)):
+        coords, rest = dict(mc.coords), k
+        for a in reversed(axes):
+            coords[a], rest = rest % mc.mesh.size(a), rest // mc.mesh.size(a)
+        out.append(before.valid_shape(mc.mesh, gshape, mc.mesh.device(coords)))
+    return out
+
+
+def _gather_valid(comm: MPI.Comm, out: np.ndarray, shape: tuple[int, ...], sizes: list[int],
+                  dims: list[int], valid: list[tuple[int, ...]]) -> None:
+    """The gather of uneven blocks, valid elements only: one gathered dim, an in-place
+    Allgatherv counting rows of that dim (a row: the valid box of the other dims); several,
+    each member's valid box sent to every other one (its own subarray type each)."""
+    full, me, g = out.shape, comm.Get_rank(), comm.Get_size()
+    slot = []                                    # each member's slot origin, per dim
+    for k in range(g):
+        origin, rest = [0] * len(full), k
+        for d in reversed(range(len(full))):
+            origin[d], rest = (rest % sizes[d]) * shape[d], rest // sizes[d]
+        slot.append(origin)
+    if len(dims) == 1:
+        d = dims[0]
+        if not all(v for e, v in enumerate(valid[me]) if e != d):
+            return                               # an empty box in a dim not gathered: none
+        row = list(valid[me])
+        row[d] = 1
+        t = mpi_type(out.dtype).Create_subarray(list(full), row, [0] * len(full), order=MPI.ORDER_C)
+        one = t.Create_resized(0, math.prod(full[d + 1:]) * out.itemsize)
+        t.Free()
+        one.Commit()
+        comm.Allgatherv(MPI.IN_PLACE, [out, [v[d] for v in valid],
+                                       [o[d] for o in slot], one])
+        one.Free()
+        return
+    def box(k: int) -> MPI.Datatype:
+        return _box_type(full, tuple(slot[k]),
+                         tuple(o + v for o, v in zip(slot[k], valid[k], strict=True)), out.dtype)
+    made, reqs = [], []
+    for k in range(g):
+        if k != me and all(valid[k]):
+            made.append(box(k))
+            reqs.append(comm.Irecv([out, 1, made[-1]], k, 13))
+    if all(valid[me]):
+        made.append(box(me))
+        reqs += [comm.Isend([out, 1, made[-1]], k, 13) for k in range(g) if k != me]
+    MPI.Request.Waitall(reqs)
+    for t in made:
+        t.Free()
 
 
 def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ...],

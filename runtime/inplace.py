@@ -29,7 +29,7 @@ def memmove(flat: np.ndarray, dst: int, src: int, n: int) -> None:
 def transpose_blocks(flat: np.ndarray, rows: int, cols: int, block: int,
                      scratch: np.ndarray) -> None:
     """In place: flat viewed as (rows, cols, block) becomes (cols, rows, block). `scratch`
-    (same dtype, any size >= 1) is the only extra memory, besides one flag per tile."""
+    (same dtype, any size >= 1) is the only extra memory (the tiles' flags live in it)."""
     if rows == 1 or cols == 1 or block == 0:
         return
     assert flat.size == rows * cols * block and flat.flags.c_contiguous
@@ -98,20 +98,30 @@ def _wide(flat: np.ndarray, C: int, R: int, B: int, scratch: np.ndarray) -> None
 def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndarray) -> None:
     """(rows, cols, block) -> (cols, rows, block) by following the permutation's cycles,
     one block (or, for blocks bigger than the scratch, one lane of every block) at a time:
-    for few, large blocks."""
+    for few, large blocks. The flags marking moved blocks live in the scratch's tail (no
+    memory beyond the scratch); a scratch too small for them besides a lane finds each
+    cycle's leader (its smallest block) by walking the cycle instead."""
     n = rows * cols
     if rows == 1 or cols == 1 or block == 0:
         return
     view = flat.reshape(n, block)
-    lane = min(block, scratch.size)
     last = n - 1
-    seen = np.zeros(n, dtype=bool)     # one array for every lane: never two alive at once
+    flag_elems = -(-n // scratch.itemsize)
+    seen = None
+    if scratch.size - flag_elems >= min(block, max(1, scratch.size // 2)):
+        seen = scratch[scratch.size - flag_elems:].view(np.uint8)[:n].view(np.bool_)
+        scratch = scratch[:scratch.size - flag_elems]
+    lane = min(block, scratch.size)
     for lo in range(0, block, lane):
         hi = min(block, lo + lane)
         tmp = scratch[:hi - lo]
-        seen[...] = False
+        if seen is not None:
+            seen[...] = False
         for start in range(1, last):
-            if seen[start]:
+            if seen is not None:
+                if seen[start]:
+                    continue
+            elif not _leader(start, cols, last):
                 continue
             # Block i (row i // cols, col i % cols) goes to (i % cols) rows + i // cols,
             # that is i * rows mod (n - 1): follow the cycle backwards, pulling each
@@ -119,7 +129,8 @@ def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndar
             tmp[...] = view[start, lo:hi]
             hole = start
             while True:
-                seen[hole] = True
+                if seen is not None:
+                    seen[hole] = True
                 src = (hole * cols) % last          # the block that belongs at `hole`
                 if src == start:
                     view[hole, lo:hi] = tmp
@@ -128,13 +139,14 @@ def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndar
                 hole = src
 
 
-def flag_bytes(rows: int, cols: int, block: int, scratch_elems: int) -> int:
-    """The flags `transpose_blocks` allocates next to the scratch (one per permuted block)."""
-    if rows == 1 or cols == 1 or block == 0:
-        return 0
-    r, c = max(rows, cols), min(rows, cols)
-    r2 = min(r, scratch_elems // (c * block))
-    return rows * cols if r2 == 0 else (r // r2) * c
+def _leader(start: int, cols: int, last: int) -> bool:
+    """Whether `start` is the smallest block of its cycle."""
+    i = (start * cols) % last
+    while i != start:
+        if i < start:
+            return False
+        i = (i * cols) % last
+    return True
 
 
 def expand(flat: np.ndarray, outer: int, row: int, stride: int, offset: int) -> None:

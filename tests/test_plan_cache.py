@@ -136,3 +136,34 @@ def test_an_unwritable_cache_is_a_warning(cache, tmp_path, proofs):
     with pytest.warns(UserWarning, match="cannot write the plan cache"):
         plan = plan_cache.verified_plan(p, cache_dir=str(blocker / "sub"))
     assert plan.problem.show(plan.final_layout) == p.show(p.dst) and proofs == [p]
+
+
+def test_the_exchange_fallback_is_its_own_entry(cache, proofs):
+    """redist.torch's policy: where no portable plan fits the bound, the all_exchange plan
+    proved against its own runtime peak; cached under its own key, on disk too, and never
+    handed to a caller (redist.jax) that did not ask for it."""
+    p = Problem(parse_mesh("x=2,y=4"), (10, 6), "float32", parse_layout("[{x},{y}]"),
+                parse_layout("[{y},{x}]"))
+    with pytest.raises(RedistError, match="unverified"):
+        plan_cache.verified_plan(p, cache_dir=cache)
+    plan = plan_cache.verified_plan(p, cache_dir=cache, exchange_fallback=True)
+    assert [s.op for s in plan.steps] == ["all_exchange"]
+    assert plan_cache.cached(p, exchange_fallback=True) is plan
+    assert plan_cache.cached(p) is None
+    path, entry = _entry(cache)
+    assert json.loads(entry["payload"])["exchange_fallback"] is True
+    plan_cache.clear()
+    assert plan_cache.verified_plan(p, cache_dir=cache, exchange_fallback=True) == plan
+    assert len(proofs) == 2                  # the refused call and the first fallback call
+    # the same entry, presented as a plain entry (MAC recomputed), is not taken
+    plain = plan_cache.entry_path(cache, p, "normal", None)
+    os.replace(path, plain)
+
+    def _drop(doc):
+        doc.pop("exchange_fallback")
+        doc["exchange_fallback_was"] = True
+    _rewrite(plain, entry, _drop, plan_cache._mac)
+    plan_cache.clear()
+    with pytest.warns(UserWarning, match="another problem"), \
+            pytest.raises(RedistError, match="unverified"):
+        plan_cache.verified_plan(p, cache_dir=cache)

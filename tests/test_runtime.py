@@ -373,8 +373,11 @@ def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):
     # the rows
     plans.append(synthesize(_p("x=2,y=2,z=2", (13, 41, 6, 7), "[{},{x,y},{},{z}]",
                                "[{x},{},{y},{}]")).plan)      # a padded gather
-    # (a src with a short trailing block is still copied once into a padded buffer, over
-    # the figure: not covered here, see docs/runtime.md)
+    # a src with short trailing blocks: padded in place (grown by realloc), not copied
+    plans.append(synthesize(_p("x=2,y=2,z=2", (97, 41, 13, 7), "[{x},{y},{z},{}]",
+                               "[{z},{y},{x},{}]")).plan)
+    plans.append(synthesize(_p("x=2,y=4", (101, 3, 5, 64), "[{y},{},{x},{}]",
+                               "[{x},{},{},{y}]")).plan)
     f = tmp_path / "plans.json"
     f.write_text(json.dumps([plan_to_json(pl, with_figures=False) for pl in plans]))
     r = mpirun(8, "memory_check.py", str(f), timeout=180)

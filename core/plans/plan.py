@@ -42,8 +42,14 @@ class Figures:
     def memory_efficient(self) -> bool:
         """Every local size within the bound, and the runtime's working memory within the
         bound plus one chunk of it (what the memory claim proves)."""
-        room = runtime_limit(self.bound_bytes, self.itemsize)
-        return self.peak_bytes <= self.bound_bytes and all(
+        return self.fits(self.bound_bytes)
+
+    def fits(self, limit: int) -> bool:
+        """The memory claim against `limit` (the bound or a budget): every local size
+        within it, each step's working memory within it plus one chunk plus that step's
+        padding of uneven pieces."""
+        room = runtime_limit(limit, self.itemsize)
+        return self.peak_bytes <= limit and all(
             w <= room + pad for w, pad in zip(self.working_bytes, self.padding_bytes,
                                               strict=True))
 

@@ -28,7 +28,6 @@ from redist.core.plans.plan import Plan, padded_volume
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.plans.report import human_bytes
 from redist.core.semantics.costs import lower_bound_bytes
-from redist.core.semantics.working import runtime_limit
 from redist.core.synthesis.costmodel import CostModel
 from redist.core.synthesis.costmodel import load as load_cost_model
 from redist.core.synthesis.exhaustive import exhaustive
@@ -264,11 +263,9 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
         return portable
     exchange = Plan(problem, (AllExchange(problem.dst),))
     limit = problem.bound_bytes if budget is None else budget
-    room = runtime_limit(limit, problem.itemsize)
 
-    def fits(plan: Plan) -> bool:
-        fig = plan.figures()
-        return fig.peak_bytes <= limit and fig.runtime_peak_bytes <= room
+    def fits(plan: Plan) -> bool:        # the memory claim's own rule (padding allowed)
+        return plan.figures().fits(limit)
 
     port_fits = fits(portable.plan) and portable.reason is None
     fig = exchange.figures()
