@@ -10,7 +10,8 @@ evaluation (see docs/proofs.md).
   T3  the normal synthesizer returns a verifying normal-form plan for every pair of
       layouts in the stated range (divisible extents);
   T3u for uneven extents it returns a correct plan, and says so whenever that plan is not
-      memory-efficient or not in normal form.
+      memory-efficient or not in normal form;
+  T1x the two-mesh transfer's typing rule is sound for its source map (proofs/transfer.py).
 
 Independent cases run in parallel worker processes.
 """
@@ -482,6 +483,11 @@ def t3_uneven(max_axes: int = 2, max_rank: int = 2, sizes: tuple[int, ...] = (2,
     return res
 
 
+def _t1x(**bounds) -> TheoremResult:
+    from .transfer import t1_transfer  # (it imports TheoremResult from here)
+    return t1_transfer(**bounds)
+
+
 def run_all(quick: bool = False, on_progress=None,
             processes: int | None = None) -> list[TheoremResult]:
     say = on_progress or (lambda m: None)
@@ -492,14 +498,17 @@ def run_all(quick: bool = False, on_progress=None,
                  ("T2", lambda: t2_normal_form_memory(max_len=2)),
                  ("T3", lambda: t3_synthesizer(max_axes=2, max_rank=2, sizes=(2, 3),
                                                processes=processes)),
-                 ("T3u", lambda: t3_uneven(max_axes=1, max_rank=1, processes=processes))]
+                 ("T3u", lambda: t3_uneven(max_axes=1, max_rank=1, processes=processes)),
+                 ("T1x", lambda: _t1x(meshes=((("x", 2),),), shapes=((4,), (3,))))]
     else:
         steps = [("T0", t0_refinement),
                  ("T1", lambda: t1_soundness(processes=processes)),
                  ("T1u", lambda: t1_uneven(processes=processes)),
                  ("T2", t2_normal_form_memory),
                  ("T3", lambda: t3_synthesizer(processes=processes, on_progress=say)),
-                 ("T3u", lambda: t3_uneven(processes=processes))]
+                 ("T3u", lambda: t3_uneven(processes=processes)),
+                 ("T1x", lambda: _t1x(meshes=((("x", 2),), (("x", 3),), (("x", 2), ("y", 2))),
+                                      shapes=((4,), (6,), (5,))))]
     out = []
     for name, fn in steps:
         say(f"{name} ...")

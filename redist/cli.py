@@ -42,7 +42,7 @@ examples:
 # take it for an option, so such values are glued on (`--shape=-64,64`) and then refused
 # by the value's own parser with a message that names it.
 _VALUE_OPTIONS = {"--mesh", "--shape", "--src", "--dst", "--budget", "--np", "--repeat",
-                  "--timeout", "--max-steps", "--dtype", "--layout"}
+                  "--timeout", "--max-steps", "--dtype", "--layout", "--dst-mesh"}
 _NEGATIVE = re.compile(r"^-[\d.,]")
 
 
@@ -133,6 +133,11 @@ def progress(args: argparse.Namespace, text: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from redist.api import synthesize
+    from redist.cross_cli import two_meshes
+
+    if two_meshes(args):
+        from redist.cross_cli import cmd_plan as cross_plan
+        return cross_plan(args)
 
     problem = problem_from_args(args)
     if args.method == "optimal":
@@ -197,6 +202,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from redist.api import verify
 
     doc = read_doc(args.plan)
+    if isinstance(doc, dict) and "dst_mesh" in doc:
+        from redist.cross_cli import cmd_verify as cross_verify
+        return cross_verify(args, doc)
     plan = plan_from_json(doc)
     claimed = claimed_verdict(doc)
     verdict = verify(plan, memory_budget=args.budget)
@@ -250,8 +258,12 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from redist.cross_cli import two_meshes
     from redist.runtime.launch import run_command
 
+    if two_meshes(args):
+        from redist.runtime.cross_launch import run_cross_command
+        return run_cross_command(args)
     return run_command(args)
 
 
@@ -428,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("plan", cmd_plan, "synthesize a plan, prove it, print a table")
     problem_options(p)
+    p.add_argument("--dst-mesh", default=None, help="the mesh of dst, on other ranks of the "
+                   "world: e.g. --mesh fsdp=4,tp=2@0-7 --dst-mesh tp=4@8-11 (DESIGN 15)")
     p.add_argument("--budget", type=positive_int, default=None,
                    help="per-device memory budget in bytes (default: the bound)")
     p.add_argument("--max-steps", type=positive_int, default=None,
@@ -478,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "execute a plan on MPI ranks and check every element")
     problem_options(p, required=False)
+    p.add_argument("--dst-mesh", default=None, help="the mesh of dst, on other ranks of the "
+                   "world: e.g. --mesh fsdp=4,tp=2@0-7 --dst-mesh tp=4@8-11 (DESIGN 15)")
     p.add_argument("--np", type=positive_int, required=True,
                    help="number of MPI ranks (= devices)")
     p.add_argument("--repeat", type=positive_int, default=5, help="timed repetitions "

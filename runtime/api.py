@@ -88,15 +88,16 @@ def _agree(comm: MPI.Comm, digest: str, problem_msg: str) -> None:
                           "moved")
 
 
-def _gate(comm: MPI.Comm, plan: Plan, digest: str, budget: int | None = None) -> None:
-    """Rank 0 verifies the plan (once per process per plan and budget); every rank learns
-    the verdict."""
+def _gate(comm: MPI.Comm, plan: Plan, digest: str, budget: int | None = None,
+          prove: Any = None) -> None:
+    """Rank 0 verifies the plan (once per process per plan and budget) with `prove` (default
+    the one-mesh `verify`); every rank learns the verdict."""
     reason = ""
     key = f"{digest}/{budget}"
     if comm.Get_rank() == 0 and key not in _verified:
         try:
             from redist.core.smt.verify import verify
-            v = verify(plan, budget)
+            v = (prove or verify)(plan, budget)
             if v.all_proved:
                 _verified.add(key)
             else:
@@ -256,7 +257,8 @@ def _naming(argument: str, fn: Any, value: Any) -> Any:
 
 
 def redistribute(local: np.ndarray, *args, donate: bool = False,
-                 shape: tuple[int, ...] | None = None, collectives: str = "mpi") -> np.ndarray:
+                 shape: tuple[int, ...] | None = None, collectives: str = "mpi",
+                 dst_mesh: Any = None) -> np.ndarray:
     """This rank's block of the array in the dst layout (its valid extent). Two forms:
 
         redistribute(local, plan, comm)
@@ -266,7 +268,20 @@ def redistribute(local: np.ndarray, *args, donate: bool = False,
     is `shape`, or else the sum of the distinct blocks' extents over all ranks. The
     synthesized plan may use the MPI-only all_exchange when the cost model predicts it
     faster (collectives="mpi", the default here) or only the portable four ("portable").
+
+    Between two meshes (DESIGN §15): give `dst_mesh` (e.g. "tp=4@8-11", mesh "x=8@0-7")
+    and `shape`, or a two-mesh plan; ranks outside the src mesh pass None, ranks outside the
+    dst mesh get None.
     """
+    from redist.core.cross.plan import CrossPlan
+    if dst_mesh is not None or (len(args) == 2 and isinstance(args[0], CrossPlan)):
+        from .cross import redistribute_between, redistribute_cross
+        if len(args) == 2:
+            return redistribute_cross(local, args[0], args[1], donate)[0]
+        if len(args) != 4:
+            raise RedistError("redistribute(local, mesh, src, dst, comm, dst_mesh=..., "
+                              "shape=...) between two meshes")
+        return redistribute_between(local, *args, dst_mesh, shape, donate)
     budget = None                     # a plan given is proved against the bound
     if len(args) == 2:
         plan, comm = args

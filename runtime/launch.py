@@ -292,6 +292,21 @@ def first_error(stderr: str) -> str:
     return tail[-1] if tail else "a rank exited before finishing (crashed or killed)"
 
 
+def launch_for(job: dict, args: argparse.Namespace) -> JobResult | int:
+    """`launch` for `redist run`: the job's result, or the exit code when it was ended
+    (terminated, or over --timeout), with its message printed."""
+    try:
+        res = launch(job, args.np, args.mpiexec, args.timeout)
+    except Terminated:
+        print("redist: terminated; the MPI job was ended", file=sys.stderr)
+        return 143
+    if res.timed_out:
+        print(f"redist: error: the MPI job did not finish within {args.timeout:g} s and was "
+              "killed", file=sys.stderr)
+        return 1
+    return res
+
+
 def run_command(args: argparse.Namespace) -> int:
     plan, method = plan_from_args(args)
     devices = plan.problem.mesh.num_devices
@@ -308,15 +323,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"... running on {args.np} MPI ranks ({args.repeat} repetitions, "
               f"{human_bytes(plan.figures().bound_bytes)} per rank)", file=sys.stderr,
               flush=True)
-    try:
-        res = launch(job, args.np, args.mpiexec, args.timeout)
-    except Terminated:
-        print("redist: terminated; the MPI job was ended", file=sys.stderr)
-        return 143
-    if res.timed_out:
-        print(f"redist: error: the MPI job did not finish within {args.timeout:g} s and was "
-              "killed", file=sys.stderr)
-        return 1
+    res = launch_for(job, args)
+    if isinstance(res, int):
+        return res
     if res.returncode == 0 and not isinstance(res.report, dict):
         raise RedistError(f"the MPI job ended without a report from redist's worker; is "
                           f"{find_mpiexec(args.mpiexec)} an mpiexec?")
@@ -333,13 +342,20 @@ def run_command(args: argparse.Namespace) -> int:
         raise RedistError(f"the MPI job's report is malformed ({type(e).__name__}: "
                           f"{str(e)[:80]}); is {find_mpiexec(args.mpiexec)} an mpiexec?") \
             from None
+    return finish_run(args, res.report, method, text, all_match is True, bool(over))
+
+
+def finish_run(args: argparse.Namespace, report: dict, method: str, text: str,
+               all_match: bool, over: bool) -> int:
+    """Print (or write as JSON) a run's report; exit 1 on a mismatch or a measured peak
+    over the proved one."""
     if getattr(args, "json", None):
         from redist.cli import emit_json
-        emit_json(res.report, args.json)
+        emit_json(report, args.json)
     if getattr(args, "json", None) != "-":
         print(f"plan        {method}")
         print(text)
-    if all_match is not True:
+    if not all_match:
         return 1
     if over:
         print("redist: the measured peak exceeds the proved peak (see memory above)",

@@ -17,6 +17,7 @@ import tracemalloc
 import numpy as np
 from mpi4py import MPI
 
+from redist.core.cross.planjson import is_cross
 from redist.core.errors import RedistError
 from redist.core.model.dtypes import mismatched
 from redist.core.plans.plan import Plan
@@ -39,6 +40,12 @@ def main(job_path: str) -> None:
     rank = comm.Get_rank()
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
+    if is_cross(job["plan"]):             # two meshes (DESIGN §15)
+        from .cross import worker_main
+        report = worker_main(job, comm)
+        if report is not None:
+            print(MARK + json.dumps(report), flush=True)
+        return
     plan = plan_of_job(job)
     p = plan.problem
     times, peaks = [], []

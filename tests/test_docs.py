@@ -130,7 +130,13 @@ def _ceil_blocks(n: int, k: int) -> str:
 def check_output(args: list[str], out: str, code: int) -> None:
     """What each subcommand promises to print (docs/cli.md)."""
     cmd = args[0]
-    if cmd in ("plan", "verify") and "--json" in args:
+    if cmd in ("plan", "verify") and "--json" in args and "--dst-mesh" in args:
+        from redist.core.cross.planjson import cross_plan_from_json  # two meshes
+        doc = json.loads(out)
+        plan = cross_plan_from_json(doc)
+        assert doc["verdict"]["all_proved"] is (code == 0)
+        assert doc["figures"]["cross_mesh_bytes"] == plan.figures().cross_mesh_bytes
+    elif cmd in ("plan", "verify") and "--json" in args:
         doc = json.loads(out)
         plan = plan_from_json(doc)
         assert plan.final_layout == plan.problem.dst
@@ -200,6 +206,9 @@ def test_command_lines_run(where, k, line, tmp_path):
                          ids=[f"{f}#{k}" for f, k, _ in blocks("json")])
 def test_json_blocks_are_valid(where, k, text):
     doc = json.loads(text)
-    if doc.get("format") == "redist.plan/1":
+    if doc.get("format") == "redist.plan/1" and "dst_mesh" in doc:
+        from redist.core.cross.planjson import cross_plan_from_json  # two meshes
+        assert cross_plan_from_json(doc).typing_error() is None
+    elif doc.get("format") == "redist.plan/1":
         plan = plan_from_json(doc)
         assert plan.final_layout == plan.problem.dst

@@ -83,6 +83,8 @@ def plan_from_json(doc: Any) -> Plan:
     expect(isinstance(doc, dict), "plan: the document must be a JSON object")
     fmt = doc.get("format")
     expect(fmt == FORMAT, f"plan: unknown format {fmt!r:.60} (expected {FORMAT!r})")
+    expect("dst_mesh" not in doc and "devices" not in doc,
+           "plan: a two-mesh plan (it names 'dst_mesh' or 'devices'), not a one-mesh plan")
     for key in ("mesh", "shape", "dtype", "src", "dst"):
         expect(key in doc, f"plan: missing {key!r}")
     mesh_js = doc["mesh"]

@@ -46,7 +46,28 @@ def sha256(text: str) -> str:
 
 
 def plan_text(plan: Plan) -> str:
+    if _two_meshes(plan):
+        from redist.core.cross.planjson import cross_plan_to_json
+        return json.dumps(cross_plan_to_json(plan), indent=1, sort_keys=True) + "\n"
     return json.dumps(plan_to_json(plan), indent=1, sort_keys=True) + "\n"
+
+
+# Two-mesh plans (DESIGN §15) are certified the same way: their file form, their claims.
+def _two_meshes(plan: Any) -> bool:
+    from redist.core.cross.plan import CrossPlan
+    return isinstance(plan, CrossPlan)
+
+
+def _obligations(plan: Any, budget: int | None) -> list:
+    if _two_meshes(plan):
+        from redist.core.cross.verify import obligations as cross_obligations
+        return cross_obligations(plan, budget)
+    return obligations(plan, budget)
+
+
+def _plan_from_doc(doc: Any) -> Any:
+    from redist.core.cross.planjson import cross_plan_from_json, is_cross
+    return cross_plan_from_json(doc) if is_cross(doc) else plan_from_json(doc)
 
 
 def memory_limit(plan: Plan, budget: int | None) -> dict[str, Any]:
@@ -72,18 +93,23 @@ def statement_sha256(doc: dict[str, Any]) -> str:
 def write_certificate(plan: Plan, verdict: Verdict | None, path: str,
                       memory_budget: int | None = None) -> str:
     """Write a certificate for `plan` to `path` (a directory, or a file ending in .json)."""
-    args.instance(plan, Plan, "write_certificate", "plan", "a Plan")
+    if not _two_meshes(plan):
+        args.instance(plan, Plan, "write_certificate", "plan", "a Plan")
     if verdict is not None:
         args.instance(verdict, Verdict, "write_certificate", "verdict", "a Verdict or None")
     path = args.path(path, "write_certificate", "path")
     args.positive_int(memory_budget, "write_certificate", "memory_budget",
                       "a positive integer (bytes)", optional=True)
     if verdict is None:
-        verdict = verify(plan, memory_budget)
+        if _two_meshes(plan):
+            from redist.core.cross.verify import verify_cross
+            verdict = verify_cross(plan, memory_budget)
+        else:
+            verdict = verify(plan, memory_budget)
     if verdict.get("well_typed").status != "proved":
         raise RedistError("cannot certify a plan that is not well-typed: "
                           + verdict.get("well_typed").detail)
-    obs = {o.claim: o.smt2() for o in obligations(plan, memory_budget)}
+    obs = {o.claim: o.smt2() for o in _obligations(plan, memory_budget)}
     ptext = plan_text(plan)
     single = path.endswith(".json")
     claims = []
@@ -269,7 +295,7 @@ def _check_open(base: int | None, single_text: str | None, use_cvc5: bool,
     _expect(sha256(ptext) == doc["plan_sha256"],
             "the plan's SHA-256 does not match plan_sha256: the plan was changed")
     try:
-        plan = plan_from_json(parse_json(ptext, "plan"))
+        plan = _plan_from_doc(parse_json(ptext, "plan"))
     except RedistError as e:
         raise CertificateRejected(f"the stored plan is invalid: {e}") from None
     report.bound_bytes = plan.figures().bound_bytes
@@ -314,7 +340,7 @@ def _check_open(base: int | None, single_text: str | None, use_cvc5: bool,
         _expect(sha256(text) == entry["sha256"],
                 f"{name}: obligation SHA-256 mismatch: the obligation was changed")
         stored[name] = text
-    generated = {o.claim: o.smt2() for o in obligations(plan, budget)}
+    generated = {o.claim: o.smt2() for o in _obligations(plan, budget)}
     for name in CLAIMS:
         _expect(stored[name] == generated[name],
                 f"{name}: the stored obligation does not follow from the plan (regenerated "

@@ -1,0 +1,298 @@
+"""Two-mesh plans on MPI (DESIGN §15): the transfer as point-to-point messages on the world
+communicator, then the B steps on a communicator of B's ranks (the one-mesh runtime).
+
+The transfer sends each pair's box straight from the A block and receives it straight into
+the mid block, with subarray datatypes (no packing buffers of ours); a pair (r, r) is a
+local copy. A rank holds its A block and its mid block while the messages run, frees the A
+block when they end, then runs the B steps: the figures' per-rank working bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from redist.core.cross.plan import CrossPlan
+from redist.core.cross.planjson import cross_plan_to_json
+from redist.core.errors import RedistError
+from redist.core.model.dtypes import numpy_dtype
+from redist.core.ops import transfer as T
+from redist.core.semantics.blocks import block_ranges
+
+from .api import RunStats, _agree, _check_comm, _gate, execute
+from .execute import _box_type
+from .groups import MeshComm
+from .memory import Held, MemoryTracker
+
+_b_comms: dict[tuple, MeshComm | None] = {}
+
+
+def cross_plan_hash(plan: CrossPlan) -> str:
+    doc = cross_plan_to_json(plan, with_figures=False)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _b_comm(plan: CrossPlan, comm: MPI.Comm) -> MeshComm | None:
+    """B's ranks as a mesh communicator (collective over `comm`; None off B)."""
+    cp = plan.problem
+    key = (cp.b, plan.mid.mesh, comm.py2f())
+    if key not in _b_comms:
+        rank = comm.Get_rank()
+        sub = comm.Split(0 if rank in cp.b else MPI.UNDEFINED,
+                         cp.b.position.get(rank, 0))
+        _b_comms[key] = MeshComm(plan.mid.mesh, sub) if sub != MPI.COMM_NULL else None
+    return _b_comms[key]
+
+
+def _problem_msg(local, plan: CrossPlan, comm: MPI.Comm) -> str:
+    cp = plan.problem
+    rank = comm.Get_rank()
+    if comm.Get_size() < cp.ranks:
+        return (f"the communicator has {comm.Get_size()} ranks but the meshes use ranks up "
+                f"to {cp.ranks - 1}")
+    if rank not in cp.a:
+        return "" if local is None else f"rank {rank} is not in mesh {cp.a}: pass None"
+    if local is None:
+        return f"rank {rank} is in mesh {cp.a}: pass its block"
+    pa = cp.a_problem
+    want = pa.src.valid_shape(pa.mesh, cp.shape, cp.a.position[rank])
+    if tuple(local.shape) != want:
+        return f"rank {rank}: local shape {tuple(local.shape)}, the plan needs {want}"
+    if local.dtype != np.dtype(numpy_dtype(cp.dtype)):
+        return f"rank {rank}: dtype {local.dtype}, the plan needs {cp.dtype}"
+    return ""
+
+
+def redistribute_cross(local: np.ndarray | None | list, plan: CrossPlan, comm: MPI.Comm,
+                       donate: bool = False, budget: int | None = None
+                       ) -> tuple[np.ndarray | None, RunStats]:
+    """Execute a verified two-mesh plan over `comm` (the world): A ranks pass their block
+    (valid extent), the others None; B ranks get their dst block, the others None. With
+    donate=True (or a one-element list handing the block over) the runtime frees the A
+    block once it is sent."""
+    if isinstance(local, list):
+        if len(local) != 1:
+            raise RedistError("redistribute: a list hands over exactly one block")
+        local = local.pop()
+    _check_comm(comm)
+    if not isinstance(plan, CrossPlan):
+        raise RedistError("redistribute: pass a CrossPlan")
+    if local is not None and not isinstance(local, np.ndarray):
+        raise RedistError(f"redistribute: local must be a NumPy array or None, not "
+                          f"{type(local).__name__}")
+    digest = cross_plan_hash(plan)
+    _agree(comm, digest, _problem_msg(local, plan, comm))
+    from redist.core.cross.verify import verify_cross
+    _gate(comm, plan, digest, budget, verify_cross)
+    bmc = _b_comm(plan, comm)
+    t0 = time.perf_counter()
+    box = [local]
+    del local
+    try:
+        out, peak = execute_cross(box, plan, comm, bmc, donate)
+    except Exception as e:
+        import sys
+        import traceback
+        print(f"redist: rank {comm.Get_rank()} failed while executing the plan: "
+              f"{type(e).__name__}: {e}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        comm.Abort(1)
+        raise
+    return out, RunStats(time.perf_counter() - t0, peak, 1 + len(plan.b_plan.steps))
+
+
+def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | None,
+                  donate: bool) -> tuple[np.ndarray | None, int]:
+    """Run the plan with no checks (callers gate). Returns this rank's dst block (or None)
+    and the peak bytes it held at once."""
+    cp, mid = plan.problem, plan.mid
+    pa, shape = cp.a_problem, cp.shape
+    rank = comm.Get_rank()
+    dtype = np.dtype(numpy_dtype(cp.dtype))
+    mem = MemoryTracker()
+    held = None
+    if rank in cp.a:
+        local = box.pop()
+        held = Held(mem.hold(local), donate)
+        padded = pa.src.local_shape(pa.mesh, shape)
+        if tuple(local.shape) != padded or not local.flags.c_contiguous:
+            y = mem.zeros(padded, dtype)
+            y[tuple(slice(0, n) for n in local.shape)] = local
+            held.free(mem)
+            held = Held(y, True)
+            del y
+        del local
+    n_mid = mid.src.local_shape(mid.mesh, shape)
+    out = mem.zeros(n_mid, dtype) if rank in cp.b else None
+    run_transfer(plan, comm, held.a if held is not None else None, out)
+    if held is not None:
+        held.free(mem)
+        del held
+    peak = mem.peak
+    if out is None:
+        return None, peak
+    if not plan.b_plan.steps and tuple(n_mid) == cp.b_problem.dst.valid_shape(
+            cp.b_problem.mesh, shape, cp.b.position[rank]):
+        return out, peak
+    box = [out]
+    del out                  # the B steps hold the only reference: gathers grow it in place
+    res, b_peak = execute(box, plan.b_plan, bmc, donate=True)
+    return res, max(peak, b_peak)
+
+
+def run_transfer(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None,
+                 out: np.ndarray | None) -> None:
+    """The transfer (core/ops/transfer.py) on MPI: this rank's pairs as point-to-point
+    messages between the padded A block and the padded mid block, subarray datatypes on
+    both sides (no packing buffers of ours); a pair (r, r) is a local copy."""
+    cp, mid = plan.problem, plan.mid
+    pa, shape = cp.a_problem, cp.shape
+    rank = comm.Get_rank()
+    dtype = np.dtype(numpy_dtype(cp.dtype))
+    lo_a, _ = block_ranges(pa.mesh, shape, pa.src)
+    lo_m, _ = block_ranges(mid.mesh, shape, mid.src)
+    reqs, types = [], []
+    for (a, b), (lo, hi) in zip(plan.transfer.pairs, T.boxes(cp, mid, plan.transfer),
+                                strict=True):
+        if rank not in (a, b):
+            continue
+        i, j = cp.a.position[a], cp.b.position[b]
+        if a == b:
+            src = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_a[i], strict=True))
+            dst = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_m[j], strict=True))
+            out[dst] = block[src]
+            continue
+        if rank == a:
+            t = _box_type(block.shape, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]), dtype)
+            reqs.append(comm.Isend([block, 1, t], dest=b, tag=7))
+        else:
+            t = _box_type(out.shape, _ints(lo - lo_m[j]), _ints(hi - lo_m[j]), dtype)
+            reqs.append(comm.Irecv([out, 1, t], source=a, tag=7))
+        types.append(t)
+    MPI.Request.Waitall(reqs)
+    for t in types:
+        t.Free()
+
+
+def _ints(v: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(x) for x in v)
+
+
+def worker_main(job: dict, comm: MPI.Comm) -> dict | None:
+    """One rank of `redist run` on a two-mesh plan: build the A block of the test array,
+    run (repeat times, then once under tracemalloc), check the B block; rank 0 returns the
+    report."""
+    import math
+    import resource
+    import statistics
+    import tracemalloc
+
+    from redist.core.cross.planjson import cross_plan_from_json
+    from redist.core.model.dtypes import mismatched
+
+    from .arrays import sample_block
+
+    plan = cross_plan_from_json(job["plan"], comm.Get_size())
+    budget = job.get("budget")
+    cp = plan.problem
+    pa, pb = cp.a_problem, cp.b_problem
+    rank = comm.Get_rank()
+
+    def block():
+        if rank not in cp.a:
+            return [None]
+        return [sample_block(pa.mesh, cp.shape, pa.src, cp.a.position[rank], cp.dtype)]
+    times, peaks = [], []
+    out = None
+    for _ in range(max(1, int(job.get("repeat", 1)))):
+        box = block()
+        out = None
+        comm.Barrier()
+        out, stats = redistribute_cross(box, plan, comm, donate=True, budget=budget)
+        comm.Barrier()
+        times.append(comm.allreduce(stats.seconds, op=MPI.MAX))
+        peaks.append(stats.peak_bytes)
+    out = None
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    box = block()
+    tracemalloc.reset_peak()
+    comm.Barrier()
+    out, _ = redistribute_cross(box, plan, comm, donate=True, budget=budget)
+    traced = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    bad = 0
+    if rank in cp.b:
+        expected = sample_block(pb.mesh, cp.shape, pb.dst, cp.b.position[rank], cp.dtype)
+        bad = mismatched(out, expected)
+    bad_total = comm.allreduce(bad, op=MPI.SUM)
+    peak_all = comm.gather(max(peaks), root=0)
+    traced_all = comm.gather(traced, root=0)
+    rss_all = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, root=0)
+    if rank != 0:
+        return None
+    fig = plan.figures()
+    replicas = cp.b.mesh.num_devices // math.prod(
+        pb.dst.shards(pb.mesh, d) for d in range(len(cp.shape)))
+    return {
+        "plan": cross_plan_to_json(plan),
+        "ranks": comm.Get_size(),
+        "repeat": len(times),
+        "seconds": times,
+        "median_seconds": statistics.median(times),
+        "min_seconds": min(times),
+        "volume_bytes": fig.volume_bytes,
+        "cross_mesh_bytes": fig.cross_mesh_bytes,
+        "bound_bytes": fig.bound_bytes,
+        "budget_bytes": budget,
+        "peak_bytes_per_rank": peak_all,
+        "traced_peak_bytes_per_rank": traced_all,
+        "max_rss_bytes_per_rank": rss_all,
+        "mismatched_elements": bad_total,
+        "elements_checked": math.prod(cp.shape) * replicas,
+        "all_match": bad_total == 0,
+    }
+
+
+def redistribute_between(local: np.ndarray | None, mesh, src, dst, comm: MPI.Comm, dst_mesh,
+                         shape, donate: bool = False) -> np.ndarray | None:
+    """The (mesh, src, dst) form with `dst_mesh`: rank 0 synthesizes and proves the plan,
+    every rank gets it; the A ranks pass their block, the others None."""
+    from redist.core.cross.coerce import between
+    from redist.core.cross.planjson import cross_plan_from_json
+
+    _check_comm(comm)
+    error, text = "", None
+    # The dtype is the src blocks': ranks off the src mesh learn it from those on it.
+    names = comm.allgather(local.dtype.name if isinstance(local, np.ndarray) else "")
+    try:
+        if shape is None:
+            raise RedistError("redistribute: between two meshes, give shape= (the global "
+                              "shape)")
+        cp = between(mesh, dst_mesh, shape, next((n for n in names if n), "float32"), src,
+                     dst, comm.Get_size())
+        if isinstance(local, np.ndarray) is not (comm.Get_rank() in cp.a):
+            raise RedistError(f"redistribute: rank {comm.Get_rank()} "
+                              + ("is in the src mesh: pass its block" if local is None else
+                                 "is not in the src mesh: pass None"))
+    except RedistError as e:
+        error = str(e)
+    flag = np.array([0 if error else 1], dtype=np.int8)
+    comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)
+    if not flag[0]:
+        raise RedistError(error or "another rank was given an invalid mesh, layout or block")
+    if comm.Get_rank() == 0:
+        try:
+            from redist.core.cross.synthesize import certified_cross
+            plan, _, budget = certified_cross(cp)
+            text = json.dumps([cross_plan_to_json(plan, with_figures=False), budget])
+        except RedistError as e:
+            text = json.dumps(["!" + str(e), None])
+    doc, budget = json.loads(comm.bcast(text, root=0))
+    if isinstance(doc, str):
+        raise RedistError(doc[1:])
+    plan = cross_plan_from_json(doc, comm.Get_size())
+    return redistribute_cross(local, plan, comm, donate, budget)[0]

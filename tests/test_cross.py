@@ -1,0 +1,398 @@
+"""Two meshes (DESIGN §15): placed meshes, the transfer step, synthesis, the five claims,
+the plan file form and bad input. MPI runs are in test_cross_mpi.py."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_bad_input import GOOD_PLAN, run_cli
+
+from redist.core.cross.model import CrossProblem, PlacedMesh, parse_placed_mesh, parse_ranks
+from redist.core.cross.plan import CrossPlan
+from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
+from redist.core.cross.simulate import final_blocks, wrong_rank
+from redist.core.cross.synthesize import certified_cross, mid_layout, synthesize_cross
+from redist.core.cross.verify import verify_cross
+from redist.core.errors import RedistError
+from redist.core.model.layout import Layout
+from redist.core.model.mesh import Mesh
+from redist.core.model.syntax import parse_layout
+from redist.core.ops import transfer as T
+from redist.core.plans.planjson import plan_from_json
+
+
+def problem(a, b, shape, src, dst, dtype="float32", world=None):
+    return CrossProblem(parse_placed_mesh(a), parse_placed_mesh(b), shape, dtype,
+                        parse_layout(src), parse_layout(dst), world)
+
+
+DONE_WHEN = ("fsdp=4,tp=2@0-7", "tp=4@8-11", (64, 64), "[{fsdp},{tp}]", "[{},{tp}]")
+
+
+# --- placed meshes ---------------------------------------------------------------------
+
+def test_placed_mesh_forms():
+    assert parse_placed_mesh("x=2,y=2@4-7").devices == (4, 5, 6, 7)
+    assert parse_placed_mesh("x=4@0,2,4,6").devices == (0, 2, 4, 6)
+    assert parse_placed_mesh("x=4@9,0-2").devices == (9, 0, 1, 2)
+    plain = parse_placed_mesh("x=2,y=2")
+    assert plain.devices == (0, 1, 2, 3) and not plain.explicit and str(plain) == "x=2,y=2"
+    assert str(parse_placed_mesh("x=4@0,2,3,4")) == "x=4@0,2-4"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("x=4@0,1,1,2", "listed twice"),
+    ("x=4@0-2", "names 3 ranks"),
+    ("x=2@0-4", "names 5 ranks"),
+    ("x=2@", "nothing after"),
+    ("x=2@a,b", "not a rank"),
+    ("x=2@3-1", "empty"),
+    ("x=2@0@1", "more than one"),
+])
+def test_placed_mesh_bad_input(text, words):
+    with pytest.raises(RedistError, match=words):
+        parse_placed_mesh(text)
+
+
+def test_ranks_beyond_the_world():
+    with pytest.raises(RedistError, match="uses rank 10 but the world has 10 ranks"):
+        problem(*DONE_WHEN, world=10)
+    assert problem(*DONE_WHEN, world=16).ranks == 16
+    assert problem(*DONE_WHEN).ranks == 12
+
+
+def test_parse_ranks_is_order_preserving():
+    assert parse_ranks("3,1-2") == (3, 1, 2)
+
+
+# --- figures, against brute force over element sets -------------------------------------
+
+def _elements(mesh, shape, layout, device):
+    sl = layout.block_slices(mesh, shape, device)
+    return set(itertools.product(*[range(s.start, s.stop) for s in sl]))
+
+
+def brute_cross_lower_bound(cp):
+    pa, pb = cp.a_problem, cp.b_problem
+    in_b = set()
+    for r in cp.b.devices:
+        if r in cp.a:
+            in_b |= _elements(pa.mesh, cp.shape, pa.src, cp.a.position[r])
+    blocks = {frozenset(_elements(pb.mesh, cp.shape, pb.dst, j))
+              for j in range(cp.b.mesh.num_devices)}
+    return sum(len(b - in_b) for b in blocks) * cp.itemsize
+
+
+def brute_lower_bound(cp):
+    pa, pb = cp.a_problem, cp.b_problem
+    total = 0
+    for j, r in enumerate(cp.b.devices):
+        need = _elements(pb.mesh, cp.shape, pb.dst, j)
+        if r in cp.a:
+            need -= _elements(pa.mesh, cp.shape, pa.src, cp.a.position[r])
+        total += len(need)
+    return total * cp.itemsize
+
+
+def brute_cross_bytes(plan):
+    """Elements each B rank's mid block gets from a rank outside B, from the simulator's
+    view of who holds what (element sets, not the transfer's boxes)."""
+    cp, mid = plan.problem, plan.mid
+    pa = cp.a_problem
+    total = 0
+    for a, b in plan.transfer.pairs:
+        if a in cp.b:
+            continue
+        got = _elements(pa.mesh, cp.shape, pa.src, cp.a.position[a]) & _elements(
+            mid.mesh, cp.shape, mid.src, cp.b.position[b])
+        total += len(got)
+    return total * cp.itemsize
+
+
+AXES = st.sampled_from([(("x", 2),), (("x", 4),), (("x", 2), ("y", 2)), (("x", 2), ("y", 3)),
+                        (("x", 4), ("y", 2)), (("x", 1),)])
+
+
+@st.composite
+def cross_problems(draw):
+    a_axes = draw(AXES)
+    b_axes = tuple((n.replace("x", "u").replace("y", "v"), s) for n, s in draw(AXES))
+    a, b = Mesh(a_axes), Mesh(b_axes)
+    rank = draw(st.integers(1, 2))
+    shape = tuple(draw(st.sampled_from([4, 6, 8, 12, 7])) for _ in range(rank))
+
+    def layout(mesh):
+        dims = [[] for _ in range(rank)]
+        for name, _ in mesh.axes:
+            d = draw(st.integers(-1, rank - 1))
+            if d >= 0:
+                dims[d].append(name)
+        return Layout(tuple(tuple(d) for d in dims))
+    world = a.num_devices + b.num_devices
+    overlap = draw(st.sampled_from(["disjoint", "overlap", "same"]))
+    a_ranks = tuple(draw(st.permutations(range(a.num_devices))))
+    if overlap == "disjoint":
+        b_ranks = tuple(range(a.num_devices, world))
+    elif overlap == "same":
+        b_ranks = tuple(draw(st.permutations(range(b.num_devices))))
+    else:
+        start = draw(st.integers(0, a.num_devices))
+        b_ranks = tuple(range(start, start + b.num_devices))
+    return CrossProblem(PlacedMesh(a, a_ranks), PlacedMesh(b, b_ranks), shape, "int32",
+                        layout(a), layout(b))
+
+
+@settings(max_examples=25, deadline=None)
+@given(cross_problems())
+def test_synthesized_plans_are_right_and_meet_the_bounds(cp):
+    plan = synthesize_cross(cp)
+    assert plan.typing_error() is None
+    assert wrong_rank(plan) is None                              # the simulator agrees
+    fig = plan.figures()
+    assert fig.cross_mesh_lower_bound_bytes == brute_cross_lower_bound(cp)
+    assert fig.lower_bound_bytes == brute_lower_bound(cp)
+    assert fig.cross_mesh_bytes == brute_cross_bytes(plan)
+    assert fig.cross_mesh_bytes >= fig.cross_mesh_lower_bound_bytes
+    mid, pb = plan.mid, cp.b_problem
+    split_all = math.prod(mid.src.shards(mid.mesh, d) for d in range(len(cp.shape))) == \
+        cp.b.mesh.num_devices
+    if split_all:
+        # Every replica of a dst block gets a different piece: each piece crosses once.
+        assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
+    # No rank holds more than its A block and its mid block; none more than its dst block
+    # after the transfer; no funnel: a rank holds the whole array only if a layout says so.
+    a_bytes, m_bytes = cp.a_block_bytes(), mid.local_bytes(mid.src)
+    for r, peak in zip(fig.ranks, fig.peak_per_rank, strict=True):
+        assert peak <= (a_bytes if r in cp.a else 0) + max(
+            m_bytes, pb.local_bytes(pb.dst) if r in cp.b else 0)
+    verdict = verify_cross(plan, None if fig.memory_efficient else fig.runtime_peak_bytes)
+    assert verdict.all_proved, verdict.table()
+    if not (set(cp.a.devices) & set(cp.b.devices)):
+        assert fig.memory_efficient
+
+
+@settings(max_examples=20, deadline=None)
+@given(cross_problems())
+def test_senders_are_balanced(cp):
+    """A rank outside B sends at most one piece more than any other holder of its block
+    (greedy least-loaded choice), so no A rank becomes a funnel."""
+    plan = synthesize_cross(cp)
+    counts = T.pair_elements(cp, plan.mid, plan.transfer)
+    sent = {r: 0 for r in cp.a.devices}
+    biggest = max(counts, default=0)
+    for (a, _), n in zip(plan.transfer.pairs, counts, strict=True):
+        if a not in cp.b:
+            sent[a] += n
+    pa = cp.a_problem
+    holders = {}
+    for r in cp.a.devices:
+        if r in cp.b:
+            continue
+        key = tuple(s.start for s in pa.src.block_slices(pa.mesh, cp.shape, cp.a.position[r]))
+        holders.setdefault(key, []).append(sent[r])
+    for loads in holders.values():
+        assert max(loads) - min(loads) <= biggest
+
+
+def test_done_when_case_figures():
+    plan, verdict, budget = certified_cross(problem(*DONE_WHEN))
+    fig = plan.figures()
+    assert verdict.all_proved and budget is None
+    assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes == 64 * 64 * 4
+    assert {a for a, _ in plan.transfer.pairs} == set(range(8))    # every A rank sends
+    assert fig.peak_per_rank == (2048,) * 8 + (4096,) * 4
+
+
+def test_replicas_on_b_fan_out_with_a_gather():
+    cp = problem("fsdp=4,tp=2@0-7", "dp=2,tp=4@8-15", (64, 64), "[{fsdp},{tp}]", "[{},{tp}]")
+    plan = synthesize_cross(cp)
+    assert mid_layout(cp) == parse_layout("[{dp},{tp}]")
+    assert [s.op for s in plan.steps] == ["transfer", "all_gather"]
+    fig = plan.figures()
+    assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes == 64 * 64 * 4
+    assert fig.volume_bytes == fig.lower_bound_bytes          # the gather moves the rest
+
+
+def test_overlap_keeps_what_it_holds():
+    cp = problem("fsdp=4,tp=2@0-7", "tp=4@0-3", (64, 64), "[{fsdp},{tp}]", "[{},{tp}]")
+    plan, verdict, budget = certified_cross(cp)
+    fig = plan.figures()
+    assert (0, 0) in plan.transfer.pairs                  # rank 0 keeps its own part
+    assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
+    assert fig.lower_bound_bytes == brute_lower_bound(cp) == fig.volume_bytes
+    # Ranks 0-3 hold both blocks while the transfer runs: over the bound, said so, and
+    # proved against their peak instead.
+    assert not fig.memory_efficient and budget == fig.runtime_peak_bytes
+    assert verdict.all_proved
+    assert verify_cross(plan).get("memory_efficient").status == "refuted"
+    assert "rank 0 holds 6144 bytes" in verify_cross(plan).get("memory_efficient").detail
+
+
+# --- the proofs can fail -----------------------------------------------------------------
+
+def test_ill_typed_transfers_are_refuted():
+    plan = synthesize_cross(problem(*DONE_WHEN))
+    cases = {
+        "not a device of mesh": ((99, 8),),
+        "not a device of dst": ((0, 3),),
+        "needs 1024 elements": tuple(p for p in plan.transfer.pairs if p != (0, 8)),
+        "no element": plan.transfer.pairs + ((1, 8),),
+    }
+    for words, pairs in cases.items():
+        bad = CrossPlan(plan.problem, T.Transfer(pairs), plan.b_plan)
+        v = verify_cross(bad)
+        assert v.get("well_typed").status == "refuted" and words in v.get("well_typed").detail
+        assert not v.all_proved
+
+
+def test_two_holders_of_one_block_are_refuted():
+    cp = problem("dp=2@0-1", "tp=2@2-3", (8,), "[{}]", "[{tp}]")
+    plan = synthesize_cross(cp)
+    bad = CrossPlan(cp, T.Transfer(((0, 2), (1, 2), (1, 3))), plan.b_plan)
+    assert "hold the same block" in str(bad.typing_error())
+
+
+def test_a_wrong_source_map_is_caught(monkeypatch):
+    """Mutation: the transfer reads one element too far; the solver refutes element_correct
+    and the simulator disagrees."""
+    plan = synthesize_cross(problem(*DONE_WHEN))
+    real = T.source
+
+    def shifted(cp, mid, t, coords, index, alg):
+        a, c, i = real(cp, mid, t, coords, index, alg)
+        return a, c, [i[0], alg.mod(i[1] + 1, 32)]
+    monkeypatch.setattr(T, "source", shifted)
+    v = verify_cross(plan)
+    assert v.get("element_correct").status == "refuted"
+    assert "expected global element" in v.get("element_correct").detail
+    assert wrong_rank(plan) is not None
+
+
+def test_simulator_delivers_dst_blocks():
+    plan = synthesize_cross(problem("x=2@0-1", "u=2,v=2@1-4", (6, 4), "[{x},{}]", "[{v},{}]"))
+    x = np.arange(24).reshape(6, 4)
+    got = final_blocks(plan, x)
+    assert [g.tolist() for g in got] == [x[:3].tolist(), x[3:].tolist()] * 2
+
+
+# --- file form -------------------------------------------------------------------------
+
+def test_plan_json_round_trip_and_tampering():
+    plan = synthesize_cross(problem("fsdp=4,tp=2@0-7", "dp=2,tp=4@8-15", (64, 64),
+                                    "[{fsdp},{tp}]", "[{},{tp}]"))
+    doc = json.loads(json.dumps(cross_plan_to_json(plan)))
+    assert doc["devices"] == list(range(8)) and doc["dst_devices"] == list(range(8, 16))
+    assert cross_plan_from_json(doc) == plan
+    edited = json.loads(json.dumps(doc))
+    edited["figures"]["cross_mesh_bytes"] = 1
+    with pytest.raises(RedistError, match="cross_mesh_bytes"):
+        cross_plan_from_json(edited)
+    edited = json.loads(json.dumps(doc))
+    edited["steps"][1]["layout_after"] = [["dp"], ["tp"]]
+    with pytest.raises(RedistError, match="layout_after"):
+        cross_plan_from_json(edited)
+    edited = json.loads(json.dumps(doc))
+    edited["dst_devices"] = [8, 8, 9, 10, 11, 12, 13, 14]
+    with pytest.raises(RedistError, match="listed twice"):
+        cross_plan_from_json(edited)
+    edited = json.loads(json.dumps(doc))
+    edited["steps"].append({"op": "transfer", "layout": [[], ["tp"]], "pairs": []})
+    with pytest.raises(RedistError, match="one transfer"):
+        cross_plan_from_json(edited)
+    # Each reader refuses the other's documents.
+    with pytest.raises(RedistError, match="two-mesh plan"):
+        plan_from_json(doc)
+    with pytest.raises(RedistError, match="not a two-mesh plan"):
+        cross_plan_from_json(GOOD_PLAN)
+
+
+def test_one_mesh_plan_files_are_unchanged():
+    """A one-mesh plan is written exactly as before: no key of the two-mesh form."""
+    code, out, _ = run_cli(["plan", "--mesh", "x=2,y=4", "--shape", "16,16", "--src",
+                            "[{x},{y}]", "--dst", "[{y},{x}]", "--json", "-"])
+    doc = json.loads(out)
+    assert code == 0 and not {"devices", "dst_mesh", "dst_devices"} & set(doc)
+    assert list(doc)[:7] == ["format", "mesh", "shape", "dtype", "src", "dst", "steps"]
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+def test_cli_plan_and_verify(tmp_path):
+    path = tmp_path / "p.json"
+    code, out, err = run_cli(["plan", "--mesh", DONE_WHEN[0], "--dst-mesh", DONE_WHEN[1],
+                              "--shape", "64,64", "--src", DONE_WHEN[3], "--dst", DONE_WHEN[4],
+                              "--json", str(path)])
+    assert code == 0, err
+    assert "cross-mesh  16.0 KiB from outside the dst mesh (lower bound 16.0 KiB)" in out
+    assert "all five claims proved" in out
+    code, out, err = run_cli(["verify", str(path)])
+    assert code == 0 and "all five claims proved" in out, err
+    doc = json.loads(path.read_text())
+    doc["verdict"]["claims"][2]["status"] = "refuted"
+    path.write_text(json.dumps(doc))
+    code, out, _ = run_cli(["verify", str(path)])
+    assert code == 1 and "REJECTED" in out
+
+
+@pytest.mark.parametrize("mesh, dst_mesh, words", [
+    ("fsdp=4,tp=2@0-7", "tp=4@8,9,9,10", "rank 9 is listed twice"),
+    ("fsdp=4,tp=2@0-6", "tp=4@8-11", "has 8 devices but its device list names 7"),
+    ("fsdp=4,tp=2@0-7", "tp=4@8-11,12", "has 4 devices but its device list names 5"),
+    ("fsdp=4,tp=2@0-7", "tp=4@9-12", "uses rank 12 but the world has 12 ranks"),
+    ("fsdp=4,tp=2@0-7", "tp=4@8-11x", "not a rank"),
+])
+def test_cli_bad_meshes(mesh, dst_mesh, words):
+    code, out, err = run_cli(["run", "--np", "12", "--mesh", mesh, "--dst-mesh", dst_mesh,
+                              "--shape", "64,64", "--src", "[{fsdp},{tp}]", "--dst",
+                              "[{},{tp}]"])
+    assert code == 2 and words in err, err
+    assert err.count("\n") == 1 and err.startswith("redist: error:")
+
+
+def test_cli_placed_mesh_needs_a_dst_mesh():
+    code, _, err = run_cli(["plan", "--mesh", "x=2@0-1", "--shape", "4", "--src", "[{x}]",
+                            "--dst", "[{}]"])
+    assert code == 2 and "give --dst-mesh too" in err
+
+
+# --- certificates ------------------------------------------------------------------------
+
+def test_certificates_check_with_both_solvers_and_catch_tampering(tmp_path):
+    from redist.core.smt.certificate import check_certificate, write_certificate
+    from redist.core.smt.solvers import cvc5_version
+
+    cp = problem("x=2,y=2@0-3", "u=2,v=2@2-5", (8, 8), "[{x},{y}]", "[{},{v}]")
+    plan, verdict, budget = certified_cross(cp)
+    path = str(tmp_path / "cert.json")
+    write_certificate(plan, verdict, path, budget)
+    report = check_certificate(path)
+    assert report.ok, report.table()
+    solvers = {k for r in report.rows for k in r["answers"]}
+    assert solvers == ({"z3", "cvc5"} if cvc5_version() else {"z3"})
+    doc = json.loads(open(path).read())
+    # Move one pair's sender: the plan hash no longer matches.
+    doc["plan"]["steps"][0]["pairs"][0][0] = 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert not check_certificate(str(bad)).genuine
+
+
+def test_t1x_harness_catches_an_unsound_source_map(monkeypatch):
+    """T1x proves the transfer's rule sound at a tiny bound, and fails when the source map
+    reads the wrong local index."""
+    from redist.proofs.transfer import t1_transfer
+
+    r = t1_transfer(meshes=((("x", 2),),), shapes=((4,),))
+    assert r.proved and r.cases > 0
+    real = T.source
+
+    def shifted(cp, mid, t, coords, index, alg):
+        a, c, i = real(cp, mid, t, coords, index, alg)
+        return a, c, [alg.mod(i[0] + 1, 2)]
+    monkeypatch.setattr(T, "source", shifted)
+    r = t1_transfer(meshes=((("x", 2),),), shapes=((4,),))
+    assert not r.proved and r.failures
