@@ -353,6 +353,16 @@ def test_cli_bad_meshes(mesh, dst_mesh, words):
     assert err.count("\n") == 1 and err.startswith("redist: error:")
 
 
+@pytest.mark.parametrize("src, dst", [("[{fsdp},{}]+{tp}", "[{},{tp}]"),
+                                      ("[{fsdp},{tp}]", "[{},{}]+{tp}")])
+def test_pending_sums_between_meshes_are_refused_not_moved_as_values(src, dst):
+    """A transfer copies values; a pending sum moved that way would drop the reduction."""
+    code, _, err = run_cli(["plan", "--mesh", "fsdp=4,tp=2@0-7", "--dst-mesh", "tp=4@8-11",
+                            "--shape", "64,64", "--src", src, "--dst", dst])
+    assert code == 2 and "pending sums between two meshes" in err, err
+    assert err.count("\n") == 1 and err.startswith("redist: error:")
+
+
 def test_cli_placed_mesh_needs_a_dst_mesh():
     code, _, err = run_cli(["plan", "--mesh", "x=2@0-1", "--shape", "4", "--src", "[{x}]",
                             "--dst", "[{}]"])

@@ -123,6 +123,13 @@ class CrossProblem:
         args.instance(self.a, PlacedMesh, "CrossProblem", "a", "a PlacedMesh")
         args.instance(self.b, PlacedMesh, "CrossProblem", "b", "a PlacedMesh")
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
+        for name, lay in (("src", self.src), ("dst", self.dst)):
+            if getattr(lay, "sum", ()):
+                # The transfer moves values, it does not add them: a pending sum must be
+                # reduced on its own mesh first (DESIGN §14 inside one mesh, then §15).
+                raise RedistError(f"{name} {lay}: pending sums between two meshes are not "
+                                  "supported yet; reduce on the src mesh first (a one-mesh "
+                                  "plan to a layout without +{...}), then move")
         # The one-mesh checks of each end: shape, layouts against their own mesh.
         pa = Problem(self.a.mesh, self.shape, self.dtype, self.src, self.src)
         object.__setattr__(self, "shape", pa.shape)
