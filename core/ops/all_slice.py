@@ -82,34 +82,21 @@ def working_bytes(problem: Problem, step: AllSlice, before: Layout, after: Layou
 
 def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
              nx: V.LayoutVars) -> z3.BoolRef:
-    names, rank = mesh.names, len(shape)
-    return z3.And(
-        z3.Or(*[sv.slice_dim[a] >= 0 for a in names]),
-        *[z3.If(sv.slice_dim[a] >= 0,
-                z3.And(sv.slice_dim[a] < rank, lv.D[a] == -1, nx.D[a] == sv.slice_dim[a],
-                       *[z3.Implies(sv.slice_dim[a] == d, nx.P[a] >= V.count_in(mesh, lv, d))
-                         for d in range(rank)]),
-                z3.And(sv.slice_dim[a] == -1, V.same(lv, nx, a)))
-          for a in names])
+    return V.appended(mesh, shape, sv.slice_dim, lv, nx, -1)
 
 
 def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
                 nx: V.LayoutVars) -> list[z3.BoolRef]:
-    """Extents (§11): a slice splits the dim it lands in."""
-    return [V.nests(mesh, V.local_extent(mesh, shape[d], lv, d), shape[d],
-                    {a: sv.slice_dim[a] == d for a in mesh.names}) for d in range(len(shape))]
+    return V.appended_extents(mesh, shape, sv.slice_dim, lv)
 
 
 def smt_listed(mesh: Mesh, step: AllSlice, lv: V.LayoutVars, nx: V.LayoutVars,
                rank: int) -> list[z3.BoolRef]:
-    """Sliced axes are appended to their dim, in order."""
-    return [f for d, axes in enumerate(step.axes) for j, a in enumerate(axes)
-            for f in (nx.D[a] == d, nx.P[a] == V.count_in(mesh, lv, d) + j)]
+    return V.appended_listed(mesh, step.axes, lv, nx)
 
 
 def smt_pin(mesh: Mesh, sv: V.StepVars, step: AllSlice | None) -> list[z3.BoolRef]:
-    sliced = {a: d for d, axes in enumerate(step.axes) for a in axes} if step else {}
-    return [sv.slice_dim[a] == sliced.get(a, -1) for a in mesh.names]
+    return V.appended_pin(mesh, sv.slice_dim, step.axes if step else None)
 
 
 RULE = OpRule(

@@ -147,34 +147,21 @@ def padding_bytes(problem: Problem, step: ReduceScatter, before: Layout,
 
 def smt_rule(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
              nx: V.LayoutVars) -> z3.BoolRef:
-    names, rank = mesh.names, len(shape)
-    return z3.And(
-        z3.Or(*[sv.reduce_dim[a] >= 0 for a in names]),
-        *[z3.If(sv.reduce_dim[a] >= 0,
-                z3.And(sv.reduce_dim[a] < rank, lv.D[a] == V.PENDING,
-                       nx.D[a] == sv.reduce_dim[a],
-                       *[z3.Implies(sv.reduce_dim[a] == d, nx.P[a] >= V.count_in(mesh, lv, d))
-                         for d in range(rank)]),
-                z3.And(sv.reduce_dim[a] == -1, V.same(lv, nx, a)))
-          for a in names])
+    return V.appended(mesh, shape, sv.reduce_dim, lv, nx, V.PENDING)
 
 
 def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.LayoutVars,
                 nx: V.LayoutVars) -> list[z3.BoolRef]:
-    return [V.nests(mesh, V.local_extent(mesh, shape[d], lv, d), shape[d],
-                    {a: sv.reduce_dim[a] == d for a in mesh.names}) for d in range(len(shape))]
+    return V.appended_extents(mesh, shape, sv.reduce_dim, lv)
 
 
 def smt_listed(mesh: Mesh, step: ReduceScatter, lv: V.LayoutVars, nx: V.LayoutVars,
                rank: int) -> list[z3.BoolRef]:
-    """Reduced axes are appended to their dim, in order."""
-    return [f for d, axes in enumerate(step.axes) for j, a in enumerate(axes)
-            for f in (nx.D[a] == d, nx.P[a] == V.count_in(mesh, lv, d) + j)]
+    return V.appended_listed(mesh, step.axes, lv, nx)
 
 
 def smt_pin(mesh: Mesh, sv: V.StepVars, step: ReduceScatter | None) -> list[z3.BoolRef]:
-    reduced = {a: d for d, axes in enumerate(step.axes) for a in axes} if step else {}
-    return [sv.reduce_dim[a] == reduced.get(a, -1) for a in mesh.names]
+    return V.appended_pin(mesh, sv.reduce_dim, step.axes if step else None)
 
 
 RULE = OpRule(

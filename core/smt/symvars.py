@@ -187,3 +187,40 @@ def suffix_closed(mesh: Mesh, lv: LayoutVars, flag: dict[str, z3.BoolRef]) -> li
     names = mesh.names
     return [z3.Implies(z3.And(flag[a], lv.D[b] == lv.D[a], lv.P[b] > lv.P[a]), flag[b])
             for a in names for b in names if a != b]
+
+
+# Steps that append axes minor-most to a dim (all_slice from replicated axes,
+# reduce_scatter from pending ones): `target[a]` is the dim axis a lands in (-1: none),
+# `was` the D value it must come from.
+
+def appended(mesh: Mesh, shape: tuple[int, ...], target: dict[str, z3.ArithRef],
+             lv: LayoutVars, nx: LayoutVars, was: int) -> z3.BoolRef:
+    names, rank = mesh.names, len(shape)
+    return z3.And(
+        z3.Or(*[target[a] >= 0 for a in names]),
+        *[z3.If(target[a] >= 0,
+                z3.And(target[a] < rank, lv.D[a] == was, nx.D[a] == target[a],
+                       *[z3.Implies(target[a] == d, nx.P[a] >= count_in(mesh, lv, d))
+                         for d in range(rank)]),
+                z3.And(target[a] == -1, same(lv, nx, a)))
+          for a in names])
+
+
+def appended_extents(mesh: Mesh, shape: tuple[int, ...], target: dict[str, z3.ArithRef],
+                     lv: LayoutVars) -> list[z3.BoolRef]:
+    """Extents (§11): the appended axes split the dim they land in."""
+    return [nests(mesh, local_extent(mesh, shape[d], lv, d), shape[d],
+                  {a: target[a] == d for a in mesh.names}) for d in range(len(shape))]
+
+
+def appended_listed(mesh: Mesh, per_dim: tuple[tuple[str, ...], ...], lv: LayoutVars,
+                    nx: LayoutVars) -> list[z3.BoolRef]:
+    """The listed axes are appended to their dim, in order."""
+    return [f for d, axes in enumerate(per_dim) for j, a in enumerate(axes)
+            for f in (nx.D[a] == d, nx.P[a] == count_in(mesh, lv, d) + j)]
+
+
+def appended_pin(mesh: Mesh, target: dict[str, z3.ArithRef],
+                 per_dim: tuple[tuple[str, ...], ...] | None) -> list[z3.BoolRef]:
+    where = {a: d for d, axes in enumerate(per_dim) for a in axes} if per_dim else {}
+    return [target[a] == where.get(a, -1) for a in mesh.names]
