@@ -17,7 +17,8 @@ as one torch.distributed collective on the groups of its axes:
   all_exchange all_to_all_single with split sizes over the whole mesh, each element from
                its canonical holder (used only when no portable plan is within the
                memory bound, as on some uneven extents)
-  reduce_scatter  reduce_scatter_tensor (sum), the pieces in group-rank order
+  reduce_scatter  a ring of batch_isend_irecv rounds (sum) (gloo's reduce_scatter_single
+               holds a second input-sized buffer)
   all_reduce   all_reduce (sum), in place (on a copy when the block is the caller's)
 
 A group's process group ranks its members in mesh order (torch sorts a group's ranks);
@@ -437,12 +438,15 @@ def _owned(ctx: _Context, x: torch.Tensor) -> torch.Tensor:
 
 def _reduce_scatter(ctx: _Context, step: ReduceScatter, x: torch.Tensor, before: Layout,
                     after: Layout, shape: tuple[int, ...]) -> torch.Tensor:
-    """One reduce_scatter_tensor on the group of the step's axes. The block is cut, per
-    reduced dim, into its G pieces (padded with zeros to G equal pieces where the dim is
-    held whole and G does not divide it); the piece of the member whose digits over the
-    dim's new axes are k (major first) is piece k, as in runtime/reduce.py. The pieces are
-    laid out in group-rank order (the members' digits over the axes in mesh order), each
-    contiguous, and the sum of this rank's piece lands in a new block."""
+    """A ring reduce-scatter on the group of the step's axes, point to point: gloo's
+    reduce_scatter_single holds a second input-sized buffer (measured), this one piece.
+    The block is cut, per reduced dim, into its G pieces (padded with zeros to G equal
+    pieces where the dim is held whole and G does not divide it); the piece of the member
+    whose digits over the dim's new axes are k (major first) is piece k, as in
+    runtime/reduce.py. The pieces are laid out contiguous in the members' order (digits
+    over the axes in mesh order); in G-1 rounds each member sends a partial sum of one
+    piece to the next member and adds the previous member's into its own, ending with
+    the full sum of its own piece: (G-1)/G of the block received, as reduce_scatter."""
     n_after = after.local_shape(ctx.mesh, shape)
     axes = tuple(a for new in step.axes for a in new)
     ranked = _in_mesh_order(ctx.mesh, axes)
@@ -464,12 +468,24 @@ def _reduce_scatter(ctx: _Context, step: ReduceScatter, x: torch.Tensor, before:
         rest.append(len(split))
         split.append(n)
     order = [where[a] for a in ranked] + rest
-    send = _arranged(ctx, x.view(tuple(split)), order, (math.prod(full),))
+    acc = _owned(ctx, _arranged(ctx, x.view(tuple(split)), order, (math.prod(full),)))
     del x
-    out = _empty(ctx, n_after, send)
-    dist.reduce_scatter_tensor(out.view(-1), send, op=dist.ReduceOp.SUM,
-                               group=ctx.group(axes))
-    ctx.free(send)
+    members = ctx.members(ranked)
+    g = len(members)
+    me = members.index(ctx.ranks[ctx.me])
+    pieces = acc.view(g, -1)
+    scratch = _empty(ctx, pieces[0].shape, acc)
+    nxt, prv = members[(me + 1) % g], members[(me - 1) % g]
+    for r in range(g - 1):
+        for w in dist.batch_isend_irecv([
+                dist.P2POp(dist.isend, pieces[(me - r - 1) % g], nxt),
+                dist.P2POp(dist.irecv, scratch, prv)]):
+            w.wait()
+        pieces[(me - r - 2) % g].add_(scratch)
+    ctx.free(scratch)
+    out = _empty(ctx, n_after, acc)
+    out.view(-1).copy_(pieces[me])
+    ctx.free(acc)
     return out
 
 
