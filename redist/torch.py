@@ -445,8 +445,9 @@ def _reduce_scatter(ctx: _Context, step: ReduceScatter, x: torch.Tensor, before:
     whose digits over the dim's new axes are k (major first) is piece k, as in
     runtime/reduce.py. The pieces are laid out contiguous in the members' order (digits
     over the axes in mesh order); in G-1 rounds each member sends a partial sum of one
-    piece to the next member and adds the previous member's into its own, ending with
-    the full sum of its own piece: (G-1)/G of the block received, as reduce_scatter."""
+    piece to the next member and adds its own addend of that piece to the one it
+    receives, ending with the full sum of its own piece: (G-1)/G of the block received,
+    as reduce_scatter, through two piece-sized buffers (the input is only read)."""
     n_after = after.local_shape(ctx.mesh, shape)
     axes = tuple(a for new in step.axes for a in new)
     ranked = _in_mesh_order(ctx.mesh, axes)
@@ -468,25 +469,29 @@ def _reduce_scatter(ctx: _Context, step: ReduceScatter, x: torch.Tensor, before:
         rest.append(len(split))
         split.append(n)
     order = [where[a] for a in ranked] + rest
-    acc = _owned(ctx, _arranged(ctx, x.view(tuple(split)), order, (math.prod(full),)))
+    flat_x = _arranged(ctx, x.view(tuple(split)), order, (math.prod(full),))
     del x
     members = ctx.members(ranked)
     g = len(members)
     me = members.index(ctx.ranks[ctx.me])
-    pieces = acc.view(g, -1)
-    scratch = _empty(ctx, pieces[0].shape, acc)
+    pieces = flat_x.view(g, -1)             # read only: it may be the caller's block
     nxt, prv = members[(me + 1) % g], members[(me - 1) % g]
+    cur, spare = pieces[(me - 1) % g], None
+    if g == 1:
+        cur = _empty(ctx, pieces[0].shape, flat_x)
+        cur.copy_(pieces[0])
     for r in range(g - 1):
-        for w in dist.batch_isend_irecv([
-                dist.P2POp(dist.isend, pieces[(me - r - 1) % g], nxt),
-                dist.P2POp(dist.irecv, scratch, prv)]):
+        into = spare if spare is not None else _empty(ctx, pieces[0].shape, flat_x)
+        for w in dist.batch_isend_irecv([dist.P2POp(dist.isend, cur, nxt),
+                                         dist.P2POp(dist.irecv, into, prv)]):
             w.wait()
-        pieces[(me - r - 2) % g].add_(scratch)
-    ctx.free(scratch)
-    out = _empty(ctx, n_after, acc)
-    out.view(-1).copy_(pieces[me])
-    ctx.free(acc)
-    return out
+        into.add_(pieces[(me - r - 2) % g])
+        spare = cur if r else None          # the first piece sent is the input's
+        cur = into
+    if spare is not None:
+        ctx.free(spare)
+    ctx.free(flat_x)
+    return cur.view(n_after)
 
 
 def _all_reduce(ctx: _Context, step: AllReduce, x: torch.Tensor, before: Layout,
