@@ -488,6 +488,30 @@ def _t1x(**bounds) -> TheoremResult:
     return t1_transfer(**bounds)
 
 
+def _t1p(max_axes: int, max_rank: int) -> TheoremResult:
+    from .pending_soundness import t1_pending
+    t0 = time.perf_counter()
+    cases, proved, failures = t1_pending(max_axes, max_rank)
+    return TheoremResult(
+        "T1p", "reduce_scatter and all_reduce are sound for their addend maps, and the "
+        "moving steps keep every addend's pending coordinates (DESIGN §14)",
+        f"layouts with pending axes on meshes of 1-{max_axes} axes, rank 1-{max_rank}; "
+        "sizes symbolic, extents divisible", cases=cases, symbolic=proved,
+        failures=failures, seconds=time.perf_counter() - t0)
+
+
+def _t3p(ranks: tuple[int, ...]) -> TheoremResult:
+    from .pending_soundness import t3_pending
+    t0 = time.perf_counter()
+    count, failures = t3_pending(ranks=ranks)
+    return TheoremResult(
+        "T3p", "on pending problems the normal synthesizer returns a normal-form plan "
+        "within the bound with all five claims proved",
+        f"every pending src and dst on x=2,y=2, rank {'-'.join(map(str, ranks))}, "
+        "divisible extents", cases=count, bounded=count - len(failures),
+        failures=failures, seconds=time.perf_counter() - t0)
+
+
 def run_all(quick: bool = False, on_progress=None,
             processes: int | None = None) -> list[TheoremResult]:
     say = on_progress or (lambda m: None)
@@ -499,7 +523,9 @@ def run_all(quick: bool = False, on_progress=None,
                  ("T3", lambda: t3_synthesizer(max_axes=2, max_rank=2, sizes=(2, 3),
                                                processes=processes)),
                  ("T3u", lambda: t3_uneven(max_axes=1, max_rank=1, processes=processes)),
-                 ("T1x", lambda: _t1x(meshes=((("x", 2),),), shapes=((4,), (3,))))]
+                 ("T1x", lambda: _t1x(meshes=((("x", 2),),), shapes=((4,), (3,)))),
+                 ("T1p", lambda: _t1p(max_axes=1, max_rank=1)),
+                 ("T3p", lambda: _t3p(ranks=(1,)))]
     else:
         steps = [("T0", t0_refinement),
                  ("T1", lambda: t1_soundness(processes=processes)),
@@ -508,7 +534,9 @@ def run_all(quick: bool = False, on_progress=None,
                  ("T3", lambda: t3_synthesizer(processes=processes, on_progress=say)),
                  ("T3u", lambda: t3_uneven(processes=processes)),
                  ("T1x", lambda: _t1x(meshes=((("x", 2),), (("x", 3),), (("x", 2), ("y", 2))),
-                                      shapes=((4,), (6,), (5,))))]
+                                      shapes=((4,), (6,), (5,)))),
+                 ("T1p", lambda: _t1p(max_axes=2, max_rank=2)),
+                 ("T3p", lambda: _t3p(ranks=(1, 2)))]
     out = []
     for name, fn in steps:
         say(f"{name} ...")

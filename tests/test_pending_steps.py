@@ -247,14 +247,6 @@ def test_optimal_refuses_pending_sums_rather_than_prove_a_false_bound():
         optimal(_p(*ISSUE))
 
 
-def test_t3_every_pending_problem_of_a_small_mesh_gets_a_proved_normal_form_plan():
-    """T3 on pending sums, at the bound CI affords (x=2,y=2, rank 1; ranks 1-2 is 140
-    problems, measured in the closing note)."""
-    from redist.proofs.pending_soundness import t3_pending
-    count, failures = t3_pending(ranks=(1,))
-    assert count >= 10 and not failures, failures[:3]
-
-
 @pytest.mark.parametrize("src,dst", [("[{c,d}]+{b}", "[{d,a}]+{b}"),
                                      ("[{c,d}]+{b}", "[{a,c}]+{b}")])
 def test_permute_pairs_devices_only_within_their_pending_coordinates(src, dst):
