@@ -17,6 +17,9 @@ as one torch.distributed collective on the groups of its axes:
   all_exchange all_to_all_single with split sizes over the whole mesh, each element from
                its canonical holder (used only when no portable plan is within the
                memory bound, as on some uneven extents)
+  reduce_scatter  a ring of batch_isend_irecv rounds (sum) (gloo's reduce_scatter_single
+               holds a second input-sized buffer)
+  all_reduce   all_reduce (sum), in place (on a copy when the block is the caller's)
 
 A group's process group ranks its members in mesh order (torch sorts a group's ranks);
 the steps reorder pieces into the plan's mixed-radix order where the two differ.
@@ -26,7 +29,8 @@ padded to DESIGN §11's ceil block. DTensor splits a tensor dim that several mes
 shard by chunking the chunks, which differs from §11's blocks on some uneven extents:
 there the rows move between the two before the first step and after the last, point to
 point inside each group (core/model/nested.py checks the moves exactly; they are outside
-the proved plan). `Partial` is not supported yet.
+the proved plan). `Partial("sum")` is a pending sum (DESIGN §14), reduced by the plan's
+reduce_scatter and all_reduce steps in the tensor's dtype; other reductions are refused.
 """
 
 from __future__ import annotations
@@ -50,7 +54,15 @@ from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.nested import Regrid, group_devices, regrids
 from redist.core.model.problem import Problem
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllSlice,
+    AllToAll,
+    ReduceScatter,
+)
 from redist.core.ops.common import mixed_radix
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
@@ -415,6 +427,82 @@ def _regrid(ctx: _Context, base: Mesh, x: torch.Tensor, rg: Regrid, valid: Seque
     return out
 
 
+def _owned(ctx: _Context, x: torch.Tensor) -> torch.Tensor:
+    """x, or a copy of it when it is the caller's block (a reduction writes in place)."""
+    if x.untyped_storage().data_ptr() != ctx.pinned:
+        return x
+    y = _empty(ctx, x.shape, x)
+    y.copy_(x)
+    return y
+
+
+def _reduce_scatter(ctx: _Context, step: ReduceScatter, x: torch.Tensor, before: Layout,
+                    after: Layout, shape: tuple[int, ...]) -> torch.Tensor:
+    """A ring reduce-scatter on the group of the step's axes, point to point: gloo's
+    reduce_scatter_single holds a second input-sized buffer (measured), this one piece.
+    The block is cut, per reduced dim, into its G pieces (padded with zeros to G equal
+    pieces where the dim is held whole and G does not divide it); the piece of the member
+    whose digits over the dim's new axes are k (major first) is piece k, as in
+    runtime/reduce.py. The pieces are laid out contiguous in the members' order (digits
+    over the axes in mesh order); in G-1 rounds each member sends a partial sum of one
+    piece to the next member and adds its own addend of that piece to the one it
+    receives, ending with the full sum of its own piece: (G-1)/G of the block received,
+    as reduce_scatter, through two piece-sized buffers (the input is only read)."""
+    n_after = after.local_shape(ctx.mesh, shape)
+    axes = tuple(a for new in step.axes for a in new)
+    ranked = _in_mesh_order(ctx.mesh, axes)
+    full = [n * math.prod(ctx.mesh.size(a) for a in new)
+            for n, new in zip(n_after, step.axes, strict=True)]
+    src = x
+    x = _padded(ctx, x, full)
+    if x is not src:
+        ctx.free(src)
+    del src
+    # Each dim as (its new axes' sizes ..., its piece): one view dim per axis.
+    split: list[int] = []
+    where: dict[str, int] = {}
+    rest: list[int] = []
+    for new, n in zip(step.axes, n_after, strict=True):
+        for a in new:
+            where[a] = len(split)
+            split.append(ctx.mesh.size(a))
+        rest.append(len(split))
+        split.append(n)
+    order = [where[a] for a in ranked] + rest
+    flat_x = _arranged(ctx, x.view(tuple(split)), order, (math.prod(full),))
+    del x
+    members = ctx.members(ranked)
+    g = len(members)
+    me = members.index(ctx.ranks[ctx.me])
+    pieces = flat_x.view(g, -1)             # read only: it may be the caller's block
+    nxt, prv = members[(me + 1) % g], members[(me - 1) % g]
+    cur, spare = pieces[(me - 1) % g], None
+    if g == 1:
+        cur = _empty(ctx, pieces[0].shape, flat_x)
+        cur.copy_(pieces[0])
+    for r in range(g - 1):
+        into = spare if spare is not None else _empty(ctx, pieces[0].shape, flat_x)
+        for w in dist.batch_isend_irecv([dist.P2POp(dist.isend, cur, nxt),
+                                         dist.P2POp(dist.irecv, into, prv)]):
+            w.wait()
+        into.add_(pieces[(me - r - 2) % g])
+        spare = cur if r else None          # the first piece sent is the input's
+        cur = into
+    if spare is not None:
+        ctx.free(spare)
+    ctx.free(flat_x)
+    return cur.view(n_after)
+
+
+def _all_reduce(ctx: _Context, step: AllReduce, x: torch.Tensor, before: Layout,
+                after: Layout, shape: tuple[int, ...]) -> torch.Tensor:
+    """One all_reduce of the block on the group of the step's axes, in place (on a copy
+    when the block is the caller's)."""
+    x = _owned(ctx, x)
+    dist.all_reduce(x, op=dist.ReduceOp.SUM, group=ctx.group(tuple(step.axes)))
+    return x
+
+
 # One function per op (core/ops): (ctx, step, x, before, after, shape) -> the new block.
 RUNNERS: dict[str, Callable[..., torch.Tensor] | None] = {
     "all_slice": _slice,
@@ -422,8 +510,8 @@ RUNNERS: dict[str, Callable[..., torch.Tensor] | None] = {
     "all_to_all": _all_to_all,
     "all_permute": _permute,
     "all_exchange": _exchange,
-    "reduce_scatter": None,     # pending sums: not in this engine yet (problem_of refuses)
-    "all_reduce": None,
+    "reduce_scatter": _reduce_scatter,
+    "all_reduce": _all_reduce,
 }
 
 
@@ -435,15 +523,13 @@ def _mesh_ranks(device_mesh: Any) -> tuple[int, ...]:
 
 def problem_of(dtensor: DTensor, placements: Sequence[Any]) -> Problem:
     """The redistribution problem of `dtensor` to `placements` on its mesh, in DESIGN
-    §11's ceil blocks (raises a clear RedistError for Partial and _StridedShard)."""
+    §11's ceil blocks (raises a clear RedistError for reductions other than
+    Partial("sum") and for _StridedShard)."""
     if not isinstance(dtensor, DTensor):
         raise RedistError(f"redistribute takes a DTensor, not {type(dtensor).__name__}")
     mesh = mesh_from_device_mesh(dtensor.device_mesh)
     src = layout_of(dtensor)
     dst = layout_from_placements(tuple(placements), dtensor.device_mesh, dtensor.ndim)
-    if src.sum or dst.sum:
-        raise RedistError("Partial placements (pending sums): the PyTorch engine does not "
-                          "reduce yet; use the MPI runtime, or reduce with DTensor first")
     shape = tuple(int(n) for n in dtensor.shape)
     return Problem(mesh, shape, dtype_name(str(dtensor.dtype).removeprefix("torch.")),
                    src, dst)

@@ -30,7 +30,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
+from torch.distributed.tensor import (
+    DTensor,
+    Partial,
+    Replicate,
+    Shard,
+    distribute_tensor,
+)
 
 from redist import plan_cache
 from redist.core.errors import RedistError
@@ -104,6 +110,23 @@ def _global(shape: list[int], dtype: str) -> torch.Tensor:
     return x.reshape(shape).to(getattr(torch, dtype))
 
 
+def _partial(x: torch.Tensor, mesh: Any, sizes: tuple[int, ...], src: list[str],
+             coords: tuple[int, ...]) -> Any:
+    """A DTensor whose Partial("sum") mesh dims hold different integer addends of x:
+    member 0 of every Partial dim holds the block, and on each Partial dim m the members
+    add w·noise_m with integer weights w summing to 0 (1, ..., 1, -(G-1)), so a sum that
+    takes a wrong piece or a wrong member's addend differs from x."""
+    block = expected_block(x, sizes, src, coords)
+    parts = [m for m, p in enumerate(src) if p == "P"]
+    local = block if all(coords[m] == 0 for m in parts) else torch.zeros_like(block)
+    for m in parts:
+        w = 1 if coords[m] < sizes[m] - 1 else -(sizes[m] - 1)
+        noise = (block.to(torch.int64) * 3 + m + 1) % 7 - 3
+        local = local + (w * noise).to(block.dtype)
+    return DTensor.from_local(local, mesh, [placement(p) for p in src], run_check=False,
+                              shape=x.shape, stride=x.stride())
+
+
 def _verdicts(ok: bool, what: str) -> list:
     box: list = [None] * dist.get_world_size()
     dist.all_gather_object(box, (ok, what))
@@ -124,7 +147,8 @@ def run_case(case: dict) -> dict:
     mine = None
     if rank in case.get("forget_on_rank", []):
         plan_cache.clear()
-    t = distribute_tensor(x, mesh, src)
+    t = (_partial(x, mesh, sizes, case["src"], coords) if "P" in case["src"]
+         else distribute_tensor(x, mesh, src))
     want = expected_block(x, sizes, dst_text, coords)
     # redist
     try:

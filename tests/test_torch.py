@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 dist = pytest.importorskip("torch.distributed")
 
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
-from torch.distributed.tensor import Partial, Replicate, Shard  # noqa: E402
+from torch.distributed.tensor import DTensor, Partial, Replicate, Shard  # noqa: E402
 
 from redist import regress  # noqa: E402
 from redist.core.errors import RedistError  # noqa: E402
@@ -105,7 +105,7 @@ def mesh():
 def test_partial_and_bad_inputs_are_one_line_errors(mesh):
     from torch.distributed.tensor import distribute_tensor
     t = distribute_tensor(torch.zeros(16, 8), mesh, [Shard(0), Replicate()])
-    for placements, message in [([Partial(), Replicate()], "Partial"),
+    for placements, message in [([Partial("avg"), Replicate()], r"Partial\('avg'\)"),
                                 ([Shard(0)], "1 placements for a mesh of 2 dims"),
                                 ([Shard(3), Replicate()], "out of range")]:
         with pytest.raises(RedistError, match=message) as e:
@@ -115,6 +115,14 @@ def test_partial_and_bad_inputs_are_one_line_errors(mesh):
         problem_of(torch.zeros(4), [Replicate(), Replicate()])
     p = problem_of(t, [Replicate(), Shard(1)])
     assert (str(p.show(p.src)), str(p.show(p.dst))) == ("[{dp},{}]", "[{},{tp}]")
+    part = DTensor.from_local(torch.zeros(8, 8), mesh, [Shard(0), Partial()], run_check=False)
+    p = problem_of(part, [Shard(0), Shard(1)])
+    assert (str(p.show(p.src)), str(p.show(p.dst))) == ("[{dp},{}]+{tp}", "[{dp},{tp}]")
+    avg = DTensor.from_local(torch.zeros(8, 8), mesh, [Shard(0), Partial("avg")],
+                             run_check=False)
+    with pytest.raises(RedistError, match=r"Partial\('avg'\)") as e:
+        problem_of(avg, [Shard(0), Replicate()])
+    assert "\n" not in str(e.value)
 
 
 def _nested(case: dict) -> bool:
@@ -151,6 +159,18 @@ def test_torchrun_8_ranks_equal_dtensor_block_by_block():
          "dst": ["S0", "S0"], "flatten": True},
         {"mesh": [["x", 2], ["y", 2], ["z", 2]], "shape": [3, 13, 2], "dtype": "bfloat16",
          "src": ["S1", "S1", "S1"], "dst": ["S2", "S0", "R"]},
+        # Partial("sum") sources: reduce_scatter (pieces in and out of group-rank order,
+        # uneven, axes apart in the mesh) and all_reduce, summing distinct addends
+        {"mesh": m24, "shape": [16, 8], "dtype": "float32", "src": ["P", "S0"],
+         "dst": ["S0", "S0"]},
+        {"mesh": m24, "shape": [8, 12], "dtype": "float32", "src": ["P", "P"],
+         "dst": ["S1", "S0"]},
+        {"mesh": m24, "shape": [10, 6], "dtype": "float32", "src": ["S0", "P"],
+         "dst": ["S0", "S1"]},
+        {"mesh": m24, "shape": [5, 7], "dtype": "int32", "src": ["P", "P"],
+         "dst": ["R", "R"]},
+        {"mesh": [["x", 2], ["y", 2], ["z", 2]], "shape": [6, 5], "dtype": "float32",
+         "src": ["P", "S1", "P"], "dst": ["S0", "R", "S0"]},
     ]
     cases = chosen + random_cases(seed=22, n=22)
     server = torch_server(8, timeout=240)
@@ -180,7 +200,10 @@ def test_torchrun_8_ranks_equal_dtensor_block_by_block():
     assert sum(map(_nested, cases)) >= 6 and not answers[0]["redist"]["cached"]
     assert again["redist"]["ok"] and again["redist"]["cached"]
     assert forgot["redist"]["ok"] and not forgot["redist"]["cached"]
-    assert "Partial" in partial["redist"]["refused"]
+    assert "does not create them" in partial["redist"]["refused"]   # a Partial target
     assert "\n" not in partial["redist"]["refused"]
+    steps = {a["redist"]["steps"] for c, a in zip(cases, answers, strict=True)
+             if "P" in c["src"]}
+    assert min(steps) >= 1
     assert "asked for a different redistribution" in disagree["redist"]["refused"]
     assert tally.torch_runs == 2
