@@ -67,7 +67,7 @@ def test_python_blocks_run(where, k, code, tmp_path):
                  t.group(1), str(path)] if t
            else [sys.executable, str(path)])
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                       env=_env())
+                       env=_env(), start_new_session=True)
     assert r.returncode == 0, f"{where} block {k}:\n{r.stderr[-2000:]}"
     want = _expected(code)
     got = [line.strip() for line in r.stdout.splitlines() if line.strip()]

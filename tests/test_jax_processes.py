@@ -34,7 +34,8 @@ def test_two_processes_reshard_like_device_put(tmp_path):
     script = os.path.join(HERE, "jax_programs", "two_processes.py")
     logs = [open(tmp_path / f"p{k}.log", "w+") for k in range(2)]
     procs = [subprocess.Popen([sys.executable, script, str(k), port], stdout=logs[k],
-                              stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+                              stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                              start_new_session=True)
              for k in range(2)]
     try:
         codes = [p.wait(timeout=240) for p in procs]
