@@ -286,6 +286,17 @@ def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
     flat[:step] = scratch[:step]
 
 
+def gather_slot(step: AllGather, mc: MeshComm) -> tuple[list[int], list[int]]:
+    """Per dim: how many pieces the gather joins, and this member's slot among them (the
+    mixed-radix digits of its group rank over the dims)."""
+    me = mc.group(tuple(a for dim in step.axes for a in dim)).Get_rank()
+    sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
+    digits, rest = [0] * len(sizes), me
+    for d in reversed(range(len(sizes))):
+        digits[d], rest = rest % sizes[d], rest // sizes[d]
+    return sizes, digits
+
+
 def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
             held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     """In place: the output is the input's buffer grown to G blocks (realloc), this rank's
@@ -293,16 +304,10 @@ def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layo
     Only valid elements are sent (DESIGN §11): where some member's block is short, each
     member's count is its valid extent."""
     x = held.a
-    axes = tuple(a for dim in step.axes for a in dim)
-    comm = mc.group(axes)
-    g, me = comm.Get_size(), comm.Get_rank()
-    sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
     shape = x.shape
+    sizes, digits = gather_slot(step, mc)
     full = tuple(shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
     dtype = x.dtype
-    digits, rest = [0] * len(sizes), me          # my slot, per dim (mixed radix over dims)
-    for d in reversed(range(len(sizes))):
-        digits[d], rest = rest % sizes[d], rest // sizes[d]
     if held.own:
         del x
         out = _resize([_take_buffer(held)], math.prod(full), mem)
@@ -317,7 +322,24 @@ def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layo
             row = math.prod(cur[d:])
             inplace.expand(out, math.prod(cur[:d]), row, sizes[d] * row, digits[d] * row)
             cur[d] *= sizes[d]
-    out = out.reshape(full)
+    box = [out.reshape(full)]
+    del out                          # the box holds the only reference: trimmed in place
+    return gather_in_slots(step, mc, gshape, before, box, shape, n_after, mem)
+
+
+def gather_in_slots(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
+                    box: list, shape: tuple[int, ...], n_after: tuple[int, ...],
+                    mem: MemoryTracker) -> np.ndarray:
+    """The rest of `_gather`: the block handed over in `box` has this member's block (of
+    padded shape `shape`) in its slot; an MPI_IN_PLACE Allgather(v) fills the others (then
+    the padding past a dim held whole is cut). Two-mesh plans receive straight into the
+    slot of a block of shape n_after (slots past a dim's end cut short, runtime/cross.py)."""
+    out = box.pop()
+    axes = tuple(a for dim in step.axes for a in dim)
+    comm = mc.group(axes)
+    g = comm.Get_size()
+    sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
+    full, dtype = out.shape, out.dtype
     dims = [d for d, gone in enumerate(step.axes) if gone]
     base = mpi_type(dtype)
     valid = _member_extents(mc, axes, gshape, before)
