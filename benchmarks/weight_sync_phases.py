@@ -19,7 +19,7 @@ import sys
 from redist.runtime.launch import find_mpiexec
 
 from . import report as report_io
-from .weight_sync import CASES, shape_for
+from .weight_sync import CASES, save, shape_for
 
 
 def run_case(name: str, mib: int, repeat: int) -> dict:
@@ -55,7 +55,7 @@ def report(rows: list[dict], info: dict) -> str:
             lines.append(f"| {r['case']} | FAILED {r['failed']} ||||||||")
             continue
         med = r["median_ms"]
-        for m in ("before", "slot+allgather", "slot+forward", "bcast"):
+        for m in ("before", "after", "bcast"):
             mid = r.get(f"mid_{m}", "-")
             lines.append(
                 f"| {r['case']} | {m} | `{mid}` | {r[f'messages_{m}']} | "
@@ -79,13 +79,7 @@ def main() -> None:
     info = report_io.meta("weight_sync_phases", note=(
         "Shared machine: 2 cores, other engineers' jobs running; 16 MPI ranks oversubscribe "
         "them 8x, so only ratios within one job mean anything."))
-    text = report(rows, info)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "weight_sync_phases.json"), "w") as f:
-        json.dump({"meta": info, "rows": rows}, f, indent=1)
-    with open(os.path.join(args.out, "weight_sync_phases.md"), "w") as f:
-        f.write(text)
-    print(text)
+    save(args.out, "weight_sync_phases", info, rows, report(rows, info))
 
 
 if __name__ == "__main__":

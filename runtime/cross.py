@@ -26,7 +26,7 @@ from redist.core.semantics.blocks import block_ranges
 
 from . import inplace
 from .api import RunStats, _agree, _check_comm, _gate, execute
-from .execute import _box_type, _crop_pad, pad_block, slot_digits, trim_block
+from .execute import _box_type, _crop_pad, gather_in_slots, pad_block, slot_digits, trim_block
 from .groups import MeshComm
 from .memory import Held, MemoryTracker
 
@@ -111,9 +111,10 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
     """Run the plan with no checks (callers gate). Returns this rank's dst block (or None)
     and the peak bytes it held at once.
 
-    A B rank receives into `receive_shape` (its slot of the gathered block when the B plan
-    is one all_gather that fills it exactly, so the gather runs in place with no grow or
-    move). A rank of both meshes in a staged plan (core/cross/plan.staged) first sends,
+    A B rank receives into `receive_shape`: when the B plan is one all_gather, its dst
+    block, the transfer's pieces landing in the rank's slot, then one in-place Allgather
+    fills the other slots (no grow or move of the buffer). A rank of both meshes in a
+    staged plan (core/cross/plan.staged) first sends,
     then turns its A block into its receive buffer in place (its own piece moved into
     place), then receives: it never holds both."""
     cp = plan.problem
@@ -138,20 +139,19 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
         else:
             del local
     r_shape = receive_shape(plan)
-    fan = _FanOut(plan, comm, bmc) if rank in cp.b and gathers_in_slots(plan) else None
-    at = fan.at[fan.me] if fan is not None else (0,) * len(shape)
+    slots = rank in cp.b and gathers_in_slots(plan)
+    n_mid = plan.mid.src.local_shape(plan.mid.mesh, shape)
+    at = (0,) * len(shape)
+    if slots:
+        step = plan.b_plan.steps[0]
+        sizes = [math.prod(bmc.mesh.size(a) for a in gone) for gone in step.axes]
+        me = bmc.group(tuple(a for gone in step.axes for a in gone)).Get_rank()
+        at = tuple(k * n for k, n in zip(slot_digits(sizes, me), n_mid, strict=True))
     if rank in cp.a and rank in cp.b and staged(plan):
-        out = _staged_transfer(plan, comm, held, r_shape, at, mem, fan)
+        out = _staged_transfer(plan, comm, held, r_shape, at, mem)
     else:
         out = mem.zeros(r_shape, dtype) if rank in cp.b else None
-        block = held.a if held is not None else None
-        if fan is not None:
-            sends = _post(plan, comm, block, None, at, recv=False)
-            fan.receive(out, local=block)
-            _wait(*sends)
-        else:
-            run_transfer(plan, comm, block, out, at)
-        del block
+        run_transfer(plan, comm, held.a if held is not None else None, out, at)
         if held is not None:
             held.free(mem)
     del held
@@ -161,7 +161,10 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
     valid = cp.b_problem.dst.valid_shape(cp.b_problem.mesh, shape, cp.b.position[rank])
     if not plan.b_plan.steps and tuple(r_shape) == valid:
         return out, peak
-    if fan is not None:               # the gather is done: every slot is filled
+    if slots:
+        box = [out]
+        del out                       # the box holds the only reference: trimmed in place
+        out = gather_in_slots(step, bmc, shape, plan.mid.src, box, n_mid, r_shape, mem)
         if tuple(out.shape) != valid:
             done = Held(out, True)
             del out
@@ -174,7 +177,7 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
 
 
 def _staged_transfer(plan: CrossPlan, comm: MPI.Comm, held: Held, r_shape, at,
-                     mem: MemoryTracker, fan: _FanOut | None) -> np.ndarray:
+                     mem: MemoryTracker) -> np.ndarray:
     """A rank of both meshes: send, then its A block becomes its receive buffer (the piece
     it keeps cut out, compacted, resized and moved to its place), then receive."""
     rank = comm.Get_rank()
@@ -196,81 +199,8 @@ def _staged_transfer(plan: CrossPlan, comm: MPI.Comm, held: Held, r_shape, at,
         ext = [s.stop - s.start for s in src]
         out = _crop_pad(held, lo, ext, tuple(r_shape), mem)
         _shift_box(out, ext, [s.start + o for s, o in zip(dst, at, strict=True)])
-    if fan is not None:
-        fan.receive(out, local=None, own_placed=keep is not None)
-    else:
-        _wait(*_post(plan, comm, None, out, at, send=False))
+    _wait(*_post(plan, comm, None, out, at, send=False))
     return out
-
-
-class _FanOut:
-    """The B plan's one all_gather, run as the transfer's pieces arrive: each piece a B
-    rank receives (or copies from itself) lands in its slot of the dst block and goes on at
-    once, as the same box, to the other members of its gather group, whose dst block is the
-    same; so the fan-out overlaps the transfer and only valid elements move. Same result
-    as the Allgather (every member ends with every member's pieces), no extra buffer."""
-
-    def __init__(self, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm) -> None:
-        cp, mid = plan.problem, plan.mid
-        self.plan, self.comm = plan, comm
-        step = plan.b_plan.steps[0]
-        axes = tuple(a for dim in step.axes for a in dim)
-        self.group = bmc.group(axes)
-        self.me = self.group.Get_rank()
-        n_mid = mid.src.local_shape(mid.mesh, cp.shape)
-        sizes = [math.prod(bmc.mesh.size(a) for a in gone) for gone in step.axes]
-        self.world, self.at = [], []     # per member: its world rank, its slot's origin
-        for k in range(self.group.Get_size()):
-            coords, rest = dict(bmc.coords), k
-            for a in reversed(axes):
-                coords[a], rest = rest % bmc.mesh.size(a), rest // bmc.mesh.size(a)
-            self.world.append(cp.b.devices[bmc.mesh.device(coords)])
-            digits = slot_digits(sizes, k)
-            self.at.append(tuple(d * n for d, n in zip(digits, n_mid, strict=True)))
-
-    def receive(self, out: np.ndarray, local: np.ndarray | None,
-                own_placed: bool = False) -> None:
-        """Receive this rank's pieces (a pair (r, r) copied from `local`, or already in
-        place when own_placed), pass each on to the group, receive the group's."""
-        cp, mid, comm = self.plan.problem, self.plan.mid, self.comm
-        dtype = out.dtype
-        lo_a, _ = block_ranges(cp.a_problem.mesh, cp.shape, cp.a_problem.src)
-        lo_m, _ = block_ranges(mid.mesh, cp.shape, mid.src)
-        member = {w: k for k, w in enumerate(self.world)}
-        mine, theirs, ready, types = [], [], [], []
-        for p, ((a, b), (lo, hi)) in enumerate(zip(
-                self.plan.transfer.pairs, T.boxes(cp, mid, self.plan.transfer), strict=True)):
-            if b not in member:
-                continue
-            k = member[b]
-            at = np.asarray(self.at[k])
-            j = cp.b.position[b]
-            t = _box_type(out.shape, _ints(lo - lo_m[j] + at), _ints(hi - lo_m[j] + at), dtype)
-            types.append(t)
-            if k != self.me:
-                theirs.append(self.group.Irecv([out, 1, t], source=k, tag=p))
-            elif a != b:
-                mine.append((comm.Irecv([out, 1, t], source=a, tag=7), t, p))
-            else:
-                if not own_placed:
-                    i = cp.a.position[a]
-                    src = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_a[i],
-                                                                      strict=True))
-                    dst = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_m[j] - at,
-                                                                      strict=True))
-                    out[dst] = local[src]
-                ready.append((t, p))
-        sends = []
-
-        def forward(t, p):
-            sends.extend(self.group.Isend([out, 1, t], dest=k, tag=p)
-                         for k in range(len(self.world)) if k != self.me)
-        for t, p in ready:
-            forward(t, p)
-        pending = [r for r, _, _ in mine]
-        while (i := MPI.Request.Waitany(pending)) != MPI.UNDEFINED:
-            forward(*mine[i][1:])
-        _wait(theirs + sends, types)
 
 
 def _self_box(plan: CrossPlan, rank: int):

@@ -327,12 +327,11 @@ def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layo
     x = held.a
     axes = tuple(a for dim in step.axes for a in dim)
     comm = mc.group(axes)
-    g, me = comm.Get_size(), comm.Get_rank()
     sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
     shape = x.shape
     full = tuple(shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
     dtype = x.dtype
-    digits = slot_digits(sizes, me)
+    digits = slot_digits(sizes, comm.Get_rank())
     if held.own:
         del x
         out = _resize([_take_buffer(held)], math.prod(full), mem)
@@ -347,7 +346,25 @@ def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layo
             row = math.prod(cur[d:])
             inplace.expand(out, math.prod(cur[:d]), row, sizes[d] * row, digits[d] * row)
             cur[d] *= sizes[d]
-    out = out.reshape(full)
+    box = [out.reshape(full)]
+    del out                          # the box holds the only reference: trimmed in place
+    return gather_in_slots(step, mc, gshape, before, box, shape, n_after, mem)
+
+
+def gather_in_slots(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
+                    box: list, shape: tuple[int, ...], n_after: tuple[int, ...],
+                    mem: MemoryTracker) -> np.ndarray:
+    """The rest of `_gather`: the block handed over in `box` has this member's block (of
+    padded shape `shape`) in its slot; an MPI_IN_PLACE Allgather(v) fills the others (then
+    the padding past a dim held whole is cut). Two-mesh plans receive straight into the
+    slot of a block of shape n_after (runtime/cross.py; a slot past a dim's end is cut
+    short, and only valid elements are sent)."""
+    out = box.pop()
+    axes = tuple(a for dim in step.axes for a in dim)
+    comm = mc.group(axes)
+    g = comm.Get_size()
+    sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
+    full, dtype = out.shape, out.dtype
     dims = [d for d, gone in enumerate(step.axes) if gone]
     base = mpi_type(dtype)
     valid = _member_extents(mc, axes, gshape, before)
