@@ -139,12 +139,16 @@ def main() -> None:
     info = report_io.meta("weight_sync", note=(
         "Shared machine: 2 cores, other engineers' jobs running; 16 MPI ranks oversubscribe "
         "them 8x, so only ratios measured side by side in one job mean anything. bfloat16 "
-        "moves as 2-byte opaque MPI elements (no arithmetic is done on it)."))
-    text = report(rows, info)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "weight_sync.json"), "w") as f:
+        "moves as a 16-bit unsigned MPI type (opaque: no arithmetic is done on it)."))
+    save(args.out, "weight_sync", info, rows, report(rows, info))
+
+
+def save(out: str, stem: str, info: dict, rows: list[dict], text: str) -> None:
+    """OUT/<stem>.json (rows and metadata) and OUT/<stem>.md (the report, also printed)."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
         json.dump({"meta": info, "rows": rows}, f, indent=1)
-    with open(os.path.join(args.out, "weight_sync.md"), "w") as f:
+    with open(os.path.join(out, f"{stem}.md"), "w") as f:
         f.write(text)
     print(text)
 

@@ -138,6 +138,12 @@ class Baselines:
         return out, cross, total
 
     def bcast(self, local, mem: MemoryTracker):
+        tile, cross, total = self.bcast_send(local, mem)
+        out, more = self.bcast_fan_out(tile)
+        return out, cross, total + more
+
+    def bcast_send(self, local, mem: MemoryTracker):
+        """Per-tile send: every piece to the tile's first replica."""
         cp, rank, dtype = self.cp, self.rank, self.dtype
         cross = total = 0
         if rank in cp.a:
@@ -174,13 +180,17 @@ class Baselines:
         MPI.Request.Waitall(reqs)
         for t in types:
             t.Free()
-        if rank not in cp.b:
-            return None, cross, total
-        self.tile_comm.Bcast([tile, mpi_type(dtype)], root=0)
-        if self.tile_comm.Get_rank() != 0:
-            total += tile.nbytes
-        valid = self.pb.dst.valid_shape(self.pb.mesh, cp.shape, j)
-        return np.ascontiguousarray(tile[tuple(slice(0, n) for n in valid)]), cross, total
+        return tile, cross, total
+
+    def bcast_fan_out(self, tile):
+        """The broadcast from each tile's first replica to the others."""
+        if tile is None:
+            return None, 0
+        self.tile_comm.Bcast([tile, mpi_type(self.dtype)], root=0)
+        total = tile.nbytes if self.tile_comm.Get_rank() != 0 else 0
+        valid = self.pb.dst.valid_shape(self.pb.mesh, self.cp.shape,
+                                        self.cp.b.position[self.rank])
+        return np.ascontiguousarray(tile[tuple(slice(0, n) for n in valid)]), total
 
 
 def first_holders(plan) -> Transfer:

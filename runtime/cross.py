@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 
 import numpy as np
 from mpi4py import MPI
 
-from redist.core.cross.plan import CrossPlan
+from redist.core.cross.plan import CrossPlan, gathers_in_slots, receive_shape, staged
 from redist.core.cross.planjson import cross_plan_to_json
 from redist.core.errors import RedistError
 from redist.core.model.dtypes import numpy_dtype
 from redist.core.ops import transfer as T
 from redist.core.semantics.blocks import block_ranges
 
+from . import inplace
 from .api import RunStats, _agree, _check_comm, _gate, execute
-from .execute import _box_type
+from .execute import _box_type, _crop_pad, gather_in_slots, pad_block, slot_digits, trim_block
 from .groups import MeshComm
 from .memory import Held, MemoryTracker
 
@@ -107,8 +109,15 @@ def redistribute_cross(local: np.ndarray | None | list, plan: CrossPlan, comm: M
 def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | None,
                   donate: bool) -> tuple[np.ndarray | None, int]:
     """Run the plan with no checks (callers gate). Returns this rank's dst block (or None)
-    and the peak bytes it held at once."""
-    cp, mid = plan.problem, plan.mid
+    and the peak bytes it held at once.
+
+    A B rank receives into `receive_shape`: when the B plan is one all_gather, its dst
+    block, the transfer's pieces landing in the rank's slot, then one in-place Allgather
+    fills the other slots (no grow or move of the buffer). A rank of both meshes in a
+    staged plan (core/cross/plan.staged) first sends,
+    then turns its A block into its receive buffer in place (its own piece moved into
+    place), then receives: it never holds both."""
+    cp = plan.problem
     pa, shape = cp.a_problem, cp.shape
     rank = comm.Get_rank()
     dtype = np.dtype(numpy_dtype(cp.dtype))
@@ -118,42 +127,132 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
         local = box.pop()
         held = Held(mem.hold(local), donate)
         padded = pa.src.local_shape(pa.mesh, shape)
-        if tuple(local.shape) != padded or not local.flags.c_contiguous:
+        if local.flags.c_contiguous and tuple(local.shape) != padded:
+            del local                         # `held` alone refers to it: grown in place
+            held = Held(pad_block(held, padded, mem), True)
+        elif not local.flags.c_contiguous:
             y = mem.zeros(padded, dtype)
             y[tuple(slice(0, n) for n in local.shape)] = local
             held.free(mem)
             held = Held(y, True)
-            del y
-        del local
-    n_mid = mid.src.local_shape(mid.mesh, shape)
-    out = mem.zeros(n_mid, dtype) if rank in cp.b else None
-    run_transfer(plan, comm, held.a if held is not None else None, out)
-    if held is not None:
-        held.free(mem)
-        del held
+            del y, local
+        else:
+            del local
+    r_shape = receive_shape(plan)
+    slots = rank in cp.b and gathers_in_slots(plan)
+    n_mid = plan.mid.src.local_shape(plan.mid.mesh, shape)
+    at = (0,) * len(shape)
+    if slots:
+        step = plan.b_plan.steps[0]
+        sizes = [math.prod(bmc.mesh.size(a) for a in gone) for gone in step.axes]
+        me = bmc.group(tuple(a for gone in step.axes for a in gone)).Get_rank()
+        at = tuple(k * n for k, n in zip(slot_digits(sizes, me), n_mid, strict=True))
+    if rank in cp.a and rank in cp.b and staged(plan):
+        out = _staged_transfer(plan, comm, held, r_shape, at, mem)
+    else:
+        out = mem.zeros(r_shape, dtype) if rank in cp.b else None
+        run_transfer(plan, comm, held.a if held is not None else None, out, at)
+        if held is not None:
+            held.free(mem)
+    del held
     peak = mem.peak
     if out is None:
         return None, peak
-    if not plan.b_plan.steps and tuple(n_mid) == cp.b_problem.dst.valid_shape(
-            cp.b_problem.mesh, shape, cp.b.position[rank]):
+    valid = cp.b_problem.dst.valid_shape(cp.b_problem.mesh, shape, cp.b.position[rank])
+    if not plan.b_plan.steps and tuple(r_shape) == valid:
         return out, peak
+    if slots:
+        box = [out]
+        del out                       # the box holds the only reference: trimmed in place
+        out = gather_in_slots(step, bmc, shape, plan.mid.src, box, n_mid, r_shape, mem)
+        if tuple(out.shape) != valid:
+            done = Held(out, True)
+            del out
+            out = trim_block(done, valid, mem)
+        return out, mem.peak
     box = [out]
     del out                  # the B steps hold the only reference: gathers grow it in place
     res, b_peak = execute(box, plan.b_plan, bmc, donate=True)
     return res, max(peak, b_peak)
 
 
+def _staged_transfer(plan: CrossPlan, comm: MPI.Comm, held: Held, r_shape, at,
+                     mem: MemoryTracker) -> np.ndarray:
+    """A rank of both meshes: send, then its A block becomes its receive buffer (the piece
+    it keeps cut out, compacted, resized and moved to its place), then receive."""
+    rank = comm.Get_rank()
+    _wait(*_post(plan, comm, held.a, None, at, recv=False))
+    keep = _self_box(plan, rank)
+    dtype = held.a.dtype
+    if keep is None:
+        held.free(mem)
+        out = mem.zeros(r_shape, dtype)
+    elif not held.own:
+        # The caller's block (not ours to overwrite): a new buffer beside it (the figure
+        # assumes the block is handed over, as the worker does).
+        src, dst = keep
+        out = mem.zeros(r_shape, dtype)
+        out[_shifted(dst, at)] = held.a[src]
+    else:
+        src, dst = keep
+        lo = [s.start for s in src]
+        ext = [s.stop - s.start for s in src]
+        out = _crop_pad(held, lo, ext, tuple(r_shape), mem)
+        _shift_box(out, ext, [s.start + o for s, o in zip(dst, at, strict=True)])
+    _wait(*_post(plan, comm, None, out, at, send=False))
+    return out
+
+
+def _self_box(plan: CrossPlan, rank: int):
+    """The pair (rank, rank)'s box, as slices of the padded A block and of the mid block."""
+    cp, mid = plan.problem, plan.mid
+    if (rank, rank) not in plan.transfer.pairs:
+        return None
+    lo_a, _ = block_ranges(cp.a_problem.mesh, cp.shape, cp.a_problem.src)
+    lo_m, _ = block_ranges(mid.mesh, cp.shape, mid.src)
+    k = plan.transfer.pairs.index((rank, rank))
+    lo, hi = T.boxes(cp, mid, plan.transfer)[k]
+    i, j = cp.a.position[rank], cp.b.position[rank]
+    return (tuple(slice(int(x - o), int(y - o)) for x, y, o in zip(lo, hi, lo_a[i], strict=True)),
+            tuple(slice(int(x - o), int(y - o)) for x, y, o in zip(lo, hi, lo_m[j], strict=True)))
+
+
+def _shifted(box: tuple[slice, ...], at) -> tuple[slice, ...]:
+    return tuple(slice(s.start + o, s.stop + o) for s, o in zip(box, at, strict=True))
+
+
+def _shift_box(x: np.ndarray, ext: list[int], to: list[int]) -> None:
+    """In place: x's box [0, ext) moves to [to, to + ext) (to >= 0). Every element moves up
+    by the same flat distance, so rows moved last first never overwrite an unread one."""
+    if not any(to) or 0 in ext:
+        return
+    flat = x.reshape(-1)
+    strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(x.ndim)]
+    delta = sum(t * s for t, s in zip(to, strides, strict=True))
+    for idx in reversed(list(np.ndindex(*ext[:-1]))):
+        src = sum(i * s for i, s in zip(idx, strides, strict=False))
+        inplace.memmove(flat, src + delta, src, ext[-1])
+
+
 def run_transfer(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None,
-                 out: np.ndarray | None) -> None:
+                 out: np.ndarray | None, at=None) -> None:
     """The transfer (core/ops/transfer.py) on MPI: this rank's pairs as point-to-point
-    messages between the padded A block and the padded mid block, subarray datatypes on
-    both sides (no packing buffers of ours); a pair (r, r) is a local copy."""
+    messages between the padded A block and the receive buffer (the mid block at `at`),
+    subarray datatypes on both sides (no packing buffers of ours); a pair (r, r) is a local
+    copy."""
+    _wait(*_post(plan, comm, block, out, at))
+
+
+def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.ndarray | None,
+          at=None, send: bool = True, recv: bool = True) -> tuple[list, list]:
+    """Post this rank's sends and/or receives (the local copy goes with the receives)."""
     cp, mid = plan.problem, plan.mid
     pa, shape = cp.a_problem, cp.shape
     rank = comm.Get_rank()
     dtype = np.dtype(numpy_dtype(cp.dtype))
     lo_a, _ = block_ranges(pa.mesh, shape, pa.src)
     lo_m, _ = block_ranges(mid.mesh, shape, mid.src)
+    at = np.zeros(len(shape), dtype=np.int64) if at is None else np.asarray(at)
     reqs, types = [], []
     for (a, b), (lo, hi) in zip(plan.transfer.pairs, T.boxes(cp, mid, plan.transfer),
                                 strict=True):
@@ -161,17 +260,27 @@ def run_transfer(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None,
             continue
         i, j = cp.a.position[a], cp.b.position[b]
         if a == b:
-            src = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_a[i], strict=True))
-            dst = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_m[j], strict=True))
-            out[dst] = block[src]
+            if recv and send:
+                src = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_a[i],
+                                                                  strict=True))
+                dst = tuple(slice(x - o, y - o) for x, y, o in zip(lo, hi, lo_m[j] - at,
+                                                                  strict=True))
+                out[dst] = block[src]
             continue
-        if rank == a:
+        if rank == a and send:
             t = _box_type(block.shape, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]), dtype)
             reqs.append(comm.Isend([block, 1, t], dest=b, tag=7))
-        else:
-            t = _box_type(out.shape, _ints(lo - lo_m[j]), _ints(hi - lo_m[j]), dtype)
+        elif rank == b and recv:
+            t = _box_type(out.shape, _ints(lo - lo_m[j] + at), _ints(hi - lo_m[j] + at),
+                          dtype)
             reqs.append(comm.Irecv([out, 1, t], source=a, tag=7))
+        else:
+            continue
         types.append(t)
+    return reqs, types
+
+
+def _wait(reqs: list, types: list) -> None:
     MPI.Request.Waitall(reqs)
     for t in types:
         t.Free()

@@ -56,6 +56,12 @@ INPLACE_ALL_TO_ALL = os.environ.get("REDIST_INPLACE", "1") != "0"
 
 @cache
 def _byte_type(itemsize: int) -> MPI.Datatype:
+    # A native unsigned type of the size where there is one: MPICH packs a subarray of a
+    # contiguous-bytes type element by element (2.5-3.5x slower for bfloat16 boxes and
+    # gather pieces, benchmarks/results/weight_sync_phases.md).
+    native = {1: MPI.UINT8_T, 2: MPI.UINT16_T, 4: MPI.UINT32_T, 8: MPI.UINT64_T}
+    if itemsize in native and native[itemsize].Get_size() == itemsize:
+        return native[itemsize]
     t = MPI.BYTE.Create_contiguous(itemsize)
     t.Commit()
     return t
@@ -78,7 +84,7 @@ def _piece_type(shape: tuple[int, ...], dim: int, piece: int, dtype: np.dtype) -
     base = mpi_type(dtype)
     sub = list(shape)
     sub[dim] = piece
-    t = base.Create_subarray(list(shape), sub, [0] * len(shape), order=MPI.ORDER_C)
+    t = base.Create_subarray(*_collapsed(shape, sub, [0] * len(shape)), order=MPI.ORDER_C)
     stride = piece * math.prod(shape[dim + 1:]) * np.dtype(dtype).itemsize
     r = t.Create_resized(0, stride)
     t.Free()
@@ -91,9 +97,26 @@ def _box_type(shape: tuple[int, ...], lo: tuple[int, ...], hi: tuple[int, ...],
     """The elements [lo, hi) of a C-order array of `shape` (never empty: empty boxes are
     sent with a count of 0 instead)."""
     sub = [b - a for a, b in zip(lo, hi, strict=True)]
-    t = mpi_type(dtype).Create_subarray(list(shape), sub, list(lo), order=MPI.ORDER_C)
+    t = mpi_type(dtype).Create_subarray(*_collapsed(shape, sub, lo), order=MPI.ORDER_C)
     t.Commit()
     return t
+
+
+def _collapsed(shape, sub, start) -> tuple[list[int], list[int], list[int]]:
+    """The same box with adjacent dims merged where the box spans the whole inner dim (or
+    one index of the outer): MPICH walks a many-dim subarray far slower than the
+    equivalent 2-dim one (3-8x for a contiguous 4-dim gather piece on this machine,
+    benchmarks/results/weight_sync_phases.md)."""
+    n, s, o = [int(shape[0])], [int(sub[0])], [int(start[0])]
+    for d in range(1, len(shape)):
+        if sub[d] == shape[d] or s[-1] == 1:
+            n[-1], s[-1], o[-1] = (n[-1] * shape[d], s[-1] * shape[d] if sub[d] == shape[d]
+                                   else sub[d], o[-1] * shape[d] + start[d])
+        else:
+            n.append(int(shape[d]))
+            s.append(int(sub[d]))
+            o.append(int(start[d]))
+    return n, s, o
 
 
 def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> int:
@@ -286,6 +309,15 @@ def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
     flat[:step] = scratch[:step]
 
 
+def slot_digits(sizes: list[int], k: int) -> list[int]:
+    """Gather group member k's slot per dim: the mixed-radix digits of k over the dims'
+    numbers of pieces (runtime/cross.py fills the slots as the transfer's pieces arrive)."""
+    digits = [0] * len(sizes)
+    for d in reversed(range(len(sizes))):
+        digits[d], k = k % sizes[d], k // sizes[d]
+    return digits
+
+
 def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
             held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     """In place: the output is the input's buffer grown to G blocks (realloc), this rank's
@@ -295,14 +327,11 @@ def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layo
     x = held.a
     axes = tuple(a for dim in step.axes for a in dim)
     comm = mc.group(axes)
-    g, me = comm.Get_size(), comm.Get_rank()
     sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
     shape = x.shape
     full = tuple(shape[d] * sizes[d] for d in range(x.ndim))   # G pieces, padding kept
     dtype = x.dtype
-    digits, rest = [0] * len(sizes), me          # my slot, per dim (mixed radix over dims)
-    for d in reversed(range(len(sizes))):
-        digits[d], rest = rest % sizes[d], rest // sizes[d]
+    digits = slot_digits(sizes, comm.Get_rank())
     if held.own:
         del x
         out = _resize([_take_buffer(held)], math.prod(full), mem)
@@ -317,7 +346,25 @@ def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layo
             row = math.prod(cur[d:])
             inplace.expand(out, math.prod(cur[:d]), row, sizes[d] * row, digits[d] * row)
             cur[d] *= sizes[d]
-    out = out.reshape(full)
+    box = [out.reshape(full)]
+    del out                          # the box holds the only reference: trimmed in place
+    return gather_in_slots(step, mc, gshape, before, box, shape, n_after, mem)
+
+
+def gather_in_slots(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
+                    box: list, shape: tuple[int, ...], n_after: tuple[int, ...],
+                    mem: MemoryTracker) -> np.ndarray:
+    """The rest of `_gather`: the block handed over in `box` has this member's block (of
+    padded shape `shape`) in its slot; an MPI_IN_PLACE Allgather(v) fills the others (then
+    the padding past a dim held whole is cut). Two-mesh plans receive straight into the
+    slot of a block of shape n_after (runtime/cross.py; a slot past a dim's end is cut
+    short, and only valid elements are sent)."""
+    out = box.pop()
+    axes = tuple(a for dim in step.axes for a in dim)
+    comm = mc.group(axes)
+    g = comm.Get_size()
+    sizes = [math.prod(mc.mesh.size(a) for a in gone) for gone in step.axes]
+    full, dtype = out.shape, out.dtype
     dims = [d for d, gone in enumerate(step.axes) if gone]
     base = mpi_type(dtype)
     valid = _member_extents(mc, axes, gshape, before)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from test_bad_input import GOOD_PLAN, run_cli
 
 from redist.core.cross.model import CrossProblem, PlacedMesh, parse_placed_mesh, parse_ranks
-from redist.core.cross.plan import CrossPlan
+from redist.core.cross.plan import CrossPlan, receive_bytes, staged
 from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
 from redist.core.cross.simulate import final_blocks, wrong_rank
 from redist.core.cross.synthesize import certified_cross, mid_layout, synthesize_cross
@@ -163,6 +163,19 @@ def test_synthesized_plans_are_right_and_meet_the_bounds(cp):
     if split_all:
         # Every replica of a dst block gets a different piece: each piece crosses once.
         assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
+    if any(not d for d in cp.dst.dims):
+        # A dim dst holds whole takes any replicated axis, cut by valid elements even when
+        # it divides nothing: the split always applies, cross-mesh bytes are the bound.
+        assert split_all and fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
+    # What a rank holds during the transfer, as the runtime allocates it: a rank of both
+    # meshes holds the larger of its A block and receive buffer when the plan is staged.
+    for r, t, bound in zip(fig.ranks, fig.transfer_per_rank, fig.bound_per_rank,
+                           strict=True):
+        a = cp.a_block_bytes() if r in cp.a else 0
+        m = receive_bytes(plan) if r in cp.b else 0
+        assert t == (max(a, m) if a and m and staged(plan) else a + m)
+        if staged(plan) or not (r in cp.a and r in cp.b):
+            assert t <= bound or (r in cp.b and m > cp.b_block_bytes())
     # No rank holds more than its A block and its mid block; none more than its dst block
     # after the transfer; no funnel: a rank holds the whole array only if a layout says so.
     a_bytes, m_bytes = cp.a_block_bytes(), mid.local_bytes(mid.src)
@@ -230,6 +243,57 @@ def test_overlap_keeps_what_it_holds():
     assert verdict.all_proved
     assert verify_cross(plan).get("memory_efficient").status == "refuted"
     assert "rank 0 holds 6144 bytes" in verify_cross(plan).get("memory_efficient").detail
+
+
+def test_uneven_replicas_split_by_valid_elements():
+    # dp divides no local extent of dst (3 and 7): it cuts the dim dst holds whole, pieces
+    # of 4 and 3 columns; each element crosses once (it used to cross twice: 280 B).
+    cp = problem("x=2@0,1", "dp=2,tp=4@2-9", (10, 7), "[{x},{}]", "[{tp},{}]", "float16")
+    plan, verdict, budget = certified_cross(cp)
+    fig = plan.figures()
+    assert mid_layout(cp) == parse_layout("[{tp},{dp}]")
+    assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes == 140
+    assert verdict.all_proved and budget is None and fig.memory_efficient
+    assert max(fig.peak_per_rank) == fig.bound_bytes       # no padded gather buffer
+
+
+def test_mid_dim_by_cost():
+    # EP x PP -> TP x DP: dp on the layer dim (each replica's piece comes from the 4 ranks
+    # of one stage, and is one contiguous run), not on the largest dim (8 senders each).
+    cp = problem("pp=2,ep=4@0-7", "dp=2,tp=4@8-15", (4, 8, 16, 32), "[{pp},{ep},{},{}]",
+                 "[{},{},{},{tp}]")
+    plan = synthesize_cross(cp)
+    assert mid_layout(cp) == parse_layout("[{dp},{},{},{tp}]")
+    assert len(plan.transfer.pairs) == 32
+    fig = plan.figures()
+    assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
+
+
+def test_overlap_staged_within_the_bound():
+    # Ranks 2, 3 are in both meshes; senders among them form no cycle, so each sends,
+    # turns its A block into its dst block, then receives: never both blocks at once.
+    cp = problem("x=4@0-3", "y=2,z=2@2-5", (8, 8), "[{x},{}]", "[{},{y}]")
+    plan, verdict, budget = certified_cross(cp)
+    fig = plan.figures()
+    assert staged(plan) and fig.memory_efficient and budget is None and verdict.all_proved
+    assert fig.peak_per_rank == fig.bound_per_rank == (64, 64, 128, 128, 128, 128)
+    # Colocated FSDP8 -> TP4: ranks 0-3 need each other's rows (a cycle): not staged.
+    cyc = synthesize_cross(problem("fsdp=8@0-7", "tp=4@0-3", (64, 64), "[{fsdp},{}]",
+                                   "[{},{tp}]"))
+    assert not staged(cyc) and not cyc.figures().memory_efficient
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.data())
+def test_merged_box_types_select_the_same_elements(shape, data):
+    from redist.runtime.execute import _collapsed
+    lo = [data.draw(st.integers(0, n - 1)) for n in shape]
+    hi = [data.draw(st.integers(a + 1, n)) for a, n in zip(lo, shape, strict=True)]
+    x = np.arange(math.prod(shape)).reshape(shape)
+    n, sub, start = _collapsed(shape, [b - a for a, b in zip(lo, hi, strict=True)], lo)
+    assert len(n) <= len(shape)
+    got = x.reshape(n)[tuple(slice(o, o + k) for o, k in zip(start, sub, strict=True))]
+    assert np.array_equal(got.ravel(), x[tuple(map(slice, lo, hi))].ravel())
 
 
 # --- the proofs can fail -----------------------------------------------------------------

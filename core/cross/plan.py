@@ -2,8 +2,10 @@
 (the one-mesh collectives of DESIGN §2) from mid to dst; and their figures (DESIGN §15).
 
 Figures, per world rank of either mesh (bytes, buffers padded as the runtime pads them):
-- transfer working: its A block if it is in A plus its mid block if it is in B (both are
-  live while the copies run; the A block is freed when they end);
+- transfer working: its A block if it is in A plus what it receives into if it is in B
+  (`receive_bytes`); a rank of both meshes holds the larger of the two instead of their sum
+  when the transfer is staged (`staged`: it sends, then turns its A block into its receive
+  buffer in place, then receives);
 - B steps: the one-mesh working bytes of the B plan (B devices only);
 - bound: the larger of its A block and its B block, 0 for a mesh it is not in.
 Volume is every byte received (transfer pairs between different ranks, then the B plan);
@@ -13,6 +15,7 @@ lower bound is the bytes of distinct dst blocks that no B rank holds in its A bl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -111,10 +114,12 @@ class CrossPlan:
             raise err
         cp, mid = self.problem, self.mid
         bfig = self.b_plan.figures()
-        b_work = max((bfig.local_bytes[0], *bfig.working_bytes))
+        # Gathering in its slots, a B rank holds its dst block and nothing else.
+        b_work = receive_bytes(self) if gathers_in_slots(self) else max(
+            (bfig.local_bytes[0], *bfig.working_bytes))
         moved = T.volume_bytes(cp, mid, self.transfer)
         ranks = cp.union
-        transfer_w = tuple(T.working_bytes(cp, mid, r) for r in ranks)
+        transfer_w = tuple(transfer_working(self, r) for r in ranks)
         peaks = tuple(max(t, b_work if r in cp.b else 0) for r, t in zip(ranks, transfer_w,
                                                                          strict=True))
         bounds = tuple(cp.bound(r) for r in ranks)
@@ -144,3 +149,57 @@ def b_steps_within(b_plan: Plan, limit: int) -> bool:
     room = runtime_limit(limit, fig.itemsize)
     return max(fig.local_bytes) <= limit and all(
         w <= room + pad for w, pad in zip(fig.working_bytes, fig.padding_bytes, strict=True))
+
+
+def receive_shape(plan: CrossPlan) -> tuple[int, ...]:
+    """The buffer a B rank receives the transfer into. When the B plan is one all_gather
+    (`gathers_in_slots`), its dst block: the mid block lands in its slot (member k's slot
+    starts at k pieces; past the end of a dim held whole a slot is cut short, only valid
+    elements are ever sent) and the gather fills the others in place, so no rank holds more
+    than its dst block and nothing grows or moves. Else the mid block itself."""
+    mid = plan.mid
+    if gathers_in_slots(plan):
+        return tuple(mid.dst.local_shape(mid.mesh, mid.shape))
+    return tuple(mid.src.local_shape(mid.mesh, mid.shape))
+
+
+def gathers_in_slots(plan: CrossPlan) -> bool:
+    from redist.core.ops import AllGather
+
+    steps = plan.b_plan.steps
+    return len(steps) == 1 and isinstance(steps[0], AllGather)
+
+
+def receive_bytes(plan: CrossPlan) -> int:
+    return math.prod(receive_shape(plan)) * plan.problem.itemsize
+
+
+def staged(plan: CrossPlan) -> bool:
+    """Whether a rank of both meshes can send before it receives: its sends must complete
+    before it turns its A block into its receive buffer, so no chain of sends between ranks
+    of both meshes may come back to where it started (each such rank then waits only on
+    ranks that send to no one it waits on). True when no rank is in both meshes."""
+    both = [r for r in plan.problem.a.devices if r in plan.problem.b]
+    edges: dict[int, set[int]] = {r: set() for r in both}
+    for a, b in plan.transfer.pairs:
+        if a != b and a in edges and b in edges:
+            edges[a].add(b)
+    state: dict[int, int] = {}
+
+    def cyclic(r: int) -> bool:                # depth-first search: 1 on the path, 2 done
+        state[r] = 1
+        for q in edges[r]:
+            if state.get(q) == 1 or (q not in state and cyclic(q)):
+                return True
+        state[r] = 2
+        return False
+    return not any(r not in state and cyclic(r) for r in both)
+
+
+def transfer_working(plan: CrossPlan, rank: int) -> int:
+    """What `rank` holds while the transfer runs (see the module doc), padded as the
+    runtime allocates it."""
+    cp = plan.problem
+    a = cp.a_block_bytes() if rank in cp.a else 0
+    m = receive_bytes(plan) if rank in cp.b else 0
+    return max(a, m) if a and m and staged(plan) else a + m

@@ -1,14 +1,17 @@
 """Two-mesh synthesis (DESIGN §15): every distinct piece crosses once, then fans out on B.
 
-1. mid = dst cut further over B's replicated axes (each appended, minor-most, to the dim
-   with the largest local extent it divides): the replicas of a dst block each receive a
-   different piece of it, so no piece crosses twice.
+1. mid = dst cut further over B's replicated axes (each appended, minor-most, to a dim it
+   divides or that dst holds whole, chosen by a cost estimate: messages, then contiguity of
+   the gather's pieces): the replicas of a dst block each receive a different piece of it,
+   so no piece crosses twice.
 2. transfer: each B rank receives each piece of its mid block from one holder of the A
    block it lies in: itself if it holds it, else a B rank that holds it (inside B: not
    over the slow link), else the A rank that has sent the fewest bytes so far (ties: the
-   lowest rank), so the senders are balanced across A.
+   lowest rank), so the senders are balanced across A. A rank of both meshes prefers
+   senders below it, so that it can send before it receives (plan.staged).
 3. one all_gather on B over the axes of step 1 rebuilds the dst blocks.
-No rank ever holds more than its A block plus its mid block, and no rank's block is the
+No rank ever holds more than its A block plus its receive buffer (the larger of the two
+when staged), and no rank's block is the
 whole array unless dst (or src) says so: there is no funnel through one rank.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.ops import AllGather
@@ -28,7 +32,11 @@ from .plan import CrossPlan
 
 
 def mid_layout(cp: CrossProblem) -> Layout:
-    """dst with each whole replicated axis of B appended to a dim it divides."""
+    """dst with each whole replicated axis of B appended (minor-most) to one dim: a dim whose
+    padded local extent it divides, or a dim dst holds whole, cut by valid elements (ceil
+    pieces; the gather cuts the padding off again). Among those, the cheapest by
+    `_mid_cost`; an axis no dim can take is left out (its replicas each receive the whole
+    block: more cross-mesh bytes, and the figures say so)."""
     base = cp.b.mesh
     dims = [list(d) for d in cp.dst.dims]
     used = {a.split("(")[0] for a in cp.dst.used_axes()}    # sub-axis refs name their axis
@@ -38,11 +46,39 @@ def mid_layout(cp: CrossProblem) -> Layout:
         local = Layout(tuple(tuple(d) for d in dims))
         pb = Problem(base, cp.shape, cp.dtype, local, local)
         ext = pb.src.local_shape(pb.mesh, cp.shape)
-        fits = [d for d in range(len(dims)) if ext[d] % size == 0]
-        if fits:
-            d = max(fits, key=lambda k: (ext[k], -k))
-            dims[d].append(axis)
+        costs = []
+        for d in range(len(dims)):
+            if ext[d] % size and cp.dst.dims[d]:
+                continue
+            trial = [list(x) for x in dims]
+            trial[d].append(axis)
+            lay = Layout(tuple(tuple(x) for x in trial))
+            cost = _mid_cost(cp, lay, ext, d)
+            if cost is not None:
+                costs.append((cost, d))
+        if costs:
+            dims[min(costs)[1]].append(axis)
     return Layout(tuple(tuple(d) for d in dims))
+
+
+def _mid_cost(cp: CrossProblem, mid: Layout, ext, d: int) -> tuple | None:
+    """Cost estimate of cutting dim d: cross-mesh bytes first (the lower bound is the goal),
+    then the number of messages the transfer posts, then the number of contiguous runs of
+    the gather's pieces (an outer dim joins whole runs), then the larger extent. None when
+    the B plan is not well typed."""
+    from .plan import CrossPlan
+
+    try:
+        b_plan = b_plan_from(cp, mid)
+        plan = CrossPlan(cp, choose_pairs(cp, b_plan.problem), b_plan)
+    except RedistError:
+        return None
+    if plan.typing_error() is not None:
+        return None
+    fig = plan.figures()
+    messages = sum(1 for a, b in plan.transfer.pairs if a != b)
+    runs = int(np.prod(ext[:d], dtype=np.int64))
+    return (fig.cross_mesh_bytes, messages, runs, -ext[d], d)
 
 
 def b_plan_from(cp: CrossProblem, mid: Layout) -> Plan:
@@ -76,7 +112,9 @@ def choose_pairs(cp: CrossProblem, mid: Problem) -> Transfer:
                 a = b
             else:
                 inside = [r for r in who if r in cp.b]
-                a = min(inside or who, key=lambda r: (sent[r], r))
+                # A rank of both meshes takes from inside B only ranks below it when it
+                # can: the sends between such ranks then form no cycle (plan.staged).
+                a = min(inside or who, key=lambda r: (b in cp.a and r > b, sent[r], r))
                 sent[a] += int(n[kb])
             pairs.append((a, b))
     return Transfer(tuple(pairs))
