@@ -22,6 +22,7 @@ import time
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
+from redist.core.plans.plan import own_budget
 from redist.core.smt.verify import verify
 from redist.core.synthesis.synthesize import normal
 
@@ -60,9 +61,15 @@ def measure(p: Problem) -> dict:
     t1 = time.perf_counter()
     v = verify(s.plan)
     fig = s.plan.figures()
+    # No plan within the bound exists (a complete exhaustive search): the best plan's other
+    # four claims, and memory against its own peak, as `redist plan` proves it.
+    none_exists = bool(s.note and s.note.endswith("none exists"))
+    own = verify(s.plan, own_budget(s.plan)).all_proved if none_exists else None
     return {"problem": f"{p.base} {p.shape} {p.show(p.src)} -> {p.show(p.dst)}",
             "devices": p.mesh.num_devices, "steps": [st.op for st in s.plan.steps],
             "proved": v.all_proved, "within_bound": fig.memory_efficient,
+            "none_within_bound": none_exists, "proved_at_own_peak": own,
+            "peak": fig.runtime_peak_bytes, "bound": fig.bound_bytes,
             "caveat": s.reason, "volume": fig.volume_bytes, "lower_bound": fig.lower_bound_bytes,
             "ratio": fig.volume_ratio, "synth_s": round(t1 - t0, 3),
             "verify_s": round(time.perf_counter() - t1, 3)}
@@ -71,9 +78,17 @@ def measure(p: Problem) -> dict:
 def summarize(rows: list[dict], title: str) -> list[str]:
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     at = sum(1 for r in rows if r["volume"] == r["lower_bound"])
+    none = [r for r in rows if r.get("none_within_bound")]
+    over = ", ".join(f"{r['peak'] / r['bound']:.2f}" for r in none)
     return [f"## {title}", "", f"- problems: {len(rows)}",
             f"- all five claims proved: {sum(r['proved'] for r in rows)}",
             f"- within the memory bound: {sum(r['within_bound'] for r in rows)}",
+            f"- no plan within the bound exists (complete exhaustive search): {len(none)}; "
+            f"of these, the best plan's claims proved at its own peak: "
+            f"{sum(bool(r['proved_at_own_peak']) for r in none)}"
+            + (f" (peak / bound: {over})" if none else ""),
+            f"- neither within the bound nor proved impossible: "
+            f"{sum(1 for r in rows if not r['within_bound'] and not r.get('none_within_bound'))}",
             f"- at the lower bound of volume: {at}",
             f"- volume / lower bound: median {statistics.median(ratios):.3f}, "
             f"max {max(ratios):.3f}" if ratios else "- volume / lower bound: -",
