@@ -85,11 +85,13 @@ def _moves(ctx: Ctx, lay: Layout, moved: bool):
                     candidates.append(AllSlice(tuple((a,) if e == d else () for e in
                                                      range(rank))))
         candidates += list(dst_slices(ctx.dst, lay, used))
-    for a in lay.sum:
-        if a not in ctx.dst.sum:
-            candidates.append(AllReduce((a,)))
-            candidates += [ReduceScatter(tuple((a,) if e == d else () for e in range(rank)))
-                           for d in range(rank)]
+    todo = tuple(a for a in lay.sum if a not in ctx.dst.sum)
+    # one axis at a time, and all at once (a dim held whole may take several axes in one
+    # step where it cannot take them one by one: DESIGN §11)
+    for axes in dict.fromkeys([(a,) for a in todo] + [todo] if todo else []):
+        candidates.append(AllReduce(axes))
+        candidates += [ReduceScatter(tuple(axes if e == d else () for e in range(rank)))
+                       for d in range(rank)]
     for d in range(rank):
         for k in range(1, len(lay.dims[d]) + 1):
             suffix = lay.dims[d][len(lay.dims[d]) - k:]
