@@ -140,3 +140,24 @@ def test_runtime_holds_what_the_new_shapes_prove(tmp_path):
     for row in rows:
         assert all(rank["ok"] for rank in row["ranks"]), row
         assert max(rank["counted"] for rank in row["ranks"]) == row["proved"], row
+
+
+def test_t1_on_uneven_extents_and_a_wrong_addend_map_is_caught(monkeypatch):
+    """T1pu (proofs/pending_soundness.py): every accepted step on uneven extents reads each
+    member's addend of the right valid element; an addend map off by one piece on uneven
+    extents is caught."""
+    from dataclasses import replace
+
+    from redist.core.ops import OPS
+    from redist.core.ops import reduce_scatter as rs_module
+    from redist.proofs.pending_soundness import t1_pending_uneven
+    cases, failures = t1_pending_uneven(((2,), (3,)))
+    assert cases > 50 and not failures, failures[:3]
+    real = rs_module.addend
+
+    def broken(step, mesh, shape, before, after, coords, index, k, alg):
+        c, i = real(step, mesh, shape, before, after, coords, index, k, alg)
+        return c, [v + 1 for v in i]
+    monkeypatch.setitem(OPS, "reduce_scatter", replace(OPS["reduce_scatter"], addend=broken))
+    cases, failures = t1_pending_uneven(((3,),), max_rank=1)
+    assert failures and any("ReduceScatter" in f for f in failures)
