@@ -29,7 +29,6 @@ from redist.core.ops import (
     AllReduce,
     ReduceScatter,
     addend,
-    apply,
     reshape,
     source,
     summed_axes,
@@ -41,6 +40,7 @@ from redist.core.semantics.blocks import device_coords
 from redist.core.smt.z3algebra import Z3
 
 from .symbolic import SymbolicMesh, all_layouts, all_steps
+from .theorems import accepted_cases
 
 
 def pending_layouts(names: tuple[str, ...], rank: int) -> Iterator[Layout]:
@@ -176,19 +176,11 @@ def t1_pending_uneven(sizes: tuple[tuple[int, ...], ...] = ((2,), (3,), (2, 2)),
             top = 2 * dev + 1 if rank == 1 else dev + 1
             extents = list(itertools.product(range(1, top + 1), repeat=rank))
             for before in pending_layouts(mesh.names, rank):
-                steps = list(reductions(mesh.names, before)) + list(
-                    all_steps(mesh.names, before, permutes=False))
-                for step in steps:
-                    for shape in extents:
-                        try:
-                            after = apply(step, mesh, shape, before)
-                        except TypingError:
-                            continue
-                        cases += 1
-                        bad = _uneven_failure(mesh, shape, before, after, step)
-                        if bad:
-                            failures.append(f"mesh {mesh} shape {shape} {before} {step}: "
-                                            f"{bad}")
+                steps = itertools.chain(reductions(mesh.names, before),
+                                        all_steps(mesh.names, before, permutes=False))
+                n, bad = accepted_cases(mesh, before, steps, extents, _uneven_failure)
+                cases += n
+                failures += bad
     return cases, failures
 
 

@@ -238,16 +238,23 @@ def t1_soundness(max_axes: int = 3, max_rank: int = 3, max_size: int = 4,
 def _t1u_case(job: tuple) -> tuple[int, list[str]]:
     """Every accepted (step, extents) of one layout, checked element by element."""
     mesh, before, extents = job
-    names = mesh.names
+    steps = all_steps(mesh.names, before, permutes=True, exchanges=True)
+    return accepted_cases(mesh, before, steps, extents, _check_uneven_step)
+
+
+def accepted_cases(mesh: Mesh, before: Layout, steps: Iterable, extents: list,
+                   check: Callable) -> tuple[int, list[str]]:
+    """`check(mesh, shape, before, after, step)` (a failure's text, or None) on every
+    step and extents the typing rules accept from `before`: (cases, failures)."""
     cases, failures = 0, []
-    for step in all_steps(names, before, permutes=True, exchanges=True):
+    for step in steps:
         for shape in extents:
             try:
                 after = apply(step, mesh, shape, before)
             except TypingError:
                 continue
             cases += 1
-            failure = _check_uneven_step(mesh, shape, before, after, step)
+            failure = check(mesh, shape, before, after, step)
             if failure:
                 failures.append(f"mesh {mesh} shape {shape} {before} {step}: {failure}")
     return cases, failures
