@@ -82,7 +82,7 @@ def test_proofs_entry_point_reports(capsys, monkeypatch, quick_results):
     monkeypatch.setattr(entry, "run_all", lambda **kw: quick_results)
     assert entry.main() == 0
     out = capsys.readouterr().out
-    assert out.count("PROVED") == 9 and "FAILED" not in out
+    assert out.count("PROVED") == 10 and "FAILED" not in out
     from dataclasses import replace
     broken = [replace(quick_results[0], failures=["a planted failure"])] + quick_results[1:]
     monkeypatch.setattr(entry, "run_all", lambda **kw: broken)
