@@ -8,6 +8,10 @@ the set are exactly the group, one each), and a local index in range for B holdi
 global element at (c, i). For a step that only moves data from a pending B: its source
 keeps c's coordinates on every pending axis (an addend never turns into another). Stated
 with symbolic axis sizes and extents (divisible), symbolic coordinates and indices.
+
+On uneven extents (ceil blocks, padding; DESIGN §11) the same statement for every valid
+element, evaluated exhaustively on small meshes (`t1_pending_uneven`): every step the
+typing rules accept on those extents, every device, valid index and group member.
 """
 
 from __future__ import annotations
@@ -15,15 +19,28 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import numpy as np
 import z3
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
-from redist.core.ops import AllReduce, ReduceScatter, addend, reshape, source, summed_axes
+from redist.core.model.mesh import Mesh
+from redist.core.ops import (
+    AllReduce,
+    ReduceScatter,
+    addend,
+    reshape,
+    source,
+    summed_axes,
+)
 from redist.core.ops.common import global_index
+from redist.core.plans.simulator import valid_mask
+from redist.core.semantics.algebra import NUMPY
+from redist.core.semantics.blocks import device_coords
 from redist.core.smt.z3algebra import Z3
 
 from .symbolic import SymbolicMesh, all_layouts, all_steps
+from .theorems import accepted_cases
 
 
 def pending_layouts(names: tuple[str, ...], rank: int) -> Iterator[Layout]:
@@ -143,3 +160,60 @@ def t3_pending(axes: tuple[tuple[str, int], ...] = (("x", 2), ("y", 2)),
                                 and verify(plan).all_proved):
                             failures.append(f"{p.show(p.src)} -> {p.show(p.dst)}")
     return count, failures
+
+
+def t1_pending_uneven(sizes: tuple[tuple[int, ...], ...] = ((2,), (3,), (2, 2)),
+                      max_rank: int = 2) -> tuple[int, list[str]]:
+    """T1p on uneven extents, by exhaustive evaluation: on each mesh (axis sizes), rank
+    1..max_rank, every pending layout, every reduction and moving step the typing rules
+    accept, every extent 1..2·devices+1 (rank 1) or 1..devices+1 per dim. (cases,
+    failures)."""
+    cases, failures = 0, []
+    for sz in sizes:
+        mesh = Mesh(tuple(zip("xyz", sz, strict=False)))
+        dev = mesh.num_devices
+        for rank in range(1, max_rank + 1):
+            top = 2 * dev + 1 if rank == 1 else dev + 1
+            extents = list(itertools.product(range(1, top + 1), repeat=rank))
+            for before in pending_layouts(mesh.names, rank):
+                steps = itertools.chain(reductions(mesh.names, before),
+                                        all_steps(mesh.names, before, permutes=False))
+                n, bad = accepted_cases(mesh, before, steps, extents, _uneven_failure)
+                cases += n
+                failures += bad
+    return cases, failures
+
+
+def _uneven_failure(mesh: Mesh, shape: tuple[int, ...], before: Layout, after: Layout,
+                    step) -> str | None:
+    """pending_query's claim, evaluated at every device, valid index and member."""
+    rank = len(shape)
+    n_before, n_after = before.local_shape(mesh, shape), after.local_shape(mesh, shape)
+    full = (mesh.num_devices,) + n_after
+    coords = {a: v.reshape((-1,) + (1,) * rank) for a, v in device_coords(mesh).items()}
+    index = [np.arange(n).reshape((1,) + tuple(n if e == d else 1 for e in range(rank)))
+             for d, n in enumerate(n_after)]
+    valid = valid_mask(mesh, shape, after)
+    want = global_index(mesh, shape, after, coords, index)
+    summed = summed_axes(step)
+    for member in itertools.product(*[range(mesh.size(a)) for a in summed]):
+        k = dict(zip(summed, member, strict=True))
+        if summed:
+            c2, i2 = addend(step, mesh, shape, before, after, coords, index, k, NUMPY)
+            same = [(a, k[a] if a in summed else coords[a]) for a in mesh.names]
+        else:
+            c2, i2 = source(step, mesh, shape, before, after, coords, index, NUMPY)
+            same = [(a, coords[a]) for a in before.sum]
+        for a, v in same:
+            if np.any(valid & (np.broadcast_to(c2[a], full) != np.broadcast_to(v, full))):
+                return f"member {k}: the source's coordinate on {a} is not the addend's"
+        for d in range(rank):
+            w = np.broadcast_to(i2[d], full)
+            if np.any(valid & ((w < 0) | (w >= n_before[d]))):
+                return f"member {k}: a source index is out of range in dim {d}"
+        got = global_index(mesh, shape, before, c2, i2)
+        for d in range(rank):
+            if np.any(valid & (np.broadcast_to(got[d], full)
+                               != np.broadcast_to(want[d], full))):
+                return f"member {k}: a valid element reads another global element"
+    return None

@@ -12,6 +12,7 @@ evaluation (see docs/proofs.md).
   T3u for uneven extents it returns a correct plan, and says so whenever that plan is not
       memory-efficient or not in normal form;
   T1x the two-mesh transfer's typing rule is sound for its source map (proofs/transfer.py).
+  T1p, T1pu, T3p  the same for pending sums (proofs/pending_soundness.py).
 
 Independent cases run in parallel worker processes.
 """
@@ -237,16 +238,23 @@ def t1_soundness(max_axes: int = 3, max_rank: int = 3, max_size: int = 4,
 def _t1u_case(job: tuple) -> tuple[int, list[str]]:
     """Every accepted (step, extents) of one layout, checked element by element."""
     mesh, before, extents = job
-    names = mesh.names
+    steps = all_steps(mesh.names, before, permutes=True, exchanges=True)
+    return accepted_cases(mesh, before, steps, extents, _check_uneven_step)
+
+
+def accepted_cases(mesh: Mesh, before: Layout, steps: Iterable, extents: list,
+                   check: Callable) -> tuple[int, list[str]]:
+    """`check(mesh, shape, before, after, step)` (a failure's text, or None) on every
+    step and extents the typing rules accept from `before`: (cases, failures)."""
     cases, failures = 0, []
-    for step in all_steps(names, before, permutes=True, exchanges=True):
+    for step in steps:
         for shape in extents:
             try:
                 after = apply(step, mesh, shape, before)
             except TypingError:
                 continue
             cases += 1
-            failure = _check_uneven_step(mesh, shape, before, after, step)
+            failure = check(mesh, shape, before, after, step)
             if failure:
                 failures.append(f"mesh {mesh} shape {shape} {before} {step}: {failure}")
     return cases, failures
@@ -500,6 +508,21 @@ def _t1p(max_axes: int, max_rank: int) -> TheoremResult:
         failures=failures, seconds=time.perf_counter() - t0)
 
 
+def _t1pu(sizes: tuple[tuple[int, ...], ...]) -> TheoremResult:
+    from .pending_soundness import t1_pending_uneven
+    t0 = time.perf_counter()
+    cases, failures = t1_pending_uneven(sizes)
+    return TheoremResult(
+        "T1pu", "on uneven extents too (ceil blocks, padding), the reductions read each "
+        "member's addend of the right valid element, and moving steps keep pending "
+        "coordinates",
+        f"meshes {', '.join('x'.join(map(str, s)) for s in sizes)}, rank 1-2, every "
+        "pending layout and accepted step, every extent 1..2·devices+1 (rank 1) or "
+        "1..devices+1 per dim: exhaustive evaluation", cases=cases,
+        bounded=cases - len(failures), failures=failures,
+        seconds=time.perf_counter() - t0)
+
+
 def _t3p(ranks: tuple[int, ...]) -> TheoremResult:
     from .pending_soundness import t3_pending
     t0 = time.perf_counter()
@@ -525,6 +548,7 @@ def run_all(quick: bool = False, on_progress=None,
                  ("T3u", lambda: t3_uneven(max_axes=1, max_rank=1, processes=processes)),
                  ("T1x", lambda: _t1x(meshes=((("x", 2),),), shapes=((4,), (3,)))),
                  ("T1p", lambda: _t1p(max_axes=1, max_rank=1)),
+                 ("T1pu", lambda: _t1pu(((2,), (3,)))),
                  ("T3p", lambda: _t3p(ranks=(1,)))]
     else:
         steps = [("T0", t0_refinement),
@@ -536,6 +560,7 @@ def run_all(quick: bool = False, on_progress=None,
                  ("T1x", lambda: _t1x(meshes=((("x", 2),), (("x", 3),), (("x", 2), ("y", 2))),
                                       shapes=((4,), (6,), (5,)))),
                  ("T1p", lambda: _t1p(max_axes=2, max_rank=2)),
+                 ("T1pu", lambda: _t1pu(((2,), (3,), (2, 2), (2, 3)))),
                  ("T3p", lambda: _t3p(ranks=(1, 2)))]
     out = []
     for name, fn in steps:

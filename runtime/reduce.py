@@ -5,9 +5,11 @@ on the group communicators, in place.
                   pieces first where the dim is held whole and G does not divide it); one
                   chunk at a time, the same part of every piece is copied into the scratch
                   in group order and reduced there by an MPI_IN_PLACE Reduce_scatter_block;
-                  the sum lands in this rank's own piece, whose part was just read. Then
-                  the own piece is compacted to the start of the buffer (as all_slice
-                  does). The block plus one chunk.
+                  the sum lands in this rank's own piece, whose part was just read (a
+                  chunk of fewer elements than pieces: piece by piece, each part reduced
+                  onto the piece's member by an MPI Reduce). Then the own piece is
+                  compacted to the start of the buffer (as all_slice does). The block
+                  plus one chunk.
   all_reduce      one MPI_IN_PLACE Allreduce of the block on the group. The block.
 Sums are computed by MPI in the array's own type (integer sums are exact); dtypes MPI
 cannot add (bfloat16, float8: moved as opaque bytes elsewhere) are refused.
@@ -57,6 +59,9 @@ def reduce_scatter(step, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     sizes = [math.prod(mc.mesh.size(a) for a in new) for new in step.axes]
     t = _sum_type(held.a.dtype)
     full = tuple(s * n for s, n in zip(sizes, n_after, strict=True))
+    # The chunk is one of the input block (before padding), as the figure counts it: a
+    # zero-stride stand-in of its size, no memory.
+    chunk_of = np.broadcast_to(np.zeros((), held.a.dtype), (held.a.size,))
     if tuple(held.a.shape) != full:
         # G equal pieces: pad a dim held whole (zeros after it) before cutting it (in
         # place when the block is ours, else into a new buffer).
@@ -78,20 +83,30 @@ def reduce_scatter(step, mc: MeshComm, held: Held, n_after: tuple[int, ...],
     r = len(n_after)
     # a view (merging the piece axes into one would copy the block)
     v = x.reshape(split).transpose(tuple(range(0, 2 * r, 2)) + tuple(range(1, 2 * r, 2)))
-    scratch = scratch_of(x, mem)
-    if scratch.size < g:                 # one element of every piece at least
-        mem.release(scratch)
-        scratch = mem.empty((g,), x.dtype)
+    scratch = scratch_of(chunk_of, mem)
     mine = tuple(_digits(me, sizes))
     own = x.reshape(split)[tuple(i for j in mine for i in (j, slice(None)))]
-    part = None
-    for idx, m in _chunks(tuple(n_after), max(1, scratch.size // g)):
-        part = scratch[: g * m].reshape(tuple(sizes) + _shape_of(tuple(n_after), idx))
-        np.copyto(part, v[(slice(None),) * r + idx])
-        comm.Reduce_scatter_block(MPI.IN_PLACE, [scratch[: g * m], t], op=MPI.SUM)
-        own[idx] = scratch[:m].reshape(_shape_of(tuple(n_after), idx))
+    if scratch.size >= g:
+        for idx, m in _chunks(tuple(n_after), scratch.size // g):
+            part = scratch[: g * m].reshape(tuple(sizes) + _shape_of(tuple(n_after), idx))
+            np.copyto(part, v[(slice(None),) * r + idx])
+            comm.Reduce_scatter_block(MPI.IN_PLACE, [scratch[: g * m], t], op=MPI.SUM)
+            own[idx] = scratch[:m].reshape(_shape_of(tuple(n_after), idx))
+            del part
+    else:
+        # A chunk smaller than one element per piece (a tiny block): piece by piece, each
+        # reduced onto its member with Reduce, through the same chunk of scratch.
+        for k in range(g):
+            piece = v[tuple(_digits(k, sizes))]
+            for idx, m in _chunks(tuple(n_after), scratch.size):
+                np.copyto(scratch[:m].reshape(_shape_of(tuple(n_after), idx)), piece[idx])
+                comm.Reduce(MPI.IN_PLACE if k == me else scratch[:m],
+                            [scratch[:m], t] if k == me else None, op=MPI.SUM, root=k)
+                if k == me:
+                    own[idx] = scratch[:m].reshape(_shape_of(tuple(n_after), idx))
+            del piece
     mem.release(scratch)
-    del v, own, part, scratch
+    del v, own, scratch
     lo = [j * n for j, n in zip(mine, n_after, strict=True)]
     # Only the Held refers to the buffer now, so that it shrinks in place.
     box = Held(x, True)

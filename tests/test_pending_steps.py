@@ -143,9 +143,9 @@ def test_reduction_plans_round_trip_through_files_and_certificates(tmp_path):
 @given(problems(generous=True, max_axes=3, max_devices=16, max_rank=2, pending=True,
                 distinct=False))
 def test_random_pending_problems_get_proved_plans_within_the_bound(p):
-    """Every plan delivers the sums; a plan without caveat proves all five claims (tiny
-    blocks may leave the runtime's scratch over one chunk: then the caveat says so and the
-    memory claim is refuted, never proved)."""
+    """Every plan delivers the sums; a plan without caveat proves all five claims (a plan
+    with one, where no plan within the bound was found, has its memory claim refuted,
+    never proved)."""
     s = synthesize_plan(p)
     fig = s.plan.figures()
     assert (s.reason is None) == fig.memory_efficient

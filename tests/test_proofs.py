@@ -19,7 +19,7 @@ def quick_results():
 def test_every_theorem_holds_at_small_bounds(quick_results):
     results = quick_results
     assert [r.name.split()[0] for r in results] == ["T0", "T1", "T1u", "T2", "T3", "T3u",
-                                                       "T1x", "T1p", "T3p"]
+                                                       "T1x", "T1p", "T1pu", "T3p"]
     for r in results:
         assert r.proved, (r.line(), r.failures[:5])
         assert r.cases > 0
@@ -82,7 +82,7 @@ def test_proofs_entry_point_reports(capsys, monkeypatch, quick_results):
     monkeypatch.setattr(entry, "run_all", lambda **kw: quick_results)
     assert entry.main() == 0
     out = capsys.readouterr().out
-    assert out.count("PROVED") == 9 and "FAILED" not in out
+    assert out.count("PROVED") == 10 and "FAILED" not in out
     from dataclasses import replace
     broken = [replace(quick_results[0], failures=["a planted failure"])] + quick_results[1:]
     monkeypatch.setattr(entry, "run_all", lambda **kw: broken)

@@ -109,14 +109,12 @@ def volume(problem: Problem, step: ReduceScatter, before: Layout, after: Layout,
 def working_bytes(problem: Problem, step: ReduceScatter, before: Layout,
                   after: Layout) -> int:
     """The input (padded to G equal pieces), reduced in place: directly when the pieces
-    are contiguous in group order, else through one chunk of scratch of at least one
-    element per piece (runtime/reduce.py)."""
+    are contiguous in group order, else through one chunk of scratch (runtime/reduce.py)."""
     padded = _padded(problem, step, after)
     if contiguous(problem, step, after):
         return padded * problem.itemsize
-    g = group(problem, flat(step.axes))
     lb = math.prod(before.local_shape(problem.mesh, problem.shape))
-    return (padded + max(chunk_elements(lb), g)) * problem.itemsize
+    return (padded + chunk_elements(lb)) * problem.itemsize
 
 
 def contiguous(problem: Problem, step: ReduceScatter, after: Layout) -> bool:

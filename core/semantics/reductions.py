@@ -63,7 +63,19 @@ def prefixes(problem: Problem) -> list[Prefix]:
     free = [a for a in p.mesh.names if src.dim_of(a) is None and a not in src.sum]
     sliced_all = tuple(tuple(a for a in dst.dims[d] if a in free) for d in range(rank))
     out: list[Prefix] = []
-    for sliced in dict.fromkeys((sliced_all, ((),) * rank)):
+    options = [sliced_all, ((),) * rank]
+    # Replicas of an addend each reducing their own copy move it once per replica: slicing
+    # the axes src and dst both replicate first (into a dim no reduced axis goes to, the
+    # widest) lets them reduce disjoint parts; the rest of the way gathers them back.
+    replicas = tuple(a for a in free if dst.dim_of(a) is None and a not in dst.sum)
+    aims = {dst.dim_of(a) for a in todo}
+    local = src.local_shape(p.mesh, p.shape)
+    spare = sorted(range(rank), key=lambda d: (d in aims, -local[d]))
+    for base in list(options) if replicas else ():
+        e = next((d for d in spare if _nests(p, src, d, base[d] + replicas)), None)
+        if e is not None:
+            options.append(tuple(s + replicas if d == e else s for d, s in enumerate(base)))
+    for sliced in dict.fromkeys(options):
         ok = all(not s or _nests(p, src, d, s) for d, s in enumerate(sliced))
         if not ok:
             continue
@@ -96,7 +108,8 @@ def prefixes(problem: Problem) -> list[Prefix]:
 
 def pending_lower_bound(problem: Problem) -> int:
     """A lower bound of what any plan must receive when it reduces pending axes (module
-    doc): the larger of two counts, in valid elements.
+    doc): the largest of three counts, in valid elements, each counting received values
+    one per element (a value is a partial sum of one global element).
 
     - receive: every device must receive at least one value for every element of its dst
       block (its sum has addends it does not hold);
@@ -104,8 +117,11 @@ def pending_lower_bound(problem: Problem) -> int:
       (same src block, same coordinates u; they differ in replicated axes only); unless
       one of them holds g at the end, one of them must send it, and each send is the first
       to leave at most one class. Per class: its block's elements minus the elements its
-      members hold at the end, counted with overlaps (so at most the true number).
-    For a pure pending-to-sharded problem the send count is the reduce-scatter bound."""
+      members hold at the end, counted with overlaps (so at most the true number);
+    - connect (`_connect_count`): per element, the messages carrying it must connect every
+      device that holds its sum at the end with a holder of each of its addends.
+    For a pure pending-to-sharded problem the connect count is what slicing the
+    replicated axes, one reduce-scatter and gathering them back moves."""
     p = problem
     mesh, shape = p.mesh, p.shape
     receive = int(_valid(p, p.dst).sum())
@@ -122,4 +138,26 @@ def pending_lower_bound(problem: Problem) -> int:
     first = np.zeros(kept.size, dtype=np.int64)
     first[cls[::-1]] = np.arange(cls.size)[::-1]          # one member per class
     send = int(np.maximum(held[first] - kept.round().astype(np.int64), 0).sum())
-    return max(send, receive) * p.itemsize
+    return max(send, receive, _connect_count(p, int(overlap.sum()))) * p.itemsize
+
+
+def _connect_count(p: Problem, overlap_sum: int) -> int:
+    """Per element g and coordinates v on the pending axes dst keeps: the devices that
+    hold g's sum over v at the end (|D| of them) must each get every addend u (u's
+    coordinates on the kept axes = v; G of them), and an addend travels only in messages
+    carrying g. Those messages join D and at least one holder of each addend into one
+    connected graph: with the addends none of D holds, |D| + G − (addends D holds) nodes,
+    so one fewer messages at least. D holds addends only where some device's src and dst
+    blocks both contain g (then those of the reduced axes outside dst's dims: c); the
+    elements where that is so are the devices' src∩dst overlaps, counted once per
+    combination of coordinates on the axes either layout shards by."""
+    mesh = p.mesh
+    size = lambda axes: math.prod(mesh.size(a) for a in axes)  # noqa: E731
+    sharded_s, sharded_d = set(p.src.used_axes()), set(p.dst.used_axes())
+    reduced = [a for a in p.src.sum if a not in p.dst.sum]
+    kept = size(p.dst.sum)
+    holders = mesh.num_devices // (size(sharded_d) * kept)
+    g = size(reduced)
+    c = size(a for a in reduced if a not in sharded_d)
+    both = overlap_sum // (mesh.num_devices // size(sharded_s | sharded_d))
+    return kept * ((holders + g - 1) * math.prod(p.shape) - c * both)

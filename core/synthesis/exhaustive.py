@@ -1,10 +1,13 @@
-"""Exhaustive search over every plan of the four portable collectives that stays within a
-memory limit (cheapest first: volume, then collectives).
+"""Exhaustive search over every plan of the four portable collectives (and, on a pending
+sum, the two reductions) that stays within a memory limit (cheapest first: volume, then
+collectives).
 
 States are layouts of the problem's atoms (and whether data has moved yet: slices come
 before every communicating step, so no received element is ever sliced away). Moves:
 slice any replicated atom into any dim, gather any minor-most suffix, all-to-all any
-suffix to any other dim, and permute to *every* layout with the same blocks per dim.
+suffix to any other dim, and permute to *every* layout with the same blocks per dim; on a
+pending sum dst does not keep, reduce-scatter any one such axis onto any dim, or
+all-reduce it (so a plan may move, then reduce, or reduce onto another dim, then move).
 Because the limit bounds every layout on the way, the reachable states are finite; when
 the search runs out of states without reaching dst, no plan within the limit exists on
 these atoms (with atoms split into prime factors: on any sub-axes). It is the fallback of
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops import AllGather, AllPermute, AllReduce, AllSlice, AllToAll, ReduceScatter
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.search import Ctx, clock, dst_slices, merge_steps
 
@@ -73,8 +76,8 @@ def exhaustive(problem: Problem, limit: int | None = None, deadline: float | Non
 def _moves(ctx: Ctx, lay: Layout, moved: bool):
     mesh = ctx.problem.mesh
     rank = lay.rank
-    used = set(lay.used_axes())
-    candidates = []
+    used = set(lay.used_axes()) | set(lay.sum)
+    candidates: list = []
     if not moved:
         for a in mesh.names:
             if a not in used:
@@ -82,6 +85,13 @@ def _moves(ctx: Ctx, lay: Layout, moved: bool):
                     candidates.append(AllSlice(tuple((a,) if e == d else () for e in
                                                      range(rank))))
         candidates += list(dst_slices(ctx.dst, lay, used))
+    todo = tuple(a for a in lay.sum if a not in ctx.dst.sum)
+    # one axis at a time, and all at once (a dim held whole may take several axes in one
+    # step where it cannot take them one by one: DESIGN §11)
+    for axes in dict.fromkeys([(a,) for a in todo] + [todo] if todo else []):
+        candidates.append(AllReduce(axes))
+        candidates += [ReduceScatter(tuple(axes if e == d else () for e in range(rank)))
+                       for d in range(rank)]
     for d in range(rank):
         for k in range(1, len(lay.dims[d]) + 1):
             suffix = lay.dims[d][len(lay.dims[d]) - k:]

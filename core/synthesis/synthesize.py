@@ -216,12 +216,21 @@ def _reduce_first(problem: Problem, objective: str, model: CostModel | None) -> 
     def rest(q: Problem) -> tuple[Plan, str]:
         s = normal(q, objective, model)
         return s.plan, s.method
+    t0 = clock()
     candidates = reduce_first(problem, rest, lambda p: objective_key(p, objective, model))
     candidates.append((naive(problem), "naive"))
+    note = None
+    if min(rank_key(p)[0] for p, _ in candidates) > 0:
+        # No reduce-first plan fits (an uneven extent a reduce-scatter cannot split
+        # locally, say): every plan within the bound, moves before reductions included.
+        found, note = _fallback(problem, min(clock() + SAFETY_SECONDS, t0 + TOTAL_SECONDS))
+        if found is not None:
+            candidates.append((found, "exhaustive (no reduce-first plan within the bound; "
+                                      "moves and reductions in any order)"))
     plan, method = min(candidates, key=lambda c: (objective_key(c[0], objective, model),
                                                   len(c[0].steps), c[1] == "naive"))
     plan = canonical(plan)
-    return Synthesis(plan, method, _reason(plan), None, tuple(candidates))
+    return Synthesis(plan, method, _reason(plan, note), note, tuple(candidates))
 
 
 def _single_cuts(problem: Problem) -> list[Problem]:
@@ -262,9 +271,10 @@ def _fallback(problem: Problem, deadline: float) -> tuple[Plan | None, str | Non
     if r.plan is not None:
         return r.plan, None
     if r.complete:
+        ops = ("the four portable collectives and the two reductions" if problem.src.sum
+               else "the four portable collectives")
         return None, (f"an exhaustive search of all {r.states} layouts reachable within the "
-                      "bound (every sub-axis split, the four portable collectives) found no "
-                      "plan: none exists")
+                      f"bound (every sub-axis split, {ops}) found no plan: none exists")
     return None, (f"the exhaustive search for a plan within the bound stopped after "
                   f"{r.states} layouts without one (its budget)")
 

@@ -11,7 +11,7 @@ from mpi4py import MPI
 from redist.core.model.dtypes import same_bits
 from redist.core.plans.planjson import plan_from_json
 from redist.runtime.api import redistribute_with_stats
-from redist.runtime.arrays import sample_block
+from redist.runtime.arrays import sample_input, sample_output
 
 comm = MPI.COMM_WORLD
 rank = comm.Get_rank()
@@ -20,16 +20,16 @@ with open(sys.argv[1]) as f:
 for k, doc in enumerate(docs):
     plan = plan_from_json(doc)
     p = plan.problem
-    redistribute_with_stats(sample_block(p.mesh, p.shape, p.src, rank, p.dtype), plan, comm,
+    redistribute_with_stats(sample_input(p, rank), plan, comm,
                             donate=True)              # warm up: communicators, verification
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    box = [sample_block(p.mesh, p.shape, p.src, rank, p.dtype)]
+    box = [sample_input(p, rank)]
     tracemalloc.reset_peak()
     out, stats = redistribute_with_stats(box, plan, comm, donate=True)   # handed over
     traced = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
-    want = sample_block(p.mesh, p.shape, p.dst, rank, p.dtype)
+    want = sample_output(p, rank)   # with a pending src: the sums
     ok = same_bits(out, want)
     del out
     rows = comm.gather({"traced": traced, "counted": stats.peak_bytes, "ok": ok}, root=0)
