@@ -45,9 +45,11 @@ def report(rows: list[dict], info: dict) -> str:
              "*fan-out* are timed with a barrier between them; *whole* is the method run "
              "without one. before: the first version (mid on the largest divisible dim; "
              "receive into the mid block, then the one-mesh all_gather grows it by realloc "
-             "and moves it into its slot). after: today's (mid dim by cost: fewer messages, "
+             "and moves it into its slot; bfloat16 as a contiguous 2-byte MPI type, one "
+             "subarray dim per array dim). after: today's (mid dim by cost: fewer messages, "
              "contiguous gather pieces; receive straight into the slot of the dst block, "
-             "Allgather in place). bcast: whole tile to one replica, then a broadcast.", "",
+             "Allgather in place; a native 16-bit type, subarray dims merged). bcast: whole "
+             "tile to one replica, then a broadcast (today's MPI types).", "",
              "| case | method | mid | messages | transfer | fan-out | whole | vs bcast "
              "(whole) | all match |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
