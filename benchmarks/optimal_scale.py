@@ -4,7 +4,7 @@ method="optimal")`'s two parts (the search, then verification of the plan's five
 claims) in a fresh process. Reports what was proved, the plan against the lower bound, and the
 CPU and wall seconds of the search and of the whole call.
 
-    python -m benchmarks.optimal_scale [--sizes 2,4,8,16] [--rlimit N]
+    python -m benchmarks.optimal_scale [--sizes 2,4,8,16] [--rlimit N] [--families a,b]
 
 The search is bounded by z3's resource counter, not a clock, so its answer is the same
 however loaded the machine is; the CPU seconds are what the load changes least.
@@ -61,10 +61,13 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="2,4,8,16")
     ap.add_argument("--rlimit", type=int, default=0, help="0: the default budget")
+    ap.add_argument("--families", default=",".join(f[0] for f in FAMILIES))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
     rows = []
     for name, shape, src, dst in FAMILIES:
+        if name not in args.families.split(","):
+            continue
         for n in (int(x) for x in args.sizes.split(",")):
             mesh = f"x={n},y={n},z={n}"
             out = subprocess.run([sys.executable, "-c", CHILD,
