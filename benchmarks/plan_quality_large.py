@@ -16,6 +16,7 @@ worst 10 problems).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -169,6 +170,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=0, help="first N problems only")
+    ap.add_argument("--start", type=int, default=0, help="skip the first N problems")
+    ap.add_argument("--merge", nargs="*", default=None, metavar="JSON",
+                    help="only write the report of the rows of these earlier results")
     ap.add_argument("--optimal-rlimit", type=int, default=20_000_000,
                     help="z3 resource units for --method optimal's plan (default 20,000,000)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
@@ -180,8 +184,15 @@ def main() -> None:
              if not any(j[0] == mesh and j[2:] == (shape, src, dst) for j in jobs)]
     if args.limit:
         jobs = jobs[:args.limit]
-    rows = []
+    rows: list[dict] = []
+    if args.merge is not None:
+        for path in args.merge:
+            with open(path) as f:
+                rows += json.load(f)["rows"]
+        jobs = []
     for k, job in enumerate(jobs):
+        if k < args.start:
+            continue
         try:
             r = row(*job, model, args.optimal_rlimit)
         except RedistError as e:      # an axis named twice on a small mesh: not a problem
@@ -190,6 +201,12 @@ def main() -> None:
         rows.append(r)
         print(f"{k + 1}/{len(jobs)} {r['problem']}: {r['ratio']:.2f}x, {r['collectives']} "
               f"coll, {r['seconds']:.2f} s, proved {r['all_proved']}", flush=True)
+        _report(args, model, rows)      # after every row: a long run leaves its rows so far
+    if rows:
+        _report(args, model, rows)
+
+
+def _report(args, model, rows: list[dict]) -> None:
     info = report_io.meta("plan_quality_large")
     lines = [f"# Plan quality on large-model reshardings — {info['date']}", "",
              f"Machine: {info['machine']}, shared with other jobs (latencies are upper "
