@@ -80,6 +80,10 @@ def main() -> None:
             print(f"{name} {mesh}: {kind(row)}, {ratio:.2f}x LB, {row['collectives']} coll, "
                   f"search {row['search_cpu']:.2f} s CPU ({row['search_wall']:.2f} wall), "
                   f"verify {row['verify_cpu']:.2f} s CPU", flush=True)
+            _report(args, rows)     # after every row: a long run leaves its rows so far
+
+
+def _report(args, rows: list[dict]) -> None:
     info = report_io.meta("optimal_scale")
     lines = [f"# `--method optimal` by mesh size — {info['date']}", "",
              f"Machine: {info['machine']}, shared with other engineers' jobs (wall seconds "
