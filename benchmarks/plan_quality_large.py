@@ -2,18 +2,21 @@
 vocabularies of 50,257 to 151,936 rows, sequence/context/tensor-parallel activations and
 MoE expert layouts, on meshes of 8 to 262,144 devices and up to 10 axes.
 
-    python -m benchmarks.plan_quality_large [--limit N]
+    python -m benchmarks.plan_quality_large [--limit N] [--optimal-rlimit N]
 
 For each problem: the default plan (`redist plan`'s path: normal synthesis, then the five
 claims), its latency (synthesis + proof), and the best *verified* plan known — the best of
 every candidate the portfolio compares under the three objectives (bytes, collectives,
-predicted time), each re-verified — by bytes and by the cost model's predicted time.
-Writes results/plan-quality-large-<date>.json and .md (with the worst 10 problems).
+predicted time), `--method optimal`'s plan (a bounded z3 search; counted where it found
+one) and the hand plans of the issue text, each re-verified — by bytes and by the cost
+model's predicted time. Writes results/plan-quality-large-<date>.json and .md (with the
+worst 10 problems).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -21,9 +24,11 @@ import time
 from redist.core.errors import RedistError
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.plans.planjson import plan_from_json
 from redist.core.smt.verify import verify
 from redist.core.synthesis import synthesize
 from redist.core.synthesis.costmodel import load
+from redist.core.synthesis.optimal import optimal
 from redist.core.synthesis.synthesize import (
     is_normal_form,
     normal,
@@ -47,6 +52,28 @@ MESHES = [
 ]
 
 
+# Hand plans from the issue text: (mesh, shape, src, dst) -> steps of a plan file. The
+# problems are added to the set where they are not already in it.
+HAND = {
+    ("a0=4,a1=4,a2=8,a3=8", "8192,28672", "[{a0,a1},{a2,a3}]", "[{a2,a3},{a0,a1}]"): [
+        {"op": "all_to_all", "src_dim": 1, "dst_dim": 0, "axes": ["a3(2)4"]},
+        {"op": "all_permute", "layout": [["a2", "a3"], ["a0", "a1"]]}],
+    ("x=8,y=16,z=16", "8192,28672", "[{x},{y,z}]", "[{y,z},{x}]"): [
+        {"op": "all_to_all", "src_dim": 1, "dst_dim": 0, "axes": ["y(8)2", "z"]},
+        {"op": "all_permute", "layout": [["y", "z"], ["x"]]}],
+}
+
+
+def hand_plans(p: Problem, mesh: str, shape: str, src: str, dst: str) -> list:
+    steps = HAND.get((mesh, shape, src, dst))
+    if steps is None:
+        return []
+    return [plan_from_json({"format": "redist.plan/1", "mesh": [list(a) for a in p.base.axes],
+                            "shape": list(p.shape), "dtype": p.dtype,
+                            "src": parse_layout(src).dims, "dst": parse_layout(dst).dims,
+                            "steps": steps})]
+
+
 def problems(mesh: str, D: str, F: str, C: str, T: str) -> list[tuple[str, str, str, str]]:
     FC = F if F == C else f"{F},{C}"
     out = [
@@ -67,7 +94,8 @@ def problems(mesh: str, D: str, F: str, C: str, T: str) -> list[tuple[str, str, 
     return [(n, s, a, b) for n, s, a, b in out if a != b]
 
 
-def row(mesh: str, name: str, shape: str, src: str, dst: str, model) -> dict:
+def row(mesh: str, name: str, shape: str, src: str, dst: str, model,
+        optimal_rlimit: int) -> dict:
     p = Problem(parse_mesh(mesh), tuple(int(x) for x in shape.split(",")), "bfloat16",
                 parse_layout(src), parse_layout(dst))
     # wall and CPU seconds (this process's, z3 included): on a shared machine the wall
@@ -89,6 +117,15 @@ def row(mesh: str, name: str, shape: str, src: str, dst: str, model) -> dict:
                 pool[tuple(plan.steps)] = plan
     for plan, _ in s.candidates:
         if plan.figures().memory_efficient and is_normal_form(plan):
+            pool[tuple(plan.steps)] = plan
+    # optimal's plan where its budget found one (it starts from the normal plan), and the
+    # issue's hand plans; each is verified below before it counts
+    c0 = time.process_time()
+    o = optimal(p, rlimit=optimal_rlimit)
+    c_opt = time.process_time() - c0
+    extra = ([o.plan] if o.found else []) + hand_plans(p, mesh, shape, src, dst)
+    for plan in extra:
+        if plan.figures().memory_efficient and not slices_after_communication(plan):
             pool[tuple(plan.steps)] = plan
     by_bytes = min(pool.values(), key=lambda q: (q.figures().volume_bytes,
                                                  q.figures().collectives), default=None)
@@ -120,6 +157,10 @@ def row(mesh: str, name: str, shape: str, src: str, dst: str, model) -> dict:
         "best_collectives": best["bytes"].figures().collectives if "bytes" in best else None,
         "best_predicted_s": model.seconds(best["time"]) if "time" in best else None,
         "method": s.method,
+        "optimal": ("proved" if o.proved_optimal else "found" if o.found else "none"),
+        "optimal_volume": o.plan.figures().volume_bytes if o.found else None,
+        "cpu_optimal": c_opt,
+        "hand": bool(hand_plans(p, mesh, shape, src, dst)),
         "same_without_clock": tuple(unclocked.steps) == tuple(s.plan.steps),
         "mpi_exchange": any(st.op == "all_exchange" for st in mpi.plan.steps),
     }
@@ -129,22 +170,43 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=0, help="first N problems only")
+    ap.add_argument("--start", type=int, default=0, help="skip the first N problems")
+    ap.add_argument("--merge", nargs="*", default=None, metavar="JSON",
+                    help="only write the report of the rows of these earlier results")
+    ap.add_argument("--optimal-rlimit", type=int, default=20_000_000,
+                    help="z3 resource units for --method optimal's plan (default 20,000,000)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
     model = load()
     jobs = [(m[0], *pr) for m in MESHES for pr in problems(*m)]
+    jobs += [(mesh, "issue hand plan", shape, src, dst)
+             for mesh, shape, src, dst in HAND
+             if not any(j[0] == mesh and j[2:] == (shape, src, dst) for j in jobs)]
     if args.limit:
         jobs = jobs[:args.limit]
-    rows = []
+    rows: list[dict] = []
+    if args.merge is not None:
+        for path in args.merge:
+            with open(path) as f:
+                rows += json.load(f)["rows"]
+        jobs = []
     for k, job in enumerate(jobs):
+        if k < args.start:
+            continue
         try:
-            r = row(*job, model)
+            r = row(*job, model, args.optimal_rlimit)
         except RedistError as e:      # an axis named twice on a small mesh: not a problem
             print(f"{k + 1}/{len(jobs)} skipped: {e}", flush=True)
             continue
         rows.append(r)
         print(f"{k + 1}/{len(jobs)} {r['problem']}: {r['ratio']:.2f}x, {r['collectives']} "
               f"coll, {r['seconds']:.2f} s, proved {r['all_proved']}", flush=True)
+        _report(args, model, rows)      # after every row: a long run leaves its rows so far
+    if rows:
+        _report(args, model, rows)
+
+
+def _report(args, model, rows: list[dict]) -> None:
     info = report_io.meta("plan_quality_large")
     lines = [f"# Plan quality on large-model reshardings — {info['date']}", "",
              f"Machine: {info['machine']}, shared with other jobs (latencies are upper "
@@ -176,6 +238,13 @@ def summary(rows: list[dict]) -> list[str]:
            f"- the same plan when synthesis runs with no clock at all (the deadline was not "
            f"the reason for the plan): {sum(r['same_without_clock'] for r in rows)} of "
            f"{len(rows)}",
+           f"- `--method optimal` (z3 budget per problem as in the command): proved optimal "
+           f"on {sum(r['optimal'] == 'proved' for r in rows)}, a plan found but not proved on "
+           f"{sum(r['optimal'] == 'found' for r in rows)}, none within the budget on "
+           f"{sum(r['optimal'] == 'none' for r in rows)}; optimal moves less than the default "
+           f"on {sum(0 < (r['optimal_volume'] or 0) < r['volume'] for r in rows)}; "
+           f"hand plans from the issue: "
+           f"{sum(r['hand'] for r in rows)} problems",
            f"- `--collectives mpi` chose the exchange on {sum(r['mpi_exchange'] for r in rows)};"
            f" where the portable plan is at the lower bound: "
            f"{sum(r['mpi_exchange'] and r['volume'] == r['lower_bound'] for r in rows)}", "",
@@ -204,13 +273,13 @@ def summary(rows: list[dict]) -> list[str]:
     worst = sorted(rows, key=lambda r: (-max(gap(r)), -r["ratio"]))[:10]
     out += ["", "## Worst 10 problems (default vs best verified known; then vs lower bound)",
             "", "| problem | devices | default / best bytes | default / best time | "
-            "default / lower bound | collectives | s | CPU s |",
-            "|---|---|---|---|---|---|---|---|"]
+            "default / lower bound | collectives | s | CPU s | optimal (CPU s) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in worst:
         b, t = gap(r)
         out.append(f"| {r['problem']} | {r['devices']:,} | {b:.2f} | {t:.2f} | "
                    f"{r['ratio']:.2f} | {r['collectives']} | {r['seconds']:.2f} | "
-                   f"{r['cpu_seconds']:.2f} |")
+                   f"{r['cpu_seconds']:.2f} | {r['optimal']} ({r['cpu_optimal']:.1f}) |")
     return out + [""]
 
 

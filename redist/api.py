@@ -30,7 +30,7 @@ class Result:
 def synthesize(problem: Problem | None = None, method: str = "normal",
                budget: int | None = None, steps: int | None = None,
                collectives: str = "portable", timeout: float | None = None,
-               objective: str = "bytes", *,
+               objective: str = "bytes", *, rlimit: int | None = None,
                mesh: Any = None, shape: Any = None, dtype: Any = "float32", src: Any = None,
                dst: Any = None) -> Result:
     """Synthesize a plan and verify it before returning it. A plan whose claims are not all
@@ -50,16 +50,19 @@ def synthesize(problem: Problem | None = None, method: str = "normal",
     args.positive_int(steps, where, "steps", "a positive integer", optional=True)
     args.instance(collectives, str, where, "collectives", "'portable' or 'mpi'")
     timeout = args.positive_seconds(timeout, where, "timeout")
+    args.positive_int(rlimit, where, "rlimit", "a positive integer (z3 resource units)",
+                      optional=True)
     if problem is None:
         if mesh is None or shape is None or src is None or dst is None:
             raise RedistError("synthesize: give a Problem, or mesh, shape, src and dst")
         problem = coerce_problem(mesh, shape, dtype, src, dst)
     if method == "optimal":
-        from redist.core.synthesis.optimal import DEFAULT_TIMEOUT_MS, optimal
+        from redist.core.synthesis.optimal import DEFAULT_RLIMIT, optimal
 
-        ms = DEFAULT_TIMEOUT_MS if timeout is None else int(timeout * 1000)
-        o = optimal(problem, budget=budget, max_steps=steps, timeout_ms=ms,
-                    exchange=collectives == "mpi")
+        o = optimal(problem, budget=budget, max_steps=steps,
+                    timeout_ms=None if timeout is None else int(timeout * 1000),
+                    exchange=collectives == "mpi",
+                    rlimit=DEFAULT_RLIMIT if rlimit is None else rlimit)
         return Result(o.plan, verify(o.plan, budget), "optimal", o.reason, o.note)
     s = synthesize_plan(problem, method, collectives, budget, objective)
     return Result(s.plan, verify(s.plan, budget), s.method, s.reason, s.note)

@@ -42,7 +42,8 @@ examples:
 # take it for an option, so such values are glued on (`--shape=-64,64`) and then refused
 # by the value's own parser with a message that names it.
 _VALUE_OPTIONS = {"--mesh", "--shape", "--src", "--dst", "--budget", "--np", "--repeat",
-                  "--timeout", "--max-steps", "--dtype", "--layout", "--dst-mesh"}
+                  "--timeout", "--max-steps", "--dtype", "--layout", "--dst-mesh",
+                  "--rlimit"}
 _NEGATIVE = re.compile(r"^-[\d.,]")
 
 
@@ -141,10 +142,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     problem = problem_from_args(args)
     if args.method == "optimal":
-        progress(args, f"searching for an optimal plan with z3 (up to {args.timeout or 120:g} s)")
+        progress(args, "searching for an optimal plan with z3")
     result = synthesize(problem, method=args.method, budget=args.budget, steps=args.max_steps,
                         collectives=args.collectives, timeout=args.timeout,
-                        objective=getattr(args, "objective", "bytes"))
+                        objective=getattr(args, "objective", "bytes"),
+                        rlimit=getattr(args, "rlimit", None))
     progress(args, "plan found and verified" if result.verified else "plan found")
     note = "; ".join(x for x in (result.method, result.note) if x)
     if args.plot:
@@ -448,7 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimal method: longest plan searched (default: one more step than "
                         "the normal plan, at least 4; at most 16)")
     p.add_argument("--timeout", type=positive_seconds, default=None,
-                   help="optimal method: seconds the solver may search (default 120)")
+                   help="optimal method: a wall-clock limit on the search (default none: "
+                        "--rlimit bounds it, whatever the machine's load)")
+    p.add_argument("--rlimit", type=positive_int, default=None,
+                   help="optimal method: z3 resource units the search may use (default "
+                        "150000000, about 15-20 s of CPU); deterministic")
     p.add_argument("--collectives", choices=["portable", "mpi"], default="portable",
                    help="portable (default): the four collectives every engine has; mpi: "
                         "also one all_exchange (Alltoallv), kept when predicted faster")

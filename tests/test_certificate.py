@@ -622,3 +622,43 @@ def test_claims_recorded_unknown_are_not_re_solved(tmp_path, monkeypatch):
     r = check_certificate(d, use_cvc5=False)
     assert r.genuine and not r.ok and r.refuted == ["element_correct"] and len(solved) == 4
     assert "not re-solved (an unknown claim claims nothing)" in r.table()
+
+
+def _late_slices_plan() -> Plan:
+    """Two slices after communication: no_discard uses its one-chain encoding."""
+    from redist.core.model.problem import Problem
+    from redist.core.model.syntax import parse_layout, parse_mesh
+    from redist.core.ops import AllGather, AllSlice, AllToAll
+
+    p = Problem(parse_mesh("x=2,y=2,z=2"), (8, 8), "float32", parse_layout("[{x},{y}]"),
+                parse_layout("[{z},{y,x}]"))
+    return Plan(p, (AllToAll(0, 1, ("x",)), AllSlice(((), ("z",))), AllGather(((), ("z",))),
+                    AllSlice((("z",), ()))))
+
+
+def test_a_certificate_with_the_earlier_no_discard_text_still_checks(tmp_path):
+    """Certificates written before no_discard's one-chain encoding recorded one chain per
+    slice: that text is regenerated too and accepted (the same claim); anything else is
+    still rejected."""
+    from redist.core.smt.obligations import _over_bitvectors, no_discard
+
+    plan = _late_slices_plan()
+    lays = plan.layouts()
+    old = _over_bitvectors(no_discard(plan, lays, legacy=True)).smt2()
+    new = _over_bitvectors(no_discard(plan, lays)).smt2()
+    assert old != new
+    d = str(tmp_path / "c")
+    write_certificate(plan, None, d)
+    path = os.path.join(d, "obligations", "no_discard.smt2")
+    assert open(path).read() == new
+    assert check_certificate(d).genuine
+    with open(path, "w") as f:
+        f.write(old)
+    _edit(_cert_json(d), lambda doc: _claim(doc, "no_discard").update(sha256=sha256(old)),
+          rehash=True)
+    assert check_certificate(d).genuine
+    with open(path, "w") as f:
+        f.write(old + " ")
+    _edit(_cert_json(d), lambda doc: _claim(doc, "no_discard").update(
+        sha256=sha256(old + " ")), rehash=True)
+    _rejected(check_certificate(d), "no_discard: the stored obligation does not follow")

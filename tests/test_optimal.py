@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from redist.api import synthesize
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
+from redist.core.smt.verify import verify
 from redist.core.synthesis.optimal import optimal
 from redist.core.synthesis.synthesize import normal
 
@@ -66,10 +67,10 @@ def test_cli_optimal_infeasible_budget_exits_1_with_answer():
     assert "no plan within the budget of 100 bytes exists" in r.stdout
 
 
-def test_the_deadline_covers_building_the_constraints_and_the_solver(monkeypatch):
-    """--timeout bounds the whole search: with a clock that advances one second per look,
-    a 3 s search stops while building its constraints and never reaches the solver; the
-    normal plan is returned and the note says why."""
+def test_a_wall_timeout_covers_building_the_constraints_and_the_solver(monkeypatch):
+    """--timeout, when given, bounds the whole search: with a clock that advances one
+    second per look, a 3 s search stops while building its constraints and never reaches
+    the solver; the normal plan is returned and the note says why."""
     import itertools
 
     import z3
@@ -83,25 +84,104 @@ def test_the_deadline_covers_building_the_constraints_and_the_solver(monkeypatch
     problem = case("transpose")
     o = optimal(problem, timeout_ms=3000, max_steps=8)
     assert not o.found and not o.proved_optimal and solved == []
-    assert "stopped at its deadline (3 s) while building the constraints of step" in o.note
+    assert "not proved: the search was stopped at its wall-clock deadline (--timeout 3 s) " \
+        "while building the constraints of step" in o.note
     assert o.plan == normal(problem).plan
 
 
-def test_the_solver_gets_only_what_is_left_of_the_deadline(monkeypatch):
+def _solver_settings(monkeypatch) -> list:
     import z3
 
+    given = []
+    real_set = z3.Optimize.set
+    monkeypatch.setattr(z3.Optimize, "set", lambda self, k, v: (given.append((k, v)),
+                                                                 real_set(self, k, v)))
+    return given
+
+
+def test_the_solver_gets_only_what_is_left_of_the_wall_deadline(monkeypatch):
     from redist.core.synthesis import optimal as opt_mod
 
     clock = iter([100.0] + [107.5] * 1000)      # 7.5 s pass before the solver starts
     monkeypatch.setattr(opt_mod, "_now", lambda: next(clock))
-    given_ms = []
-    real_set = z3.Optimize.set
-    monkeypatch.setattr(z3.Optimize, "set", lambda self, k, v: (given_ms.append((k, v)),
-                                                                 real_set(self, k, v)))
-    optimal(case("transpose"), timeout_ms=10_000)
-    # Two searches (whole axes, then sub-axes): the first gets a third of what is left of
-    # the deadline, the second the rest (the fake clock stands still in between).
-    assert given_ms == [("timeout", 833), ("timeout", 2500)]
+    given = _solver_settings(monkeypatch)
+    optimal(case("transpose"), timeout_ms=10_000, rlimit=9_000_000)
+    # Two searches (whole axes, then sub-axes): the first gets a third of the resource
+    # budget and of what is left of the deadline, the second the rest.
+    assert given == [("rlimit", 3_000_000), ("timeout", 833), ("rlimit", 6_000_000),
+                     ("timeout", 2500)]
+
+
+def test_without_a_timeout_no_clock_is_read_only_the_budget_bounds_the_solver(monkeypatch):
+    """No wall clock reaches z3 unless the user asks: the answer cannot depend on load."""
+    from redist.core.synthesis import optimal as opt_mod
+
+    def no_clock():
+        raise AssertionError("the wall clock was read")
+    monkeypatch.setattr(opt_mod, "_now", no_clock)
+    given = _solver_settings(monkeypatch)
+    p = Problem(parse_mesh("x=2,y=4"), (16, 16), "bfloat16", parse_layout("[{x},{y}]"),
+                parse_layout("[{y},{x}]"))
+    o = optimal(p, rlimit=3_000_000)
+    assert o.note.startswith(("proved optimal", "not proved: the solver's budget")), o.note
+    assert [k for k, _ in given] == ["rlimit", "rlimit"]
+    assert sum(v for _, v in given) == 3_000_000
+
+
+def test_a_budget_that_runs_out_says_nothing_was_proved():
+    """With almost no resource units the solver stops: the answer is the normal plan (or a
+    better one it found), never called optimal, and the note says the budget ran out."""
+    for name, first in (("transpose", 666), ("swap-3d", 2000)):   # two searches, one
+        problem = case(name)
+        o = optimal(problem, rlimit=2000)
+        assert not o.proved_optimal, name
+        assert o.note.startswith(f"not proved: the solver's budget ({first} z3 resource "
+                                 "units) ran out searching plans of up to"), o.note
+        split = "budget (1334 z3 resource units) ran out searching plans of up to 4 steps"
+        assert (split in o.note) == (name == "transpose"), o.note
+        n = normal(problem).plan.figures()
+        f = o.plan.figures()
+        assert (f.volume_bytes, f.collectives) <= (n.volume_bytes, n.collectives)
+        assert verify(o.plan).all_proved       # a real plan, never a decoded empty model
+
+
+def test_the_split_atoms_follow_the_axes_not_the_devices():
+    """The second search's atoms: primes when they are few, else each axis cut after its
+    first prime factors, at most MAX_PRIME_ATOMS; on meshes x=n,y=n,z=n of 64 to 2^18
+    devices the same count, and the constraints the same size (only constants differ)."""
+    from redist.core.synthesis.optimal import MAX_PRIME_ATOMS, split_atoms
+
+    counts = []
+    for n in (4, 8, 16, 64):
+        p = Problem(parse_mesh(f"x={n},y={n},z={n}"), (4096, 4096), "bfloat16",
+                    parse_layout("[{x,y},{z}]"), parse_layout("[{z},{x,y}]"))
+        f = split_atoms(p)
+        assert f is not None and len(f.mesh.names) <= MAX_PRIME_ATOMS
+        assert all(f.mesh.size(a) > 1 for a in f.mesh.names)
+        counts.append(len(f.mesh.names))
+    assert counts == [6, 6, 6, 6]
+    assert split_atoms(Problem(parse_mesh("x=2,y=2,z=2"), (8, 8), "bfloat16",
+                               parse_layout("[{x,y},{z}]"), parse_layout("[{z},{x,y}]"))) is None
+
+
+def test_the_constraints_do_not_grow_with_the_devices(monkeypatch):
+    """Same atoms, larger sizes: the solver gets the same number of terms (tokens of its
+    input), so its work follows the atoms. 16 and 4,096 devices, one search each."""
+    import re
+
+    import z3
+
+    sizes = []
+    monkeypatch.setattr(z3.Optimize, "check", lambda self, *a: (
+        sizes.append(len(re.findall(r"[^\s()]+", self.sexpr()))), z3.unknown)[1])
+    for n in (4, 64):
+        p = Problem(parse_mesh(f"x={n},y={n}"), (4096, 4096), "bfloat16",
+                    parse_layout("[{x},{y}]"), parse_layout("[{y},{x}]"))
+        from redist.core.synthesis.optimal import _Search, _solve
+        base = normal(p).plan
+        _solve(p, _Search(None, p.bound_bytes, 4, base, base.figures(), None, False), 1000,
+               None, whole=True)
+    assert sizes[0] == sizes[1] > 0
 
 
 def test_a_normal_plan_at_the_lower_bound_in_one_collective_needs_no_solver(monkeypatch):
@@ -116,7 +196,7 @@ def test_a_normal_plan_at_the_lower_bound_in_one_collective_needs_no_solver(monk
         for src, dst in (("[{x},{}]", "[{},{x}]"), ("[{x,y},{}]", "[{x},{}]")):
             p = Problem(parse_mesh(mesh), (64, 64), "bfloat16", parse_layout(src),
                         parse_layout(dst))
-            o = optimal(p, timeout_ms=60_000)
+            o = optimal(p)
             f = o.plan.figures()
             assert o.proved_optimal and "proved optimal among plans of up to" in o.note
             assert f.volume_bytes == f.lower_bound_bytes and f.collectives == 1

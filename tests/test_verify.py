@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from redist.core import ops
@@ -256,3 +256,19 @@ def test_typing_rules_instantiated_from_templates_are_the_terms_built_anew(plan)
         got = T.wellformed(mesh, shape, a, pending)
         want = symvars._wellformed(mesh, shape, a, pending)
         assert len(got) == len(want) and all(x.eq(y) for x, y in zip(got, want, strict=True))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(random_plans(generous="uneven", max_len=6, sub_axes=True))
+def test_no_discard_one_chain_and_one_chain_per_slice_agree(plan):
+    """The linear encoding (one chain shared by every slice) answers as the per-slice one,
+    on plans with any number of late slices; and it is the one used from two late slices."""
+    from redist.core.smt.obligations import _no_discard_shared, _over_bitvectors, no_discard
+    from redist.core.smt.verify import solve
+
+    lays, err = plan.typed_prefix()
+    slices = [m for m, s in enumerate(plan.steps) if isinstance(s, AllSlice)]
+    assume(err is None and slices)
+    per_slice = solve(_over_bitvectors(no_discard(plan, lays, legacy=True))).status
+    shared = solve(_over_bitvectors(_no_discard_shared(plan, lays))).status
+    assert per_slice == shared != "unknown"

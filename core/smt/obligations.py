@@ -75,7 +75,17 @@ def obligations(plan: Plan, budget_bytes: int | None = None) -> list[Obligation]
         why = "not posed: the plan is not well-typed"
         return out + [Obligation(c, [], lambda m: "", note=why) for c in CLAIMS[1:]]
     return out + [_reaches_dst(plan, lays), _over_bitvectors(_element_correct(plan, lays)),
-                  _memory(plan, lays, budget_bytes), _over_bitvectors(_no_discard(plan, lays))]
+                  _memory(plan, lays, budget_bytes), _over_bitvectors(no_discard(plan, lays))]
+
+
+def no_discard(plan: Plan, lays: list[Layout], legacy: bool = False) -> Obligation:
+    """no_discard in one chain of source maps shared by every slice (linear in the plan)
+    when two or more slices follow another step, where one chain per slice would make it
+    quadratic; otherwise (or with `legacy`, for certificates written before) one chain per
+    slice, the text certificates have always recorded."""
+    late = sum(1 for m, s in enumerate(plan.steps) if isinstance(s, AllSlice)
+               and any(not isinstance(t, AllSlice) for t in plan.steps[:m]))
+    return _no_discard(plan, lays) if legacy or late < 2 else _no_discard_shared(plan, lays)
 
 
 def _over_bitvectors(ob: Obligation) -> Obligation:
@@ -286,3 +296,80 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
         return "a received element is dropped by a slice"
     return Obligation("no_discard", boxes + asserts
                       + [z3.Or(*cases) if cases else z3.BoolVal(False)], explain)
+
+
+def _no_discard_shared(plan: Plan, lays: list[Layout]) -> Obligation:
+    """The same claim as _no_discard with one symbolic point S for all slices: a Boolean
+    per slice m picks it (S is then a point before slice m that the slice drops), and one
+    chain of source maps runs from the last slice back to src, restarting at S at the
+    picked slice: position k's point is S if slice k+1 is picked, else the source of the
+    point above. The chain passes step k iff a slice after k is picked; the element was
+    received iff some passed step moved it between devices. One chain: terms linear in the
+    plan's length. Several picks at once only restart the chain at each, so any model is
+    a real discard at one of the picked slices (the explanation replays each to find it)."""
+    mesh, shape = plan.problem.mesh, plan.problem.shape
+    slices = [m for m, st in enumerate(plan.steps, start=1) if isinstance(st, AllSlice)]
+    top = slices[-1] - 1                       # layout before the last slice
+    coords = {a: z3.Int(f"cS_{a}") for a in mesh.names}
+    index = [z3.Int(f"iS_{d}") for d in range(len(shape))]
+    widest = [max(lays[m - 1].local_shape(mesh, shape)[d] for m in slices)
+              for d in range(len(shape))]
+    # Stand-alone bounds of every variable (bitvec.py); each pick narrows them to its box.
+    boxes = [z3.And(coords[a] >= 0, coords[a] < n) for a, n in mesh.axes]
+    boxes += [z3.And(index[d] >= 0, index[d] < widest[d]) for d in range(len(shape))]
+    pick = {m: z3.Bool(f"discard_s{m}") for m in slices}
+    asserts = []
+    for m in slices:
+        step, before = plan.steps[m - 1], lays[m - 1]
+        local = before.local_shape(mesh, shape)
+        held = global_index(mesh, shape, before, coords, index)
+        n_after = lays[m].local_shape(mesh, shape)
+        dropped = []
+        for d, new in enumerate(step.axes):
+            if new:
+                off = mixed_radix(mesh, new, coords) * n_after[d]
+                dropped.append(z3.Or(index[d] < off, index[d] >= off + n_after[d]))
+        asserts.append(z3.Or(z3.Not(pick[m]), z3.And(   # pick -> ... (bitvec.py's fragment)
+            *[index[d] < local[d] for d in range(len(shape))],
+            *[held[d] < shape[d] for d in range(len(shape))], z3.Or(*dropped))))
+    received = []
+    point = (coords, index)                    # unused above the top: replaced there by S
+    for k in range(top, 0, -1):
+        # position k: S where slice k+1 is picked, else the chain from above
+        if k + 1 in pick and k < top:
+            c = {a: z3.If(pick[k + 1], coords[a], point[0][a]) for a in mesh.names}
+            i = [z3.If(pick[k + 1], index[d], point[1][d]) for d in range(len(shape))]
+        elif k == top:
+            c, i = coords, index
+        else:
+            c, i = point
+        c2, i2 = source(plan.steps[k - 1], mesh, shape, lays[k - 1], lays[k], c, i, Z3)
+        passed = z3.Or(*[pick[m] for m in slices if m - 1 >= k])
+        if summed_axes(plan.steps[k - 1]):
+            moved: z3.BoolRef = z3.BoolVal(True)
+        else:
+            moved = z3.Or(*[c2[a] != c[a] for a in mesh.names]) if mesh.names \
+                else z3.BoolVal(False)
+        received.append(z3.And(passed, moved))
+        point = (c2, i2)
+
+    def explain(m: z3.ModelRef) -> str:
+        c = {a: m.eval(v, model_completion=True).as_long() for a, v in coords.items()}
+        i = tuple(m.eval(v, model_completion=True).as_long() for v in index)
+        for s_idx in reversed(slices):
+            if not z3.is_true(m.eval(pick[s_idx], model_completion=True)):
+                continue
+            cc, ii = dict(c), list(i)
+            for k in range(s_idx - 1, 0, -1):
+                c2, i2 = source(plan.steps[k - 1], mesh, shape, lays[k - 1], lays[k], cc, ii,
+                                NUMPY)
+                c2 = {a: int(v) for a, v in c2.items()}
+                if summed_axes(plan.steps[k - 1]) or c2 != cc:
+                    dev = mesh.device(c)
+                    return (f"step {s_idx} (all_slice) drops local index {i} on device "
+                            f"{dev} {plan.problem.base.describe(dev)}, which that device "
+                            "received from another device earlier")
+                cc, ii = c2, [int(v) for v in i2]
+        return "a received element is dropped by a slice"
+    return Obligation("no_discard", boxes + asserts
+                      + [z3.And(z3.Or(*pick.values()), z3.Or(*received))], explain)

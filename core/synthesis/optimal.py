@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import z3
 
 from redist.core.errors import RedistError
-from redist.core.model.axes import prime_cuts
+from redist.core.model.axes import _prime_factors
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
@@ -39,7 +39,7 @@ from redist.core.semantics.costs import lower_bound_bytes
 from redist.core.smt import typing_rules as T
 
 PERMUTE_ENUMERATE_DEVICES = 64
-DEFAULT_TIMEOUT_MS = 120_000
+DEFAULT_RLIMIT = 150_000_000  # z3 resource units for the whole search (about 15-20 s of CPU here)
 MAX_PRIME_ATOMS = 8
 
 
@@ -169,25 +169,62 @@ def _now() -> float:
 
 
 def _stopped(shown: Plan, when: str, timeout_ms: int) -> OptimalResult:
-    return OptimalResult(shown, f"the search was stopped at its deadline ({timeout_ms / 1000:g} "
-                         f"s) {when}" + ("; returning the normal plan" if shown.steps else ""),
+    return OptimalResult(shown, f"not proved: the search was stopped at its wall-clock "
+                         f"deadline (--timeout {timeout_ms / 1000:g} s) {when}"
+                         + ("; returning the normal plan" if shown.steps else ""),
                          found=False)
 
 
+def split_atoms(problem: Problem) -> Problem | None:
+    """The finer problem the second search runs on, or None when there is none: every atom
+    cut after its first k prime factors (ascending; x=16 with k=1: x(1)2, x(2)8), for the
+    largest k that keeps at most MAX_PRIME_ATOMS atoms (k=1 always: at most two atoms per
+    axis). So the search's size follows the axes and their factors, never the devices."""
+    levels = [_cut_after(problem, k) for k in range(1, MAX_PRIME_ATOMS + 1)]
+    finer = levels[0]
+    for f in levels[1:]:
+        if len(f.mesh.names) > MAX_PRIME_ATOMS:
+            break
+        finer = f
+    return None if finer.mesh == problem.mesh else finer
+
+
+def _cut_after(problem: Problem, k: int) -> Problem:
+    """`problem` with each atom cut after each of its first k prime factors."""
+    cuts: dict[str, set[int]] = {}
+    for name, q in problem.atoms().cuts:
+        pts = set(q)
+        for a, b in zip(q, q[1:], strict=False):
+            at = a
+            for prime in _prime_factors(b // a)[:k]:
+                at *= prime
+                pts.add(at)
+        cuts[name] = pts
+    return problem.refined(cuts)
+
+
+def _atoms_text(problem: Problem) -> str:
+    return " ".join(problem.mesh.names)
+
+
 def optimal(problem: Problem, budget: int | None = None, max_steps: int | None = None,
-            timeout_ms: int = DEFAULT_TIMEOUT_MS, base_plan: Plan | None | bool = True,
-            exchange: bool = False) -> OptimalResult:
+            timeout_ms: int | None = None, base_plan: Plan | None | bool = True,
+            exchange: bool = False, rlimit: int = DEFAULT_RLIMIT) -> OptimalResult:
     """The cheapest plan of at most K steps within the bound (or budget). `base_plan`:
     True computes the normal plan as a floor (optimal is then never worse), a Plan is used
-    as that floor, None skips it (when `normal` itself falls back to this search)."""
+    as that floor, None skips it (when `normal` itself falls back to this search).
+
+    The solver's work is bounded by `rlimit` (z3's resource counter: deterministic, so the
+    machine's load never changes the answer); `timeout_ms`, when given, is a wall-clock
+    limit on the whole search too (the answer may then depend on the load)."""
     from redist.core.synthesis.synthesize import normal
 
-    # One deadline for the whole search (the floor plan, building the constraints, the
-    # solver): `timeout_ms` is what the user waits, not only what z3 gets.
-    deadline = _now() + timeout_ms / 1000
+    deadline = None if timeout_ms is None else _now() + timeout_ms / 1000
     limit = problem.bound_bytes if budget is None else budget
     if limit < 1:
         raise RedistError("--budget must be a positive number of bytes")
+    if rlimit < 1:
+        raise RedistError("--rlimit must be a positive number of z3 resource units")
     if problem.src.sum:
         # Its constraints know no reductions yet: an unsat answer would prove nothing.
         raise RedistError("--method optimal does not cover pending sums yet (DESIGN §14); "
@@ -207,24 +244,41 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
             f"({base_fig.volume_bytes} bytes), which no plan moves less than, in "
             f"{base_fig.collectives} collective{'' if base_fig.collectives == 1 else 's'}"),
             proved_optimal=True)
-    finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-    if len(finer.mesh.names) > MAX_PRIME_ATOMS or finer.mesh == problem.mesh:
-        return _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange,
-                      deadline)
-    # Whole atoms first, with a third of the time left: a smaller search that answers
-    # quickly; then prime atoms (sub-axes) with the rest. Prime atoms multiply the
-    # variables, so a smaller mesh could otherwise be the slower one, and give up where a
-    # larger one (too many primes to split) answers.
-    coarse = _solve(problem, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange,
-                    _now() + (deadline - _now()) / 3)
-    fine = _solve(finer, budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange,
-                  deadline)
-    if fine.proved_optimal or not fine.feasible or not (coarse.proved_optimal
-                                                         or not coarse.feasible):
+    ctx = _Search(budget, limit, k_max, base_plan, base_fig, timeout_ms, exchange)
+    finer = split_atoms(problem)
+    if finer is None:
+        return _solve(problem, ctx, rlimit, deadline, whole=True)
+    # Whole atoms first, with a third of the budget: a smaller search that often answers
+    # quickly; then the split atoms (sub-axes) with the rest, starting from the best plan
+    # found so far. The split atoms number at most 2 per axis whatever the axes' sizes,
+    # so the search's size follows the axes, not the devices.
+    coarse = _solve(problem, ctx, rlimit // 3, None if deadline is None else
+                    _now() + (deadline - _now()) / 3, whole=True)
+    if coarse.found and coarse.feasible:
+        ctx = replace(ctx, floor=coarse.plan, floor_fig=coarse.plan.figures())
+    fine = _solve(finer, ctx, rlimit - rlimit // 3, deadline, whole=False)
+    if fine.proved_optimal or (not fine.feasible and not coarse.found):
         return fine
-    return replace(coarse, proved_optimal=False, note=(
-        f"{coarse.note} — among plans on whole axes; with axes split into sub-axes the "
-        f"solver gave up within the time left ({fine.note})"))
+    if coarse.proved_optimal and not fine.found:
+        return replace(coarse, proved_optimal=False, note=(
+            f"{coarse.note}; not proved with axes split into sub-axes ({fine.note})"))
+    if fine.found:
+        return fine
+    return coarse if coarse.found else replace(coarse, note=f"{coarse.note}; {fine.note}")
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What both searches share: the limit, K, and the plan they must beat."""
+    budget: int | None
+    limit: int
+    k_max: int
+    base_plan: Plan | None          # the normal plan (reported against)
+    base_fig: object
+    timeout_ms: int | None
+    exchange: bool
+    floor: Plan | None = None       # the best plan known so far (the normal one if None)
+    floor_fig: object = None
 
 
 def _at_the_floor(problem: Problem, plan: Plan | None, fig, limit: int, k_max: int) -> bool:
@@ -240,17 +294,27 @@ def _at_the_floor(problem: Problem, plan: Plan | None, fig, limit: int, k_max: i
             and fig.volume_bytes == lower_bound_bytes(problem))
 
 
-def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
-           base_plan: Plan | None, base_fig, timeout_ms: int, exchange: bool,
-           deadline: float) -> OptimalResult:
-    """One search on `problem`'s atoms, stopped at `deadline` (`timeout_ms` is the user's
-    limit, for messages)."""
+def _solve(problem: Problem, ctx: _Search, rlimit: int, deadline: float | None,
+           whole: bool) -> OptimalResult:
+    """One search on `problem`'s atoms within `rlimit` z3 resource units (and `deadline`,
+    wall clock, when the user gave one). `whole`: the atoms are the problem's own axes."""
     from redist.core.synthesis.synthesize import canonical
 
     mesh, shape, item = problem.mesh, problem.shape, problem.itemsize
     rank, ndev = len(shape), mesh.num_devices
+    k_max, limit, base_plan, base_fig = ctx.k_max, ctx.limit, ctx.base_plan, ctx.base_fig
+    floor = ctx.floor or base_plan
+    floor_fig = ctx.floor_fig if ctx.floor else base_fig
     mixed_sizes = len({s for _, s in mesh.axes}) > 1
-    enumerate_devices = ndev <= PERMUTE_ENUMERATE_DEVICES
+    # Device by device only where the symbolic count would leave permutes out (atoms of
+    # mixed sizes) and the mesh is small: elsewhere the count is by atoms, so the
+    # constraints' size follows the atoms, not the devices.
+    enumerate_devices = mixed_sizes and ndev <= PERMUTE_ENUMERATE_DEVICES
+    what = "bound" if ctx.budget is None else "budget"
+    scope = (f"among plans of up to {k_max} steps within the {what}"
+             + (" on whole axes" if whole else f" on the atoms {_atoms_text(problem)}")
+             + ("" if enumerate_devices or not mixed_sizes else
+                " whose permutes keep atom sizes position by position"))
 
     lvs = [T.layout_vars(mesh, f"o{k}") for k in range(k_max + 1)]
     svs = [T.step_vars(mesh, f"o{k + 1}") for k in range(k_max)]
@@ -262,14 +326,14 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
         opt.add(*T.wellformed(mesh, shape, lv), sizes[k] * item <= limit)
     comm_kinds = (T.GATHER, T.A2A, T.PERMUTE, T.EXCHANGE)
     volumes, colls = [], []
-    shown = base_plan if base_plan else Plan(problem, ())
+    shown = floor if floor else Plan(problem, ())
     for k, sv in enumerate(svs):
-        if _now() >= deadline:
+        if deadline is not None and _now() >= deadline:
             return _stopped(shown, f"while building the constraints of step {k + 1} of "
-                            f"{k_max}", timeout_ms)
+                            f"{k_max}", ctx.timeout_ms)
         before, after = lvs[k], lvs[k + 1]
         opt.add(T.transition(mesh, shape, sv, before, after))
-        if not exchange:
+        if not ctx.exchange:
             opt.add(sv.kind != T.EXCHANGE)
         if k + 1 < k_max:   # no-ops only at the end; no two slices/gathers/permutes in a row
             nxt = svs[k + 1].kind
@@ -303,33 +367,49 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
     total_volume = z3.Sum(volumes) if volumes else z3.IntVal(0)
     total_colls = z3.Sum(colls) if colls else z3.IntVal(0)
     # What is known bounds the search: no plan moves less than the lower bound, and the
-    # floor plan (when it fits) is a solution (exact costs only: else it may not be one).
+    # best plan known (when it fits) is a solution (exact costs only: else it may not be).
     opt.add(total_volume >= lower_bound_bytes(problem))
-    if (base_plan and base_fig.peak_bytes <= limit and len(base_plan.steps) <= k_max
-            and _expressible(base_plan, problem)
+    if (floor and floor_fig.peak_bytes <= limit and len(floor.steps) <= k_max
+            and _expressible(floor, problem)
             and (enumerate_devices or not mixed_sizes)):
-        opt.add(total_volume <= padded_volume(base_plan))
+        # Ask only for a strictly better plan: unsat then proves the plan known optimal in
+        # this space (it is in it), which z3 answers faster than by minimising.
+        strict = True
+        fv = padded_volume(floor)
+        opt.add(z3.Or(total_volume < fv, z3.And(total_volume == fv,
+                                                 total_colls < floor_fig.collectives)))
+    else:
+        strict = False
     opt.minimize(total_volume)
     opt.minimize(total_colls)
-    remaining_ms = int((deadline - _now()) * 1000)
-    if remaining_ms < 1:
-        return _stopped(shown, "before the solver started", timeout_ms)
-    opt.set("timeout", remaining_ms)
+    opt.set("rlimit", rlimit)
+    if deadline is not None:
+        remaining_ms = int((deadline - _now()) * 1000)
+        if remaining_ms < 1:
+            return _stopped(shown, "before the solver started", ctx.timeout_ms)
+        opt.set("timeout", remaining_ms)
+    spent = _resource_count()
     answer = opt.check()
-    what = "bound" if budget is None else "budget"
+    spent = _resource_count() - spent
+    if answer == z3.unsat and strict:
+        return _proved(floor, floor.figures(), problem, scope, base_fig, limit)
     if answer == z3.unsat:
         return OptimalResult(shown, f"no plan within the {what} of {limit} bytes exists "
-                             f"with up to {k_max} steps (proved: the constraints are unsat)",
+                             f"with up to {k_max} steps"
+                             + ("" if whole else f" on the atoms {_atoms_text(problem)}")
+                             + " (proved: the constraints are unsat)",
                              f"shown instead: the normal plan, peak {base_fig.peak_bytes} bytes"
                              if base_fig else None, feasible=False, found=False)
     if answer == z3.unknown:
-        return OptimalResult(shown, f"the solver gave up ({opt.reason_unknown()})"
-                             + ("; returning the normal plan" if base_plan else ""),
-                             found=False)
+        out_of_time = deadline is not None and _now() >= deadline
+        why = (f"not proved: the search was stopped at its wall-clock deadline (--timeout "
+               f"{ctx.timeout_ms / 1000:g} s)" if out_of_time else
+               f"not proved: the solver's budget ({rlimit} z3 resource units) ran out"
+               if spent >= rlimit else f"not proved: the solver gave up "
+               f"({opt.reason_unknown()})")
+        return _best_found(problem, opt, lvs, svs, shown, floor_fig, limit, why, scope)
     m = opt.model()
-    lays = [_decode_layout(m, mesh, rank, lv) for lv in lvs]
-    decoded = [_decode_step(m, rank, svs[k], lays[k], lays[k + 1]) for k in range(k_max)]
-    plan = Plan(problem, tuple(s for s in decoded if s is not None))
+    plan = _decoded(m, problem, lvs, svs)
     fig = plan.figures()
     model_volume = m.eval(total_volume, model_completion=True).as_long()
     if not any(isinstance(s, AllExchange) for s in plan.steps) \
@@ -337,21 +417,67 @@ def _solve(problem: Problem, budget: int | None, limit: int, k_max: int,
         raise AssertionError(f"optimal: model volume {model_volume} != plan volume "
                              f"{padded_volume(plan)}")
     plan = canonical(plan)
-    base_fits = base_fig is not None and base_fig.peak_bytes <= limit
-    if base_fits and (base_fig.volume_bytes, base_fig.collectives) < (fig.volume_bytes,
-                                                                      fig.collectives):
-        # Only possible when the normal plan uses a permute outside the search space
-        # (mixed atom sizes on a large mesh): never worse than normal.
-        return OptimalResult(base_plan, "the normal plan moves less than the best plan the "
-                             "SMT search considers (permutes that keep atom sizes); returning it")
-    note = (f"proved optimal among plans of up to {k_max} steps within the {what}"
-            + ("" if enumerate_devices or not mixed_sizes else
-               " whose permutes keep atom sizes position by position")
-            + f": volume {fig.volume_bytes} bytes, then {fig.collectives} collectives"
+    floor_fits = floor_fig is not None and floor_fig.peak_bytes <= limit
+    if floor_fits and (floor_fig.volume_bytes, floor_fig.collectives) < (fig.volume_bytes,
+                                                                         fig.collectives):
+        # Only possible when the plan known uses a permute outside the search space
+        # (mixed atom sizes on a large mesh): never worse than what is known.
+        return OptimalResult(floor, "not proved: the plan known moves less than the best plan "
+                             "the SMT search considers (permutes that keep atom sizes); "
+                             "returning it", found=False)
+    return _proved(plan, fig, problem, scope, base_fig, limit)
+
+
+def _proved(plan: Plan, fig, problem: Problem, scope: str, base_fig, limit: int
+            ) -> OptimalResult:
+    note = (f"proved optimal {scope}: volume {fig.volume_bytes} bytes, then "
+            f"{fig.collectives} collectives"
             + ("" if not problem.uneven else
                " (minimised as padded buffers; the volume shown counts valid bytes only)"))
-    if base_fits:
+    if base_fig is not None and base_fig.peak_bytes <= limit:
         saved = base_fig.volume_bytes - fig.volume_bytes
         note += f"; {saved} bytes less than the normal plan" if saved else \
             "; same volume as the normal plan"
     return OptimalResult(plan, note, None, proved_optimal=True)
+
+
+def _decoded(m: z3.ModelRef, problem: Problem, lvs, svs) -> Plan:
+    rank = len(problem.shape)
+    lays = [_decode_layout(m, problem.mesh, rank, lv) for lv in lvs]
+    steps = [_decode_step(m, rank, svs[k], lays[k], lays[k + 1]) for k in range(len(svs))]
+    return Plan(problem, tuple(s for s in steps if s is not None))
+
+
+def _resource_count() -> int:
+    """z3's resource counter for this process so far (a trivial check reads it)."""
+    s = z3.Solver()
+    s.check()
+    return int(s.statistics().get_key_value("rlimit count"))
+
+
+def _best_found(problem: Problem, opt: z3.Optimize, lvs, svs, shown: Plan, floor_fig,
+                limit: int, why: str, scope: str) -> OptimalResult:
+    """The solver stopped (`why`): the best plan it found, if it beats the plan known,
+    and a note saying that nothing was proved."""
+    from redist.core.synthesis.synthesize import canonical
+
+    try:
+        # z3 returns an empty model when it found none: decoded, that is no plan at all,
+        # so only a well-typed plan that reaches dst counts
+        plan = _decoded(opt.model(), problem, lvs, svs)
+        lays, err = plan.typed_prefix()
+        plan = canonical(plan) if err is None and lays[-1] == problem.dst else None
+        fig = plan.figures() if plan is not None else None
+    except (z3.Z3Exception, RedistError):
+        plan, fig = None, None
+    if plan is not None and fig.peak_bytes <= limit and (
+            floor_fig is None or floor_fig.peak_bytes > limit
+            or (fig.volume_bytes, fig.collectives) < (floor_fig.volume_bytes,
+                                                      floor_fig.collectives)):
+        return OptimalResult(plan, f"{why}; best plan found {scope}: volume "
+                             f"{fig.volume_bytes} bytes, {fig.collectives} collectives "
+                             "(not proved optimal)")
+    return OptimalResult(shown, f"{why} {scope.replace('among', 'searching')} before finding "
+                         "a plan better than the one known" + ("; returning it"
+                                                              if shown.steps else ""),
+                         found=False)
