@@ -1,5 +1,6 @@
 """Starting MPI programs from tests (subprocesses under the installed mpiexec)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -17,3 +18,16 @@ def mpirun(nprocs: int, program: str, *args: str, timeout: float = 180,
     # reach the pytest worker.
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, **(env or {})), start_new_session=True)
+
+
+def memory_rows(tmp_path, plans: list, nprocs: int = 8) -> list[dict]:
+    """Run `plans` under tests/mpi_programs/memory_check.py: one row per plan, with each
+    rank's element check and byte counts (runtime count, tracemalloc) and the proved peak."""
+    from redist.core.plans.planjson import plan_to_json
+    f = tmp_path / "plans.json"
+    f.write_text(json.dumps([plan_to_json(pl, with_figures=False) for pl in plans]))
+    r = mpirun(nprocs, "memory_check.py", str(f), timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == len(plans)
+    return rows

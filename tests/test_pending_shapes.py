@@ -4,12 +4,11 @@ and reductions in any order when no reduce-first plan fits the bound (uneven ext
 a reduce-scatter of a block smaller than one chunk per piece. And the lower bound they
 are measured against."""
 
-import json
 import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mpi_util import mpirun
+from mpi_util import memory_rows
 
 from redist.core.model.coerce import problem
 from redist.core.model.layout import Layout
@@ -18,7 +17,6 @@ from redist.core.model.problem import Problem
 from redist.core.ops.reduce_scatter import ReduceScatter
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
-from redist.core.plans.planjson import plan_to_json
 from redist.core.semantics.working import chunk_elements
 from redist.core.smt.verify import verify
 from redist.core.synthesis.exhaustive import exhaustive
@@ -131,13 +129,7 @@ def test_runtime_holds_what_the_new_shapes_prove(tmp_path):
                                      "[{a},{b}]")).plan,
              synthesize_plan(problem("r=2,y=4", "16,8", "int32", "[{},{}]+{y}",
                                      "[{y},{}]")).plan]
-    f = tmp_path / "plans.json"
-    f.write_text(json.dumps([plan_to_json(pl, with_figures=False) for pl in plans]))
-    r = mpirun(8, "memory_check.py", str(f), timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
-    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert len(rows) == len(plans)
-    for row in rows:
+    for row in memory_rows(tmp_path, plans):
         assert all(rank["ok"] for rank in row["ranks"]), row
         assert max(rank["counted"] for rank in row["ranks"]) == row["proved"], row
 

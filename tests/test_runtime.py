@@ -10,7 +10,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mpi_util import mpirun
+from mpi_util import memory_rows, mpirun
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
@@ -378,13 +378,7 @@ def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):
                                "[{z},{y},{x},{}]")).plan)
     plans.append(synthesize(_p("x=2,y=4", (101, 3, 5, 64), "[{y},{},{x},{}]",
                                "[{x},{},{},{y}]")).plan)
-    f = tmp_path / "plans.json"
-    f.write_text(json.dumps([plan_to_json(pl, with_figures=False) for pl in plans]))
-    r = mpirun(8, "memory_check.py", str(f), timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
-    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert len(rows) == len(plans)
-    for row in rows:
+    for row in memory_rows(tmp_path, plans):
         for rank in row["ranks"]:
             assert rank["ok"]
             assert rank["traced"] <= rank["counted"] * 1.02 + (64 << 10), (row, rank)
