@@ -39,7 +39,7 @@ from redist.core.semantics.algebra import NUMPY
 from redist.core.semantics.blocks import device_coords
 from redist.core.smt.z3algebra import Z3
 
-from .symbolic import SymbolicMesh, all_layouts, all_steps
+from .symbolic import all_layouts, all_steps, step_instance
 from .theorems import accepted_cases
 
 
@@ -70,35 +70,19 @@ def reductions(names: tuple[str, ...], before: Layout) -> Iterator:
 
 def pending_query(names: tuple[str, ...], before: Layout, step) -> list[z3.BoolRef]:
     """Hypotheses and the negated claim: unsat proves it for all sizes."""
-    mesh = SymbolicMesh(names)
-    after = reshape(step, before)
-    rank = before.rank
-    shape = tuple(z3.Int(f"N_{d}") for d in range(rank))
-    hyp: list[z3.BoolRef] = [mesh.size(a) >= 1 for a in names]
-    hyp += [n >= 1 for n in shape]
-    for lay in (before, after):
-        hyp += [shape[d] % lay.shards(mesh, d) == 0 for d in range(rank) if lay.dims[d]]
-    n_before = before.local_shape(mesh, shape)
-    n_after = after.local_shape(mesh, shape)
-    coords = {a: z3.Int(f"c_{a}") for a in names}
-    index = [z3.Int(f"i_{d}") for d in range(rank)]
-    hyp += [z3.And(coords[a] >= 0, coords[a] < mesh.size(a)) for a in names]
-    hyp += [z3.And(index[d] >= 0, index[d] < n_after[d]) for d in range(rank)]
+    q = step_instance(names, before, step)
+    mesh, hyp = q.mesh, list(q.hyp)
     summed = summed_axes(step)
     k = {a: z3.Int(f"k_{a}") for a in summed}
     hyp += [z3.And(k[a] >= 0, k[a] < mesh.size(a)) for a in summed]
     if summed:
-        c2, i2 = addend(step, mesh, shape, before, after, coords, index, k, Z3)
-        ok = [c2[a] == (k[a] if a in summed else coords[a]) for a in names]
+        c2, i2 = addend(step, mesh, q.shape, before, q.after, q.coords, q.index, k, Z3)
+        ok = [c2[a] == (k[a] if a in summed else q.coords[a]) for a in names]
     else:
-        c2, i2 = source(step, mesh, shape, before, after, coords, index, Z3)
+        c2, i2 = source(step, mesh, q.shape, before, q.after, q.coords, q.index, Z3)
         ok = [z3.And(c2[a] >= 0, c2[a] < mesh.size(a)) for a in names]
-        ok += [c2[a] == coords[a] for a in before.sum]
-    ok += [z3.And(i2[d] >= 0, i2[d] < n_before[d]) for d in range(rank)]
-    want = global_index(mesh, shape, after, coords, index)
-    got = global_index(mesh, shape, before, c2, i2)
-    ok += [want[d] == got[d] for d in range(rank)]
-    return hyp + [z3.Not(z3.And(*ok))]
+        ok += [c2[a] == q.coords[a] for a in before.sum]
+    return hyp + [z3.Not(z3.And(*ok, *q.lands_on(c2, i2)))]
 
 
 def pending_cases(max_axes: int, max_rank: int) -> Iterator[tuple]:

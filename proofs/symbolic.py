@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import z3
 
 from redist.core.model.layout import Layout
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.ops import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllSlice,
+    AllToAll,
+    Collective,
+    reshape,
+)
+from redist.core.ops.common import global_index
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,51 @@ class SymbolicMesh:
     @property
     def axes(self) -> tuple[tuple[str, z3.ArithRef], ...]:
         return tuple((a, self.size(a)) for a in self.names)
+
+
+@dataclass(frozen=True)
+class StepInstance:
+    """One step on symbolic sizes: the layouts either side, the shape, the local shapes,
+    a symbolic device and dst index, and the hypotheses that bound them (every extent
+    divisible: the divisible theorems' premise)."""
+    mesh: SymbolicMesh
+    before: Layout
+    after: Layout
+    shape: tuple[z3.ArithRef, ...]
+    n_before: tuple[z3.ArithRef, ...]
+    n_after: tuple[z3.ArithRef, ...]
+    coords: dict[str, z3.ArithRef]
+    index: list[z3.ArithRef]
+    hyp: list[z3.BoolRef]
+
+    def lands_on(self, c2: dict, i2) -> list[z3.BoolRef]:
+        """The source index is inside the before block and holds the element wanted."""
+        rank = self.before.rank
+        ok = [z3.And(i2[d] >= 0, i2[d] < self.n_before[d]) for d in range(rank)]
+        want = global_index(self.mesh, self.shape, self.after, self.coords, self.index)
+        got = global_index(self.mesh, self.shape, self.before, c2, i2)
+        return ok + [want[d] == got[d] for d in range(rank)]
+
+
+def step_instance(names: tuple[str, ...], before: Layout, step) -> StepInstance:
+    """A permute also assumes its typing rule's premise: the same shards per dim."""
+    mesh = SymbolicMesh(names)
+    after = reshape(step, before)
+    rank = before.rank
+    shape = tuple(z3.Int(f"N_{d}") for d in range(rank))
+    hyp: list[z3.BoolRef] = [mesh.size(a) >= 1 for a in names]
+    hyp += [n >= 1 for n in shape]
+    for lay in (before, after):
+        hyp += [shape[d] % lay.shards(mesh, d) == 0 for d in range(rank) if lay.dims[d]]
+    if isinstance(step, AllPermute):
+        hyp += [before.shards(mesh, d) == after.shards(mesh, d) for d in range(rank)]
+    n_after = after.local_shape(mesh, shape)
+    coords = {a: z3.Int(f"c_{a}") for a in names}
+    index = [z3.Int(f"i_{d}") for d in range(rank)]
+    hyp += [z3.And(coords[a] >= 0, coords[a] < mesh.size(a)) for a in names]
+    hyp += [z3.And(index[d] >= 0, index[d] < n_after[d]) for d in range(rank)]
+    return StepInstance(mesh, before, after, shape, before.local_shape(mesh, shape),
+                        n_after, coords, index, hyp)
 
 
 def all_layouts(names: tuple[str, ...], rank: int) -> Iterator[Layout]:
