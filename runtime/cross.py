@@ -295,14 +295,12 @@ def worker_main(job: dict, comm: MPI.Comm) -> dict | None:
     run (repeat times, then once under tracemalloc), check the B block; rank 0 returns the
     report."""
     import math
-    import resource
-    import statistics
-    import tracemalloc
 
     from redist.core.cross.planjson import cross_plan_from_json
     from redist.core.model.dtypes import mismatched
 
     from .arrays import sample_block
+    from .measure import measure, report_fields
 
     plan = cross_plan_from_json(job["plan"], comm.Get_size())
     budget = job.get("budget")
@@ -314,55 +312,27 @@ def worker_main(job: dict, comm: MPI.Comm) -> dict | None:
         if rank not in cp.a:
             return [None]
         return [sample_block(pa.mesh, cp.shape, pa.src, cp.a.position[rank], cp.dtype)]
-    times, peaks = [], []
-    out = None
-    for _ in range(max(1, int(job.get("repeat", 1)))):
-        box = block()
-        out = None
-        comm.Barrier()
-        out, stats = redistribute_cross(box, plan, comm, donate=True, budget=budget)
-        comm.Barrier()
-        times.append(comm.allreduce(stats.seconds, op=MPI.MAX))
-        peaks.append(stats.peak_bytes)
-    out = None
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    box = block()
-    tracemalloc.reset_peak()
-    comm.Barrier()
-    out, _ = redistribute_cross(box, plan, comm, donate=True, budget=budget)
-    traced = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
+    out, mine = measure(comm, job.get("repeat", 1), block,
+                        lambda box: redistribute_cross(box, plan, comm, donate=True,
+                                                       budget=budget))
     bad = 0
     if rank in cp.b:
         expected = sample_block(pb.mesh, cp.shape, pb.dst, cp.b.position[rank], cp.dtype)
         bad = mismatched(out, expected)
-    bad_total = comm.allreduce(bad, op=MPI.SUM)
-    peak_all = comm.gather(max(peaks), root=0)
-    traced_all = comm.gather(traced, root=0)
-    rss_all = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, root=0)
-    if rank != 0:
+    measured = report_fields(comm, mine, bad)
+    if measured is None:
         return None
     fig = plan.figures()
     replicas = cp.b.mesh.num_devices // math.prod(
         pb.dst.shards(pb.mesh, d) for d in range(len(cp.shape)))
     return {
         "plan": cross_plan_to_json(plan),
-        "ranks": comm.Get_size(),
-        "repeat": len(times),
-        "seconds": times,
-        "median_seconds": statistics.median(times),
-        "min_seconds": min(times),
+        **measured,
         "volume_bytes": fig.volume_bytes,
         "cross_mesh_bytes": fig.cross_mesh_bytes,
         "bound_bytes": fig.bound_bytes,
         "budget_bytes": budget,
-        "peak_bytes_per_rank": peak_all,
-        "traced_peak_bytes_per_rank": traced_all,
-        "max_rss_bytes_per_rank": rss_all,
-        "mismatched_elements": bad_total,
         "elements_checked": math.prod(cp.shape) * replicas,
-        "all_match": bad_total == 0,
     }
 
 

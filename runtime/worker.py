@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import resource
-import statistics
 import sys
 import traceback
-import tracemalloc
 
 import numpy as np
 from mpi4py import MPI
@@ -26,6 +23,7 @@ from redist.core.plans.planjson import plan_from_json, plan_to_json
 from .api import redistribute_with_stats
 from .arrays import sample_input, sample_output
 from .lifeline import watch_launcher
+from .measure import measure, report_fields
 
 MARK = "@@redist-report@@"
 
@@ -48,54 +46,21 @@ def main(job_path: str) -> None:
         return
     plan = plan_of_job(job)
     p = plan.problem
-    times, peaks = [], []
-    out = None
-    for _ in range(max(1, int(job.get("repeat", 1)))):
-        box = [sample_input(p, rank)]
-        out = None                       # free the last output before the next run
-        comm.Barrier()
-        out, stats = redistribute_with_stats(box, plan, comm, donate=True)   # handed over
-        comm.Barrier()
-        times.append(comm.allreduce(stats.seconds, op=MPI.MAX))
-        peaks.append(stats.peak_bytes)
-    # One more, untimed, under tracemalloc: its count of every NumPy buffer is the check on
-    # the runtime's own accounting, and the larger of the two is the figure we report.
-    # The input is allocated under tracing, so that releasing it is seen too.
-    out = None
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    box = [sample_input(p, rank)]
-    tracemalloc.reset_peak()
-    comm.Barrier()
-    out, _ = redistribute_with_stats(box, plan, comm, donate=True)
-    traced = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    expected = sample_output(p, rank)
-    bad = mismatched(out, expected)
-    bad_total = comm.allreduce(bad, op=MPI.SUM)
-    peak_all = comm.gather(max(peaks), root=0)
-    traced_all = comm.gather(traced, root=0)
-    rss_all = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, root=0)
-    if rank == 0:
+    out, mine = measure(comm, job.get("repeat", 1), lambda: [sample_input(p, rank)],
+                        lambda box: redistribute_with_stats(box, plan, comm, donate=True))
+    measured = report_fields(comm, mine, mismatched(out, sample_output(p, rank)))
+    if measured is not None:
         fig = plan.figures()
+        peaks = measured["peak_bytes_per_rank"] + measured["traced_peak_bytes_per_rank"]
         report = {
             "plan": plan_to_json(plan),
-            "ranks": comm.Get_size(),
-            "repeat": len(times),
-            "seconds": times,
-            "median_seconds": statistics.median(times),
-            "min_seconds": min(times),
+            **measured,
             "volume_bytes": fig.volume_bytes,
             "bound_bytes": fig.bound_bytes,
-            "peak_bytes_per_rank": peak_all,
-            "traced_peak_bytes_per_rank": traced_all,
-            "peak_over_bound": max(max(peak_all), max(traced_all)) / fig.bound_bytes,
-            "max_rss_bytes_per_rank": rss_all,
-            "mismatched_elements": bad_total,
+            "peak_over_bound": max(peaks) / fig.bound_bytes,
             "elements_checked": int(np.prod(p.shape, dtype=np.int64))
             * (comm.Get_size() // math.prod(p.dst.shards(p.mesh, d)
                                             for d in range(len(p.shape)))),
-            "all_match": bad_total == 0,
         }
         print(MARK + json.dumps(report), flush=True)
 
