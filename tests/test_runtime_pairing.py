@@ -284,7 +284,7 @@ def _store(buf: np.ndarray, disp: int, count: int, dtype, data: np.ndarray) -> N
 class _Comm:
     """The part of an MPI communicator the permute, the in-place all-to-all and the
     in-place gather use: Isend, Irecv (basic or derived types; requests with Wait, and
-    MPI.Request.Waitall through `_MPIShim`), Allgather(v) with MPI_IN_PLACE."""
+    MPI.Request.Waitall/Testall through `_MPIShim`), Allgather(v) with MPI_IN_PLACE."""
 
     def __init__(self, world: _World, members: list[int], me: int) -> None:
         self.world, self.members, self.me = world, members, me
@@ -349,6 +349,12 @@ class _MPIShim:
         def Waitall(reqs: list[_Req]) -> None:
             if reqs:
                 reqs[0].world.wait(reqs, reqs[0].me)
+
+        @staticmethod
+        def Testall(reqs: list[_Req]) -> bool:
+            # blocks until done, so that the stand-in still sees a deadlock as one
+            _MPIShim.Request.Waitall(reqs)
+            return True
 
     def __getattr__(self, name: str):
         return getattr(MPI, name)
