@@ -198,11 +198,9 @@ def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
     if n_new > box[0].size:
         box = [_resize(box, n_new, mem)]
     flat = box[0]
-    for d in range(len(cur)):
-        if (lo[d], keep[d]) != (0, cur[d]):
-            inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + keep[d],
-                            math.prod(cur[d + 1:]))
-            cur[d] = keep[d]
+    if list(lo) != [0] * len(cur) or list(keep) != cur:
+        inplace.compact_box(flat, tuple(cur), lo, keep)
+        cur = list(keep)
     for d in range(len(cur)):
         if cur[d] != new[d]:
             row = math.prod(cur[d:])

@@ -163,6 +163,22 @@ def test_compact_keeps_a_range_at_the_front(outer, length, data, inner):
 
 
 @FAST
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.data())
+def test_compact_box_keeps_a_box_at_the_front(shape, data):
+    """Any box of any shape (the slice's crop of every dim at once): the box's elements in
+    C order at the front, and nothing written past them."""
+    lo = [data.draw(st.integers(0, n)) for n in shape]
+    keep = [data.draw(st.integers(0, n - a)) for n, a in zip(shape, lo, strict=True)]
+    x = np.arange(int(np.prod(shape)), dtype=np.int64)
+    want = x.reshape(shape)[tuple(slice(a, a + k) for a, k in zip(lo, keep, strict=True))]
+    want = want.reshape(-1).copy()
+    tail = x[want.size:].copy()
+    inplace.compact_box(x, tuple(shape), lo, keep)
+    assert np.array_equal(x[:want.size], want)
+    assert np.array_equal(x[want.size:], tail)
+
+
+@FAST
 @given(st.integers(1, 7), st.integers(0, 6), st.data())
 def test_expand_spreads_rows_to_their_stride(outer, row, data):
     """The inverse of compact (the gather's slot placement, the pads): row a of the
