@@ -6,7 +6,8 @@ of the block, core.semantics.working), except the exchange:
 
   all_slice    in place: the kept block compacted to the start of the buffer, the rest
                given back (realloc); a view of the caller's buffer if it is not ours.
-  all_permute  in place: the block sent in chunks, received through one chunk of scratch.
+  all_permute  in place: the block (its valid box) sent in chunks, received through one
+               chunk of scratch.
   all_to_all   in place: a local block transpose into send order (tiles through the
                chunk), pairwise exchanges of pieces through the chunk, a block transpose
                into the output order. Pads and trims of dims held whole happen in place.
@@ -138,7 +139,8 @@ RUNNERS: dict[str, Callable[..., np.ndarray]] = {
     "all_gather": lambda st, mc, shape, b, a, held, n, mem: _gather(st, mc, shape, b, held, n,
                                                                     mem),
     "all_to_all": lambda st, mc, shape, b, a, held, n, mem: _all_to_all(st, mc, held, n, mem),
-    "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, b, a, held, mem),
+    "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, shape, b, a, held,
+                                                                      mem),
     "all_exchange": lambda st, mc, shape, b, a, held, n, mem: _exchange(mc, shape, b, a, held,
                                                                          n, mem),
     "reduce_scatter": lambda st, mc, shape, b, a, held, n, mem: reduce.reduce_scatter(
@@ -201,6 +203,16 @@ def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
     if list(lo) != [0] * len(cur) or list(keep) != cur:
         inplace.compact_box(flat, tuple(cur), lo, keep)
         cur = list(keep)
+    _spread(flat, cur, new)
+    del flat
+    if box[0].size != n_new:
+        box = [_resize(box, n_new, mem)]
+    return box[0].reshape(new)
+
+
+def _spread(flat: np.ndarray, cur: list[int], new: tuple[int, ...]) -> None:
+    """In place: the block of shape `cur` at the start of flat becomes the start of a
+    block of shape `new` (>= cur in every dim), zeros after it."""
     for d in range(len(cur)):
         if cur[d] != new[d]:
             row = math.prod(cur[d:])
@@ -209,10 +221,6 @@ def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
             inplace.expand(flat, outer, row, stride, 0)
             flat[:outer * stride].reshape(outer, stride)[:, row:] = 0
             cur[d] = new[d]
-    del flat
-    if box[0].size != n_new:
-        box = [_resize(box, n_new, mem)]
-    return box[0].reshape(new)
 
 
 def _take_buffer(held: Held) -> np.ndarray:
@@ -250,17 +258,26 @@ def _resize(box: list, n: int, mem: MemoryTracker) -> np.ndarray:
     return out
 
 
-def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
-             mem: MemoryTracker) -> np.ndarray:
+def _permute(mc: MeshComm, gshape: tuple[int, ...], before: Layout, after: Layout,
+             held: Held, mem: MemoryTracker) -> np.ndarray:
+    """The block to its new holder, valid elements only (DESIGN §11): an uneven block is
+    compacted to its valid box first, the received one spread back to the padded shape."""
     sources = permute_sources(mc.mesh, before, after)
     me = mc.rank
     if sources[me] == me:
         return held.a
     dest = sources.index(me)
     x = _owned(held, mem)
+    padded, flat = x.shape, x.reshape(-1)
+    mine = before.valid_shape(mc.mesh, gshape, me)
+    theirs = before.valid_shape(mc.mesh, gshape, sources[me])   # my block after the step
+    if mine != padded:
+        inplace.compact_box(flat, padded, [0] * len(padded), mine)
     scratch = _scratch(x, mem)
-    _swap(mc.cart, x.reshape(-1), dest, sources[me], scratch)
+    _swap(mc.cart, flat, dest, sources[me], scratch, math.prod(mine), math.prod(theirs))
     mem.release(scratch)
+    if theirs != padded:
+        _spread(flat, list(theirs), padded)
     return x
 
 
@@ -282,28 +299,31 @@ def _scratch(block: np.ndarray, mem: MemoryTracker) -> np.ndarray:
     return mem.empty((n,), block.dtype)
 
 
-def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
-          scratch: np.ndarray) -> None:
-    """Send `flat` to dest and receive as much from source into it, holding one chunk
-    (`scratch`) besides: messages of a chunk, all sends posted at once; message 0 is
+def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int, scratch: np.ndarray,
+          n_send: int | None = None, n_recv: int | None = None) -> None:
+    """Send flat[:n_send] to dest and receive flat[:n_recv] from source (both default to
+    all of flat), holding one chunk (`scratch`) besides: messages of a chunk (the same on
+    every rank: the scratch, capped by the buffer), all sends posted at once; message 0 is
     received into the scratch and message i into the place of message i - 1 as soon as
-    that one is sent; then the buffer moves up by one chunk (memmove) and message 0
-    comes back from the scratch. Posting everything at once keeps the messages flowing
-    without one round trip per chunk."""
-    n, step = flat.size, min(scratch.size, flat.size)
-    if n == 0:
-        return
+    that place is free (sent, or past what is sent); then the received data moves up by
+    one chunk (memmove) and message 0 comes back from the scratch."""
+    n_s = flat.size if n_send is None else n_send
+    n_r = flat.size if n_recv is None else n_recv
+    step = max(1, min(scratch.size, flat.size))
     t = mpi_type(flat.dtype)
-    k = -(-n // step)
-    sends = [comm.Isend([flat[i * step:(i + 1) * step], t], dest, 12) for i in range(k)]
-    recvs = [comm.Irecv([scratch[:step], t], source, 12)]
-    for i in range(1, k):
-        wait_all([sends[i - 1]])
-        m = min(step, n - i * step)
+    k_s, k_r = -(-n_s // step), -(-n_r // step)
+    sends = [comm.Isend([flat[i * step:min(n_s, (i + 1) * step)], t], dest, 12)
+             for i in range(k_s)]
+    recvs = [comm.Irecv([scratch[:min(step, n_r)], t], source, 12)] if k_r else []
+    for i in range(1, k_r):
+        if i - 1 < k_s:
+            wait_all([sends[i - 1]])
+        m = min(step, n_r - i * step)
         recvs.append(comm.Irecv([flat[(i - 1) * step:(i - 1) * step + m], t], source, 12))
     wait_all(sends + recvs)
-    inplace.memmove(flat, step, 0, n - step)
-    flat[:step] = scratch[:step]
+    if k_r:
+        inplace.memmove(flat, step, 0, n_r - step)
+        flat[:min(step, n_r)] = scratch[:min(step, n_r)]
 
 
 def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,

@@ -23,7 +23,7 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply, step_volume
 from redist.core.ops.common import mixed_radix
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
@@ -231,6 +231,7 @@ class _World:
         self.blocked: dict[int, list[_Req]] = {}
         self.alive = ranks
         self.dead = False
+        self.sent = 0                          # bytes of the messages matched so far
 
     def post(self, req: _Req) -> _Req:
         with self.cond:
@@ -241,6 +242,7 @@ class _World:
                 assert s.buf.dtype == r.buf.dtype, "peers disagree on the type"
                 assert s.buf.size <= r.buf.size, f"message truncated on {req.key}"
                 r.buf[:s.buf.size] = s.buf
+                self.sent += s.buf.nbytes
                 if r.unpack is not None:           # a derived receive type
                     r.unpack()
                 s.done = r.done = True
@@ -393,8 +395,10 @@ class _MeshComm:
         return self._groups[axes]
 
 
-def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool) -> list[np.ndarray]:
-    """Step k of `plan` on every rank at once, from the padded blocks in `stack`."""
+def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool,
+                 sent: list | None = None) -> list[np.ndarray]:
+    """Step k of `plan` on every rank at once, from the padded blocks in `stack`; the
+    bytes its messages carried are appended to `sent`."""
     p = plan.problem
     lays = plan.layouts()
     world = _World(p.mesh.num_devices)
@@ -419,6 +423,8 @@ def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool) -> list[np.nd
         t.join(WAIT_LIMIT + 10)
     assert not any(t.is_alive() for t in threads), "a rank hangs"
     assert not errors, errors[0]
+    if sent is not None:
+        sent.append(world.sent)
     return out
 
 
@@ -428,7 +434,12 @@ def check_step_against_simulator(plan: Plan, own: bool = True) -> None:
     stacks = simulator.run(plan, x)
     lays = plan.layouts()
     for k in range(len(plan.steps)):
-        got = run_threaded(plan, stacks[k], k, own)
+        sent: list[int] = []
+        got = run_threaded(plan, stacks[k], k, own, sent)
+        if plan.steps[k].op == "all_permute":
+            # what goes on the wire is the volume figure: valid elements only (issue 18)
+            assert sent[0] // stacks[k].itemsize == step_volume(
+                p, plan.steps[k], lays[k], lays[k + 1]) // p.itemsize, plan.steps[k]
         valid = simulator.valid_mask(p.mesh, p.shape, lays[k + 1])
         for r, block in enumerate(got):
             assert block.shape == stacks[k + 1][r].shape, (k, r)
@@ -506,6 +517,7 @@ def test_runtime_steps_equal_the_simulator_on_odd_meshes_and_uneven_chunks(tiny_
     ("x=6", (12, 30), "[{x},{}]", AllToAll(0, 1, ("x",))),       # blocks of many chunks
     ("x=3,y=3", (9, 2), "[{x},{}]", AllPermute(Layout((("y",), ())))),
     ("x=5,y=3", (15, 3), "[{x,y},{}]", AllPermute(Layout((("y", "x"), ())))),
+    ("x=3,y=2", (7, 5), "[{x,y},{}]", AllPermute(Layout((("y", "x"), ())))),  # uneven
     ("x=3", (3, 2), "[{},{}]", AllSlice((("x",), ()))),
     ("x=5", (7, 3), "[{x},{}]", AllGather((("x",), ()))),          # padded, trimmed
     ("x=3,y=2", (6, 5), "[{x},{y}]", AllGather((("x",), ("y",)))),  # two dims: Allgatherv
