@@ -9,8 +9,9 @@ of the block, core.semantics.working), except the exchange:
   all_permute  in place: the block (its valid box) sent in chunks, received through one
                chunk of scratch.
   all_to_all   in place: a local block transpose into send order (tiles through the
-               chunk), pairwise exchanges of pieces through the chunk, a block transpose
-               into the output order. Pads and trims of dims held whole happen in place.
+               chunk), pairwise exchanges of pieces (their valid boxes) through the chunk,
+               a block transpose into the output order. Pads and trims of dims held whole
+               happen in place.
   all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
                into its slot, an MPI_IN_PLACE Allgather(v) with derived datatypes (valid
                elements only where blocks are uneven).
@@ -138,7 +139,8 @@ RUNNERS: dict[str, Callable[..., np.ndarray]] = {
     "all_slice": lambda st, mc, shape, b, a, held, n, mem: _slice(st, mc, held, n, mem),
     "all_gather": lambda st, mc, shape, b, a, held, n, mem: _gather(st, mc, shape, b, held, n,
                                                                     mem),
-    "all_to_all": lambda st, mc, shape, b, a, held, n, mem: _all_to_all(st, mc, held, n, mem),
+    "all_to_all": lambda st, mc, shape, b, a, held, n, mem: _all_to_all(st, mc, shape, b, held,
+                                                                        n, mem),
     "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, shape, b, a, held,
                                                                       mem),
     "all_exchange": lambda st, mc, shape, b, a, held, n, mem: _exchange(mc, shape, b, a, held,
@@ -448,8 +450,8 @@ def _gather_valid(comm: MPI.Comm, out: np.ndarray, shape: tuple[int, ...], sizes
         t.Free()
 
 
-def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ...],
-                mem: MemoryTracker) -> np.ndarray:
+def _all_to_all(step: AllToAll, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
+                held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     comm = mc.group(step.axes)
     s, t = step.src_dim, step.dst_dim
     g = comm.Get_size()
@@ -466,7 +468,9 @@ def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ..
         x = _owned(held, mem)
         if held.own:
             held.a = None            # the output is this buffer: no other reference to it
-        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem)
+        valid = _member_extents(mc, step.axes, gshape, before)
+        even = all(v == tuple(shape_in) for v in valid)
+        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem, None if even else valid)
         del x
     else:
         out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
@@ -524,20 +528,41 @@ def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
 
 
 def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, piece_t: int,
-                        mem: MemoryTracker) -> np.ndarray:
+                        mem: MemoryTracker,
+                        valid: list[tuple[int, ...]] | None = None) -> np.ndarray:
     """x's piece j (its dim t cut into g) goes to member j; member k's piece lands at block
     k of dim s. Three passes over one buffer and one chunk of scratch: transpose pieces
     into send order, swap piece j with member j in pairwise rounds, transpose into output
-    order."""
+    order. With `valid` (each member's valid extents: uneven blocks), only a piece's valid
+    box is sent: compacted within the piece's place before the swap, the received box
+    spread back (zeros around it) after."""
     flat = x.reshape(-1)
     rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
     scratch = _scratch(x, mem)
     inplace.transpose_blocks(flat, rows1, cols1, blk1, scratch)
     size = flat.size // g
     me = comm.Get_rank()
+    piece = list(x.shape)
+    piece[t] = piece_t
+
+    def box(extents: tuple[int, ...], j: int) -> list[int]:
+        """The valid box of piece j of a block with these valid extents."""
+        out = list(extents)
+        out[t] = max(0, min(piece_t, extents[t] - j * piece_t))
+        return out
     for partner in pair_rounds(g, me):
-        if partner is not None:
-            _swap(comm, flat[partner * size:(partner + 1) * size], partner, partner, scratch)
+        if partner is None:
+            continue
+        region = flat[partner * size:(partner + 1) * size]
+        if valid is None:
+            _swap(comm, region, partner, partner, scratch)
+            continue
+        out_box, in_box = box(valid[me], partner), box(valid[partner], me)
+        if out_box != piece:
+            inplace.compact_box(region, tuple(piece), [0] * len(piece), out_box)
+        _swap(comm, region, partner, partner, scratch, math.prod(out_box), math.prod(in_box))
+        if in_box != piece:
+            _spread(region, in_box, tuple(piece))
     inplace.transpose_blocks(flat, rows2, cols2, blk2, scratch)
     mem.release(scratch)
     out_shape = list(x.shape)

@@ -436,7 +436,7 @@ def check_step_against_simulator(plan: Plan, own: bool = True) -> None:
     for k in range(len(plan.steps)):
         sent: list[int] = []
         got = run_threaded(plan, stacks[k], k, own, sent)
-        if plan.steps[k].op == "all_permute":
+        if plan.steps[k].op in ("all_permute", "all_to_all"):
             # what goes on the wire is the volume figure: valid elements only (issue 18)
             assert sent[0] // stacks[k].itemsize == step_volume(
                 p, plan.steps[k], lays[k], lays[k + 1]) // p.itemsize, plan.steps[k]
