@@ -102,22 +102,27 @@ def _box_type(shape: tuple[int, ...], lo: tuple[int, ...], hi: tuple[int, ...],
     return t
 
 
-def wait_all(reqs: list[MPI.Request]) -> None:
-    """Wait for `reqs` without holding the core: a few polls, then naps that double up to
-    NAP_MAX_S. MPICH's own wait spins for its whole time slice, so where ranks share cores
-    every handoff of a lock-step exchange cost the partner a slice before it could answer
-    (measured: 6-9 ms per chunk message with 8 ranks on 2 cores; napping ranks let it run).
+def wait_all(reqs: list[MPI.Request], nap: bool = False) -> None:
+    """Wait for `reqs`; with `nap` (ranks share cores: groups.naps) without holding the
+    core: a few polls, then naps that double up to NAP_MAX_S. MPICH's own wait spins for
+    its whole time slice, so where ranks share cores every handoff of a lock-step exchange
+    cost the partner a slice before it could answer (measured: 6-9 ms per chunk message
+    with 8 ranks on 2 cores; napping ranks let it run). With a core per rank a nap only
+    adds latency, so there it is MPI's own Waitall.
     Only for contiguous point-to-point messages: a nonblocking collective (or a derived
     type packed in pieces) advances only inside a poll, and naps between its many internal
     stages made gathers several times slower (Iallgatherv: gather-all 11.2 s against
     1.6 s blocking)."""
-    nap = NAP_MIN_S
+    if not nap:
+        MPI.Request.Waitall(reqs)
+        return
+    pause = NAP_MIN_S
     for _ in range(POLLS_BEFORE_NAP):
         if MPI.Request.Testall(reqs):
             return
     while not MPI.Request.Testall(reqs):
-        time.sleep(nap)
-        nap = min(2 * nap, NAP_MAX_S)
+        time.sleep(pause)
+        pause = min(2 * pause, NAP_MAX_S)
 
 
 def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> int:
@@ -276,7 +281,8 @@ def _permute(mc: MeshComm, gshape: tuple[int, ...], before: Layout, after: Layou
     if mine != padded:
         inplace.compact_box(flat, padded, [0] * len(padded), mine)
     scratch = _scratch(x, mem)
-    _swap(mc.cart, flat, dest, sources[me], scratch, math.prod(mine), math.prod(theirs))
+    _swap(mc.cart, flat, dest, sources[me], scratch, mc.naps, math.prod(mine),
+          math.prod(theirs))
     mem.release(scratch)
     if theirs != padded:
         _spread(flat, list(theirs), padded)
@@ -302,7 +308,7 @@ def _scratch(block: np.ndarray, mem: MemoryTracker) -> np.ndarray:
 
 
 def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int, scratch: np.ndarray,
-          n_send: int | None = None, n_recv: int | None = None) -> None:
+          nap: bool, n_send: int | None = None, n_recv: int | None = None) -> None:
     """Send flat[:n_send] to dest and receive flat[:n_recv] from source (both default to
     all of flat), holding one chunk (`scratch`) besides: messages of a chunk (the same on
     every rank: the scratch, capped by the buffer), all sends posted at once; message 0 is
@@ -319,10 +325,10 @@ def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int, scratch: np.
     recvs = [comm.Irecv([scratch[:min(step, n_r)], t], source, 12)] if k_r else []
     for i in range(1, k_r):
         if i - 1 < k_s:
-            wait_all([sends[i - 1]])
+            wait_all([sends[i - 1]], nap)
         m = min(step, n_r - i * step)
         recvs.append(comm.Irecv([flat[(i - 1) * step:(i - 1) * step + m], t], source, 12))
-    wait_all(sends + recvs)
+    wait_all(sends + recvs, nap)
     if k_r:
         inplace.memmove(flat, step, 0, n_r - step)
         flat[:min(step, n_r)] = scratch[:min(step, n_r)]
@@ -470,7 +476,8 @@ def _all_to_all(step: AllToAll, mc: MeshComm, gshape: tuple[int, ...], before: L
             held.a = None            # the output is this buffer: no other reference to it
         valid = _member_extents(mc, step.axes, gshape, before)
         even = all(v == tuple(shape_in) for v in valid)
-        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem, None if even else valid)
+        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem, mc.naps,
+                                  None if even else valid)
         del x
     else:
         out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
@@ -528,7 +535,7 @@ def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
 
 
 def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, piece_t: int,
-                        mem: MemoryTracker,
+                        mem: MemoryTracker, nap: bool = False,
                         valid: list[tuple[int, ...]] | None = None) -> np.ndarray:
     """x's piece j (its dim t cut into g) goes to member j; member k's piece lands at block
     k of dim s. Three passes over one buffer and one chunk of scratch: transpose pieces
@@ -555,12 +562,13 @@ def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, p
             continue
         region = flat[partner * size:(partner + 1) * size]
         if valid is None:
-            _swap(comm, region, partner, partner, scratch)
+            _swap(comm, region, partner, partner, scratch, nap)
             continue
         out_box, in_box = box(valid[me], partner), box(valid[partner], me)
         if out_box != piece:
             inplace.compact_box(region, tuple(piece), [0] * len(piece), out_box)
-        _swap(comm, region, partner, partner, scratch, math.prod(out_box), math.prod(in_box))
+        _swap(comm, region, partner, partner, scratch, nap, math.prod(out_box),
+              math.prod(in_box))
         if in_box != piece:
             _spread(region, in_box, tuple(piece))
     inplace.transpose_blocks(flat, rows2, cols2, blk2, scratch)

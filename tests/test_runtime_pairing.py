@@ -379,6 +379,8 @@ class _MPIShim:
 
 
 class _MeshComm:
+    naps = False                               # threads: waits are the stand-in's
+
     def __init__(self, world: _World, mesh: Mesh, rank: int) -> None:
         self.world, self.mesh, self.rank = world, mesh, rank
         self.coords = mesh.coords(rank)
@@ -529,6 +531,26 @@ def test_runtime_steps_by_hand(tiny_chunks, mesh, shape, src, step):
     lay = parse_layout(src)
     p = Problem(m, shape, "float32", lay, apply(step, m, shape, lay))
     check_step_against_simulator(Plan(p, (step,)))
+
+
+@pytest.mark.parametrize("mode,want", [("spin", False), ("nap", True), (None, False)])
+def test_waits_nap_only_where_asked_or_ranks_share_cores(monkeypatch, mode, want):
+    """REDIST_WAIT picks; auto (unset) naps only where a node runs more ranks than the
+    cores they may use: one rank on COMM_SELF never does."""
+    from redist.runtime.groups import naps
+    if mode is None:
+        monkeypatch.delenv("REDIST_WAIT", raising=False)
+    else:
+        monkeypatch.setenv("REDIST_WAIT", mode)
+    assert naps(MPI.COMM_SELF) is want
+
+
+def test_a_bad_wait_mode_is_a_one_line_error(monkeypatch):
+    from redist.core.errors import RedistError
+    from redist.runtime.groups import naps
+    monkeypatch.setenv("REDIST_WAIT", "sometimes")
+    with pytest.raises(RedistError, match="REDIST_WAIT='sometimes': expected one of"):
+        naps(MPI.COMM_SELF)
 
 
 def test_the_stand_in_reports_a_deadlock_instead_of_hanging(tiny_chunks):
