@@ -293,7 +293,9 @@ def test_strided_gathers_are_charged_as_their_own_kind(mesh, shape, src, strided
     old = {k: v for k, v in base.latency.items() if k != STRIDED_GATHER}
     doc = {"format": "redist.costmodel/1", "latency": old,
            "seconds_per_byte": {k: 1e-9 for k in old}, "copy_seconds_per_byte": 0.0}
-    model = from_json(doc, "t", "t")
-    assert model.seconds_per_byte[STRIDED_GATHER] == base.seconds_per_byte[STRIDED_GATHER]
+    doc["seconds_per_byte"]["all_gather"] = 3e-9
+    model = from_json(doc, "t", "t")       # its own gathers' constants, as before the kind
+    assert model.seconds_per_byte[STRIDED_GATHER] == 3e-9
+    assert model.latency[STRIDED_GATHER] == old["all_gather"]
     made = CostModel(old, {k: 1e-9 for k in old}, 0.0, "t")
     assert made.seconds(plan) > 0

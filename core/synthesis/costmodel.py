@@ -182,6 +182,10 @@ def from_json(doc: object, where: str, source: str) -> CostModel:
         spb = {k: number(doc["seconds_per_byte"][k])
                if k in doc["seconds_per_byte"] or k not in LATER_KINDS
                else base.seconds_per_byte[k] for k in KINDS}
+        # A file from before strided gathers had a kind measured them as gathers: keep that.
+        for table, have in ((lat, doc["latency"]), (spb, doc["seconds_per_byte"])):
+            if STRIDED_GATHER not in have:
+                table[STRIDED_GATHER] = table["all_gather"]
         copy = number(doc["copy_seconds_per_byte"])
         if not all(math.isfinite(v) and v >= 0 for v in [*lat.values(), *spb.values(), copy]):
             raise ValueError("constants must be finite and >= 0")
