@@ -196,7 +196,9 @@ def main() -> None:
     if args.calibrate:
         path = os.path.join(args.out, f"runtime-costmodel-{report_io.meta('')['date']}.json")
         os.makedirs(args.out, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "redist", "calibrate", "--np", "8", "--out", path],
+        # (under load the calibration can outlast calibrate's default 600 s)
+        subprocess.run([sys.executable, "-m", "redist", "calibrate", "--np", "8", "--out", path,
+                        "--timeout", "3600"],
                        check=True)
         os.environ["REDIST_COST_MODEL"] = path          # the cases' jobs inherit it
     cases = {n: CASES[n] for n in args.cases.split(",") if n}

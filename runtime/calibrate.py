@@ -1,8 +1,9 @@
 """`redist calibrate`: measure the cost model's constants on this machine's MPI and save
 them for `plan --collectives mpi`, `run` and `redistribute` (costmodel.py).
 
-Each rank runs every kind of step (gather, all-to-all, permute, exchange) on a few group
-sizes and message sizes through the runtime itself; per kind, a least-squares fit of
+Each rank runs every kind of step (gathers of contiguous and of strided pieces, all-to-all,
+permute, exchange, ...) on a few group sizes and message sizes through the runtime itself;
+per kind, a least-squares fit of
 seconds = latency·(1 + log2 g) + seconds_per_byte·(bytes the busiest rank receives)
 gives the two constants (a latency fitted below zero is replaced by the smallest message's
 time, a bandwidth below 1e-12 s/B is clamped). Run as
@@ -54,12 +55,24 @@ def _two_dims(ranks: int, g: int, nbytes: int) -> tuple[int, int]:
 
 
 def _gather_cases(ranks: int) -> list[Plan]:
+    """Contiguous pieces (dim 0), and strided ones (the cost model's STRIDED_GATHER kind):
+    dim 1 of a 2-D array, and two dims at once where the group splits in two axes."""
     out = []
     for mesh, g in _groups(ranks):
         for nbytes in SIZES:
             n = max(g, nbytes // 4 // g * g)
             p = _problem(mesh, "[{a},{}]", "[{},{}]", (n * g * (ranks // g), 1))
             out.append(Plan(p, (AllGather(((p.mesh.names[0],), ())),)))
+    for mesh, g in _groups(ranks):
+        rest = f",b={ranks // g}" if ranks > g else ""
+        for nbytes in SIZES:
+            m = max(1, nbytes // 4 // 8)          # each block (8, m) before: nbytes
+            p = _problem(mesh, "[{},{a}]", "[{},{}]", (8, m * g))
+            out.append(Plan(p, (AllGather(((), ("a",))),)))
+            if g >= 4:
+                p = _problem(parse_mesh(f"a=2,c={g // 2}{rest}"), "[{a},{c}]", "[{},{}]",
+                             (16, m * g // 2))
+                out.append(Plan(p, (AllGather((("a",), ("c",))),)))
     return out
 
 
@@ -126,8 +139,8 @@ CASES: dict[str, Callable[[int], list[Plan]] | None] = {
 
 
 def _cases(ranks: int) -> list[tuple[str, Plan]]:
-    """(kind, one-step plan) for every kind the cost model charges."""
-    return [(kind, plan) for kind in KINDS for plan in CASES[kind](ranks)]  # type: ignore[misc]
+    """(op, one-step plan) for every op the cost model charges (covering every kind)."""
+    return [(op, plan) for op, cases in CASES.items() if cases for plan in cases(ranks)]
 
 
 def _problem(mesh, src: str, dst: str, shape: tuple[int, ...]) -> Problem:
@@ -170,7 +183,7 @@ def main(job_path: str) -> None:
         lays = plan.layouts()
         load = step_load(plan, plan.steps[0], lays[0], lays[1])
         assert load is not None
-        rows.append({"kind": kind, "g": load.group, "bytes": load.busiest,
+        rows.append({"kind": load.kind or kind, "g": load.group, "bytes": load.busiest,
                      "local": p.local_bytes(lays[1]), "seconds": statistics.median(times[1:])})
     if rank == 0:
         from redist.runtime.worker import MARK

@@ -6,10 +6,12 @@ of the block, core.semantics.working), except the exchange:
 
   all_slice    in place: the kept block compacted to the start of the buffer, the rest
                given back (realloc); a view of the caller's buffer if it is not ours.
-  all_permute  in place: the block sent in chunks, received through one chunk of scratch.
+  all_permute  in place: the block (its valid box) sent in chunks, received through one
+               chunk of scratch.
   all_to_all   in place: a local block transpose into send order (tiles through the
-               chunk), pairwise exchanges of pieces through the chunk, a block transpose
-               into the output order. Pads and trims of dims held whole happen in place.
+               chunk), pairwise exchanges of pieces (their valid boxes) through the chunk,
+               a block transpose into the output order. Pads and trims of dims held whole
+               happen in place.
   all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
                into its slot, an MPI_IN_PLACE Allgather(v) with derived datatypes (valid
                elements only where blocks are uneven).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from functools import cache
 
@@ -50,6 +53,9 @@ CHUNK_CAP_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 1 << 62))
 # A piece whose contiguous runs are shorter than this is packed with NumPy rather than
 # described by a derived datatype (MPICH's strided path is slower there; see benchmarks/).
 PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
+# wait_all: polls before it naps, and its naps (seconds).
+POLLS_BEFORE_NAP = 50
+NAP_MIN_S, NAP_MAX_S = 20e-6, 500e-6
 # "0" turns the in-place all-to-all off (tests compare both paths).
 INPLACE_ALL_TO_ALL = os.environ.get("REDIST_INPLACE", "1") != "0"
 
@@ -117,6 +123,27 @@ def _collapsed(shape, sub, start) -> tuple[list[int], list[int], list[int]]:
             s.append(int(sub[d]))
             o.append(int(start[d]))
     return n, s, o
+def wait_all(reqs: list[MPI.Request], nap: bool = False) -> None:
+    """Wait for `reqs`; with `nap` (ranks share cores: groups.naps) without holding the
+    core: a few polls, then naps that double up to NAP_MAX_S. MPICH's own wait spins for
+    its whole time slice, so where ranks share cores every handoff of a lock-step exchange
+    cost the partner a slice before it could answer (measured: 6-9 ms per chunk message
+    with 8 ranks on 2 cores; napping ranks let it run). With a core per rank a nap only
+    adds latency, so there it is MPI's own Waitall.
+    Only for contiguous point-to-point messages: a nonblocking collective (or a derived
+    type packed in pieces) advances only inside a poll, and naps between its many internal
+    stages made gathers several times slower (Iallgatherv: gather-all 11.2 s against
+    1.6 s blocking)."""
+    if not nap:
+        MPI.Request.Waitall(reqs)
+        return
+    pause = NAP_MIN_S
+    for _ in range(POLLS_BEFORE_NAP):
+        if MPI.Request.Testall(reqs):
+            return
+    while not MPI.Request.Testall(reqs):
+        time.sleep(pause)
+        pause = min(2 * pause, NAP_MAX_S)
 
 
 def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> int:
@@ -138,8 +165,10 @@ RUNNERS: dict[str, Callable[..., np.ndarray]] = {
     "all_slice": lambda st, mc, shape, b, a, held, n, mem: _slice(st, mc, held, n, mem),
     "all_gather": lambda st, mc, shape, b, a, held, n, mem: _gather(st, mc, shape, b, held, n,
                                                                     mem),
-    "all_to_all": lambda st, mc, shape, b, a, held, n, mem: _all_to_all(st, mc, held, n, mem),
-    "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, b, a, held, mem),
+    "all_to_all": lambda st, mc, shape, b, a, held, n, mem: _all_to_all(st, mc, shape, b, held,
+                                                                        n, mem),
+    "all_permute": lambda st, mc, shape, b, a, held, n, mem: _permute(mc, shape, b, a, held,
+                                                                      mem),
     "all_exchange": lambda st, mc, shape, b, a, held, n, mem: _exchange(mc, shape, b, a, held,
                                                                          n, mem),
     "reduce_scatter": lambda st, mc, shape, b, a, held, n, mem: reduce.reduce_scatter(
@@ -199,11 +228,19 @@ def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
     if n_new > box[0].size:
         box = [_resize(box, n_new, mem)]
     flat = box[0]
-    for d in range(len(cur)):
-        if (lo[d], keep[d]) != (0, cur[d]):
-            inplace.compact(flat, math.prod(cur[:d]), cur[d], lo[d], lo[d] + keep[d],
-                            math.prod(cur[d + 1:]))
-            cur[d] = keep[d]
+    if list(lo) != [0] * len(cur) or list(keep) != cur:
+        inplace.compact_box(flat, tuple(cur), lo, keep)
+        cur = list(keep)
+    _spread(flat, cur, new)
+    del flat
+    if box[0].size != n_new:
+        box = [_resize(box, n_new, mem)]
+    return box[0].reshape(new)
+
+
+def _spread(flat: np.ndarray, cur: list[int], new: tuple[int, ...]) -> None:
+    """In place: the block of shape `cur` at the start of flat becomes the start of a
+    block of shape `new` (>= cur in every dim), zeros after it."""
     for d in range(len(cur)):
         if cur[d] != new[d]:
             row = math.prod(cur[d:])
@@ -212,10 +249,6 @@ def _crop_pad(held: Held, lo: list[int], keep: list[int], new: tuple[int, ...],
             inplace.expand(flat, outer, row, stride, 0)
             flat[:outer * stride].reshape(outer, stride)[:, row:] = 0
             cur[d] = new[d]
-    del flat
-    if box[0].size != n_new:
-        box = [_resize(box, n_new, mem)]
-    return box[0].reshape(new)
 
 
 def _take_buffer(held: Held) -> np.ndarray:
@@ -253,17 +286,27 @@ def _resize(box: list, n: int, mem: MemoryTracker) -> np.ndarray:
     return out
 
 
-def _permute(mc: MeshComm, before: Layout, after: Layout, held: Held,
-             mem: MemoryTracker) -> np.ndarray:
+def _permute(mc: MeshComm, gshape: tuple[int, ...], before: Layout, after: Layout,
+             held: Held, mem: MemoryTracker) -> np.ndarray:
+    """The block to its new holder, valid elements only (DESIGN §11): an uneven block is
+    compacted to its valid box first, the received one spread back to the padded shape."""
     sources = permute_sources(mc.mesh, before, after)
     me = mc.rank
     if sources[me] == me:
         return held.a
     dest = sources.index(me)
     x = _owned(held, mem)
+    padded, flat = x.shape, x.reshape(-1)
+    mine = before.valid_shape(mc.mesh, gshape, me)
+    theirs = before.valid_shape(mc.mesh, gshape, sources[me])   # my block after the step
+    if mine != padded:
+        inplace.compact_box(flat, padded, [0] * len(padded), mine)
     scratch = _scratch(x, mem)
-    _swap(mc.cart, x.reshape(-1), dest, sources[me], scratch)
+    _swap(mc.cart, flat, dest, sources[me], scratch, mc.naps, math.prod(mine),
+          math.prod(theirs))
     mem.release(scratch)
+    if theirs != padded:
+        _spread(flat, list(theirs), padded)
     return x
 
 
@@ -285,28 +328,31 @@ def _scratch(block: np.ndarray, mem: MemoryTracker) -> np.ndarray:
     return mem.empty((n,), block.dtype)
 
 
-def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int,
-          scratch: np.ndarray) -> None:
-    """Send `flat` to dest and receive as much from source into it, holding one chunk
-    (`scratch`) besides: messages of a chunk, all sends posted at once; message 0 is
+def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int, scratch: np.ndarray,
+          nap: bool, n_send: int | None = None, n_recv: int | None = None) -> None:
+    """Send flat[:n_send] to dest and receive flat[:n_recv] from source (both default to
+    all of flat), holding one chunk (`scratch`) besides: messages of a chunk (the same on
+    every rank: the scratch, capped by the buffer), all sends posted at once; message 0 is
     received into the scratch and message i into the place of message i - 1 as soon as
-    that one is sent; then the buffer moves up by one chunk (memmove) and message 0
-    comes back from the scratch. Posting everything at once keeps the messages flowing
-    without one round trip per chunk."""
-    n, step = flat.size, min(scratch.size, flat.size)
-    if n == 0:
-        return
+    that place is free (sent, or past what is sent); then the received data moves up by
+    one chunk (memmove) and message 0 comes back from the scratch."""
+    n_s = flat.size if n_send is None else n_send
+    n_r = flat.size if n_recv is None else n_recv
+    step = max(1, min(scratch.size, flat.size))
     t = mpi_type(flat.dtype)
-    k = -(-n // step)
-    sends = [comm.Isend([flat[i * step:(i + 1) * step], t], dest, 12) for i in range(k)]
-    recvs = [comm.Irecv([scratch[:step], t], source, 12)]
-    for i in range(1, k):
-        sends[i - 1].Wait()
-        m = min(step, n - i * step)
+    k_s, k_r = -(-n_s // step), -(-n_r // step)
+    sends = [comm.Isend([flat[i * step:min(n_s, (i + 1) * step)], t], dest, 12)
+             for i in range(k_s)]
+    recvs = [comm.Irecv([scratch[:min(step, n_r)], t], source, 12)] if k_r else []
+    for i in range(1, k_r):
+        if i - 1 < k_s:
+            wait_all([sends[i - 1]], nap)
+        m = min(step, n_r - i * step)
         recvs.append(comm.Irecv([flat[(i - 1) * step:(i - 1) * step + m], t], source, 12))
-    MPI.Request.Waitall(sends + recvs)
-    inplace.memmove(flat, step, 0, n - step)
-    flat[:step] = scratch[:step]
+    wait_all(sends + recvs, nap)
+    if k_r:
+        inplace.memmove(flat, step, 0, n_r - step)
+        flat[:min(step, n_r)] = scratch[:min(step, n_r)]
 
 
 def slot_digits(sizes: list[int], k: int) -> list[int]:
@@ -455,8 +501,8 @@ def _gather_valid(comm: MPI.Comm, out: np.ndarray, shape: tuple[int, ...], sizes
         t.Free()
 
 
-def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ...],
-                mem: MemoryTracker) -> np.ndarray:
+def _all_to_all(step: AllToAll, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
+                held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     comm = mc.group(step.axes)
     s, t = step.src_dim, step.dst_dim
     g = comm.Get_size()
@@ -473,7 +519,10 @@ def _all_to_all(step: AllToAll, mc: MeshComm, held: Held, n_after: tuple[int, ..
         x = _owned(held, mem)
         if held.own:
             held.a = None            # the output is this buffer: no other reference to it
-        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem)
+        valid = _member_extents(mc, step.axes, gshape, before)
+        even = all(v == tuple(shape_in) for v in valid)
+        out = _all_to_all_inplace(comm, x, s, t, g, piece_t, mem, mc.naps,
+                                  None if even else valid)
         del x
     else:
         out = _all_to_all_out_of_place(comm, held, s, t, g, full, piece_t, mem)
@@ -531,20 +580,42 @@ def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
 
 
 def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, piece_t: int,
-                        mem: MemoryTracker) -> np.ndarray:
+                        mem: MemoryTracker, nap: bool = False,
+                        valid: list[tuple[int, ...]] | None = None) -> np.ndarray:
     """x's piece j (its dim t cut into g) goes to member j; member k's piece lands at block
     k of dim s. Three passes over one buffer and one chunk of scratch: transpose pieces
     into send order, swap piece j with member j in pairwise rounds, transpose into output
-    order."""
+    order. With `valid` (each member's valid extents: uneven blocks), only a piece's valid
+    box is sent: compacted within the piece's place before the swap, the received box
+    spread back (zeros around it) after."""
     flat = x.reshape(-1)
     rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
     scratch = _scratch(x, mem)
     inplace.transpose_blocks(flat, rows1, cols1, blk1, scratch)
     size = flat.size // g
     me = comm.Get_rank()
+    piece = list(x.shape)
+    piece[t] = piece_t
+
+    def box(extents: tuple[int, ...], j: int) -> list[int]:
+        """The valid box of piece j of a block with these valid extents."""
+        out = list(extents)
+        out[t] = max(0, min(piece_t, extents[t] - j * piece_t))
+        return out
     for partner in pair_rounds(g, me):
-        if partner is not None:
-            _swap(comm, flat[partner * size:(partner + 1) * size], partner, partner, scratch)
+        if partner is None:
+            continue
+        region = flat[partner * size:(partner + 1) * size]
+        if valid is None:
+            _swap(comm, region, partner, partner, scratch, nap)
+            continue
+        out_box, in_box = box(valid[me], partner), box(valid[partner], me)
+        if out_box != piece:
+            inplace.compact_box(region, tuple(piece), [0] * len(piece), out_box)
+        _swap(comm, region, partner, partner, scratch, nap, math.prod(out_box),
+              math.prod(in_box))
+        if in_box != piece:
+            _spread(region, in_box, tuple(piece))
     inplace.transpose_blocks(flat, rows2, cols2, blk2, scratch)
     mem.release(scratch)
     out_shape = list(x.shape)

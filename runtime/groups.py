@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from mpi4py import MPI
 
+from redist.core.errors import RedistError
 from redist.core.model.mesh import Mesh
 from redist.core.ops.common import mixed_radix
 
@@ -21,6 +24,7 @@ class MeshComm:
         self.rank = self.cart.Get_rank()
         self.coords = mesh.coords(self.rank)
         self._groups: dict[tuple[str, ...], MPI.Comm] = {}
+        self.naps = naps(comm)
 
     def group(self, axes: tuple[str, ...]) -> MPI.Comm:
         """Devices differing only on `axes`, ranked by the mixed-radix number of their
@@ -37,6 +41,31 @@ class MeshComm:
             g.Free()
         self._groups.clear()
         self.cart.Free()
+
+
+WAIT_MODES = ("auto", "spin", "nap")
+
+
+def naps(comm: MPI.Comm) -> bool:
+    """Whether point-to-point waits nap rather than spin (runtime.execute.wait_all):
+    $REDIST_WAIT (auto, the default: nap only where this node runs more ranks than the
+    cores they may use, so that a napping rank gives its core to the one it waits for;
+    spin; nap). Collective: every rank of comm calls it."""
+    mode = os.environ.get("REDIST_WAIT", "auto")
+    if mode not in WAIT_MODES:
+        raise RedistError(f"REDIST_WAIT={mode!r:.40}: expected one of {', '.join(WAIT_MODES)}")
+    if mode != "auto":
+        return mode == "nap"
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        mine = sorted(os.sched_getaffinity(0))
+    except AttributeError:                      # no affinity call: every core
+        mine = list(range(os.cpu_count() or 1))
+    # The cores any local rank may run on (ranks bound one per core: as many as ranks).
+    cores = set().union(*local.allgather(mine))
+    ranks = local.Get_size()
+    local.Free()
+    return ranks > len(cores)
 
 
 def pair_rounds(g: int, me: int) -> list[int | None]:

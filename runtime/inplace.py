@@ -7,13 +7,15 @@ tiles that fit the scratch are transposed through it with one NumPy copy, the ti
 themselves are permuted as large blocks by following the permutation's cycles, and rows
 that do not fill a whole tile are merged in with memmoves. Python steps are few (about
 R*C*B / chunk), the bytes move in bulk.
-`compact` keeps a sub-range of one axis and moves it to the front of the buffer, copying
-forward in batches that never overwrite what is still to be read.
+`compact_box` keeps a box (a sub-range of every axis) and moves it to the front of the
+buffer, copying forward in batches that never overwrite what is still to be read.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -172,21 +174,46 @@ def expand(flat: np.ndarray, outer: int, row: int, stride: int, offset: int) -> 
 
 def compact(flat: np.ndarray, outer: int, length: int, lo: int, hi: int, inner: int) -> None:
     """In place: flat viewed as (outer, length, inner) keeps [:, lo:hi, :] and stores it
-    contiguously at the start of flat. Row a moves down from a*length*inner + lo*inner to
-    a*(hi-lo)*inner; a batch of rows is copied at once when its destination ends before
-    its first source, so batches grow geometrically and nothing unread is overwritten."""
-    keep = (hi - lo) * inner
-    row = length * inner
-    if keep == 0:
+    contiguously at the start of flat."""
+    compact_box(flat, (outer, length, inner), (0, lo, 0), (outer, hi - lo, inner))
+
+
+def compact_box(flat: np.ndarray, shape: tuple[int, ...], lo: Sequence[int],
+                keep: Sequence[int]) -> None:
+    """In place: the box [lo, lo + keep) of flat viewed as `shape` (C order) stored
+    contiguously at the start of flat, each element moved once (cropping one dim at a time
+    moved the rows of the later dims' crops again). Rows (the box's last cropped dim and
+    the whole dims after it) move down; a batch of rows is copied at once when its
+    destination ends before its first source, so nothing unread is overwritten and
+    batches grow as the rows fall behind their sources."""
+    if 0 in keep:
         return
+    j = len(shape) - 1
+    while j > 0 and lo[j] == 0 and keep[j] == shape[j]:     # whole trailing dims: rows
+        j -= 1
+    strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+    row = keep[j] * strides[j]
+    base = sum(lo[d] * strides[d] for d in range(j + 1))
+    if j == 0:
+        memmove(flat, 0, base, row)
+        return
+    run, stride = keep[j - 1], strides[j - 1]          # rows along dim j - 1, evenly spaced
     a = 0
-    while a < outer:
-        src0 = a * row + lo * inner
-        k = max(1, min(outer - a, src0 // keep - a))
-        if (a + k) * keep <= src0:
-            dst = flat[a * keep:(a + k) * keep].reshape(k, keep)
-            dst[...] = np.lib.stride_tricks.as_strided(
-                flat[src0:], shape=(k, keep), strides=(row * flat.itemsize, flat.itemsize))
-        elif src0 != a * keep:                 # one row that overlaps itself
-            memmove(flat, a * keep, src0, keep)
-        a += k
+    for r in range(math.prod(keep[:j - 1])):
+        off, rest = base, r
+        for d in reversed(range(j - 1)):
+            off += (rest % keep[d]) * strides[d]
+            rest //= keep[d]
+        i = 0
+        while i < run:
+            src0 = off + i * stride
+            k = max(1, min(run - i, (src0 - a * row) // row))
+            if (a + k) * row <= src0:
+                flat[a * row:(a + k) * row].reshape(k, row)[...] = \
+                    np.lib.stride_tricks.as_strided(flat[src0:], shape=(k, row),
+                                                    strides=(stride * flat.itemsize,
+                                                             flat.itemsize))
+            elif src0 != a * row:                  # one row that overlaps itself
+                memmove(flat, a * row, src0, row)
+            i += k
+            a += k

@@ -23,7 +23,7 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply
+from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll, apply, step_volume
 from redist.core.ops.common import mixed_radix
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
@@ -163,6 +163,22 @@ def test_compact_keeps_a_range_at_the_front(outer, length, data, inner):
 
 
 @FAST
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.data())
+def test_compact_box_keeps_a_box_at_the_front(shape, data):
+    """Any box of any shape (the slice's crop of every dim at once): the box's elements in
+    C order at the front, and nothing written past them."""
+    lo = [data.draw(st.integers(0, n)) for n in shape]
+    keep = [data.draw(st.integers(0, n - a)) for n, a in zip(shape, lo, strict=True)]
+    x = np.arange(int(np.prod(shape)), dtype=np.int64)
+    want = x.reshape(shape)[tuple(slice(a, a + k) for a, k in zip(lo, keep, strict=True))]
+    want = want.reshape(-1).copy()
+    tail = x[want.size:].copy()
+    inplace.compact_box(x, tuple(shape), lo, keep)
+    assert np.array_equal(x[:want.size], want)
+    assert np.array_equal(x[want.size:], tail)
+
+
+@FAST
 @given(st.integers(1, 7), st.integers(0, 6), st.data())
 def test_expand_spreads_rows_to_their_stride(outer, row, data):
     """The inverse of compact (the gather's slot placement, the pads): row a of the
@@ -215,6 +231,7 @@ class _World:
         self.blocked: dict[int, list[_Req]] = {}
         self.alive = ranks
         self.dead = False
+        self.sent = 0                          # bytes of the messages matched so far
 
     def post(self, req: _Req) -> _Req:
         with self.cond:
@@ -225,6 +242,7 @@ class _World:
                 assert s.buf.dtype == r.buf.dtype, "peers disagree on the type"
                 assert s.buf.size <= r.buf.size, f"message truncated on {req.key}"
                 r.buf[:s.buf.size] = s.buf
+                self.sent += s.buf.nbytes
                 if r.unpack is not None:           # a derived receive type
                     r.unpack()
                 s.done = r.done = True
@@ -284,7 +302,7 @@ def _store(buf: np.ndarray, disp: int, count: int, dtype, data: np.ndarray) -> N
 class _Comm:
     """The part of an MPI communicator the permute, the in-place all-to-all and the
     in-place gather use: Isend, Irecv (basic or derived types; requests with Wait, and
-    MPI.Request.Waitall through `_MPIShim`), Allgather(v) with MPI_IN_PLACE."""
+    MPI.Request.Waitall/Testall through `_MPIShim`), Allgather(v) with MPI_IN_PLACE."""
 
     def __init__(self, world: _World, members: list[int], me: int) -> None:
         self.world, self.members, self.me = world, members, me
@@ -350,11 +368,19 @@ class _MPIShim:
             if reqs:
                 reqs[0].world.wait(reqs, reqs[0].me)
 
+        @staticmethod
+        def Testall(reqs: list[_Req]) -> bool:
+            # blocks until done, so that the stand-in still sees a deadlock as one
+            _MPIShim.Request.Waitall(reqs)
+            return True
+
     def __getattr__(self, name: str):
         return getattr(MPI, name)
 
 
 class _MeshComm:
+    naps = False                               # threads: waits are the stand-in's
+
     def __init__(self, world: _World, mesh: Mesh, rank: int) -> None:
         self.world, self.mesh, self.rank = world, mesh, rank
         self.coords = mesh.coords(rank)
@@ -371,8 +397,10 @@ class _MeshComm:
         return self._groups[axes]
 
 
-def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool) -> list[np.ndarray]:
-    """Step k of `plan` on every rank at once, from the padded blocks in `stack`."""
+def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool,
+                 sent: list | None = None) -> list[np.ndarray]:
+    """Step k of `plan` on every rank at once, from the padded blocks in `stack`; the
+    bytes its messages carried are appended to `sent`."""
     p = plan.problem
     lays = plan.layouts()
     world = _World(p.mesh.num_devices)
@@ -397,6 +425,8 @@ def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool) -> list[np.nd
         t.join(WAIT_LIMIT + 10)
     assert not any(t.is_alive() for t in threads), "a rank hangs"
     assert not errors, errors[0]
+    if sent is not None:
+        sent.append(world.sent)
     return out
 
 
@@ -406,7 +436,12 @@ def check_step_against_simulator(plan: Plan, own: bool = True) -> None:
     stacks = simulator.run(plan, x)
     lays = plan.layouts()
     for k in range(len(plan.steps)):
-        got = run_threaded(plan, stacks[k], k, own)
+        sent: list[int] = []
+        got = run_threaded(plan, stacks[k], k, own, sent)
+        if plan.steps[k].op in ("all_permute", "all_to_all"):
+            # what goes on the wire is the volume figure: valid elements only (issue 18)
+            assert sent[0] // stacks[k].itemsize == step_volume(
+                p, plan.steps[k], lays[k], lays[k + 1]) // p.itemsize, plan.steps[k]
         valid = simulator.valid_mask(p.mesh, p.shape, lays[k + 1])
         for r, block in enumerate(got):
             assert block.shape == stacks[k + 1][r].shape, (k, r)
@@ -484,6 +519,7 @@ def test_runtime_steps_equal_the_simulator_on_odd_meshes_and_uneven_chunks(tiny_
     ("x=6", (12, 30), "[{x},{}]", AllToAll(0, 1, ("x",))),       # blocks of many chunks
     ("x=3,y=3", (9, 2), "[{x},{}]", AllPermute(Layout((("y",), ())))),
     ("x=5,y=3", (15, 3), "[{x,y},{}]", AllPermute(Layout((("y", "x"), ())))),
+    ("x=3,y=2", (7, 5), "[{x,y},{}]", AllPermute(Layout((("y", "x"), ())))),  # uneven
     ("x=3", (3, 2), "[{},{}]", AllSlice((("x",), ()))),
     ("x=5", (7, 3), "[{x},{}]", AllGather((("x",), ()))),          # padded, trimmed
     ("x=3,y=2", (6, 5), "[{x},{y}]", AllGather((("x",), ("y",)))),  # two dims: Allgatherv
@@ -495,6 +531,26 @@ def test_runtime_steps_by_hand(tiny_chunks, mesh, shape, src, step):
     lay = parse_layout(src)
     p = Problem(m, shape, "float32", lay, apply(step, m, shape, lay))
     check_step_against_simulator(Plan(p, (step,)))
+
+
+@pytest.mark.parametrize("mode,want", [("spin", False), ("nap", True), (None, False)])
+def test_waits_nap_only_where_asked_or_ranks_share_cores(monkeypatch, mode, want):
+    """REDIST_WAIT picks; auto (unset) naps only where a node runs more ranks than the
+    cores they may use: one rank on COMM_SELF never does."""
+    from redist.runtime.groups import naps
+    if mode is None:
+        monkeypatch.delenv("REDIST_WAIT", raising=False)
+    else:
+        monkeypatch.setenv("REDIST_WAIT", mode)
+    assert naps(MPI.COMM_SELF) is want
+
+
+def test_a_bad_wait_mode_is_a_one_line_error(monkeypatch):
+    from redist.core.errors import RedistError
+    from redist.runtime.groups import naps
+    monkeypatch.setenv("REDIST_WAIT", "sometimes")
+    with pytest.raises(RedistError, match="REDIST_WAIT='sometimes': expected one of"):
+        naps(MPI.COMM_SELF)
 
 
 def test_the_stand_in_reports_a_deadlock_instead_of_hanging(tiny_chunks):

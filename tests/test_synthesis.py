@@ -263,3 +263,39 @@ def test_calibration_never_reports_a_zero_latency():
     assert model.latency["all_permute"] == pytest.approx(40e-6 / 4)
     linear = [dict(r, seconds=20e-6 * 4 + r["bytes"] * 1e-9) for r in rows]
     assert fit(linear).latency["all_permute"] == pytest.approx(20e-6)
+
+
+@pytest.mark.parametrize("mesh,shape,src,strided", [
+    ("x=2,y=2,z=2", (16, 16, 16), "[{x},{y},{z}]", True),        # several dims at once
+    ("x=4", (16, 16), "[{},{x}]", True),                         # one dim after a whole one
+    ("x=2,y=2", (16, 16, 16), "[{},{x},{}]", True),
+    ("x=4", (16, 16), "[{x},{}]", False),                        # contiguous pieces
+    ("x=2,y=2", (1, 16, 16), "[{},{x,y},{}]", False),            # dims before it: extent 1
+])
+def test_strided_gathers_are_charged_as_their_own_kind(mesh, shape, src, strided):
+    """A gather whose members' blocks are strided in the output has its own constants
+    (MPI moves it with derived types, ~4x slower per byte); a model without them (made in
+    code, or a file from before the kind) charges it as a gather."""
+    from redist.core.ops import AllGather
+    from redist.core.plans.plan import Plan
+    from redist.core.synthesis.costmodel import STRIDED_GATHER, from_json, step_load
+
+    src_l = parse_layout(src)
+    dst_l = Layout(tuple(() for _ in shape))
+    p = Problem(parse_mesh(mesh), shape, "float32", src_l, dst_l)
+    plan = Plan(p, (AllGather(src_l.dims),))
+    lays = plan.layouts()
+    load = step_load(plan, plan.steps[0], lays[0], lays[1])
+    assert load.kind == (STRIDED_GATHER if strided else "all_gather")
+    base = CostModel()
+    dear = CostModel(base.latency, {**base.seconds_per_byte, STRIDED_GATHER: 1.0}, 0.0, "t")
+    assert (dear.seconds(plan) > 1e-3) == strided
+    old = {k: v for k, v in base.latency.items() if k != STRIDED_GATHER}
+    doc = {"format": "redist.costmodel/1", "latency": old,
+           "seconds_per_byte": {k: 1e-9 for k in old}, "copy_seconds_per_byte": 0.0}
+    doc["seconds_per_byte"]["all_gather"] = 3e-9
+    model = from_json(doc, "t", "t")       # its own gathers' constants, as before the kind
+    assert model.seconds_per_byte[STRIDED_GATHER] == 3e-9
+    assert model.latency[STRIDED_GATHER] == old["all_gather"]
+    made = CostModel(old, {k: 1e-9 for k in old}, 0.0, "t")
+    assert made.seconds(plan) > 0

@@ -1,6 +1,7 @@
 """A model of the time a plan takes on MPI ranks: per communicating step, a latency that
 grows with log2 of the group size plus the bytes the busiest device receives over a
-bandwidth, both per kind of step. `redist calibrate` measures the constants on the
+bandwidth, both per kind of step (an op; a gather whose pieces are strided in the output
+is a kind of its own). `redist calibrate` measures the constants on the
 machine where jobs run and saves them; `plan` and `run` read that file
 ($REDIST_COST_MODEL, default ~/.config/redist/costmodel.json). Without one, defaults
 measured on a 2-core machine with the PyPI MPICH (shared memory) apply."""
@@ -31,6 +32,10 @@ from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import changed_count, missing_elements, used_mesh
 
 FORMAT = "redist.costmodel/1"
+# Gathers whose members' blocks are strided in the output (several dims gathered, or one
+# dim after a split one): MPI moves them with derived datatypes, measured ~4x slower per
+# byte than contiguous pieces (gather-all against random-0, benchmarks/results).
+STRIDED_GATHER = "all_gather_strided"
 
 
 def default_path() -> str:
@@ -44,10 +49,11 @@ class CostModel:
     seconds_per_byte[kind] (+ local copies at copy_seconds_per_byte)."""
     latency: dict[str, float] = field(default_factory=lambda: {
         "all_gather": 30e-6, "all_to_all": 40e-6, "all_permute": 20e-6, "all_exchange": 60e-6,
-        "reduce_scatter": 40e-6, "all_reduce": 40e-6})
+        "reduce_scatter": 40e-6, "all_reduce": 40e-6, STRIDED_GATHER: 30e-6})
     seconds_per_byte: dict[str, float] = field(default_factory=lambda: {
         "all_gather": 0.35e-9, "all_to_all": 0.55e-9, "all_permute": 0.45e-9,
-        "all_exchange": 0.6e-9, "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9})
+        "all_exchange": 0.6e-9, "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9,
+        STRIDED_GATHER: 1.4e-9})
     copy_seconds_per_byte: float = 0.2e-9
     source: str = "defaults (no calibration file)"
 
@@ -56,8 +62,10 @@ class CostModel:
         load = step_load(plan, step, before, after)
         if load is None or load.busiest == 0:
             return 0.0
-        return (self.latency[step.op] * (1 + math.log2(max(load.group, 1)))
-                + load.busiest * self.seconds_per_byte[step.op]
+        # A model made without the kind (by hand, in code) charges it as its op.
+        kind = load.kind if load.kind in self.latency else step.op
+        return (self.latency[kind] * (1 + math.log2(max(load.group, 1)))
+                + load.busiest * self.seconds_per_byte[kind]
                 + load.copies * self.copy_seconds_per_byte)
 
     def seconds(self, plan: Plan) -> float:
@@ -77,11 +85,16 @@ class Load:
     busiest: int        # bytes received by the device that receives the most
     group: int          # devices that talk to each other (latency grows with log2 of it)
     copies: int         # bytes the runtime copies locally per device
+    kind: str = ""      # the constants it is charged with: its op's unless set
 
 
 def _gather(p: Problem, step: AllGather, before, after) -> Load:
     g = group_size(step, p.mesh)
-    return Load((g - 1) * p.local_bytes(before), g, p.local_bytes(after))
+    local = before.local_shape(p.mesh, p.shape)
+    dims = [d for d, gone in enumerate(step.axes) if gone]
+    strided = len(dims) > 1 or (dims and math.prod(local[:dims[0]]) > 1)
+    return Load((g - 1) * p.local_bytes(before), g, p.local_bytes(after),
+                STRIDED_GATHER if strided else "all_gather")
 
 
 def _all_to_all(p: Problem, step: AllToAll, before, after) -> Load:
@@ -125,10 +138,10 @@ LOADS: dict[str, Callable[[Problem, Any, Any, Any], Load] | None] = {
     "reduce_scatter": _reduce_scatter,
     "all_reduce": _all_reduce,
 }
-KINDS = tuple(op for op, f in LOADS.items() if f is not None)
+KINDS = tuple(op for op, f in LOADS.items() if f is not None) + (STRIDED_GATHER,)
 # Kinds added after calibration files of this format were first written: a file without
 # them keeps the defaults for them.
-LATER_KINDS = ("reduce_scatter", "all_reduce")
+LATER_KINDS = ("reduce_scatter", "all_reduce", STRIDED_GATHER)
 
 
 def step_load(plan: Plan, step: Collective, before, after) -> Load | None:
@@ -169,6 +182,10 @@ def from_json(doc: object, where: str, source: str) -> CostModel:
         spb = {k: number(doc["seconds_per_byte"][k])
                if k in doc["seconds_per_byte"] or k not in LATER_KINDS
                else base.seconds_per_byte[k] for k in KINDS}
+        # A file from before strided gathers had a kind measured them as gathers: keep that.
+        for table, have in ((lat, doc["latency"]), (spb, doc["seconds_per_byte"])):
+            if STRIDED_GATHER not in have:
+                table[STRIDED_GATHER] = table["all_gather"]
         copy = number(doc["copy_seconds_per_byte"])
         if not all(math.isfinite(v) and v >= 0 for v in [*lat.values(), *spb.values(), copy]):
             raise ValueError("constants must be finite and >= 0")
