@@ -123,6 +123,8 @@ def _collapsed(shape, sub, start) -> tuple[list[int], list[int], list[int]]:
             s.append(int(sub[d]))
             o.append(int(start[d]))
     return n, s, o
+
+
 def wait_all(reqs: list[MPI.Request], nap: bool = False) -> None:
     """Wait for `reqs`; with `nap` (ranks share cores: groups.naps) without holding the
     core: a few polls, then naps that double up to NAP_MAX_S. MPICH's own wait spins for
