@@ -123,7 +123,10 @@ def test_without_a_timeout_no_clock_is_read_only_the_budget_bounds_the_solver(mo
     p = Problem(parse_mesh("x=2,y=4"), (16, 16), "bfloat16", parse_layout("[{x},{y}]"),
                 parse_layout("[{y},{x}]"))
     o = optimal(p, rlimit=3_000_000)
-    assert o.note.startswith(("proved optimal", "not proved: the solver's budget")), o.note
+    # Which of the two searches the budget stops depends on z3's term order, which earlier
+    # work in this process can change: either way the note says what was (not) proved.
+    assert o.note.startswith("proved optimal") or (
+        o.note.startswith("not proved") and "the solver's budget" in o.note), o.note
     assert [k for k, _ in given] == ["rlimit", "rlimit"]
     assert sum(v for _, v in given) == 3_000_000
 
