@@ -186,7 +186,7 @@ def main(job_path: str) -> None:
         rows.append({"kind": load.kind or kind, "g": load.group, "bytes": load.busiest,
                      "local": p.local_bytes(lays[1]), "seconds": statistics.median(times[1:])})
     if rank == 0:
-        from redist.runtime.worker import MARK
+        from redist.runtime.report_mark import MARK
         model = fit(rows)
         print(MARK + json.dumps({"model": model.to_json(), "measurements": rows}), flush=True)
 

@@ -26,7 +26,7 @@ from redist.core.plans.planjson import load, plan_to_json
 from redist.core.plans.report import human_bytes
 
 from .lifeline import launcher_env, make_job_dir
-from .worker import MARK
+from .report_mark import MARK
 
 # Per rank, beyond the plan's buffers: the Python interpreter, NumPy, mpi4py and MPI.
 RANK_OVERHEAD_BYTES = 120 << 20
@@ -157,8 +157,8 @@ def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 
         cmd = [exe, "-n", str(nprocs), *program, path]
         # The ranks learn who launched them: they end (and remove `tmp`) if it dies.
         full_env = dict(os.environ, **(env or {}), **launcher_env(tmp))
-        # SIGHUP too: MPI, initialised in this process by the import of mpi4py, catches
-        # it, so a closed terminal would otherwise leave the job running.
+        # SIGHUP too: a closed terminal must end the job, not leave it running. (This
+        # process never initialises MPI, whose own handlers would sit in the way.)
         old = {}
         try:
             for sig in ENDING_SIGNALS:

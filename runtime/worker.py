@@ -24,8 +24,7 @@ from .api import redistribute_with_stats
 from .arrays import sample_input, sample_output
 from .lifeline import watch_launcher
 from .measure import measure, report_fields
-
-MARK = "@@redist-report@@"
+from .report_mark import MARK
 
 
 def plan_of_job(job: dict) -> Plan:

@@ -387,7 +387,7 @@ printf '%s\\n' "$FAKE_OUT"
 @pytest.mark.parametrize("report", ["{bad", "[1, 2]", "{}", "null", '{"all_match": true}',
                                     '{"model": 5}', '{"plan": {"figures": 3}}'])
 def test_malformed_reports_from_an_odd_mpiexec(tmp_path, monkeypatch, report):
-    from redist.runtime.worker import MARK
+    from redist.runtime.report_mark import MARK
     exe = tmp_path / "mpiexec"
     exe.write_text(FAKE_MPIEXEC)
     exe.chmod(0o755)

@@ -250,6 +250,17 @@ def _procs_mentioning(text: str) -> list[int]:
     return out
 
 
+def test_the_launcher_never_initialises_mpi(tmp_path):
+    """`redist run` is no MPI rank: importing mpi4py's MPI there would initialise MPI, whose
+    signal handlers and finalisation stood in the way of Ctrl-C (a run that ignored it)."""
+    code = ("import sys; from redist import cli; sys.argv = ['redist', 'run', '--np', '2', "
+            "'--mesh', 'x=2', '--shape', '8,8', '--src', '[{x},{}]', '--dst', '[{},{x}]'];"
+            " rc = cli.main(); print('rc', rc, 'mpi', 'mpi4py.MPI' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.stdout.strip().endswith("rc 0 mpi False"), (r.stdout[-500:], r.stderr[-500:])
+
+
 @pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 143)])
 def test_stopping_run_ends_the_ranks_and_removes_the_job_directory(tmp_path, sig, code):
     import signal
