@@ -265,9 +265,14 @@ def test_the_launcher_never_initialises_mpi(tmp_path):
 def test_stopping_run_ends_the_ranks_and_removes_the_job_directory(tmp_path, sig, code):
     import signal
     env = dict(os.environ, TMPDIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-m", "redist", "run", "--np", "4", "--mesh",
-                             "x=4", "--shape", "2048,2048", "--src", "[{x},{}]", "--dst",
-                             "[{},{x}]", "--repeat", "100000", "--timeout", "600"],
+    # As from a terminal: the pytest worker's own signal state (a library loaded by an
+    # earlier test may block or ignore SIGINT, and both survive exec) is not the user's.
+    fresh = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+             "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+             "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", fresh, "-m", "redist", "run", "--np", "4",
+                             "--mesh", "x=4", "--shape", "2048,2048", "--src", "[{x},{}]",
+                             "--dst", "[{},{x}]", "--repeat", "100000", "--timeout", "600"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -279,6 +284,9 @@ def test_stopping_run_ends_the_ranks_and_removes_the_job_directory(tmp_path, sig
         proc.kill()
         pytest.fail("the job never started")
     time.sleep(1.0)
+    status = dict(line.split(":", 1) for line in open(f"/proc/{proc.pid}/status"))
+    sigint = 1 << (signal.SIGINT - 1)
+    assert not int(status["SigBlk"], 16) & sigint and not int(status["SigIgn"], 16) & sigint
     proc.send_signal(getattr(signal, sig))
     # A hang guard, not a speed claim: on a loaded machine the launcher's own ending of
     # mpiexec (SIGTERM, 2 s, SIGKILL, 5 s) and Python's exit have taken most of a minute.
