@@ -272,11 +272,7 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
         held = global_index(mesh, shape, lays[m_idx - 1], coords, index)
         bounds = box + [held[d] < shape[d] for d in range(len(shape))]   # valid data only
         n_after = lays[m_idx].local_shape(mesh, shape)
-        dropped = []
-        for d, new in enumerate(step.axes):
-            if new:
-                off = mixed_radix(mesh, new, coords) * n_after[d]
-                dropped.append(z3.Or(index[d] < off, index[d] >= off + n_after[d]))
+        dropped = _dropped(mesh, step, n_after, coords, index)
         _, _, moved = _chain(plan, lays, m_idx - 1, coords, index)
         hit = z3.Bool(f"discard_{tag}")
         asserts.append(hit == z3.And(*bounds, z3.Or(*dropped), z3.Or(*moved) if moved
@@ -296,6 +292,16 @@ def _no_discard(plan: Plan, lays: list[Layout]) -> Obligation:
         return "a received element is dropped by a slice"
     return Obligation("no_discard", boxes + asserts
                       + [z3.Or(*cases) if cases else z3.BoolVal(False)], explain)
+
+
+def _dropped(mesh, step: AllSlice, n_after, coords, index) -> list[z3.BoolRef]:
+    """Per dim the slice cuts: the local index lies outside the part this device keeps."""
+    out = []
+    for d, new in enumerate(step.axes):
+        if new:
+            off = mixed_radix(mesh, new, coords) * n_after[d]
+            out.append(z3.Or(index[d] < off, index[d] >= off + n_after[d]))
+    return out
 
 
 def _no_discard_shared(plan: Plan, lays: list[Layout]) -> Obligation:
@@ -324,11 +330,7 @@ def _no_discard_shared(plan: Plan, lays: list[Layout]) -> Obligation:
         local = before.local_shape(mesh, shape)
         held = global_index(mesh, shape, before, coords, index)
         n_after = lays[m].local_shape(mesh, shape)
-        dropped = []
-        for d, new in enumerate(step.axes):
-            if new:
-                off = mixed_radix(mesh, new, coords) * n_after[d]
-                dropped.append(z3.Or(index[d] < off, index[d] >= off + n_after[d]))
+        dropped = _dropped(mesh, step, n_after, coords, index)
         asserts.append(z3.Or(z3.Not(pick[m]), z3.And(   # pick -> ... (bitvec.py's fragment)
             *[index[d] < local[d] for d in range(len(shape))],
             *[held[d] < shape[d] for d in range(len(shape))], z3.Or(*dropped))))
