@@ -1,4 +1,4 @@
-"""Run under mpiexec by runtime_bench.py: time one case four ways on this job's ranks.
+"""Run under mpiexec by runtime_bench.py: time one case five ways on this job's ranks.
 
 portable: the verified portable plan (normal synthesis) through redistribute (in place).
 portable-oop: the same plan with out-of-place all-to-alls (REDIST_INPLACE=0's path), for
@@ -9,10 +9,12 @@ exchange: one all_exchange (Alltoallw over all ranks, MPI only), executed withou
           memory-efficient, and `redistribute` refuses it.
 chosen:   what `--collectives mpi` picks with the cost model (one of the two above).
 direct:   one Alltoallv moving exactly the lower-bound bytes (benchmarks/direct.py).
-Times of `redistribute` calls start after its plan checks (hash agreement, verdict
-broadcast: a fixed cost per call). Every result is checked element by element. The last
-repetition of each runs under tracemalloc, which counts every NumPy buffer; the runtime's
-own count is reported beside it. Rank 0 prints one JSON line per method.
+The methods take turns within each repetition (their order rotating), so that their
+medians are taken under the same load. Times of `redistribute` calls start after its
+plan checks (hash agreement, verdict broadcast: a fixed cost per call). Every result is
+checked element by element. The last repetition of each runs under tracemalloc, which
+counts every NumPy buffer; the runtime's own count is reported beside it. Rank 0 prints
+one JSON line per method.
 """
 
 from __future__ import annotations
@@ -53,55 +55,75 @@ def main() -> None:
              "chosen": chosen.plan}
     expected = sample_block(problem.mesh, problem.shape, problem.dst, rank, "float32")
     plans["portable-oop"] = portable.plan
-    for method in ("portable", "portable-oop", "exchange", "chosen", "direct"):
-        times, counted, traced, ok = [], 0, 0, True
-        n = int(reps)
-        for rep in range(n + 2):                       # rep 0 warms up; the last is traced
-            trace = rep == n + 1
+    methods = ("portable", "portable-oop", "exchange", "chosen", "direct")
+
+    def run_once(method: str, trace: bool) -> tuple[float, int, int, bool]:
+        """One timed call of `method`: (seconds, max over ranks; the runtime's peak count;
+        tracemalloc's peak, 0 unless traced; this rank's result matched)."""
+        traced = 0
+        if trace:
+            # the input is allocated under tracing, so that releasing it is seen too
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+        box = [sample_block(problem.mesh, problem.shape, problem.src, rank, "float32")]
+        if trace:
+            tracemalloc.reset_peak()
+        comm.Barrier()
+        t0 = time.perf_counter()
+        if method == "direct":
+            mem = MemoryTracker()
+            local = box.pop()
+            mem.hold(local)
+            out = direct_redistribute(local, plans["portable"], comm, mem)
+            del local
+            peak = mem.peak
+        elif method in ("exchange", "portable-oop"):
+            runtime_steps.INPLACE_ALL_TO_ALL = method != "portable-oop"
+            mc = mesh_comm(plans[method].problem.mesh, comm)
+            out, peak = execute(box, plans[method], mc, donate=True)
+            runtime_steps.INPLACE_ALL_TO_ALL = True
+        else:
+            out, stats = redistribute_with_stats(box, plans[method], comm, donate=True)
+            peak = stats.peak_bytes
+            t0 = time.perf_counter() - stats.seconds   # from after the plan checks
+        dt = time.perf_counter() - t0
+        if trace:
+            traced = tracemalloc.get_traced_memory()[1] - base
+            tracemalloc.stop()
+        ok = same_bits(out, expected)
+        del out
+        return comm.allreduce(dt, op=MPI.MAX), peak, traced, ok
+
+    # The methods take turns within each repetition (the order rotating), so that load
+    # from other programs, which drifts over minutes on a shared machine, falls on all of
+    # them alike: run one after the other, a method's median and the direct one's were
+    # taken minutes apart (gather-all: 1.70x direct in one run, 0.61x in another).
+    n = int(reps)
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    counted = dict.fromkeys(methods, 0)
+    traced = dict.fromkeys(methods, 0)
+    matched = dict.fromkeys(methods, True)
+    for rep in range(n + 2):                           # rep 0 warms up; the last is traced
+        trace = rep == n + 1
+        for i in range(len(methods)):
+            method = methods[(rep + i) % len(methods)]
+            dt, peak, tr, ok = run_once(method, trace)
+            matched[method] &= ok
             if trace:
-                # the input is allocated under tracing, so that releasing it is seen too
-                tracemalloc.start()
-                base = tracemalloc.get_traced_memory()[0]
-            box = [sample_block(problem.mesh, problem.shape, problem.src, rank, "float32")]
-            if trace:
-                tracemalloc.reset_peak()
-            comm.Barrier()
-            t0 = time.perf_counter()
-            if method == "direct":
-                mem = MemoryTracker()
-                local = box.pop()
-                mem.hold(local)
-                out = direct_redistribute(local, plans["portable"], comm, mem)
-                del local
-                peak = mem.peak
-            elif method in ("exchange", "portable-oop"):
-                runtime_steps.INPLACE_ALL_TO_ALL = method != "portable-oop"
-                mc = mesh_comm(plans[method].problem.mesh, comm)
-                out, peak = execute(box, plans[method], mc, donate=True)
-                runtime_steps.INPLACE_ALL_TO_ALL = True
-            else:
-                out, stats = redistribute_with_stats(box, plans[method], comm, donate=True)
-                peak = stats.peak_bytes
-                t0 = time.perf_counter() - stats.seconds   # from after the plan checks
-            dt = time.perf_counter() - t0
-            if trace:
-                traced = tracemalloc.get_traced_memory()[1] - base
-                tracemalloc.stop()
-                counted = peak
-            ok &= same_bits(out, expected)
-            del out
-            dt = comm.allreduce(dt, op=MPI.MAX)
-            if 0 < rep <= n:
-                times.append(dt)
-        ok = comm.allreduce(ok, op=MPI.LAND)
-        counted = comm.allreduce(counted, op=MPI.MAX)
-        traced = comm.allreduce(traced, op=MPI.MAX)
+                counted[method], traced[method] = peak, tr
+            elif rep > 0:
+                times[method].append(dt)
+    for method in methods:
+        ok = comm.allreduce(matched[method], op=MPI.LAND)
+        peak_counted = comm.allreduce(counted[method], op=MPI.MAX)
+        peak_traced = comm.allreduce(traced[method], op=MPI.MAX)
         if rank == 0:
             plan = plans.get(method, plans["portable"])
             fig = plan.figures()
             print(json.dumps({
-                "method": method, "median_s": statistics.median(times), "min_s": min(times),
-                "peak_counted": counted, "peak_traced": traced, "bound_bytes": fig.bound_bytes,
+                "method": method, "median_s": statistics.median(times[method]),
+                "min_s": min(times[method]), "peak_counted": peak_counted,
+                "peak_traced": peak_traced, "bound_bytes": fig.bound_bytes,
                 "proved_peak": None if method in ("direct", "portable-oop")
                 else fig.runtime_peak_bytes,
                 "volume_bytes": fig.lower_bound_bytes if method == "direct" else fig.volume_bytes,

@@ -212,8 +212,9 @@ def main() -> None:
     info = report_io.meta(
         "runtime_bench",
         note="8 MPI ranks (paper-1d: 6) oversubscribed on 2 cores, shared-memory MPICH (PyPI "
-             "wheel); medians over the repetitions, rep 0 discarded; the last repetition "
-             "runs under tracemalloc (not timed).")
+             "wheel); the methods take turns within each repetition (order rotating); medians "
+             "over the repetitions, rep 0 discarded; the last repetition runs under "
+             "tracemalloc (not timed).")
     report_io.write(args.out, "runtime", info, {"rows": rows}, report(rows, info))
 
 if __name__ == "__main__":
