@@ -13,9 +13,10 @@ of the block, core.semantics.working), except the exchange:
                a block transpose into the output order. Pads and trims of dims held whole
                happen in place.
   all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
-               into its slot, then contiguous slots by point-to-point messages all posted
-               at once, others by an MPI_IN_PLACE Allgather(v) with derived datatypes
-               (valid elements only where blocks are uneven).
+               into its slot, then (where ranks share cores) contiguous slots by
+               point-to-point messages all posted at once, others by an MPI_IN_PLACE
+               Allgather(v) with derived datatypes (valid elements only where blocks are
+               uneven).
   all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing):
                input and output at once.
   reduce_scatter, all_reduce (pending sums): runtime/reduce.py, in place.
@@ -419,8 +420,8 @@ def gather_in_slots(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], befo
     valid = _member_extents(mc, axes, gshape, before)
     if any(v != shape for v in valid):
         _gather_valid(comm, out, shape, sizes, dims, valid)
-    elif len(dims) == 1 and math.prod(full[:dims[0]]) == 1:
-        _gather_slots(comm, out.reshape(-1), mc.naps)
+    elif len(dims) == 1 and math.prod(full[:dims[0]]) == 1 and mc.naps:
+        _gather_slots(comm, out.reshape(-1))
     elif len(dims) == 1:
         t = _piece_type(full, dims[0], shape[dims[0]], dtype)
         comm.Allgather(MPI.IN_PLACE, [out, 1, t])
@@ -451,20 +452,22 @@ def gather_in_slots(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], befo
     return _crop_pad(done, [0] * len(full), list(n_after), n_after, mem)
 
 
-def _gather_slots(comm: MPI.Comm, flat: np.ndarray, nap: bool) -> None:
+def _gather_slots(comm: MPI.Comm, flat: np.ndarray) -> None:
     """An in-place gather of contiguous slots (member k's: the k-th g-th of flat), every
-    message posted at once: my slot to each member, each other slot from its member. MPI's
-    own Allgather runs a ring of g-1 lock-step stages, each a scheduler round where ranks
-    share cores (measured, 8 ranks on 2 cores, 1 MiB slots: Allgather 204 ms, this 56-63
-    ms; benchmarks/results/runtime-2026-12-01-64mib-rt16d.md). Nothing is allocated: every
-    message lands in its own slot."""
+    message posted at once: my slot to each member, each other slot from its member; the
+    waits nap. Used where ranks share cores: there MPI's own Allgather, a ring of g-1
+    lock-step stages, costs a scheduler round per stage (measured, 8 ranks on 2 cores,
+    1 MiB slots: Allgather 204 ms, this 63 ms; benchmarks/results/
+    runtime-2026-12-01-64mib-rt16d.md). With a core per rank MPI's tuned collective stays
+    (unmeasured here; a network may not like g-1 messages at once). Nothing is allocated:
+    every message lands in its own slot."""
     g, me = comm.Get_size(), comm.Get_rank()
     n = flat.size // g
     t = mpi_type(flat.dtype)
     reqs = [comm.Irecv([flat[k * n:(k + 1) * n], t], k, 14) for k in range(g) if k != me]
     mine = flat[me * n:(me + 1) * n]
     reqs += [comm.Isend([mine, t], (me + r) % g, 14) for r in range(1, g)]
-    wait_all(reqs, nap)
+    wait_all(reqs, True)
 
 
 def _member_extents(mc: MeshComm, axes: tuple[str, ...], gshape: tuple[int, ...],

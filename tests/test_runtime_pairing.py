@@ -357,6 +357,9 @@ class _Comm:
             _store(buf, displs[k], counts[k], t, data)
 
 
+_COLLECTIVE = _Comm.Allgatherv
+
+
 class _MPIShim:
     """execute's `MPI` while a step runs on threads: Waitall and IN_PLACE on the stand-in,
     the rest (datatypes) the real mpi4py."""
@@ -502,9 +505,10 @@ def p2p_steps(draw, kind: str):
 def test_runtime_steps_equal_the_simulator_on_odd_meshes_and_uneven_chunks(tiny_chunks,
                                                                            kind):
     @settings(FAST, max_examples=30)
-    @given(p2p_steps(kind), st.sampled_from([8, 24, 56]), st.booleans())
-    def check(plan, chunk_bytes, own):
+    @given(p2p_steps(kind), st.sampled_from([8, 24, 56]), st.booleans(), st.booleans())
+    def check(plan, chunk_bytes, own, naps):
         tiny_chunks.setattr(execute, "CHUNK_CAP_BYTES", chunk_bytes)
+        tiny_chunks.setattr(_MeshComm, "naps", naps)    # ranks sharing cores or not
         event(f"{plan.steps[0].op} on {plan.problem.mesh.num_devices} ranks")
         check_step_against_simulator(plan, own)
     check()
@@ -601,15 +605,22 @@ def test_three_ranks_under_mpiexec_match_the_simulator(tmp_path):
     ("x=2,y=3", (1, 6, 4), "[{},{x,y},{}]", AllGather(((), ("x", "y"), ()))),  # after 1
 ])
 def test_gathers_of_contiguous_slots_go_point_to_point(tiny_chunks, mesh, shape, src, step):
-    """Where every member's slot is one contiguous range, the gather posts its messages
-    at once rather than MPI's Allgather (a ring of lock-step stages); the result is the
-    simulator's and the bytes on the wire are the volume figure (checked inside)."""
+    """Where ranks share cores (naps) and every member's slot is one contiguous range,
+    the gather posts its messages at once rather than MPI's Allgather (a ring of
+    lock-step stages); the result is the simulator's and the bytes on the wire are the
+    volume figure (checked inside). With a core per rank it is MPI's collective."""
     from redist.core.model.syntax import parse_layout, parse_mesh
 
     def no_collective(self, inplace, msg):
         raise AssertionError("a contiguous gather called MPI's Allgather(v)")
-    tiny_chunks.setattr(_Comm, "Allgatherv", no_collective)
     m = parse_mesh(mesh)
     lay = parse_layout(src)
-    p = Problem(m, shape, "float32", lay, apply(step, m, shape, lay))
-    check_step_against_simulator(Plan(p, (step,)))
+    plan = Plan(Problem(m, shape, "float32", lay, apply(step, m, shape, lay)), (step,))
+    calls = []
+    tiny_chunks.setattr(_Comm, "Allgatherv", lambda self, *a: calls.append(1) or
+                        _COLLECTIVE(self, *a))
+    check_step_against_simulator(plan)               # spinning waits: the collective
+    assert calls
+    tiny_chunks.setattr(_MeshComm, "naps", True)
+    tiny_chunks.setattr(_Comm, "Allgatherv", no_collective)
+    check_step_against_simulator(plan)
