@@ -29,7 +29,6 @@ from redist.core.cross.plan import CrossPlan
 from redist.core.cross.synthesize import certified_cross
 from redist.core.errors import RedistError
 from redist.core.ops import transfer as T
-from redist.core.semantics.blocks import block_ranges
 from redist.jax import compile_plan
 from redist.jax_program import partition_spec
 
@@ -84,20 +83,13 @@ def _transfer(plan: CrossPlan, x: Any) -> list:
     """The transfer (core/ops/transfer.py) inside JAX: every dst device's block of the
     transfer's layout, assembled on that device from slices of the src shards."""
     cp, mid = plan.problem, plan.mid
-    pa = cp.a_problem
     devices = {d.id: d for d in jax.devices()}
     shards = {s.device.id: s.data for s in x.addressable_shards}
-    lo_a, _ = block_ranges(pa.mesh, cp.shape, pa.src)
-    lo_m, _ = block_ranges(mid.mesh, cp.shape, mid.src)
     n_mid = mid.src.local_shape(mid.mesh, cp.shape)
     parts: dict[int, list] = {b: [] for b in cp.b.devices}
-    for (a, b), (lo, hi) in zip(plan.transfer.pairs, T.boxes(cp, mid, plan.transfer),
-                                strict=True):
-        i, j = cp.a.position[a], cp.b.position[b]
-        piece = shards[a][tuple(slice(int(s - o), int(e - o)) for s, e, o in
-                                zip(lo, hi, lo_a[i], strict=True))]
-        parts[b].append((tuple(int(s - o) for s, o in zip(lo, lo_m[j], strict=True)),
-                         jax.device_put(piece, devices[b])))
+    for a, b, at_a, at_b in T.pair_slices(cp, mid, plan.transfer):
+        parts[b].append((tuple(s.start for s in at_b),
+                         jax.device_put(shards[a][at_a], devices[b])))
     blocks = []
     for b in cp.b.devices:
         out = jax.device_put(jnp.zeros(n_mid, x.dtype), devices[b])

@@ -42,7 +42,6 @@ from redist.core.errors import RedistError
 from redist.core.model.dtypes import dtype_name
 from redist.core.ops import AllExchange, AllToAll
 from redist.core.ops import transfer as T
-from redist.core.semantics.blocks import block_ranges
 from redist.dtensor import layout_from_placements, layout_of
 from redist.torch import (
     _agree,
@@ -137,25 +136,17 @@ def _transfer(plan: CrossPlan, block: torch.Tensor | None, like: torch.Tensor,
     on B (None outside B)."""
     cp, mid = plan.problem, plan.mid
     me = dist.get_rank()
-    lo_a, _ = block_ranges(cp.a_problem.mesh, cp.shape, cp.a_problem.src)
-    lo_m, _ = block_ranges(mid.mesh, cp.shape, mid.src)
     out = None
     if me in cp.b:
         assert ctx_b is not None
         out = ctx_b.alloc(torch.zeros(tuple(mid.src.local_shape(mid.mesh, cp.shape)),
                                       dtype=like.dtype))
     ops, landing = [], []
-    for (a, b), (lo, hi) in zip(plan.transfer.pairs, T.boxes(cp, mid, plan.transfer),
-                                strict=True):
+    for a, b, at_a, at_b in T.pair_slices(cp, mid, plan.transfer):
         if me not in (a, b):
             continue
-        i, j = cp.a.position[a], cp.b.position[b]
-        if me == a:
-            src = block[tuple(slice(int(x - o), int(y - o))
-                              for x, y, o in zip(lo, hi, lo_a[i], strict=True))]
-        if me == b:
-            dst = out[tuple(slice(int(x - o), int(y - o))
-                            for x, y, o in zip(lo, hi, lo_m[j], strict=True))]
+        src = block[at_a] if me == a else None
+        dst = out[at_b] if me == b else None
         if a == b:
             dst.copy_(src)
         elif me == a:
