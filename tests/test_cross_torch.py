@@ -36,3 +36,15 @@ def test_torchrun_6_ranks_between_two_device_meshes():
     assert len(refused) == 6 and all("asked for a different redistribution" in e
                                      for e in refused)
     assert "pending sums between two meshes are not supported" in by_name["partial"]["refused"]
+
+
+def test_bad_arguments_are_one_line_errors_before_any_communication():
+    import torch
+
+    from redist.core.errors import RedistError
+    from redist.torch_cross import redistribute_between
+
+    with pytest.raises(RedistError, match="method must be one of"):
+        redistribute_between(torch.zeros(2), None, [], method="naive")
+    with pytest.raises(RedistError, match="takes a DTensor, not Tensor"):
+        redistribute_between(torch.zeros(2), None, [])
