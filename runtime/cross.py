@@ -24,13 +24,22 @@ from redist.core.model.dtypes import numpy_dtype
 from redist.core.ops import transfer as T
 from redist.core.semantics.blocks import block_ranges
 
-from . import inplace
 from .api import RunStats, _agree, _check_comm, _gate, execute
-from .execute import _box_type, _crop_pad, gather_in_slots, pad_block, slot_digits, trim_block
-from .groups import MeshComm
+from .execute import (
+    _box_type,
+    _collapsed,
+    _crop_pad,
+    gather_in_slots,
+    pad_block,
+    slot_digits,
+    trim_block,
+    wait_all,
+)
+from .groups import MeshComm, naps
 from .memory import Held, MemoryTracker
 
 _b_comms: dict[tuple, MeshComm | None] = {}
+_naps: dict[int, bool] = {}
 
 
 def cross_plan_hash(plan: CrossPlan) -> str:
@@ -48,6 +57,17 @@ def _b_comm(plan: CrossPlan, comm: MPI.Comm) -> MeshComm | None:
                          cp.b.position.get(rank, 0))
         _b_comms[key] = MeshComm(plan.mid.mesh, sub) if sub != MPI.COMM_NULL else None
     return _b_comms[key]
+
+
+def napping(comm: MPI.Comm) -> bool:
+    """Whether the transfer's waits nap (groups.naps; collective on a communicator's first
+    call): where ranks share cores, a spinning wait holds a core its partner needs to post
+    or to copy the message (the sender waits for the receiver's copy to end), and the
+    measured dp8-tp8 refit (16 ranks, 2 cores) ran slower than one sender's schedule."""
+    key = comm.py2f()
+    if key not in _naps:
+        _naps[key] = naps(comm)
+    return _naps[key]
 
 
 def _problem_msg(local, plan: CrossPlan, comm: MPI.Comm) -> str:
@@ -121,6 +141,7 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
     pa, shape = cp.a_problem, cp.shape
     rank = comm.Get_rank()
     dtype = np.dtype(numpy_dtype(cp.dtype))
+    nap = napping(comm)
     mem = MemoryTracker()
     held = None
     if rank in cp.a:
@@ -148,10 +169,10 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
         me = bmc.group(tuple(a for gone in step.axes for a in gone)).Get_rank()
         at = tuple(k * n for k, n in zip(slot_digits(sizes, me), n_mid, strict=True))
     if rank in cp.a and rank in cp.b and staged(plan):
-        out = _staged_transfer(plan, comm, held, r_shape, at, mem)
+        out = _staged_transfer(plan, comm, held, r_shape, at, mem, nap)
     else:
         out = mem.zeros(r_shape, dtype) if rank in cp.b else None
-        run_transfer(plan, comm, held.a if held is not None else None, out, at)
+        run_transfer(plan, comm, held.a if held is not None else None, out, at, nap)
         if held is not None:
             held.free(mem)
     del held
@@ -177,11 +198,11 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
 
 
 def _staged_transfer(plan: CrossPlan, comm: MPI.Comm, held: Held, r_shape, at,
-                     mem: MemoryTracker) -> np.ndarray:
+                     mem: MemoryTracker, nap: bool) -> np.ndarray:
     """A rank of both meshes: send, then its A block becomes its receive buffer (the piece
     it keeps cut out, compacted, resized and moved to its place), then receive."""
     rank = comm.Get_rank()
-    _wait(*_post(plan, comm, held.a, None, at, recv=False))
+    _wait(*_post(plan, comm, held.a, None, at, recv=False), nap)
     keep = _self_box(plan, rank)
     dtype = held.a.dtype
     if keep is None:
@@ -199,7 +220,7 @@ def _staged_transfer(plan: CrossPlan, comm: MPI.Comm, held: Held, r_shape, at,
         ext = [s.stop - s.start for s in src]
         out = _crop_pad(held, lo, ext, tuple(r_shape), mem)
         _shift_box(out, ext, [s.start + o for s, o in zip(dst, at, strict=True)])
-    _wait(*_post(plan, comm, None, out, at, send=False))
+    _wait(*_post(plan, comm, None, out, at, send=False), nap)
     return out
 
 
@@ -223,24 +244,45 @@ def _shifted(box: tuple[slice, ...], at) -> tuple[slice, ...]:
 
 def _shift_box(x: np.ndarray, ext: list[int], to: list[int]) -> None:
     """In place: x's box [0, ext) moves to [to, to + ext) (to >= 0). Every element moves up
-    by the same flat distance, so rows moved last first never overwrite an unread one."""
+    by the same flat distance d, so parts moved last first never overwrite an unread one.
+    The parts are slabs of the box (dims merged where it spans them whole) each spanning at
+    most d elements: a slab's source and destination views then do not overlap, and NumPy
+    copies them without a temporary (one copy per slab, not a Python step per row)."""
     if not any(to) or 0 in ext:
         return
-    flat = x.reshape(-1)
-    strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(x.ndim)]
-    delta = sum(t * s for t, s in zip(to, strides, strict=True))
-    for idx in reversed(list(np.ndindex(*ext[:-1]))):
-        src = sum(i * s for i, s in zip(idx, strides, strict=False))
-        inplace.memmove(flat, src + delta, src, ext[-1])
+    n, sub, at = _collapsed(x.shape, ext, to)
+    strides = [math.prod(n[k + 1:]) for k in range(len(n))]
+    delta = sum(a * s for a, s in zip(at, strides, strict=True))
+    _shift_slabs(x.reshape(n), (), sub, at, strides, delta)
+
+
+def _shift_slabs(y: np.ndarray, idx: tuple[int, ...], sub: list[int], at: list[int],
+                 strides: list[int], delta: int) -> None:
+    """_shift_box below the leading indices `idx`: slabs of k indices of the next dim, or one
+    index at a time (recursing) when a single index spans more than delta elements."""
+    d = len(idx)
+    one = 1 + sum((s - 1) * st for s, st in zip(sub[d + 1:], strides[d + 1:], strict=True))
+    k = min(sub[d], (delta - one) // strides[d] + 1) if delta >= one else 0
+    if k == 0:
+        for i in reversed(range(sub[d])):
+            _shift_slabs(y, idx + (i,), sub, at, strides, delta)
+        return
+    head = tuple(i + a for i, a in zip(idx, at, strict=False))
+    src_rest = tuple(slice(0, s) for s in sub[d + 1:])
+    dst_rest = tuple(slice(a, a + s) for a, s in zip(at[d + 1:], sub[d + 1:], strict=True))
+    for hi in range(sub[d], 0, -k):
+        lo = max(0, hi - k)
+        y[head + (slice(lo + at[d], hi + at[d]),) + dst_rest] = y[idx + (slice(lo, hi),)
+                                                                  + src_rest]
 
 
 def run_transfer(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None,
-                 out: np.ndarray | None, at=None) -> None:
+                 out: np.ndarray | None, at=None, nap: bool = False) -> None:
     """The transfer (core/ops/transfer.py) on MPI: this rank's pairs as point-to-point
     messages between the padded A block and the receive buffer (the mid block at `at`),
     subarray datatypes on both sides (no packing buffers of ours); a pair (r, r) is a local
-    copy."""
-    _wait(*_post(plan, comm, block, out, at))
+    copy. With `nap` the wait gives up its core between polls (napping)."""
+    _wait(*_post(plan, comm, block, out, at), nap)
 
 
 def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.ndarray | None,
@@ -280,8 +322,8 @@ def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.nda
     return reqs, types
 
 
-def _wait(reqs: list, types: list) -> None:
-    MPI.Request.Waitall(reqs)
+def _wait(reqs: list, types: list, nap: bool = False) -> None:
+    wait_all(reqs, nap)
     for t in types:
         t.Free()
 
