@@ -30,6 +30,7 @@ from .execute import (
     _collapsed,
     _crop_pad,
     gather_in_slots,
+    mpi_type,
     pad_block,
     slot_digits,
     trim_block,
@@ -291,7 +292,6 @@ def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.nda
     cp, mid = plan.problem, plan.mid
     pa, shape = cp.a_problem, cp.shape
     rank = comm.Get_rank()
-    dtype = np.dtype(numpy_dtype(cp.dtype))
     lo_a, _ = block_ranges(pa.mesh, shape, pa.src)
     lo_m, _ = block_ranges(mid.mesh, shape, mid.src)
     at = np.zeros(len(shape), dtype=np.int64) if at is None else np.asarray(at)
@@ -310,16 +310,29 @@ def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.nda
                 out[dst] = block[src]
             continue
         if rank == a and send:
-            t = _box_type(block.shape, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]), dtype)
-            reqs.append(comm.Isend([block, 1, t], dest=b, tag=7))
+            msg, t = _message(block, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]))
+            reqs.append(comm.Isend(msg, dest=b, tag=7))
         elif rank == b and recv:
-            t = _box_type(out.shape, _ints(lo - lo_m[j] + at), _ints(hi - lo_m[j] + at),
-                          dtype)
-            reqs.append(comm.Irecv([out, 1, t], source=a, tag=7))
+            msg, t = _message(out, _ints(lo - lo_m[j] + at), _ints(hi - lo_m[j] + at))
+            reqs.append(comm.Irecv(msg, source=a, tag=7))
         else:
             continue
-        types.append(t)
+        if t is not None:
+            types.append(t)
     return reqs, types
+
+
+def _message(buf: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]):
+    """The box [lo, hi) of buf as an MPI message, and its derived type to free (None): a box
+    that is one contiguous run goes as a plain slice (MPICH then copies it in one piece;
+    a subarray type of the same bytes measured up to 2x slower for 1 MiB, 2 ranks), else
+    a subarray type."""
+    n, sub, start = _collapsed(buf.shape, [b - a for a, b in zip(lo, hi, strict=True)], lo)
+    if len(n) == 1 and buf.flags.c_contiguous:
+        flat = buf.reshape(-1)
+        return [flat[start[0]:start[0] + sub[0]], mpi_type(buf.dtype)], None
+    t = _box_type(buf.shape, lo, hi, buf.dtype)
+    return [buf, 1, t], t
 
 
 def _wait(reqs: list, types: list, nap: bool = False) -> None:

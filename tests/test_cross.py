@@ -321,6 +321,29 @@ def test_shift_box_moves_the_box_in_place_without_a_temporary(shape, data):
     assert extra < 4096          # views and indices only: no copy of the box (<= 10 KiB)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.data())
+def test_transfer_messages_are_the_box(shape, data):
+    # A box that is one contiguous run travels as a plain slice of the buffer (no derived
+    # type); any other as a subarray type. Either way the message is exactly the box.
+    from redist.runtime.cross import _message
+    lo = [data.draw(st.integers(0, n - 1)) for n in shape]
+    hi = [data.draw(st.integers(a + 1, n)) for a, n in zip(lo, shape, strict=True)]
+    x = np.zeros(shape, np.int32)
+    msg, t = _message(x, tuple(lo), tuple(hi))
+    box = np.zeros(shape, bool)
+    box[tuple(map(slice, lo, hi))] = True
+    contiguous = np.flatnonzero(box.ravel())
+    run = contiguous[-1] - contiguous[0] + 1 == contiguous.size
+    assert (t is None) == run
+    if t is None:
+        msg[0][...] = 1                          # a view: writes land in the box, only there
+        assert np.array_equal(x.astype(bool), box)
+    else:
+        assert t.Get_size() == box.sum() * 4
+        t.Free()
+
+
 # --- the proofs can fail -----------------------------------------------------------------
 
 def test_ill_typed_transfers_are_refuted():
