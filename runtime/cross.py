@@ -24,7 +24,7 @@ from redist.core.model.dtypes import numpy_dtype
 from redist.core.ops import transfer as T
 from redist.core.semantics.blocks import block_ranges
 
-from .api import RunStats, _agree, _check_comm, _gate, execute
+from .api import RunStats, _agree, _check_comm, _gate, _gate_key, execute
 from .execute import (
     _box_type,
     _collapsed,
@@ -63,8 +63,8 @@ def _b_comm(plan: CrossPlan, comm: MPI.Comm) -> MeshComm | None:
 def napping(comm: MPI.Comm) -> bool:
     """Whether the transfer's waits nap (groups.naps; collective on a communicator's first
     call): where ranks share cores, a spinning wait holds a core its partner needs to post
-    or to copy the message (the sender waits for the receiver's copy to end), and the
-    measured dp8-tp8 refit (16 ranks, 2 cores) ran slower than one sender's schedule."""
+    or to copy the message (the sender waits for the receiver's copy to end): the dp8-tp8
+    refit (16 ranks, 2 cores, benchmarks/results/weight_sync.md) ran 1.16x faster napping."""
     key = comm.py2f()
     if key not in _naps:
         _naps[key] = naps(comm)
@@ -108,9 +108,9 @@ def redistribute_cross(local: np.ndarray | None | list, plan: CrossPlan, comm: M
         raise RedistError(f"redistribute: local must be a NumPy array or None, not "
                           f"{type(local).__name__}")
     digest = cross_plan_hash(plan)
-    _agree(comm, digest, _problem_msg(local, plan, comm))
+    known = _agree(comm, digest, _problem_msg(local, plan, comm), _gate_key(digest, budget))
     from redist.core.cross.verify import verify_cross
-    _gate(comm, plan, digest, budget, verify_cross)
+    _gate(comm, plan, digest, budget, verify_cross, known)
     bmc = _b_comm(plan, comm)
     t0 = time.perf_counter()
     box = [local]
@@ -336,7 +336,9 @@ def _message(buf: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]):
 
 
 def _wait(reqs: list, types: list, nap: bool = False) -> None:
-    wait_all(reqs, nap)
+    # Napping only while every message is a plain slice: MPICH moves a derived type in
+    # pieces that advance only inside a poll (execute.wait_all).
+    wait_all(reqs, nap and not types)
     for t in types:
         t.Free()
 

@@ -518,3 +518,32 @@ def test_t1x_harness_catches_an_unsound_source_map(monkeypatch):
     monkeypatch.setattr(T, "source", shifted)
     r = t1_transfer(meshes=((("x", 2),),), shapes=((4,),))
     assert not r.proved and r.failures
+
+
+def test_the_gate_needs_no_collective_once_rank_0_has_verified():
+    # _agree tells every rank whether rank 0 verified the plan already; only then does the
+    # gate skip its broadcast. A refuted plan is never remembered: refused every time.
+    from types import SimpleNamespace
+
+    from mpi4py import MPI
+
+    from redist.runtime.api import _agree, _gate, _gate_key
+    comm, calls = MPI.COMM_SELF, []
+
+    def prove(plan, budget):
+        calls.append(plan)
+        ok = plan == "good"
+        return SimpleNamespace(all_proved=ok, results=[SimpleNamespace(
+            claim="memory_efficient", status="proved" if ok else "refuted")])
+    for plan, digest in (("good", "ab" * 32), ("bad", "cd" * 32)):
+        for call in range(2):
+            known = _agree(comm, digest, "", _gate_key(digest, 7))
+            assert known == (plan == "good" and call == 1)
+            if plan == "bad":
+                with pytest.raises(RedistError, match="unverified plan: memory_efficient "
+                                                      "refuted"):
+                    _gate(comm, plan, digest, 7, prove, known)
+            else:
+                _gate(comm, plan, digest, 7, prove, known)
+    assert calls == ["good", "bad", "bad"]
+    assert not _agree(comm, "ab" * 32, "", _gate_key("ab" * 32, None))   # another budget
