@@ -547,3 +547,19 @@ def test_the_gate_needs_no_collective_once_rank_0_has_verified():
                 _gate(comm, plan, digest, 7, prove, known)
     assert calls == ["good", "bad", "bad"]
     assert not _agree(comm, "ab" * 32, "", _gate_key("ab" * 32, None))   # another budget
+
+
+def test_transfer_waits_nap_only_on_plain_messages(monkeypatch):
+    # A derived type moves in pieces that advance only inside a poll (execute.wait_all):
+    # the transfer naps only while all its messages are plain slices, and only if asked.
+    from mpi4py import MPI
+
+    import redist.runtime.cross as rc
+    seen = []
+    monkeypatch.setattr(rc, "wait_all", lambda reqs, nap: seen.append(nap))
+    t = MPI.INT.Create_contiguous(2)
+    t.Commit()
+    rc._wait([], [], True)
+    rc._wait([], [t], True)
+    rc._wait([], [], False)
+    assert seen == [True, False, False] and t == MPI.DATATYPE_NULL      # freed by _wait
