@@ -109,8 +109,8 @@ def report(rows: list[dict], meta: dict) -> str:
                 f"{r['median_s'] / red['median_s']:.2f}x | {human_bytes(r['max_peak'])} | "
                 f"{'yes' if r['all_match'] else 'NO'} |")
     lines += ["", "## Wait-mode controls", "",
-              "Where ranks share cores, redist's transfer waits nap between polls "
-              "(runtime.cross.napping; here: "
+              "Where ranks share cores, redist's transfer waits nap between polls while "
+              "all of a rank's messages are plain slices (runtime.cross.napping; here: "
               + ("on" if ok and ok[0].get("naps") else "off") + "). Two controls in the same "
               "jobs: **redist-spin** (redist with MPI's spinning waits) and **bcast-nap** (the "
               "per-tile broadcast with napping waits on its point-to-point sends). "
