@@ -63,8 +63,8 @@ def _b_comm(plan: CrossPlan, comm: MPI.Comm) -> MeshComm | None:
 def napping(comm: MPI.Comm) -> bool:
     """Whether the transfer's waits nap (groups.naps; collective on a communicator's first
     call): where ranks share cores, a spinning wait holds a core its partner needs to post
-    or to copy the message (the sender waits for the receiver's copy to end): the dp8-tp8
-    refit (16 ranks, 2 cores, benchmarks/results/weight_sync.md) ran 1.16x faster napping."""
+    or to copy the message (the sender waits for the receiver's copy to end): 1.06-1.21x on
+    the dp8-tp8 refit, 16 ranks on 2 cores (benchmarks/results/weight_sync_ablation.md)."""
     key = comm.py2f()
     if key not in _naps:
         _naps[key] = naps(comm)
