@@ -105,7 +105,7 @@ def test_each_collective_in_isolation_with_awkward_shapes(tmp_path, path):
     run_jobs(8, jobs, tmp_path, PATHS[path])
 
 
-@pytest.mark.parametrize("name,message", [
+BAD_INPUTS = [
     ("shape", "ranks [2] cannot run the plan"),
     ("dtype", "ranks [1] cannot run the plan"),
     ("devices-one", "ranks [2] hold a different plan from rank 0"),
@@ -113,18 +113,32 @@ def test_each_collective_in_isolation_with_awkward_shapes(tmp_path, path):
     ("plans", "ranks [3] hold a different plan from rank 0"),
     ("unverified", "refusing to execute an unverified plan: memory_efficient refuted"),
     ("ranks", "the communicator has 4 ranks but mesh x=2,y=4 has 8 devices"),
-])
-def test_bad_inputs_raise_on_every_rank_without_hanging(name, message):
-    r = mpirun(4, "bad_inputs.py", name, timeout=60)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.startswith("4/4 ranks raised:"), r.stdout
-    assert message in r.stdout
+]
 
 
-def test_five_argument_form_moves_the_right_data():
-    r = mpirun(4, "bad_inputs.py", "five-args", timeout=60)
+@pytest.fixture(scope="module")
+def bad_input_lines() -> dict[str, str]:
+    """One 4-rank launch runs every case (each on a communicator of its own), one after the
+    other: rank 0's line per case, by case name. A hang in any case times the launch out."""
+    names = [n for n, _ in BAD_INPUTS] + ["five-args"]
+    r = mpirun(4, "bad_inputs.py", *names, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.startswith("0/4 ranks raised: NO ERROR"), r.stdout
+    lines = dict(line.split(": ", 1) for line in r.stdout.splitlines()
+                 if line.split(": ", 1)[0] in names)
+    assert list(lines) == names, r.stdout
+    return lines
+
+
+@pytest.mark.parametrize("name,message", BAD_INPUTS)
+def test_bad_inputs_raise_on_every_rank_without_hanging(name, message, bad_input_lines):
+    out = bad_input_lines[name]
+    assert out.startswith("4/4 ranks raised:"), out
+    assert message in out
+
+
+def test_five_argument_form_moves_the_right_data(bad_input_lines):
+    out = bad_input_lines["five-args"]
+    assert out.startswith("0/4 ranks raised: NO ERROR"), out
 
 
 def test_run_refuses_rank_count_before_launch():
