@@ -88,7 +88,7 @@ def pytest_collection_modifyitems(config, items):
         shared = info is not None and any(
             defs[-1].scope in ("module", "session") and "tests" in str(defs[-1].baseid)
             for name, defs in info.name2fixturedefs.items() if defs)
-        key = f"{item.module.__name__}-shared" if shared else item.nodeid
+        key = f"{item.nodeid.split('::')[0]}-shared" if shared else item.nodeid
         if shared:
             item.add_marker(pytest.mark.xdist_group(key))
         units.setdefault(key, []).append(item)
