@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 
+from redist.core.cross.model import parse_placed_mesh
 from redist.core.plans.report import human_bytes
 from redist.runtime.launch import find_mpiexec
 
@@ -36,6 +37,9 @@ CASES = {
                     "[{},{},{},{tp}]"),
     "fsdp-tp-replicas": ("FSDP8 -> TP4 with 2 replicas on disjoint ranks",
                          "fsdp=8@0-7", "[{fsdp},{}]", "dp=2,tp=4@8-15", "[{},{tp}]"),
+    # dp8-tp8 on 4 ranks (2 per core rather than 8): what oversubscription does to it.
+    "dp2-tp2": ("dp8-tp8 scaled to 4 ranks (2 per core here)",
+                "dp=2@0-1", "[{},{}]", "tp=2@2-3", "[{tp},{}]"),
 }
 
 
@@ -51,7 +55,7 @@ def run_case(name: str, mib: int, repeat: int, dtype: str) -> list[dict]:
     what, a, src, b, dst = CASES[name]
     shape = shape_for(name, mib)
     spec = {"a": a, "b": b, "src": src, "dst": dst, "shape": shape, "dtype": dtype}
-    ranks = 16
+    ranks = max(parse_placed_mesh(a).devices + parse_placed_mesh(b).devices) + 1
     cmd = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m",
            "benchmarks.weight_sync_mpi", json.dumps(spec), str(repeat)]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,8 +78,9 @@ def report(rows: list[dict], meta: dict) -> str:
     lines = [f"# Weight sync between two meshes — {meta['date']}", "",
              f"Machine: {meta['machine']}. {meta['note']}", "",
              f"Command: `{meta['command']}`", "",
-             "Per case one MPI job of 16 ranks (src mesh on ranks 0-7, dst mesh on 8-15), "
-             "the four methods interleaved in every repetition, every element checked. "
+             "Per case one MPI job (the src mesh's ranks, then the dst mesh's: 16 ranks, 4 for "
+             "dp2-tp2), "
+             "the methods interleaved in every repetition, every element checked. "
              "Times: median over the repetitions of the slowest rank; redist's from after its "
              "plan checks. Cross-mesh: bytes received by dst-mesh ranks from src-mesh "
              "ranks (the slow link); max cross-mesh per rank: the most any one rank sends or "
@@ -103,6 +108,19 @@ def report(rows: list[dict], meta: dict) -> str:
                 f"{human_bytes(r['total_bytes'])} | {r['median_s'] * 1e3:.1f} ms | "
                 f"{r['median_s'] / red['median_s']:.2f}x | {human_bytes(r['max_peak'])} | "
                 f"{'yes' if r['all_match'] else 'NO'} |")
+    lines += ["", "## Wait-mode controls", "",
+              "Where ranks share cores, redist's transfer waits nap between polls while "
+              "all of a rank's messages are plain slices (runtime.cross.napping; here: "
+              + ("on" if ok and ok[0].get("naps") else "off") + "). Two controls in the same "
+              "jobs: **redist-spin** (redist with MPI's spinning waits) and **bcast-nap** (the "
+              "per-tile broadcast with napping waits on its point-to-point sends). "
+              "Median times; ratio to redist in brackets.", "",
+              "| case | redist | redist-spin | bcast | bcast-nap |", "|---|---|---|---|---|"]
+    for c in cases:
+        red = by[(c, "redist")]["median_s"]
+        cells = [f"{by[(c, m)]['median_s'] * 1e3:.1f} ms ({by[(c, m)]['median_s'] / red:.2f}x)"
+                 if (c, m) in by else "-" for m in ("redist", "redist-spin", "bcast", "bcast-nap")]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines += ["", "## Per case", ""]
     for c in cases:
         red = by[(c, "redist")]
@@ -138,7 +156,8 @@ def main() -> None:
         rows += run_case(name, args.mib, args.repeat, dtype)
     info = report_io.meta("weight_sync", note=(
         "Shared machine: 2 cores, other engineers' jobs running; 16 MPI ranks oversubscribe "
-        "them 8x, so only ratios measured side by side in one job mean anything. bfloat16 "
+        "them 8x (dp2-tp2: 4 ranks, 2x), so only ratios measured side by side in one job mean "
+        "anything. bfloat16 "
         "moves as a 16-bit unsigned MPI type (opaque: no arithmetic is done on it)."))
     save(args.out, "weight_sync", info, rows, report(rows, info))
 

@@ -12,6 +12,9 @@ alpa:    Alpa's send + all-gather: the same pieces and dst-mesh all-gather as re
 bcast:   per-tile send + broadcast: each distinct dst tile is sent, piece by piece from the
          first holder of each src block, to the tile's first replica on the dst mesh, which
          broadcasts it to the tile's other replicas.
+Two controls say where redist's time goes: redist-spin (redist with MPI's spinning waits
+instead of napping ones, runtime.cross.napping) and bcast-nap (the per-tile broadcast with
+the napping waits redist uses for its point-to-point messages).
 Every method's buffers go through a MemoryTracker (the runtime's own count); bytes received
 are counted from the messages each method posts, split into cross-mesh (from a rank outside
 the dst mesh) and total. Every result is checked element by element. Rank 0 prints one JSON
@@ -29,6 +32,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+import redist.runtime.cross as rcross
 from redist.core.cross.plan import CrossPlan
 from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
 from redist.core.model.dtypes import numpy_dtype, same_bits
@@ -36,7 +40,7 @@ from redist.core.ops.transfer import Transfer
 from redist.core.semantics.blocks import block_ids, block_ranges
 from redist.runtime.arrays import sample_block
 from redist.runtime.cross import _b_comm, execute_cross, redistribute_cross
-from redist.runtime.execute import _box_type, mpi_type
+from redist.runtime.execute import _box_type, mpi_type, wait_all
 from redist.runtime.memory import MemoryTracker
 
 TAG = 11
@@ -137,12 +141,12 @@ class Baselines:
         mem.release(full)
         return out, cross, total
 
-    def bcast(self, local, mem: MemoryTracker):
-        tile, cross, total = self.bcast_send(local, mem)
+    def bcast(self, local, mem: MemoryTracker, nap: bool = False):
+        tile, cross, total = self.bcast_send(local, mem, nap)
         out, more = self.bcast_fan_out(tile)
         return out, cross, total + more
 
-    def bcast_send(self, local, mem: MemoryTracker):
+    def bcast_send(self, local, mem: MemoryTracker, nap: bool = False):
         """Per-tile send: every piece to the tile's first replica."""
         cp, rank, dtype = self.cp, self.rank, self.dtype
         cross = total = 0
@@ -177,7 +181,7 @@ class Baselines:
                 cross += n if sender not in cp.b else 0
                 self.link += n if sender not in cp.b else 0
             types.append(t)
-        MPI.Request.Waitall(reqs)
+        wait_all(reqs, nap)
         for t in types:
             t.Free()
         return tile, cross, total
@@ -250,7 +254,8 @@ def main() -> None:
                 if rank in cp.b else None)
     alpa = CrossPlan(cp, first_holders(plan), plan.b_plan)
     bmc = _b_comm(plan, comm)
-    methods = ("redist", "alpa", "bcast", "funnel")
+    methods = ("redist", "alpa", "bcast", "funnel", "redist-spin", "bcast-nap")
+    naps = rcross.napping(comm)
     times = {m: [] for m in methods}
     peaks = {m: 0 for m in methods}
     moved = {m: (0, 0) for m in methods}
@@ -261,9 +266,11 @@ def main() -> None:
             local = block()
             comm.Barrier()
             t0 = time.perf_counter()
-            if m == "redist":
+            if m in ("redist", "redist-spin"):
+                rcross._naps[comm.py2f()] = naps and m == "redist"
                 out, stats = redistribute_cross([local], plan, comm, donate=True,
                                                 budget=budget)
+                rcross._naps[comm.py2f()] = naps
                 dt, peak = stats.seconds, stats.peak_bytes
                 fig = plan.figures()
                 mv = (fig.cross_mesh_bytes, fig.volume_bytes)
@@ -277,7 +284,8 @@ def main() -> None:
             else:
                 mem = MemoryTracker()
                 base.link = 0
-                out, cross, total = getattr(base, m)(local, mem)
+                out, cross, total = (base.bcast(local, mem, nap=True) if m == "bcast-nap"
+                                     else getattr(base, m)(local, mem))
                 link[m] = base.link
                 dt, peak = time.perf_counter() - t0, mem.peak
                 mv = (comm.allreduce(cross), comm.allreduce(total))
@@ -303,7 +311,7 @@ def main() -> None:
                 "max_link_bytes_per_rank": max_link,
                 "max_peak": max(per_rank),
                 "proved_peak_per_rank": [proved.get(r, 0) for r in range(comm.Get_size())]
-                if m == "redist" else None,
+                if m == "redist" else None, "naps": naps,
                 "cross_mesh_lower_bound_bytes": fig.cross_mesh_lower_bound_bytes,
                 "lower_bound_bytes": fig.lower_bound_bytes,
                 "array_bytes": math.prod(cp.shape) * cp.itemsize,

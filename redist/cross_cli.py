@@ -57,11 +57,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from redist.core.cross.synthesize import certified_cross
     from redist.runtime.cross_launch import problem_from_args
 
-    if args.method != "normal":
-        raise RedistError(f"--method {args.method}: two-mesh problems have the normal method "
-                          "only")
-    plan, verdict, budget = certified_cross(problem_from_args(args, None))
+    if args.method == "naive":
+        raise RedistError("--method naive: two-mesh problems have the normal and optimal "
+                          "methods")
+    cp = problem_from_args(args, None)
+    note = None
+    if args.method == "optimal":
+        from redist.core.cross.optimal import optimal_cross
+        o = optimal_cross(cp, budget=args.budget, max_steps=args.max_steps)
+        plan, verdict, budget, note = o.plan, o.verdict, o.budget, o.note
+    else:
+        plan, verdict, budget = certified_cross(cp)
     say(args, table(plan))
+    if note:
+        say(args, f"method      optimal; {note}")
     say(args, "")
     say(args, verdict.table())
     doc = cross_plan_to_json(plan)

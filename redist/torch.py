@@ -120,7 +120,7 @@ class _Context:
                     continue                           # not the group's first member
                 members = self.members(axes, c)
                 pg = dist.new_group(members)
-                if self.ranks[self.me] in members:
+                if dist.get_rank() in members:    # a rank outside the mesh joins none
                     mine = pg
             _groups[key] = mine
         return _groups[key]
@@ -630,9 +630,15 @@ def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
     (callers gate on the plan's proof). Returns the dst block as DTensor holds it. Where
     DTensor's nested pieces are not the plan's ceil blocks, rows move between the two
     before the first step and after the last (core/model/nested.py)."""
-    p = plan.problem
+    return to_dtensor_block(ctx, run_steps(ctx, plan, to_ceil_block(ctx, local,
+                                                                    plan.problem)),
+                            plan.problem)
+
+
+def to_ceil_block(ctx: _Context, local: torch.Tensor, p: Problem) -> torch.Tensor:
+    """This rank's src block as DTensor holds it -> its ceil block of p.src, padded (the
+    caller's tensor is pinned: counted, never freed)."""
     base = p.base if p.base is not None else p.mesh
-    layouts = plan.layouts()
     ctx.alloc(local)
     ctx.pinned = local.untyped_storage().data_ptr()
     x = _contiguous(ctx, local)
@@ -643,13 +649,24 @@ def execute(local: torch.Tensor, plan: Plan, ctx: _Context) -> torch.Tensor:
         shape = padded if i == len(into) - 1 else tuple(
             n if j != rg.dim else rg.to[k][1] - rg.to[k][0] for j, n in enumerate(x.shape))
         x = _regrid(ctx, base, x, rg, x.shape, shape)
-    x = _padded(ctx, x, padded)
+    return _padded(ctx, x, padded)
+
+
+def run_steps(ctx: _Context, plan: Plan, x: torch.Tensor) -> torch.Tensor:
+    """The plan's steps on this rank's padded ceil block of its src."""
+    layouts = plan.layouts()
     for k, step in enumerate(plan.steps):
         run = RUNNERS[step.op]
         if run is None:
             raise RedistError(f"{step.op}: the PyTorch engine does not run it (use the MPI "
                               "runtime)")
-        x = run(ctx, step, x, layouts[k], layouts[k + 1], p.shape)
+        x = run(ctx, step, x, layouts[k], layouts[k + 1], plan.problem.shape)
+    return x
+
+
+def to_dtensor_block(ctx: _Context, x: torch.Tensor, p: Problem) -> torch.Tensor:
+    """This rank's padded ceil block of p.dst -> the block DTensor holds (valid extent)."""
+    base = p.base if p.base is not None else p.mesh
     valid = list(p.dst.valid_shape(p.mesh, p.shape, ctx.me))
     back = regrids(base, p.shape, p.show(p.dst), to_dtensor=True)
     for rg in back:

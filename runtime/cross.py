@@ -24,13 +24,23 @@ from redist.core.model.dtypes import numpy_dtype
 from redist.core.ops import transfer as T
 from redist.core.semantics.blocks import block_ranges
 
-from . import inplace
-from .api import RunStats, _agree, _check_comm, _gate, execute
-from .execute import _box_type, _crop_pad, gather_in_slots, pad_block, slot_digits, trim_block
-from .groups import MeshComm
+from .api import RunStats, _agree, _check_comm, _gate, _gate_key, execute
+from .execute import (
+    _box_type,
+    _collapsed,
+    _crop_pad,
+    gather_in_slots,
+    mpi_type,
+    pad_block,
+    slot_digits,
+    trim_block,
+    wait_all,
+)
+from .groups import MeshComm, naps
 from .memory import Held, MemoryTracker
 
 _b_comms: dict[tuple, MeshComm | None] = {}
+_naps: dict[int, bool] = {}
 
 
 def cross_plan_hash(plan: CrossPlan) -> str:
@@ -48,6 +58,17 @@ def _b_comm(plan: CrossPlan, comm: MPI.Comm) -> MeshComm | None:
                          cp.b.position.get(rank, 0))
         _b_comms[key] = MeshComm(plan.mid.mesh, sub) if sub != MPI.COMM_NULL else None
     return _b_comms[key]
+
+
+def napping(comm: MPI.Comm) -> bool:
+    """Whether the transfer's waits nap (groups.naps; collective on a communicator's first
+    call): where ranks share cores, a spinning wait holds a core its partner needs to post
+    or to copy the message (the sender waits for the receiver's copy to end): 1.06-1.21x on
+    the dp8-tp8 refit, 16 ranks on 2 cores (benchmarks/results/weight_sync_ablation.md)."""
+    key = comm.py2f()
+    if key not in _naps:
+        _naps[key] = naps(comm)
+    return _naps[key]
 
 
 def _problem_msg(local, plan: CrossPlan, comm: MPI.Comm) -> str:
@@ -87,9 +108,9 @@ def redistribute_cross(local: np.ndarray | None | list, plan: CrossPlan, comm: M
         raise RedistError(f"redistribute: local must be a NumPy array or None, not "
                           f"{type(local).__name__}")
     digest = cross_plan_hash(plan)
-    _agree(comm, digest, _problem_msg(local, plan, comm))
+    known = _agree(comm, digest, _problem_msg(local, plan, comm), _gate_key(digest, budget))
     from redist.core.cross.verify import verify_cross
-    _gate(comm, plan, digest, budget, verify_cross)
+    _gate(comm, plan, digest, budget, verify_cross, known)
     bmc = _b_comm(plan, comm)
     t0 = time.perf_counter()
     box = [local]
@@ -121,6 +142,7 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
     pa, shape = cp.a_problem, cp.shape
     rank = comm.Get_rank()
     dtype = np.dtype(numpy_dtype(cp.dtype))
+    nap = napping(comm)
     mem = MemoryTracker()
     held = None
     if rank in cp.a:
@@ -148,10 +170,10 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
         me = bmc.group(tuple(a for gone in step.axes for a in gone)).Get_rank()
         at = tuple(k * n for k, n in zip(slot_digits(sizes, me), n_mid, strict=True))
     if rank in cp.a and rank in cp.b and staged(plan):
-        out = _staged_transfer(plan, comm, held, r_shape, at, mem)
+        out = _staged_transfer(plan, comm, held, r_shape, at, mem, nap)
     else:
         out = mem.zeros(r_shape, dtype) if rank in cp.b else None
-        run_transfer(plan, comm, held.a if held is not None else None, out, at)
+        run_transfer(plan, comm, held.a if held is not None else None, out, at, nap)
         if held is not None:
             held.free(mem)
     del held
@@ -177,11 +199,11 @@ def execute_cross(box: list, plan: CrossPlan, comm: MPI.Comm, bmc: MeshComm | No
 
 
 def _staged_transfer(plan: CrossPlan, comm: MPI.Comm, held: Held, r_shape, at,
-                     mem: MemoryTracker) -> np.ndarray:
+                     mem: MemoryTracker, nap: bool) -> np.ndarray:
     """A rank of both meshes: send, then its A block becomes its receive buffer (the piece
     it keeps cut out, compacted, resized and moved to its place), then receive."""
     rank = comm.Get_rank()
-    _wait(*_post(plan, comm, held.a, None, at, recv=False))
+    _wait(*_post(plan, comm, held.a, None, at, recv=False), nap)
     keep = _self_box(plan, rank)
     dtype = held.a.dtype
     if keep is None:
@@ -199,7 +221,7 @@ def _staged_transfer(plan: CrossPlan, comm: MPI.Comm, held: Held, r_shape, at,
         ext = [s.stop - s.start for s in src]
         out = _crop_pad(held, lo, ext, tuple(r_shape), mem)
         _shift_box(out, ext, [s.start + o for s, o in zip(dst, at, strict=True)])
-    _wait(*_post(plan, comm, None, out, at, send=False))
+    _wait(*_post(plan, comm, None, out, at, send=False), nap)
     return out
 
 
@@ -223,24 +245,45 @@ def _shifted(box: tuple[slice, ...], at) -> tuple[slice, ...]:
 
 def _shift_box(x: np.ndarray, ext: list[int], to: list[int]) -> None:
     """In place: x's box [0, ext) moves to [to, to + ext) (to >= 0). Every element moves up
-    by the same flat distance, so rows moved last first never overwrite an unread one."""
+    by the same flat distance d, so parts moved last first never overwrite an unread one.
+    The parts are slabs of the box (dims merged where it spans them whole) each spanning at
+    most d elements: a slab's source and destination views then do not overlap, and NumPy
+    copies them without a temporary (one copy per slab, not a Python step per row)."""
     if not any(to) or 0 in ext:
         return
-    flat = x.reshape(-1)
-    strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(x.ndim)]
-    delta = sum(t * s for t, s in zip(to, strides, strict=True))
-    for idx in reversed(list(np.ndindex(*ext[:-1]))):
-        src = sum(i * s for i, s in zip(idx, strides, strict=False))
-        inplace.memmove(flat, src + delta, src, ext[-1])
+    n, sub, at = _collapsed(x.shape, ext, to)
+    strides = [math.prod(n[k + 1:]) for k in range(len(n))]
+    delta = sum(a * s for a, s in zip(at, strides, strict=True))
+    _shift_slabs(x.reshape(n), (), sub, at, strides, delta)
+
+
+def _shift_slabs(y: np.ndarray, idx: tuple[int, ...], sub: list[int], at: list[int],
+                 strides: list[int], delta: int) -> None:
+    """_shift_box below the leading indices `idx`: slabs of k indices of the next dim, or one
+    index at a time (recursing) when a single index spans more than delta elements."""
+    d = len(idx)
+    one = 1 + sum((s - 1) * st for s, st in zip(sub[d + 1:], strides[d + 1:], strict=True))
+    k = min(sub[d], (delta - one) // strides[d] + 1) if delta >= one else 0
+    if k == 0:
+        for i in reversed(range(sub[d])):
+            _shift_slabs(y, idx + (i,), sub, at, strides, delta)
+        return
+    head = tuple(i + a for i, a in zip(idx, at, strict=False))
+    src_rest = tuple(slice(0, s) for s in sub[d + 1:])
+    dst_rest = tuple(slice(a, a + s) for a, s in zip(at[d + 1:], sub[d + 1:], strict=True))
+    for hi in range(sub[d], 0, -k):
+        lo = max(0, hi - k)
+        y[head + (slice(lo + at[d], hi + at[d]),) + dst_rest] = y[idx + (slice(lo, hi),)
+                                                                  + src_rest]
 
 
 def run_transfer(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None,
-                 out: np.ndarray | None, at=None) -> None:
+                 out: np.ndarray | None, at=None, nap: bool = False) -> None:
     """The transfer (core/ops/transfer.py) on MPI: this rank's pairs as point-to-point
     messages between the padded A block and the receive buffer (the mid block at `at`),
     subarray datatypes on both sides (no packing buffers of ours); a pair (r, r) is a local
-    copy."""
-    _wait(*_post(plan, comm, block, out, at))
+    copy. With `nap` the wait gives up its core between polls (napping)."""
+    _wait(*_post(plan, comm, block, out, at), nap)
 
 
 def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.ndarray | None,
@@ -249,7 +292,6 @@ def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.nda
     cp, mid = plan.problem, plan.mid
     pa, shape = cp.a_problem, cp.shape
     rank = comm.Get_rank()
-    dtype = np.dtype(numpy_dtype(cp.dtype))
     lo_a, _ = block_ranges(pa.mesh, shape, pa.src)
     lo_m, _ = block_ranges(mid.mesh, shape, mid.src)
     at = np.zeros(len(shape), dtype=np.int64) if at is None else np.asarray(at)
@@ -268,20 +310,35 @@ def _post(plan: CrossPlan, comm: MPI.Comm, block: np.ndarray | None, out: np.nda
                 out[dst] = block[src]
             continue
         if rank == a and send:
-            t = _box_type(block.shape, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]), dtype)
-            reqs.append(comm.Isend([block, 1, t], dest=b, tag=7))
+            msg, t = _message(block, _ints(lo - lo_a[i]), _ints(hi - lo_a[i]))
+            reqs.append(comm.Isend(msg, dest=b, tag=7))
         elif rank == b and recv:
-            t = _box_type(out.shape, _ints(lo - lo_m[j] + at), _ints(hi - lo_m[j] + at),
-                          dtype)
-            reqs.append(comm.Irecv([out, 1, t], source=a, tag=7))
+            msg, t = _message(out, _ints(lo - lo_m[j] + at), _ints(hi - lo_m[j] + at))
+            reqs.append(comm.Irecv(msg, source=a, tag=7))
         else:
             continue
-        types.append(t)
+        if t is not None:
+            types.append(t)
     return reqs, types
 
 
-def _wait(reqs: list, types: list) -> None:
-    MPI.Request.Waitall(reqs)
+def _message(buf: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]):
+    """The box [lo, hi) of buf as an MPI message, and its derived type to free (None): a box
+    that is one contiguous run goes as a plain slice (MPICH then copies it in one piece;
+    a subarray type of the same bytes measured up to 2x slower for 1 MiB, 2 ranks), else
+    a subarray type."""
+    n, sub, start = _collapsed(buf.shape, [b - a for a, b in zip(lo, hi, strict=True)], lo)
+    if len(n) == 1 and buf.flags.c_contiguous:
+        flat = buf.reshape(-1)
+        return [flat[start[0]:start[0] + sub[0]], mpi_type(buf.dtype)], None
+    t = _box_type(buf.shape, lo, hi, buf.dtype)
+    return [buf, 1, t], t
+
+
+def _wait(reqs: list, types: list, nap: bool = False) -> None:
+    # Napping only while every message is a plain slice: MPICH moves a derived type in
+    # pieces that advance only inside a poll (execute.wait_all).
+    wait_all(reqs, nap and not types)
     for t in types:
         t.Free()
 

@@ -50,6 +50,14 @@ def certified(args: argparse.Namespace, world: int | None
         fig = plan.figures() if plan.typing_error() is None else None
         budget = None if fig is None or fig.memory_efficient else fig.runtime_peak_bytes
         return plan, verify_cross(plan, budget), budget, f"from {args.plan_file}"
+    if getattr(args, "method", "normal") == "naive":
+        raise RedistError("--method naive: two-mesh problems have the normal and optimal "
+                          "methods")
+    if getattr(args, "method", "normal") == "optimal":
+        from redist.core.cross.optimal import optimal_cross
+        o = optimal_cross(problem_from_args(args, world), budget=getattr(args, "budget", None),
+                          max_steps=getattr(args, "max_steps", None))
+        return o.plan, o.verdict, o.budget, f"optimal; {o.note}"
     plan, verdict, budget = certified_cross(problem_from_args(args, world))
     return plan, verdict, budget, "normal (transfer, then gathers on the dst mesh)"
 

@@ -296,6 +296,54 @@ def test_merged_box_types_select_the_same_elements(shape, data):
     assert np.array_equal(got.ravel(), x[tuple(map(slice, lo, hi))].ravel())
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.data())
+def test_shift_box_moves_the_box_in_place_without_a_temporary(shape, data):
+    # A staged rank moves its kept piece to its place in the receive buffer (cross.py):
+    # the box [0, ext) lands at [to, to + ext), every other element untouched, and NumPy
+    # allocates nothing on the way (tracemalloc sees its data buffers).
+    import tracemalloc
+
+    from redist.runtime.cross import _shift_box
+    ext = [data.draw(st.integers(1, n)) for n in shape]
+    to = [data.draw(st.integers(0, n - e)) for n, e in zip(shape, ext, strict=True)]
+    x = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    want = x.copy()
+    want[tuple(slice(t, t + e) for t, e in zip(to, ext, strict=True))] = \
+        x[tuple(slice(0, e) for e in ext)].copy()
+    tracemalloc.start()
+    try:
+        _shift_box(x, ext, to)
+        extra = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(x, want)
+    assert extra < 4096          # views and indices only: no copy of the box (<= 10 KiB)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.data())
+def test_transfer_messages_are_the_box(shape, data):
+    # A box that is one contiguous run travels as a plain slice of the buffer (no derived
+    # type); any other as a subarray type. Either way the message is exactly the box.
+    from redist.runtime.cross import _message
+    lo = [data.draw(st.integers(0, n - 1)) for n in shape]
+    hi = [data.draw(st.integers(a + 1, n)) for a, n in zip(lo, shape, strict=True)]
+    x = np.zeros(shape, np.int32)
+    msg, t = _message(x, tuple(lo), tuple(hi))
+    box = np.zeros(shape, bool)
+    box[tuple(map(slice, lo, hi))] = True
+    contiguous = np.flatnonzero(box.ravel())
+    run = contiguous[-1] - contiguous[0] + 1 == contiguous.size
+    assert (t is None) == run
+    if t is None:
+        msg[0][...] = 1                          # a view: writes land in the box, only there
+        assert np.array_equal(x.astype(bool), box)
+    else:
+        assert t.Get_size() == box.sum() * 4
+        t.Free()
+
+
 # --- the proofs can fail -----------------------------------------------------------------
 
 def test_ill_typed_transfers_are_refuted():
@@ -470,3 +518,48 @@ def test_t1x_harness_catches_an_unsound_source_map(monkeypatch):
     monkeypatch.setattr(T, "source", shifted)
     r = t1_transfer(meshes=((("x", 2),),), shapes=((4,),))
     assert not r.proved and r.failures
+
+
+def test_the_gate_needs_no_collective_once_rank_0_has_verified():
+    # _agree tells every rank whether rank 0 verified the plan already; only then does the
+    # gate skip its broadcast. A refuted plan is never remembered: refused every time.
+    from types import SimpleNamespace
+
+    from mpi4py import MPI
+
+    from redist.runtime.api import _agree, _gate, _gate_key
+    comm, calls = MPI.COMM_SELF, []
+
+    def prove(plan, budget):
+        calls.append(plan)
+        ok = plan == "good"
+        return SimpleNamespace(all_proved=ok, results=[SimpleNamespace(
+            claim="memory_efficient", status="proved" if ok else "refuted")])
+    for plan, digest in (("good", "ab" * 32), ("bad", "cd" * 32)):
+        for call in range(2):
+            known = _agree(comm, digest, "", _gate_key(digest, 7))
+            assert known == (plan == "good" and call == 1)
+            if plan == "bad":
+                with pytest.raises(RedistError, match="unverified plan: memory_efficient "
+                                                      "refuted"):
+                    _gate(comm, plan, digest, 7, prove, known)
+            else:
+                _gate(comm, plan, digest, 7, prove, known)
+    assert calls == ["good", "bad", "bad"]
+    assert not _agree(comm, "ab" * 32, "", _gate_key("ab" * 32, None))   # another budget
+
+
+def test_transfer_waits_nap_only_on_plain_messages(monkeypatch):
+    # A derived type moves in pieces that advance only inside a poll (execute.wait_all):
+    # the transfer naps only while all its messages are plain slices, and only if asked.
+    from mpi4py import MPI
+
+    import redist.runtime.cross as rc
+    seen = []
+    monkeypatch.setattr(rc, "wait_all", lambda reqs, nap: seen.append(nap))
+    t = MPI.INT.Create_contiguous(2)
+    t.Commit()
+    rc._wait([], [], True)
+    rc._wait([], [t], True)
+    rc._wait([], [], False)
+    assert seen == [True, False, False] and t == MPI.DATATYPE_NULL      # freed by _wait

@@ -39,7 +39,9 @@ def test_t1_harness_catches_an_unsound_source_map(monkeypatch):
             i[step.dst_dim] = index[step.dst_dim]
         return c, i
     monkeypatch.setattr(soundness, "source", broken)
-    r = t1_soundness(max_axes=2, max_rank=2, max_size=2, processes=1)
+    # One axis is enough for the harness to meet all-to-alls (34 configurations, 2 wrong);
+    # the true map is proved on two axes in the quick run and on three in CI's theorem step.
+    r = t1_soundness(max_axes=1, max_rank=2, max_size=2, processes=1)
     assert not r.proved
     assert any("AllToAll" in f for f in r.failures)
 

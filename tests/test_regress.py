@@ -36,8 +36,11 @@ def test_a_failure_is_shrunk_saved_replayable_and_replayed_first(tmp_path, monke
     file, the replay command reproduces it, and the next run meets it first."""
     real = regress.check_problem
 
+    # Every other problem passes without its checks: what is tested here is the search,
+    # the shrinking, the saved file and the replays, not the checks (the property test above
+    # runs those), and shrinking tries many problems.
     def buggy(problem, *a, **k):
-        return ["planted failure"] if problem.uneven else real(problem, *a, **k)
+        return ["planted failure"] if problem.uneven else []
     monkeypatch.setattr(regress, "check_problem", buggy)
     monkeypatch.chdir(tmp_path)
     db = str(tmp_path / "db")

@@ -23,7 +23,12 @@ def as_placed_mesh(value: Any) -> PlacedMesh:
     if hasattr(value, "axis_names") and hasattr(value, "devices"):          # jax Mesh
         return PlacedMesh(as_mesh(value), tuple(int(d.id) for d in value.devices.flat))
     if hasattr(value, "mesh_dim_names") and hasattr(value, "mesh"):         # DeviceMesh
-        return PlacedMesh(as_mesh(value), tuple(int(r) for r in value.mesh.flatten().tolist()))
+        # Its ranks in any order: that order is the placement (a one-mesh DeviceMesh must
+        # be row-major, a placed one need not).
+        from redist.core.model.dtensor import mesh_names
+        shape = tuple(int(s) for s in value.mesh.shape)
+        return PlacedMesh(Mesh(tuple(zip(mesh_names(value), shape, strict=True))),
+                          tuple(int(r) for r in value.mesh.flatten().tolist()))
     raise RedistError(f"cannot use a {type(value).__name__} as a placed mesh ('x=2@0-1', a "
                       "PlacedMesh, a Mesh, a jax.sharding.Mesh or a torch DeviceMesh)")
 

@@ -70,6 +70,23 @@ def boxes(cp: CrossProblem, mid: Problem, t: Transfer) -> tuple[tuple[np.ndarray
     return tuple(out)
 
 
+def pair_slices(cp: CrossProblem, mid: Problem, t: Transfer
+                ) -> list[tuple[int, int, tuple[slice, ...], tuple[slice, ...]]]:
+    """Per pair (a, b): the part a sends as slices of a's (padded) A block, and where it
+    lands as slices of b's block of mid (what an engine without subarray types indexes)."""
+    pa = cp.a_problem
+    lo_a, _ = block_ranges(pa.mesh, cp.shape, pa.src)
+    lo_m, _ = block_ranges(mid.mesh, cp.shape, mid.src)
+    out = []
+    for (a, b), (lo, hi) in zip(t.pairs, boxes(cp, mid, t), strict=True):
+        i, j = cp.a.position[a], cp.b.position[b]
+        out.append((a, b, tuple(slice(int(x - o), int(y - o))
+                                for x, y, o in zip(lo, hi, lo_a[i], strict=True)),
+                    tuple(slice(int(x - o), int(y - o))
+                          for x, y, o in zip(lo, hi, lo_m[j], strict=True))))
+    return out
+
+
 def pair_elements(cp: CrossProblem, mid: Problem, t: Transfer) -> list[int]:
     return [int(np.prod(hi - lo)) for lo, hi in boxes(cp, mid, t)]
 
