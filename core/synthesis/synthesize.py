@@ -249,11 +249,14 @@ def _reduce_first(problem: Problem, objective: str, model: CostModel | None) -> 
     return Synthesis(plan, method, _reason(plan, note), note, tuple(candidates))
 
 
-def _cheapest_within_bound(problem: Problem, deadline: float) -> Plan | None:
+def _exhaustive_atoms(problem: Problem) -> Problem:
+    """The problem on prime sub-axes, unless they are too many for the exhaustive search."""
     finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-    if len(finer.mesh.names) > FALLBACK_MAX_ATOMS:
-        finer = problem
-    return exhaustive(finer, deadline=deadline, max_states=CLOSER_STATES,
+    return problem if len(finer.mesh.names) > FALLBACK_MAX_ATOMS else finer
+
+
+def _cheapest_within_bound(problem: Problem, deadline: float) -> Plan | None:
+    return exhaustive(_exhaustive_atoms(problem), deadline=deadline, max_states=CLOSER_STATES,
                       valid=True).plan
 
 
@@ -288,10 +291,7 @@ def _fallback(problem: Problem, deadline: float) -> tuple[Plan | None, str | Non
     """Every plan within the bound, cheapest first, on atoms split into prime factors (so
     on any sub-axes): finds one if one exists, or says none does when the search is
     complete."""
-    finer = problem.refined(prime_cuts(problem.base, problem.atoms()))
-    if len(finer.mesh.names) > FALLBACK_MAX_ATOMS:
-        finer = problem
-    r = exhaustive(finer, deadline=deadline, max_states=FALLBACK_STATES)
+    r = exhaustive(_exhaustive_atoms(problem), deadline=deadline, max_states=FALLBACK_STATES)
     if r.plan is not None:
         return r.plan, None
     if r.complete:
