@@ -6,6 +6,7 @@ are measured against."""
 
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mpi_util import memory_rows
@@ -153,3 +154,53 @@ def test_t1_on_uneven_extents_and_a_wrong_addend_map_is_caught(monkeypatch):
     monkeypatch.setitem(OPS, "reduce_scatter", replace(OPS["reduce_scatter"], addend=broken))
     cases, failures = t1_pending_uneven(((3,),), max_rank=1)
     assert failures and any("ReduceScatter" in f for f in failures)
+
+
+@pytest.mark.parametrize("mesh,pairs", [
+    ("a=2,b=3", [("[{a}]", "[{b}]"), ("[{a}]", "[{a,b}]"), ("[{b}]", "[{b,a}]"),
+                 ("[{a,b}]", "[{b,a}]"), ("[{a}]+{b}", "[{a,b}]"), ("[{b}]+{a}", "[{b,a}]"),
+                 ("[{}]+{a,b}", "[{b,a}]")]),
+    ("a=6,b=3", [("[{a}]", "[{a,b}]"), ("[{b}]", "[{a}]"), ("[{a}]+{b}", "[{a,b}]"),
+                 ("[{a}]+{b}", "[{b,a}]")]),
+])
+def test_a_dim_whose_blocks_cannot_be_reached_means_no_plan_fits(mesh, pairs):
+    """The block-count proof (synthesis/blockcounts.py) is sound: whenever it says dst's
+    blocks are out of reach within the bound, the exhaustive search of every plan within
+    it, on prime sub-axes, finds none (complete). Every extent from 5 to 47, both ways
+    (about half of these problems have no plan within the bound)."""
+    from redist.core.model.axes import prime_cuts
+    from redist.core.synthesis.blockcounts import unreachable_dim
+    fired = 0
+    for n in range(5, 48, 3):
+        for a, b in pairs:
+            for src, dst in ((a, b), (b, a)) if "+" not in a else ((a, b),):
+                p = problem(mesh, str(n), "int32", src, dst)
+                if unreachable_dim(p, p.bound_bytes) is not None:
+                    fired += 1
+                    r = exhaustive(p.refined(prime_cuts(p.base, p.atoms())), max_states=2_000)
+                    assert r.plan is None, (n, src, dst)
+    assert fired >= 20
+
+
+def test_two_by_101_has_no_plan_within_the_bound_by_block_counts():
+    """2x101 on a=2,c=8,d=4: dim 1 has 2 blocks of 51 and dst wants 4; 51 is odd, every
+    atom has size 2, and holding dim 1 whole takes 101 elements over a bound of 51, so no
+    plan gets there within the bound (the exhaustive search runs out of budget first)."""
+    from redist.core.synthesis.blockcounts import unreachable_dim
+    p = problem("a=2,b=1,c=8,d=4", "2,101", "float32", "[{c(1)4,d(1)2},{d(2)2}]+{a}",
+                "[{c(1)4,d(1)2},{d(2)2,a}]")
+    assert unreachable_dim(p, p.bound_bytes) == (1, 2, 4)
+    # with room for a whole dim 1, the count is reachable (through 1 block)
+    assert unreachable_dim(p, 101 * 4) is None
+
+
+def test_the_cheapest_plan_within_the_bound_by_valid_bytes():
+    """(15,25,4) on a=b=c=3: the reduce-first plan moves 37,120 bytes; the exhaustive
+    search ranked by valid bytes finds 36,960, the least of every plan within the bound
+    (complete), and the default planner takes it."""
+    p = problem("a=3,b=3,c=3", "15,25,4", "float32", "[{},{},{a}]+{b}", "[{},{},{a,b}]")
+    r = exhaustive(p, valid=True)
+    assert r.complete and r.plan.figures().volume_bytes == 36960
+    assert exhaustive(p).plan.figures().volume_bytes > 36960       # padded ranking
+    s = normal(p)
+    assert s.plan.figures().volume_bytes == 36960 and verify(s.plan).all_proved

@@ -240,11 +240,48 @@ def test_t1_the_reductions_are_sound_for_their_addend_maps_for_all_sizes(monkeyp
     assert failures and any("ReduceScatter" in f for f in failures)
 
 
-def test_optimal_refuses_pending_sums_rather_than_prove_a_false_bound():
-    from redist.core.errors import RedistError
+@pytest.mark.parametrize("mesh,shape,src,dst,first", [
+    # the normal plan is at the lower bound in one collective: proved without the solver
+    ("x=2,y=4", "64,32", "[{x},{}]+{y}", "[{x,y},{}]", ReduceScatter),
+    # replicas slice, reduce disjoint parts and gather back: the solver must find it
+    ("r=2,y=4", "16,4", "[{},{}]+{y}", "[{y},{}]", AllSlice),
+    # dst replicates y: an all-reduce moves as much as reduce-scatter + gather, in one step
+    ("x=2,y=4", "16,8", "[{x},{}]+{y}", "[{x},{}]", AllReduce),
+    # dst keeps z pending, uneven extents (padded pieces)
+    ("y=2,z=2", "9,2", "[{},{}]+{y,z}", "[{},{y}]+{z}", ReduceScatter),
+    ("a=4", "9", "[{}]+{a}", "[{a}]", ReduceScatter),
+])
+def test_optimal_plans_pending_sums_no_worse_than_normal_and_proved(mesh, shape, src, dst,
+                                                                      first):
+    """`--method optimal` knows the reductions (DESIGN §14): its plan is proved optimal
+    within its K steps, moves no more than the default plan, and all five claims hold."""
     from redist.core.synthesis.optimal import optimal
-    with pytest.raises(RedistError, match="optimal does not cover pending sums"):
-        optimal(_p(*ISSUE))
+    p = _p(mesh, shape, "int32", src, dst)
+    base = synthesize_plan(p).plan
+    o = optimal(p, base_plan=base)
+    assert o.proved_optimal and o.feasible, o.note
+    fig, nfig = o.plan.figures(), base.figures()
+    assert (fig.volume_bytes, fig.collectives) <= (nfig.volume_bytes, nfig.collectives)
+    assert fig.volume_bytes >= fig.lower_bound_bytes
+    assert isinstance(o.plan.steps[0], first)
+    assert verify(o.plan).all_proved
+
+
+def test_optimal_proves_no_pending_plan_fits_where_the_exhaustive_search_agrees():
+    """14 elements over c(2)2 then a=2: no reduce-scatter nests within the bound. The
+    SMT search (K steps) and the exhaustive one (any length) both say none exists."""
+    from redist.core.synthesis.exhaustive import exhaustive
+    from redist.core.synthesis.optimal import optimal, split_atoms
+    p = _p("a=2,b=1,c=4", "14", "int32", "[{c(2)2}]+{a}", "[{c(2)2,a}]")
+    o = optimal(p, base_plan=None)
+    assert not o.feasible and "(proved: the constraints are unsat)" in o.note, o.note
+    r = exhaustive(split_atoms(p) or p)
+    assert r.complete and r.plan is None
+    # 16 elements nest: there the same search finds the reduce-scatter and proves it
+    o = optimal(_p("a=2,b=1,c=4", "16", "int32", "[{c(2)2}]+{a}", "[{c(2)2,a}]"),
+                base_plan=None)
+    assert o.feasible and o.proved_optimal and verify(o.plan).all_proved
+    assert o.plan.steps == (ReduceScatter((("a",),)),)
 
 
 @pytest.mark.parametrize("src,dst", [("[{c,d}]+{b}", "[{d,a}]+{b}"),

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
-from redist.core.ops import AllGather, AllPermute, AllReduce, AllSlice, AllToAll, ReduceScatter
+from redist.core.ops import (
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllSlice,
+    AllToAll,
+    ReduceScatter,
+    step_volume,
+)
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.search import Ctx, clock, dst_slices, merge_steps
 
@@ -35,13 +43,21 @@ MAX_PERMUTE_TARGETS = 5_000
 @dataclass(frozen=True)
 class ExhaustiveResult:
     plan: Plan | None        # the cheapest plan within the limit, if one was found
-    complete: bool           # every reachable state was explored (None plan: none exists)
+    complete: bool           # every reachable state was explored with every move (None plan:
+                             # none exists; a plan: none costs less)
     states: int
 
 
 def exhaustive(problem: Problem, limit: int | None = None, deadline: float | None = None,
-               max_states: int = MAX_STATES) -> ExhaustiveResult:
+               max_states: int = MAX_STATES, valid: bool = False) -> ExhaustiveResult:
+    """`valid`: rank by the valid bytes the figures count (each step's volume counted
+    device by device: slower) instead of padded buffers; the plan returned is then the
+    one of least volume as the figures count it, among every plan of these moves within
+    the limit (of any length)."""
     ctx = Ctx(problem, deadline if deadline is not None else clock() + 10.0)
+    cut: list[bool] = []        # a layout had more permute targets than were tried
+    volume = ((lambda step, before, after: step_volume(problem, step, before, after))
+              if valid else ctx.volume)
     limit = problem.bound_bytes if limit is None else limit
     src, dst = problem.src, problem.dst
     if ctx.local(src) > limit:
@@ -55,25 +71,27 @@ def exhaustive(problem: Problem, limit: int | None = None, deadline: float | Non
         cost, _, state, steps = heapq.heappop(heap)
         lay, moved = state
         if lay == dst:
-            return ExhaustiveResult(Plan(problem, merge_steps(steps)), True, explored)
+            # cheapest first: no plan of these moves costs less (unless a layout's permute
+            # targets were cut short)
+            return ExhaustiveResult(Plan(problem, merge_steps(steps)), not cut, explored)
         if best.get(state, cost) < cost:
             continue
         explored += 1
         if explored > max_states or clock() > ctx.deadline:
             return ExhaustiveResult(None, False, explored)
-        for step, nxt in _moves(ctx, lay, moved):
+        for step, nxt in _moves(ctx, lay, moved, cut):
             if ctx.local(nxt) > limit:
                 continue
-            vol = ctx.volume(step, lay, nxt)
+            vol = volume(step, lay, nxt)
             c = (cost[0] + vol, cost[1] + bool(vol))
             key = (nxt, moved or bool(vol))
             if c < best.get(key, (math.inf, 0)):
                 best[key] = c
                 heapq.heappush(heap, (c, next(tie), key, steps + (step,)))
-    return ExhaustiveResult(None, True, explored)
+    return ExhaustiveResult(None, not cut, explored)
 
 
-def _moves(ctx: Ctx, lay: Layout, moved: bool):
+def _moves(ctx: Ctx, lay: Layout, moved: bool, cut: list[bool]):
     mesh = ctx.problem.mesh
     rank = lay.rank
     used = set(lay.used_axes()) | set(lay.sum)
@@ -101,7 +119,11 @@ def _moves(ctx: Ctx, lay: Layout, moved: bool):
         nxt = ctx.typed(step, lay)
         if nxt is not None:
             yield step, nxt
-    for target in itertools.islice(same_blocks(mesh, lay), MAX_PERMUTE_TARGETS):
+    targets = list(itertools.islice(same_blocks(mesh, lay), MAX_PERMUTE_TARGETS + 1))
+    if len(targets) > MAX_PERMUTE_TARGETS:
+        cut.append(True)
+        targets.pop()
+    for target in targets:
         if target != lay:
             step = AllPermute(target)
             if ctx.typed(step, lay) is not None:

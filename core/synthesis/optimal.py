@@ -33,9 +33,19 @@ from redist.core.model.axes import _prime_factors
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import Problem
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll, Collective
+from redist.core.ops import (
+    AllExchange,
+    AllGather,
+    AllPermute,
+    AllReduce,
+    AllSlice,
+    AllToAll,
+    Collective,
+    ReduceScatter,
+)
 from redist.core.plans.plan import Plan, padded_volume
 from redist.core.semantics.costs import lower_bound_bytes
+from redist.core.smt import symvars as V
 from redist.core.smt import typing_rules as T
 
 PERMUTE_ENUMERATE_DEVICES = 64
@@ -73,7 +83,8 @@ def _decode_layout(m: z3.ModelRef, mesh: Mesh, rank: int, lv: T.LayoutVars) -> L
     val = {a: (m.eval(lv.D[a], model_completion=True).as_long(),
                m.eval(lv.P[a], model_completion=True).as_long()) for a in mesh.names}
     return Layout(tuple(tuple(sorted((a for a in mesh.names if val[a][0] == d),
-                                     key=lambda a: val[a][1])) for d in range(rank)))
+                                     key=lambda a: val[a][1])) for d in range(rank)),
+                  tuple(a for a in mesh.names if val[a][0] == V.PENDING))
 
 
 def _decode_step(m: z3.ModelRef, rank: int, sv: T.StepVars, before: Layout,
@@ -91,6 +102,10 @@ def _decode_step(m: z3.ModelRef, rank: int, sv: T.StepVars, before: Layout,
         return AllToAll(s, t, before.dims[s][len(after.dims[s]):])
     if kind == T.EXCHANGE:
         return AllExchange(after)
+    if kind == V.REDUCE_SCATTER:
+        return ReduceScatter(tuple(after.dims[d][len(before.dims[d]):] for d in range(rank)))
+    if kind == V.ALL_REDUCE:
+        return AllReduce(tuple(a for a in before.sum if a not in after.sum))
     return AllPermute(after)
 
 
@@ -155,6 +170,25 @@ def _volume_terms(problem: Problem, sv: T.StepVars, lv: T.LayoutVars, nx: T.Layo
         piece_t = others * n_a[t]
         a2a = z3.If(sv.dst_dim == t, _grown(mesh, piece_t, sv.moved) - piece_t, a2a)
     return grown - lb, a2a
+
+
+def _reduction_terms(problem: Problem, sv: T.StepVars, lb: z3.ArithRef,
+                     la: z3.ArithRef) -> z3.ArithRef:
+    """Elements all devices receive in a reduction step (0 in any other step), as the
+    figures count padded buffers: a reduce-scatter (G−1) pieces of the new block each, an
+    all-reduce ⌊2(G−1)·L/G⌋ each. G of an all-reduce is one constant per subset of the
+    pending atoms (few: at most MAX_PRIME_ATOMS atoms), so every term stays linear."""
+    mesh, ndev = problem.mesh, problem.mesh.num_devices
+    scattered = _grown(mesh, la, {a: sv.reduce_dim[a] >= 0 for a in mesh.names}) - la
+    pend = [a for a in mesh.names if a in problem.src.sum]
+    allreduced: z3.ArithRef = z3.IntVal(0)
+    for n in range(1, len(pend) + 1):
+        for subset in itertools.combinations(pend, n):
+            g = math.prod(mesh.size(a) for a in subset)
+            allreduced = z3.If(z3.And(*[sv.allreduced[a] == (a in subset) for a in pend]),
+                               ndev * ((2 * (g - 1) * lb) / g), allreduced)
+    return z3.If(sv.kind == V.REDUCE_SCATTER, ndev * scattered,
+                 z3.If(sv.kind == V.ALL_REDUCE, allreduced, 0))
 
 
 def _expressible(plan: Plan, problem: Problem) -> bool:
@@ -225,10 +259,6 @@ def optimal(problem: Problem, budget: int | None = None, max_steps: int | None =
         raise RedistError("--budget must be a positive number of bytes")
     if rlimit < 1:
         raise RedistError("--rlimit must be a positive number of z3 resource units")
-    if problem.src.sum:
-        # Its constraints know no reductions yet: an unsat answer would prove nothing.
-        raise RedistError("--method optimal does not cover pending sums yet (DESIGN §14); "
-                          "the default method (normal) plans them")
     if base_plan is True:
         base_plan = normal(problem).plan
     base_fig = base_plan.figures() if base_plan else None
@@ -321,10 +351,14 @@ def _solve(problem: Problem, ctx: _Search, rlimit: int, deadline: float | None,
     opt = z3.Optimize()
     opt.add(*T.layout_facts(mesh, lvs[0], problem.src), *T.layout_facts(mesh, lvs[-1],
                                                                        problem.dst))
+    # A pending sum adds the reductions to the vocabulary (DESIGN §14); other problems'
+    # constraints are the ones they always were.
+    pending = bool(problem.src.sum)
     sizes = [T.local_size(mesh, shape, lv) for lv in lvs]
     for k, lv in enumerate(lvs):
-        opt.add(*T.wellformed(mesh, shape, lv), sizes[k] * item <= limit)
-    comm_kinds = (T.GATHER, T.A2A, T.PERMUTE, T.EXCHANGE)
+        opt.add(*T.wellformed(mesh, shape, lv, pending), sizes[k] * item <= limit)
+    comm_kinds = (T.GATHER, T.A2A, T.PERMUTE, T.EXCHANGE) + (
+        (V.REDUCE_SCATTER, V.ALL_REDUCE) if pending else ())
     volumes, colls = [], []
     shown = floor if floor else Plan(problem, ())
     for k, sv in enumerate(svs):
@@ -332,13 +366,14 @@ def _solve(problem: Problem, ctx: _Search, rlimit: int, deadline: float | None,
             return _stopped(shown, f"while building the constraints of step {k + 1} of "
                             f"{k_max}", ctx.timeout_ms)
         before, after = lvs[k], lvs[k + 1]
-        opt.add(T.transition(mesh, shape, sv, before, after))
+        opt.add(T.transition(mesh, shape, sv, before, after, pending))
         if not ctx.exchange:
             opt.add(sv.kind != T.EXCHANGE)
         if k + 1 < k_max:   # no-ops only at the end; no two slices/gathers/permutes in a row
             nxt = svs[k + 1].kind
             opt.add(z3.Implies(sv.kind == T.NOOP, nxt == T.NOOP))
-            for kind in (T.SLICE, T.GATHER, T.PERMUTE):
+            # (two all-reduces in a row are one, which moves less)
+            for kind in (T.SLICE, T.GATHER, T.PERMUTE) + ((V.ALL_REDUCE,) if pending else ()):
                 opt.add(z3.Not(z3.And(sv.kind == kind, nxt == kind)))
         for j in range(k):  # slices come before every communicating step (no discard)
             opt.add(z3.Implies(sv.kind == T.SLICE, z3.And(*[svs[j].kind != c
@@ -358,10 +393,11 @@ def _solve(problem: Problem, ctx: _Search, rlimit: int, deadline: float | None,
         gathered, moved = _volume_terms(problem, sv, before, after, lb, la)
         # An exchange is charged as a permute of everything (an upper bound); it is only
         # offered when the caller asks, and its plans are re-costed exactly below.
+        reduced = _reduction_terms(problem, sv, lb, la) if pending else z3.IntVal(0)
         vol = z3.If(sv.kind == T.GATHER, ndev * gathered,
                     z3.If(sv.kind == T.A2A, ndev * moved,
                           z3.If(sv.kind == T.PERMUTE, changed,
-                                z3.If(sv.kind == T.EXCHANGE, ndev * lb, 0)))) * item
+                                z3.If(sv.kind == T.EXCHANGE, ndev * lb, reduced)))) * item
         volumes.append(vol)
         colls.append(z3.If(z3.Or(*[sv.kind == c for c in comm_kinds]), 1, 0))
     total_volume = z3.Sum(volumes) if volumes else z3.IntVal(0)
