@@ -40,7 +40,7 @@ from redist.core.ops import transfer as T
 from redist.core.plans.plan import Plan
 from redist.core.semantics.working import runtime_limit
 from redist.core.smt.verify import Verdict
-from redist.core.synthesis.exhaustive import _moves
+from redist.core.synthesis.exhaustive import MAX_PERMUTE_TARGETS, _moves
 from redist.core.synthesis.search import Ctx, clock
 
 from .model import CrossProblem
@@ -157,16 +157,26 @@ def _search(cp: CrossProblem, budget: int | None, max_steps: int | None, max_sta
         heapq.heappush(heap, (c, next(tie), mid, True, root, ()))
     states = 0
     floor_cost = cost(floor) if floor is not None else None
+    cut: list[bool] = []        # a layout had more permute targets than were tried
+
+    def answer(plan: CrossPlan, which: str) -> tuple[CrossPlan, str, bool]:
+        if cut:
+            what = "the best plan found" if which == "found" else which
+            return plan, (f"not proved: a layout had more than {MAX_PERMUTE_TARGETS} permute "
+                          f"targets, not all tried {scope.replace('among', 'searching')}; "
+                          f"returning {what}"), False
+        return plan, _proved(plan, scope, states, which), True
+
     while heap:
         c, _, lay, at_root, root, steps = heapq.heappop(heap)
         if floor_cost is not None and c >= floor_cost:
-            return floor, _proved(floor, scope, states, "the normal plan"), True
+            return answer(floor, "the normal plan")
         if lay is None or lay == dst:             # a whole plan: the cheapest left
             plan = root if lay is None else CrossPlan(cp, root.transfer,
                                                       Plan(root.mid, steps))
             if lay is not None and not fits(plan, budget):
                 raise AssertionError(f"optimal_cross: {plan.steps} does not fit")
-            return plan, _proved(plan, scope, states, "found"), True
+            return answer(plan, "found")
         key = _key(lay, at_root, len(steps), max_steps)
         if best.get(key, c) < c:
             continue
@@ -177,7 +187,7 @@ def _search(cp: CrossProblem, budget: int | None, max_steps: int | None, max_sta
                            + ("; returning the normal plan" if floor else "")), False
         if max_steps is not None and len(steps) + 2 > max_steps:
             continue
-        moves = list(_moves(ctx, lay, True))
+        moves = list(_moves(ctx, lay, True, cut))
         moves += [(g, nxt) for g in _gathers(lay) if (nxt := ctx.typed(g, lay)) is not None]
         for step, nxt in moves:
             if ctx.local(nxt) > limit_b or step_working_bytes(pb, step, lay, nxt) > (
@@ -196,7 +206,11 @@ def _search(cp: CrossProblem, budget: int | None, max_steps: int | None, max_sta
                 best[nkey] = nc
                 heapq.heappush(heap, (nc, next(tie), nxt, False, root, steps + (step,)))
     if floor is not None:
-        return floor, _proved(floor, scope, states, "the normal plan"), True
+        return answer(floor, "the normal plan")
+    if cut:
+        return None, (f"not proved: a layout had more than {MAX_PERMUTE_TARGETS} permute "
+                      f"targets, not all tried {scope.replace('among', 'searching')}; "
+                      "returning the normal plan, proved against its own peak"), False
     return None, (f"no plan within the {what} exists {scope.replace('among', 'among the')}"
                   f" (proved by exhaustive search, {states} layout{'' if states == 1 else 's'} "
                   "expanded); returning the normal "
