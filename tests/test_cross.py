@@ -15,7 +15,13 @@ from redist.core.cross.model import CrossProblem, PlacedMesh, parse_placed_mesh,
 from redist.core.cross.plan import CrossPlan, receive_bytes, staged
 from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
 from redist.core.cross.simulate import final_blocks, wrong_rank
-from redist.core.cross.synthesize import certified_cross, mid_layout, synthesize_cross
+from redist.core.cross.synthesize import (
+    b_plan_from,
+    certified_cross,
+    choose_pairs,
+    mid_layout,
+    synthesize_cross,
+)
 from redist.core.cross.verify import verify_cross
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
@@ -165,8 +171,19 @@ def test_synthesized_plans_are_right_and_meet_the_bounds(cp):
         assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
     if any(not d for d in cp.dst.dims):
         # A dim dst holds whole takes any replicated axis, cut by valid elements even when
-        # it divides nothing: the split always applies, cross-mesh bytes are the bound.
-        assert split_all and fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
+        # it divides nothing: cross-mesh bytes are the bound. An axis is left uncut only
+        # where cutting it all the same moves no fewer bytes (replicas keep their block).
+        assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
+        whole = next(k for k, d in enumerate(cp.dst.dims) if not d)
+        used = {a.split("(")[0] for a in cp.dst.used_axes()}
+        extra = tuple(a for a, n in cp.b.mesh.axes if n > 1 and a not in used)
+        cut = Layout(tuple(d + extra if k == whole else d for k, d in enumerate(cp.dst.dims)))
+        b_cut = b_plan_from(cp, cut)
+        every = CrossPlan(cp, choose_pairs(cp, b_cut.problem), b_cut)
+        if every.typing_error() is None:
+            e = every.figures()
+            assert (fig.cross_mesh_bytes, fig.volume_bytes) <= (e.cross_mesh_bytes,
+                                                               e.volume_bytes)
     # What a rank holds during the transfer, as the runtime allocates it: a rank of both
     # meshes holds the larger of its A block and receive buffer when the plan is staged.
     for r, t, bound in zip(fig.ranks, fig.transfer_per_rank, fig.bound_per_rank,
@@ -243,6 +260,21 @@ def test_overlap_keeps_what_it_holds():
     assert verdict.all_proved
     assert verify_cross(plan).get("memory_efficient").status == "refuted"
     assert "rank 0 holds 6144 bytes" in verify_cross(plan).get("memory_efficient").detail
+
+
+@pytest.mark.parametrize("a,b,shape,src,dst", [
+    ("x=2,y=2@3,0,2,1", "u=2@0-1", (4,), "[{}]", "[{}]"),      # every B rank holds it all
+    ("x=1@0", "u=2@0-1", (4,), "[{x}]", "[{}]"),               # one sender, B fans out
+    ("x=2@0-1", "u=2,v=2@0-3", (8, 6), "[{},{}]", "[{u},{}]"),  # replicas keep theirs
+])
+def test_replicas_that_hold_their_block_keep_it(a, b, shape, src, dst):
+    # Cutting a replicated B axis pays only when a piece would otherwise cross twice; where
+    # the B ranks already hold (or are sent whole) their block, it would only add a gather.
+    plan, verdict, budget = certified_cross(problem(a, b, shape, src, dst))
+    fig = plan.figures()
+    assert verdict.all_proved and budget is None
+    assert fig.volume_bytes == fig.lower_bound_bytes
+    assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
 
 
 def test_uneven_replicas_split_by_valid_elements():

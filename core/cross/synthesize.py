@@ -3,7 +3,8 @@
 1. mid = dst cut further over B's replicated axes (each appended, minor-most, to a dim it
    divides or that dst holds whole, chosen by a cost estimate: messages, then contiguity of
    the gather's pieces): the replicas of a dst block each receive a different piece of it,
-   so no piece crosses twice.
+   so no piece crosses twice. An axis is cut only where that lowers (cross-mesh bytes,
+   over the bound, volume): replicas that already hold their block keep it.
 2. transfer: each B rank receives each piece of its mid block from one holder of the A
    block it lies in: itself if it holds it, else a B rank that holds it (inside B: not
    over the slow link), else the A rank that has sent the fewest bytes so far (ties: the
@@ -57,8 +58,18 @@ def mid_layout(cp: CrossProblem) -> Layout:
             if cost is not None:
                 costs.append((cost, d))
         if costs:
-            dims[min(costs)[1]].append(axis)
+            d = min(costs)[1]
+            trial = [list(x) for x in dims]
+            trial[d].append(axis)
+            cut = _totals(cp, Layout(tuple(tuple(x) for x in trial)))
+            keep = _totals(cp, Layout(tuple(tuple(x) for x in dims)))
+            # Cut only where it pays: B ranks that already hold their dst block (a
+            # replicated source on ranks of both meshes) would otherwise cut it and gather
+            # it back, moving bytes where none need to move.
+            if keep is None or (cut is not None and cut < keep):
+                dims[d].append(axis)
     return Layout(tuple(tuple(d) for d in dims))
+
 
 
 def _mid_cost(cp: CrossProblem, mid: Layout, ext, d: int) -> tuple | None:
@@ -66,19 +77,32 @@ def _mid_cost(cp: CrossProblem, mid: Layout, ext, d: int) -> tuple | None:
     then the number of messages the transfer posts, then the number of contiguous runs of
     the gather's pieces (an outer dim joins whole runs), then the larger extent. None when
     the B plan is not well typed."""
-    from .plan import CrossPlan
+    plan = _through(cp, mid)
+    if plan is None:
+        return None
+    messages = sum(1 for a, b in plan.transfer.pairs if a != b)
+    runs = int(np.prod(ext[:d], dtype=np.int64))
+    return (plan.figures().cross_mesh_bytes, messages, runs, -ext[d], d)
 
+
+def _totals(cp: CrossProblem, mid: Layout) -> tuple | None:
+    """(cross-mesh bytes, over the bound, volume) of the plan through mid; None when it is
+    not well typed."""
+    plan = _through(cp, mid)
+    if plan is None:
+        return None
+    fig = plan.figures()
+    return (fig.cross_mesh_bytes, not fig.memory_efficient, fig.volume_bytes)
+
+
+def _through(cp: CrossProblem, mid: Layout) -> CrossPlan | None:
+    """The plan through mid (transfer, then one gather on B), or None if not well typed."""
     try:
         b_plan = b_plan_from(cp, mid)
         plan = CrossPlan(cp, choose_pairs(cp, b_plan.problem), b_plan)
     except RedistError:
         return None
-    if plan.typing_error() is not None:
-        return None
-    fig = plan.figures()
-    messages = sum(1 for a, b in plan.transfer.pairs if a != b)
-    runs = int(np.prod(ext[:d], dtype=np.int64))
-    return (fig.cross_mesh_bytes, messages, runs, -ext[d], d)
+    return None if plan.typing_error() is not None else plan
 
 
 def b_plan_from(cp: CrossProblem, mid: Layout) -> Plan:
