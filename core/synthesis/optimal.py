@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import z3
@@ -324,8 +327,42 @@ def _at_the_floor(problem: Problem, plan: Plan | None, fig, limit: int, k_max: i
             and fig.volume_bytes == lower_bound_bytes(problem))
 
 
+_OWN_CONTEXT = threading.Lock()
+
+
+@contextmanager
+def _own_z3_context() -> Iterator[None]:
+    """The search's terms live in a z3 context of its own, as in a fresh process. In a
+    long-lived process, terms built by earlier work (other searches, proofs) change the
+    order z3 sees this search's terms in, and with it how long the search takes: one
+    pending-sum search that takes 1 s in a fresh process ran for over 15 minutes after
+    earlier optimal searches in the same pytest worker. The templates cached by symvars and
+    typing_rules hold terms of a context, so they are dropped on the way in and out."""
+    from redist.core.smt import symvars, typing_rules
+
+    def drop() -> None:
+        symvars._wellformed_template.cache_clear()
+        typing_rules._transition_template.cache_clear()
+
+    with _OWN_CONTEXT:
+        outer = z3.z3._main_ctx
+        z3.z3._main_ctx = z3.Context()
+        drop()
+        try:
+            yield
+        finally:
+            drop()
+            z3.z3._main_ctx = outer
+
+
 def _solve(problem: Problem, ctx: _Search, rlimit: int, deadline: float | None,
            whole: bool) -> OptimalResult:
+    with _own_z3_context():
+        return _solve_here(problem, ctx, rlimit, deadline, whole)
+
+
+def _solve_here(problem: Problem, ctx: _Search, rlimit: int, deadline: float | None,
+                whole: bool) -> OptimalResult:
     """One search on `problem`'s atoms within `rlimit` z3 resource units (and `deadline`,
     wall clock, when the user gave one). `whole`: the atoms are the problem's own axes."""
     from redist.core.synthesis.synthesize import canonical
