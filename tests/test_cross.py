@@ -15,13 +15,7 @@ from redist.core.cross.model import CrossProblem, PlacedMesh, parse_placed_mesh,
 from redist.core.cross.plan import CrossPlan, receive_bytes, staged
 from redist.core.cross.planjson import cross_plan_from_json, cross_plan_to_json
 from redist.core.cross.simulate import final_blocks, wrong_rank
-from redist.core.cross.synthesize import (
-    b_plan_from,
-    certified_cross,
-    choose_pairs,
-    mid_layout,
-    synthesize_cross,
-)
+from redist.core.cross.synthesize import certified_cross, mid_layout, synthesize_cross
 from redist.core.cross.verify import verify_cross
 from redist.core.errors import RedistError
 from redist.core.model.layout import Layout
@@ -171,19 +165,9 @@ def test_synthesized_plans_are_right_and_meet_the_bounds(cp):
         assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
     if any(not d for d in cp.dst.dims):
         # A dim dst holds whole takes any replicated axis, cut by valid elements even when
-        # it divides nothing: cross-mesh bytes are the bound. An axis is left uncut only
-        # where cutting it all the same moves no fewer bytes (replicas keep their block).
+        # it divides nothing: cross-mesh bytes are the bound. (An axis is left uncut only
+        # where cutting it on the chosen dim moves no fewer bytes: replicas keep their block.)
         assert fig.cross_mesh_bytes == fig.cross_mesh_lower_bound_bytes
-        whole = next(k for k, d in enumerate(cp.dst.dims) if not d)
-        used = {a.split("(")[0] for a in cp.dst.used_axes()}
-        extra = tuple(a for a, n in cp.b.mesh.axes if n > 1 and a not in used)
-        cut = Layout(tuple(d + extra if k == whole else d for k, d in enumerate(cp.dst.dims)))
-        b_cut = b_plan_from(cp, cut)
-        every = CrossPlan(cp, choose_pairs(cp, b_cut.problem), b_cut)
-        if every.typing_error() is None:
-            e = every.figures()
-            assert (fig.cross_mesh_bytes, fig.volume_bytes) <= (e.cross_mesh_bytes,
-                                                               e.volume_bytes)
     # What a rank holds during the transfer, as the runtime allocates it: a rank of both
     # meshes holds the larger of its A block and receive buffer when the plan is staged.
     for r, t, bound in zip(fig.ranks, fig.transfer_per_rank, fig.bound_per_rank,
