@@ -217,3 +217,34 @@ def compact_box(flat: np.ndarray, shape: tuple[int, ...], lo: Sequence[int],
                 memmove(flat, a * row, src0, row)
             i += k
             a += k
+
+
+def permute_blocks(flat: np.ndarray, to: Sequence[int], block: int,
+                   scratch: np.ndarray) -> None:
+    """In place: block i of flat (len(to) blocks of `block` elements) moves to block to[i]
+    (a permutation), following its cycles one lane of the scratch at a time."""
+    n = len(to)
+    if all(to[i] == i for i in range(n)) or block == 0:
+        return
+    view = flat.reshape(n, block)
+    come = [0] * n                                   # the block that belongs at i
+    for i, t in enumerate(to):
+        come[t] = i
+    lane = min(block, scratch.size)
+    for lo in range(0, block, lane):
+        hi = min(block, lo + lane)
+        tmp = scratch[:hi - lo]
+        seen = [False] * n
+        for start in range(n):
+            if seen[start] or come[start] == start:
+                continue
+            tmp[...] = view[start, lo:hi]
+            hole = start
+            while True:                              # pull each predecessor into the hole
+                seen[hole] = True
+                src = come[hole]
+                if src == start:
+                    view[hole, lo:hi] = tmp
+                    break
+                view[hole, lo:hi] = view[src, lo:hi]
+                hole = src

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
+
+import numpy as np
 
 from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
@@ -29,7 +32,10 @@ from redist.core.ops.common import (
     retarget,
     smt_target,
 )
-from redist.core.semantics.algebra import Algebra
+from redist.core.semantics.algebra import NUMPY, Algebra
+from redist.core.semantics.blocks import device_coords
+from redist.core.semantics.rounds import Schedule, schedule
+from redist.core.semantics.working import chunk_elements
 from redist.core.smt import symvars as V
 
 
@@ -66,10 +72,97 @@ def volume(problem: Problem, step: AllExchange, before: Layout, after: Layout,
     return received_bytes(problem, before, after)
 
 
+# The in-place exchange's schedule is computed over every (device, piece) pair; beyond
+# this many it runs out of place (figure and runtime decide it by the same function).
+MAX_IN_PLACE_PAIRS = 1 << 16
+
+
+@dataclass(frozen=True, eq=False)
+class InPlace:
+    """An exchange that runs in place (runtime/execute._exchange_in_place): every block is
+    cut into Q equal pieces (extent `piece` per dim: `before` pieces per dim of a before
+    block, `after` of an after block), and the pieces' sources form a bijection. Per
+    receiving device c and after-piece j (row-major over `after`): `src_device[c, j]` sends
+    its before-piece `src_piece[c, j]` (row-major over `before`)."""
+    piece: tuple[int, ...]
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    src_device: np.ndarray
+    src_piece: np.ndarray
+
+    @property
+    def pieces(self) -> int:
+        return math.prod(self.before)
+
+    @cached_property
+    def rounds(self) -> Schedule:
+        """Who sends which piece to whom, round by round (the same on every rank)."""
+        return schedule(self.src_device, self.src_piece)
+
+
+def in_place(mesh: Mesh, shape: tuple[int, ...], before: Layout,
+             after: Layout) -> InPlace | None:
+    """Whether the exchange before -> after runs in place, and its pieces: the one rule
+    that both the figure (working_bytes) and the runtime read, so they cannot drift.
+    In place iff no pending sums, every extent even under both layouts (no padding), equal
+    local sizes, and every piece of a before block goes to exactly one device (the source
+    map, read piece by piece, is a bijection: no fan-out to several holders of a
+    replicated after block), so every device sends and receives the same Q equal pieces.
+    Per dim the piece extent is gcd(before extent, after extent)."""
+    return _in_place(mesh, tuple(shape), before, after)
+
+
+@lru_cache(maxsize=256)
+def _in_place(mesh: Mesh, shape: tuple[int, ...], before: Layout,
+              after: Layout) -> InPlace | None:
+    if before.sum or after.sum or before.rank != len(shape):
+        return None
+    nb, na = before.local_shape(mesh, shape), after.local_shape(mesh, shape)
+    for lay, n in ((before, nb), (after, na)):
+        if any(n[d] * math.prod(mesh.size(a) for a in lay.dims[d]) != shape[d]
+               for d in range(len(shape))):
+            return None                                     # padded (uneven) blocks
+    if math.prod(nb) != math.prod(na) or math.prod(nb) == 0:
+        return None
+    m = tuple(math.gcd(b, a) for b, a in zip(nb, na, strict=True))
+    qb = tuple(b // e for b, e in zip(nb, m, strict=True))
+    qa = tuple(a // e for a, e in zip(na, m, strict=True))
+    q, ndev = math.prod(qb), mesh.num_devices
+    if ndev * q > MAX_IN_PLACE_PAIRS:
+        return None
+    # The source of the first element of every after-piece of every device, through the
+    # op's own source map (as the simulator reads it): a whole before-piece, since pieces
+    # are aligned in both layouts.
+    r = len(shape)
+    coords = {a: v.reshape(-1, 1) for a, v in device_coords(mesh).items()}
+    j = np.arange(q).reshape(1, -1)
+    index, rest = [], j
+    for d in reversed(range(r)):
+        index.append((rest % qa[d]) * m[d])
+        rest = rest // qa[d]
+    index.reverse()
+    src_c, src_i = source(AllExchange(after), mesh, shape, before, after, coords, index,
+                          NUMPY)
+    dev = np.zeros((ndev, q), dtype=np.int64)
+    for name, size in mesh.axes:
+        dev = dev * size + np.broadcast_to(src_c[name], (ndev, q))
+    piece = np.zeros((ndev, q), dtype=np.int64)
+    for d in range(r):
+        piece = piece * qb[d] + np.broadcast_to(src_i[d] // m[d], (ndev, q))
+    key = np.sort((dev * q + piece).reshape(-1))
+    if not np.array_equal(key, np.arange(ndev * q)):
+        return None                                         # fan-out: some piece twice
+    dev.flags.writeable = piece.flags.writeable = False
+    return InPlace(m, qb, qa, dev, piece)
+
+
 def working_bytes(problem: Problem, step: AllExchange, before: Layout, after: Layout) -> int:
-    """Input + output (one Alltoallw)."""
+    """In place (`in_place`): the block + one chunk; else input + output (one
+    Alltoallw)."""
     lb = math.prod(before.local_shape(problem.mesh, problem.shape))
     la = math.prod(after.local_shape(problem.mesh, problem.shape))
+    if in_place(problem.mesh, problem.shape, before, after) is not None:
+        return (lb + chunk_elements(lb)) * problem.itemsize
     return (lb + la) * problem.itemsize
 
 
