@@ -14,7 +14,7 @@ from mpi_util import memory_rows, mpirun
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.ops import AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_to_json
 from redist.core.synthesis.synthesize import normal
@@ -404,6 +404,11 @@ def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):
               "swap-3d": "64,64,64", "reorder": "512,512"}
     plans = [synthesize(case(n, s)).plan for n, s in shapes.items()]
     plans.append(synthesize_plan(case("transpose", "512,512"), collectives="mpi").plan)
+    # one all_exchange, in place in rounds (block + one chunk), on the DESIGN §9 cases
+    # in its class
+    plans += [Plan(pr, (AllExchange(pr.dst),)) for pr in
+              (case("transpose", "512,512"), case("swap-3d", "64,64,64"),
+               case("reorder", "512,512"))]
     plans.append(synthesize(_p("x=2,y=2,z=2", (96, 40, 24, 8), "[{x},{},{y},{z}]",
                                "[{},{z,y},{},{x}]")).plan)
     # uneven and prime extents: trims and padded gathers in place, tiles that do not divide
