@@ -4,9 +4,12 @@ portable: the verified portable plan (normal synthesis) through redistribute (in
 portable-oop: the same plan with out-of-place all-to-alls (REDIST_INPLACE=0's path), for
           the in-place all-to-all's price in time (executed without the gate: its memory
           is over the proof).
-exchange: one all_exchange (Alltoallw over all ranks, MPI only), executed without the
-          gate: where input and output together exceed the bound plus a chunk it is not
-          memory-efficient, and `redistribute` refuses it.
+exchange: one all_exchange, executed without the gate: in place in rounds where its class
+          holds (core.ops.all_exchange.in_place: block + one chunk), else one Alltoallw
+          over all ranks, which holds input and output at once (not memory-efficient:
+          `redistribute` refuses it).
+exchange-oop: the same exchange always as one Alltoallw (REDIST_INPLACE_EXCHANGE=0's
+          path), for the in-place exchange's price in time.
 chosen:   what `--collectives mpi` picks with the cost model (one of the two above).
 direct:   one Alltoallv moving exactly the lower-bound bytes (benchmarks/direct.py).
 The methods take turns within each repetition (their order rotating), so that their
@@ -31,6 +34,7 @@ from redist.core.model.dtypes import same_bits
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
 from redist.core.ops import AllExchange
+from redist.core.ops.all_exchange import in_place
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.costmodel import load as load_model
 from redist.core.synthesis.synthesize import normal, with_exchange
@@ -55,7 +59,8 @@ def main() -> None:
              "chosen": chosen.plan}
     expected = sample_block(problem.mesh, problem.shape, problem.dst, rank, "float32")
     plans["portable-oop"] = portable.plan
-    methods = ("portable", "portable-oop", "exchange", "chosen", "direct")
+    plans["exchange-oop"] = plans["exchange"]
+    methods = ("portable", "portable-oop", "exchange", "exchange-oop", "chosen", "direct")
 
     def run_once(method: str, trace: bool) -> tuple[float, int, int, bool]:
         """One timed call of `method`: (seconds, max over ranks; the runtime's peak count;
@@ -77,11 +82,12 @@ def main() -> None:
             out = direct_redistribute(local, plans["portable"], comm, mem)
             del local
             peak = mem.peak
-        elif method in ("exchange", "portable-oop"):
+        elif method in ("exchange", "exchange-oop", "portable-oop"):
             runtime_steps.INPLACE_ALL_TO_ALL = method != "portable-oop"
+            runtime_steps.INPLACE_EXCHANGE = method != "exchange-oop"
             mc = mesh_comm(plans[method].problem.mesh, comm)
             out, peak = execute(box, plans[method], mc, donate=True)
-            runtime_steps.INPLACE_ALL_TO_ALL = True
+            runtime_steps.INPLACE_ALL_TO_ALL = runtime_steps.INPLACE_EXCHANGE = True
         else:
             out, stats = redistribute_with_stats(box, plans[method], comm, donate=True)
             peak = stats.peak_bytes
@@ -124,7 +130,7 @@ def main() -> None:
                 "method": method, "median_s": statistics.median(times[method]),
                 "min_s": min(times[method]), "peak_counted": peak_counted,
                 "peak_traced": peak_traced, "bound_bytes": fig.bound_bytes,
-                "proved_peak": None if method in ("direct", "portable-oop")
+                "proved_peak": None if method in ("direct", "portable-oop", "exchange-oop")
                 else fig.runtime_peak_bytes,
                 "volume_bytes": fig.lower_bound_bytes if method == "direct" else fig.volume_bytes,
                 "steps": ["alltoallv"] if method == "direct" else [s.op for s in plan.steps],
@@ -133,6 +139,8 @@ def main() -> None:
                                                       plans["chosen"].steps[0], AllExchange)
                 else "portable",
                 "exchange_fits": plans["exchange"].figures().memory_efficient,
+                "exchange_in_place": in_place(problem.mesh, problem.shape, problem.src,
+                                              problem.dst) is not None,
                 "model": model.source, "all_match": ok}), flush=True)
 
 

@@ -113,6 +113,7 @@ def report(all_rows: list[dict], meta: dict) -> str:
                                                      f"{r['failed']}" for r in failed]) + "\n"
     vs_best, vs_direct, inplace, errors, over, proved_ratio = [], [], [], [], [], []
     choice = []          # both fit the bound: chosen over the faster of portable, exchange
+    exch = []            # in-place exchanges: (over the Alltoallw one, over direct)
     for key in keys:
         p, o, x, c, d = (by[key + (m,)] for m in
                          ("portable", "portable-oop", "exchange", "chosen", "direct"))
@@ -129,6 +130,9 @@ def report(all_rows: list[dict], meta: dict) -> str:
         proved_ratio.append(c["proved_peak"] / c["bound_bytes"])
         if x.get("exchange_fits"):
             choice.append(c["median_s"] / min(p["median_s"], x["median_s"]))
+        xo = by.get(key + ("exchange-oop",))
+        if x.get("exchange_in_place") and xo:
+            exch.append((x["median_s"] / xo["median_s"], x["median_s"] / d["median_s"]))
     lines += [
         "## Summary", "",
         f"- measured peak within the proved peak (runtime count ≤ proved; tracemalloc ≤ "
@@ -147,6 +151,9 @@ def report(all_rows: list[dict], meta: dict) -> str:
         f"(portable, exchange) on {len(choice)} cases"
         + (f", max {max(choice):.2f}x, within 1.1x: {sum(v <= 1.1 for v in choice)}/"
            f"{len(choice)}" if choice else ""),
+        f"- in-place exchange (its class: {len(exch)} cases) over the one-Alltoallw "
+        f"exchange: geo-mean {geomean([a for a, _ in exch]):.2f}x; over the direct Alltoallv: "
+        f"geo-mean {geomean([b for _, b in exch]):.2f}x",
         f"- cost model, |predicted − measured| / measured (portable and exchange): median "
         f"{statistics.median(errors):.0%}, within 25%: {sum(e <= 0.25 for e in errors)}/"
         f"{len(errors)}",
@@ -157,9 +164,12 @@ def report(all_rows: list[dict], meta: dict) -> str:
         "runtime count / tracemalloc. The exchange's is its figure: where it exceeds 1.0625 "
         "it is not memory-efficient and only `--collectives mpi` with a budget may choose it.",
         "",
+        "`exchange`: in place in rounds (marked `ip`) where its class holds, else one "
+        "Alltoallw; `exch. oop`: always one Alltoallw (input and output at once).", "",
         "| case | size | portable plan | portable | pred. | out of place | exchange | pred. "
-        "| direct | chosen | chosen/best | peak portable | peak exchange | peak chosen | ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| exch. oop | direct | chosen | chosen/best | peak portable | peak exchange "
+        "| peak chosen | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in keys:
         p, o, x, c, d = (by[key + (m,)] for m in
                          ("portable", "portable-oop", "exchange", "chosen", "direct"))
@@ -169,12 +179,15 @@ def report(all_rows: list[dict], meta: dict) -> str:
             return (f"{r['proved_peak'] / b:.3f} / {r['peak_counted'] / b:.3f} / "
                     f"{r['peak_traced'] / b:.3f}")
         best = min(p["median_s"], d["median_s"])
-        ok = all(r["all_match"] for r in (p, o, x, d, c))
+        xo = by.get(key + ("exchange-oop",))              # absent in older result files
+        ok = all(r["all_match"] for r in (p, o, x, d, c) + ((xo,) if xo else ()))
+        xo_ms = f"{xo['median_s'] * 1e3:.1f}" if xo else "-"
         lines.append(
             f"| {key[0]} | {key[1]} MiB | {'+'.join(p['steps']) or '-'} | "
             f"{p['median_s'] * 1e3:.1f} | {p['predicted_s'] * 1e3:.1f} | "
-            f"{o['median_s'] * 1e3:.1f} | {x['median_s'] * 1e3:.1f} | "
-            f"{x['predicted_s'] * 1e3:.1f} | {d['median_s'] * 1e3:.1f} | "
+            f"{o['median_s'] * 1e3:.1f} | {x['median_s'] * 1e3:.1f}"
+            f"{' ip' if x.get('exchange_in_place') else ''} | "
+            f"{x['predicted_s'] * 1e3:.1f} | {xo_ms} | {d['median_s'] * 1e3:.1f} | "
             f"{c['median_s'] * 1e3:.1f} ({c['chosen_is']}) | {c['median_s'] / best:.2f} | "
             f"{pk(p)} | {pk(x)} | {pk(c)} | {'ok' if ok else 'MISMATCH'} |")
     return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from redist.core.ops import (
     ReduceScatter,
     group_size,
 )
+from redist.core.ops.all_exchange import in_place
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import changed_count, missing_elements, used_mesh
 
@@ -114,6 +115,10 @@ def _permute(p: Problem, step: AllPermute, before, after) -> Load:
 def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
     sub, _ = used_mesh(p.mesh, before, after)          # the same maximum, fewer devices
     busiest = int(missing_elements(sub, p.shape, before, after).max()) * p.itemsize
+    if in_place(p.mesh, p.shape, before, after) is not None:
+        # In place: pairwise swaps of pieces through one chunk between two local block
+        # transposes, the in-place all-to-all's mechanics and constants.
+        return Load(busiest, p.mesh.num_devices, 2 * p.local_bytes(after), "all_to_all")
     return Load(busiest, p.mesh.num_devices, p.local_bytes(after))     # unpacks once
 
 

@@ -31,6 +31,7 @@ from redist.core.ops import (
     AllToAll,
     ReduceScatter,
 )
+from redist.core.ops.all_exchange import in_place
 from redist.core.plans.plan import Plan, padded_volume
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.plans.report import human_bytes
@@ -337,10 +338,11 @@ def normalize(plan: Plan) -> Synthesis:
 def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = None,
                   model: CostModel | None = None) -> Synthesis:
     """`--collectives mpi`: the portable plan or one all_exchange (volume at the lower
-    bound, one Alltoallv), whichever the cost model predicts faster, among those whose
-    runtime memory (blocks and working memory) stays within the bound (or budget) plus one
-    chunk: the exchange holds its input and output at once, so it is chosen only where
-    that fits."""
+    bound), whichever the cost model predicts faster, among those whose runtime memory
+    (blocks and working memory) stays within the bound (or budget) plus one chunk: the
+    exchange runs in place where its class holds (core.ops.all_exchange.in_place: the
+    block + one chunk, as the portable steps), else as one Alltoallw holding its input and
+    output at once, chosen only where that fits."""
     model = model or load_cost_model()
     if problem.src == problem.dst or problem.src.sum:
         return portable                   # an exchange moves data, it does not add
@@ -367,8 +369,8 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     t_port = model.seconds(portable.plan)
     t_exch = model.seconds(exchange)
     if port_fits and _prefer_portable(portable.plan, exchange, t_port, t_exch):
-        why = (f"portable collectives predicted faster than one all_exchange ({_ms(t_port)} "
-               f"vs {_ms(t_exch)}" if t_port <= t_exch else
+        why = (f"portable collectives predicted no slower than one all_exchange "
+               f"({_ms(t_port)} vs {_ms(t_exch)}" if t_port <= t_exch else
                f"portable collectives move no more bytes than one all_exchange, which is "
                f"predicted faster ({_ms(t_exch)} vs {_ms(t_port)}) but holds its input and "
                f"output at once")
@@ -382,11 +384,15 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
 
 def _prefer_portable(portable: Plan, exchange: Plan, t_port: float, t_exch: float) -> bool:
     """For a portable plan within the bound: keep it unless the exchange is predicted
-    faster *and* moves fewer bytes. One exchange holds its input and output at once, so a
-    portable plan that already moves no more bytes (one all-to-all at the lower bound, say)
-    is never traded for it on a prediction alone."""
+    faster. An exchange that runs in place holds what the portable steps hold (its block
+    and one chunk), so the prediction alone decides; one that holds its input and output at
+    once must also move fewer bytes: a portable plan that already moves no more (one
+    all-to-all at the lower bound, say) is never traded for it on a prediction alone."""
     if t_port <= t_exch:
         return True
+    p = exchange.problem
+    if in_place(p.mesh, p.shape, p.src, p.dst) is not None:
+        return False
     return portable.figures().volume_bytes <= exchange.figures().volume_bytes
 
 
