@@ -2,7 +2,7 @@
 
 Every buffer inside a plan is C-contiguous and padded to the layout's local shape
 (DESIGN §11). Each step holds its larger block plus at most one chunk of scratch (a 16th
-of the block, core.semantics.working), except the exchange:
+of the block, core.semantics.working), except an exchange outside its in-place class:
 
   all_slice    in place: the kept block compacted to the start of the buffer, the rest
                given back (realloc); a view of the caller's buffer if it is not ours.
@@ -17,8 +17,11 @@ of the block, core.semantics.working), except the exchange:
                point-to-point messages all posted at once, others by an MPI_IN_PLACE
                Allgather(v) with derived datatypes (valid elements only where blocks are
                uneven).
-  all_exchange one Alltoallw over all devices, subarray datatypes per peer (no packing):
-               input and output at once.
+  all_exchange in place where every piece of a block goes to one device (core.ops.
+               all_exchange.in_place): pieces grouped by a block transpose, swapped in
+               rounds of permutations through the chunk, transposed into the new block.
+               Elsewhere one Alltoallw over all devices, subarray datatypes per peer (no
+               packing): input and output at once.
   reduce_scatter, all_reduce (pending sums): runtime/reduce.py, in place.
 A buffer the caller keeps (not donated) is copied once before an in-place step. Which
 algorithm runs depends only on shapes, never on who owns a buffer, so every rank of a

@@ -7,7 +7,8 @@ from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.ops import apply
+from redist.core.ops import AllExchange, apply
+from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import block_ids, permute_sources
 from redist.core.smt.verify import verify
 from redist.core.synthesis.costmodel import CostModel
@@ -191,18 +192,21 @@ def test_never_more_volume_than_the_greedy_planner(problem):
 
 
 def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper_and_within_memory():
-    """--collectives mpi: an exchange calibrated cheap is chosen only where its runtime
-    memory (input and output at once) fits the bound plus one chunk, or the budget plus one
-    chunk; calibrated dear, the portable plan."""
-    p = case("transpose", "512,512")
+    """--collectives mpi: an exchange outside the in-place class, calibrated cheap, is
+    chosen only where its runtime memory (input and output at once) fits the bound plus
+    one chunk, or the budget plus one chunk; calibrated dear, the portable plan."""
+    # Each piece goes to two devices (dst replicates x): not in place; the portable plan
+    # moves more than the exchange.
+    p = Problem(parse_mesh("x=2,y=4"), (512, 512), "float32", parse_layout("[{x},{y}]"),
+                parse_layout("[{y},{}]"))
     portable = normal(p)
     kinds = ("all_gather", "all_to_all", "all_permute", "all_exchange")
     cheap = CostModel({k: 1e-3 for k in kinds} | {"all_exchange": 1e-6},
                       {k: 1e-8 for k in kinds} | {"all_exchange": 1e-11}, 0.0, "test")
     dear = CostModel({k: 1e-6 for k in kinds} | {"all_exchange": 1.0},
                      {k: 1e-11 for k in kinds} | {"all_exchange": 1e-6}, 0.0, "test")
-    s = with_exchange(p, portable, model=cheap)          # 2x the bound: never chosen
-    assert s.plan == portable.plan and "2.00x the bound" in s.method
+    s = with_exchange(p, portable, model=cheap)          # 1.5x the bound: never chosen
+    assert s.plan == portable.plan and "1.50x the bound" in s.method
     budget = 2 * p.bound_bytes
     s = with_exchange(p, portable, budget, model=cheap)
     assert [st.op for st in s.plan.steps] == ["all_exchange"]
@@ -217,6 +221,28 @@ def test_cost_model_picks_the_exchange_only_when_calibrated_cheaper_and_within_m
     s = with_exchange(q, normal(q), model=cheap)
     assert [st.op for st in s.plan.steps] == ["all_gather"] and verify(s.plan).all_proved
     assert "move no more bytes than one all_exchange, which is predicted faster" in s.method
+
+
+@pytest.mark.parametrize("name,shape", [("transpose", "512,512"), ("swap-3d", "64,64,64"),
+                                        ("reorder", "512,512")])
+def test_an_in_place_exchange_is_chosen_on_the_prediction_alone_within_the_bound(name, shape):
+    """In its class the exchange holds the block plus one chunk, as the portable steps: the
+    faster predicted wins (no volume rule), within the bound, and its claims are proved."""
+    p = case(name, shape)
+    portable = normal(p)
+    exchange = Plan(p, (AllExchange(p.dst),))
+    assert exchange.figures().memory_efficient
+    kinds = ("all_gather", "all_to_all", "all_permute", "all_exchange")
+    for per_byte in (1e-12, 1e-6):            # the exchange's kind: cheap, then dear
+        for perm in (1e-12, 1e-6):            # the permute (reorder's portable plan)
+            model = CostModel({k: 1e-6 for k in kinds},
+                              {k: 1e-9 for k in kinds} | {"all_to_all": per_byte,
+                                                          "all_permute": perm}, 0.0, "test")
+            s = with_exchange(p, portable, model=model)
+            faster = model.seconds(exchange) < model.seconds(portable.plan)
+            took = [st.op for st in s.plan.steps] == ["all_exchange"]
+            assert took == faster, (per_byte, perm, s.method)
+            assert verify(s.plan).all_proved
 
 
 def test_exchange_message_never_calls_an_over_bound_portable_plan_nearer():

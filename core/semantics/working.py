@@ -11,7 +11,8 @@ the runtime's (handed over, as `redist run` does).
   all_to_all    the block (padded in place when dst_dim is held whole) + one chunk.
   all_gather    the output, grown in place from the input (trimmed in place when the
                 gathered dim is held whole).
-  all_exchange  input + output (one Alltoallw).
+  all_exchange  in place (core.ops.all_exchange.in_place): the block + one chunk; else
+                input + output (one Alltoallw).
 Buffers grow and shrink with realloc; the allocator may move a grown buffer (a copy that
 neither count sees), which glibc avoids for large, mmap-backed buffers (mremap).
 """

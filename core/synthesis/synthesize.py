@@ -369,7 +369,7 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     t_port = model.seconds(portable.plan)
     t_exch = model.seconds(exchange)
     if port_fits and _prefer_portable(portable.plan, exchange, t_port, t_exch):
-        why = (f"portable collectives predicted no slower than one all_exchange "
+        why = (f"portable collectives predicted faster than one all_exchange "
                f"({_ms(t_port)} vs {_ms(t_exch)}" if t_port <= t_exch else
                f"portable collectives move no more bytes than one all_exchange, which is "
                f"predicted faster ({_ms(t_exch)} vs {_ms(t_port)}) but holds its input and "
