@@ -141,6 +141,34 @@ def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndar
                 hole = src
 
 
+def permute_blocks(flat: np.ndarray, sources: Sequence[int], block: int,
+                   scratch: np.ndarray) -> None:
+    """In place: block k of flat (blocks of `block` elements) becomes the old block
+    sources[k] (a permutation), each cycle followed once per lane of the scratch (one
+    block, or a lane of every block, in the scratch at a time); blocks that stay are not
+    touched."""
+    n = len(sources)
+    view = flat[:n * block].reshape(n, block)
+    lane = max(1, min(block, scratch.size))
+    for lo in range(0, block, lane):
+        hi = min(block, lo + lane)
+        tmp = scratch[:hi - lo]
+        done = [k == sources[k] for k in range(n)]
+        for start in range(n):
+            if done[start]:
+                continue
+            tmp[...] = view[start, lo:hi]
+            hole = start
+            while True:                       # pull each source into the hole it leaves
+                done[hole] = True
+                src = sources[hole]
+                if src == start:
+                    view[hole, lo:hi] = tmp
+                    break
+                view[hole, lo:hi] = view[src, lo:hi]
+                hole = src
+
+
 def _leader(start: int, cols: int, last: int) -> bool:
     """Whether `start` is the smallest block of its cycle."""
     i = (start * cols) % last
