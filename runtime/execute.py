@@ -12,6 +12,8 @@ of the block, core.semantics.working), except the exchange:
                chunk), pairwise exchanges of pieces (their valid boxes) through the chunk,
                a block transpose into the output order. Pads and trims of dims held whole
                happen in place.
+               Consecutive all-to-alls between the same two dims, nothing padded, run
+               as one over the union of their groups (runtime/fuse.py, fused_all_to_all).
   all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
                into its slot, then (where ranks share cores) contiguous slots by
                point-to-point messages all posted at once, others by an MPI_IN_PLACE

@@ -7,6 +7,8 @@ tiles that fit the scratch are transposed through it with one NumPy copy, the ti
 themselves are permuted as large blocks by following the permutation's cycles, and rows
 that do not fill a whole tile are merged in with memmoves. Python steps are few (about
 R*C*B / chunk), the bytes move in bulk.
+`permute_blocks` reorders equal blocks (a fused all-to-all's pieces) by following the
+permutation's cycles through the scratch.
 `compact_box` keeps a box (a sub-range of every axis) and moves it to the front of the
 buffer, copying forward in batches that never overwrite what is still to be read.
 """

@@ -26,7 +26,6 @@ from redist.core.ops.common import received_bytes
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.runtime import api, execute, fuse, inplace
-from redist.runtime.memory import MemoryTracker
 
 
 def _plan(mesh: str, shape, src: str, *steps) -> Plan:
@@ -179,24 +178,16 @@ def test_fused_runs_equal_the_simulator_with_their_exact_wire_bytes_and_memory(s
         event(f"fused {[r.stop - r.start for r in runs]} of {len(plan.steps)} steps")
         _, peaks, sent = _run_plan_threaded(plan, donate)
         # The bytes on the wire: each fused run its exact figure (G - 1 of G pieces per
-        # device), each other step its volume figure.
-        want, figures = 0, 0
-        k = 0
+        # device: what its devices' new blocks lack, fewer than its steps' volume figures
+        # sum to), each other step its volume figure.
+        vol = [step_volume(p, s, lays[j], lays[j + 1]) for j, s in enumerate(plan.steps)]
+        want = sum(vol)
         for run in runs:
-            want += sum(step_volume(p, s, lays[j], lays[j + 1])
-                        for j, s in enumerate(plan.steps[k:run.start], start=k))
-            want += fuse.wire_bytes(plan, run)
-            assert fuse.wire_bytes(plan, run) == received_bytes(p, lays[run.start],
-                                                                lays[run.stop])
-            assert fuse.wire_bytes(plan, run) < sum(
-                step_volume(p, s, lays[j], lays[j + 1])
-                for j, s in enumerate(plan.steps[run.start:run.stop], start=run.start))
-            k = run.stop
-        want += sum(step_volume(p, s, lays[j], lays[j + 1])
-                    for j, s in enumerate(plan.steps[k:], start=k))
-        figures = sum(step_volume(p, s, lays[j], lays[j + 1])
-                      for j, s in enumerate(plan.steps))
-        assert sent // 4 == want // p.itemsize, (sent, want, figures)
+            fused = fuse.wire_bytes(plan, run)
+            assert fused == received_bytes(p, lays[run.start], lays[run.stop])
+            assert fused < sum(vol[run.start:run.stop])
+            want += fused - sum(vol[run.start:run.stop])
+        assert sent == want, (sent, want, vol)
         # Memory: the runtime's count within the proved peak (one block and one chunk: the
         # chunk of every fused step). A block the caller keeps is copied once beside it.
         proved = max(step_working_bytes(p, s, lays[j], lays[j + 1])
@@ -250,3 +241,25 @@ def test_fused_runs_under_mpiexec_match_the_simulator(tmp_path):
     jobs = [{"plan": f32(pl), "gated": False, "donate": d} for pl in plans
             for d in (True, False)]
     run_jobs(8, jobs, tmp_path, {"REDIST_CHUNK_BYTES": "200", "REDIST_INPLACE": "1"})
+
+
+def test_the_run_report_gives_the_fused_bytes_and_says_they_were_fused(monkeypatch):
+    from redist.core.plans.planjson import plan_to_json
+    from redist.runtime.launch import format_report
+    from redist.runtime.worker import fused_report
+    fused = fused_report(SWAP_3D)
+    assert fused == [{"steps": [1, 2], "wire_bytes": 1536, "figure_bytes": 2048}]
+    r = {"plan": plan_to_json(SWAP_3D), "ranks": 8, "repeat": 1, "median_seconds": 0.1,
+         "min_seconds": 0.1, "peak_bytes_per_rank": [272] * 8,
+         "traced_peak_bytes_per_rank": [272] * 8, "bound_bytes": 256, "all_match": True,
+         "fused": fused}
+    text = format_report(r).splitlines()
+    assert "volume      1.5 KiB (the plan's figure 2.0 KiB) moved (lower bound 1.5 KiB)" in text
+    assert ("fused       steps 1-2 ran as one all-to-all: 1.5 KiB received where their "
+            "figures count 2.0 KiB (REDIST_FUSE=0 runs them one by one)") in text
+    monkeypatch.setattr(fuse, "FUSE_ALL_TO_ALLS", False)
+    r["fused"] = fused_report(SWAP_3D)
+    assert r["fused"] == []
+    text = format_report(r).splitlines()
+    assert "volume      2.0 KiB moved (lower bound 1.5 KiB)" in text
+    assert not any(line.startswith("fused") for line in text)
