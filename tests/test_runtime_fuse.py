@@ -8,13 +8,12 @@ within every fused step's proved working bytes); one short mpiexec run."""
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import pytest
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
-from test_runtime_pairing import FAST, WAIT_LIMIT, _MeshComm, _MPIShim, _World
+from test_runtime_pairing import FAST, _MeshComm, _MPIShim, _World, on_threads
 
 from redist.core.errors import TypingError
 from redist.core.model.layout import Layout
@@ -91,26 +90,11 @@ def _run_plan_threaded(plan: Plan, donate: bool) -> tuple[list, list, int]:
     p = plan.problem
     x = np.arange(math.prod(p.shape), dtype=np.int32).reshape(p.shape)
     world = _World(p.mesh.num_devices)
-    out: list = [None] * p.mesh.num_devices
-    peaks: list = [None] * p.mesh.num_devices
-    errors: list = []
 
-    def rank_main(r: int) -> None:
-        try:
-            local = simulator.shard(p.mesh, p.shape, p.src, x, r).copy()
-            out[r], peaks[r] = api.execute([local], plan, _MeshComm(world, p.mesh, r), donate)
-        except BaseException as e:            # surfaced in the main thread
-            errors.append((r, e))
-        finally:
-            world.finish()
-    threads = [threading.Thread(target=rank_main, args=(r,), daemon=True)
-               for r in range(len(out))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT_LIMIT + 10)
-    assert not any(t.is_alive() for t in threads), "a rank hangs"
-    assert not errors, errors[0]
+    def body(r: int) -> tuple:
+        local = simulator.shard(p.mesh, p.shape, p.src, x, r).copy()
+        return api.execute([local], plan, _MeshComm(world, p.mesh, r), donate)
+    out, peaks = zip(*on_threads(world, p.mesh.num_devices, body), strict=True)
     want = simulator.final_blocks(plan, x)
     for r in range(len(out)):
         assert np.array_equal(out[r], want[r]), (r, plan)
