@@ -7,6 +7,8 @@ tiles that fit the scratch are transposed through it with one NumPy copy, the ti
 themselves are permuted as large blocks by following the permutation's cycles, and rows
 that do not fill a whole tile are merged in with memmoves. Python steps are few (about
 R*C*B / chunk), the bytes move in bulk.
+`permute_blocks` reorders equal blocks (a fused all-to-all's pieces) by following the
+permutation's cycles through the scratch.
 `compact_box` keeps a box (a sub-range of every axis) and moves it to the front of the
 buffer, copying forward in batches that never overwrite what is still to be read.
 """
@@ -134,6 +136,34 @@ def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndar
                 if seen is not None:
                     seen[hole] = True
                 src = (hole * cols) % last          # the block that belongs at `hole`
+                if src == start:
+                    view[hole, lo:hi] = tmp
+                    break
+                view[hole, lo:hi] = view[src, lo:hi]
+                hole = src
+
+
+def permute_blocks(flat: np.ndarray, sources: Sequence[int], block: int,
+                   scratch: np.ndarray) -> None:
+    """In place: block k of flat (blocks of `block` elements) becomes the old block
+    sources[k] (a permutation), each cycle followed once per lane of the scratch (one
+    block, or a lane of every block, in the scratch at a time); blocks that stay are not
+    touched."""
+    n = len(sources)
+    view = flat[:n * block].reshape(n, block)
+    lane = max(1, min(block, scratch.size))
+    for lo in range(0, block, lane):
+        hi = min(block, lo + lane)
+        tmp = scratch[:hi - lo]
+        done = [k == sources[k] for k in range(n)]
+        for start in range(n):
+            if done[start]:
+                continue
+            tmp[...] = view[start, lo:hi]
+            hole = start
+            while True:                       # pull each source into the hole it leaves
+                done[hole] = True
+                src = sources[hole]
                 if src == start:
                     view[hole, lo:hi] = tmp
                     break
