@@ -39,9 +39,9 @@ from redist.core.ops import (
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.costmodel import KINDS, CostModel, Load, step_load
 
-# Bytes per rank before the step: the smallest is mostly messages, the largest the size of
-# a rank's block in the benchmark's 64 MiB cases (8 ranks).
-SIZES = (1 << 16, 1 << 20, 8 << 20)
+# Bytes per rank before the step: the smallest is mostly messages and the step's fixed
+# cost, the largest the size of a rank's block in the benchmark's 64 MiB cases (8 ranks).
+SIZES = (1 << 18, 2 << 20, 8 << 20)
 REPEAT = 3                # timed runs per plan (after one untimed)
 # A message is never free: a latency the fit puts at 0 (times growing faster than
 # linearly in bytes, caches) is reported as this instead (issue 15).
@@ -90,6 +90,8 @@ def _gather_cases(ranks: int) -> list[Plan]:
                             lambda p: AllGather(((p.mesh.names[0],), ()))))
             out.append(_one(mesh, "[{},{a}]", "[{},{}]", (8, c * g),
                             lambda p: AllGather(((), ("a",)))))
+            out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 64, 16 * g),
+                            lambda p: AllGather(((), ("a",)))))       # 64-byte runs
             if g >= 4:
                 out.append(_one(parse_mesh(f"a=2,c={g // 2}{rest}"), "[{a},{c}]", "[{},{}]",
                                 (16, c * g // 2), lambda p: AllGather((("a",), ("c",)))))
@@ -136,6 +138,10 @@ def _exchange_cases(ranks: int) -> list[Plan]:
             c = _cols(nbytes, 8, g)
             out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (8, c * g),
                             lambda p: AllExchange(p.dst)))
+            out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (nbytes // 64, 16 * g),
+                            lambda p: AllExchange(p.dst)))             # 64-byte runs
+            out.append(_one(mesh, "[{a},{}]", "[{},{}]", (8 * g, _cols(nbytes, 8, 1)),
+                            lambda p: AllExchange(p.dst)))             # a gather's bytes
             if ranks // g > 1:
                 h = ranks // g
                 out.append(_one(mesh, "[{a},{b}]", "[{b},{a}]", (8 * g, _cols(nbytes, 8, h) * h),
@@ -194,8 +200,8 @@ def _shift_plan(p: Problem) -> Plan:
 
 def _row(load: Load, seconds: float) -> dict:
     return {"kind": load.kind, "messages": load.messages, "wire": load.wire,
-            "copies": load.copies, "transposes": load.transposes, "g": load.group,
-            "seconds": seconds}
+            "copies": load.copies, "transposes": load.transposes, "runs": load.runs,
+            "steps": load.steps, "g": load.group, "seconds": seconds}
 
 
 def main(job_path: str) -> None:
@@ -220,7 +226,8 @@ def main(job_path: str) -> None:
             times.append(comm.allreduce(MPI.Wtime() - t0, op=MPI.MAX))
         lays = plan.layouts()
         rows.append(_row(step_load(plan, plan.steps[0], lays[0], lays[1]),
-                         statistics.median(times[1:])))
+                         statistics.median(times[1:]))
+                    | {"plan": f"{p.mesh} {p.shape} {p.src} -> {p.dst}"})
     if rank == 0:
         from redist.runtime.report_mark import MARK
         model = fit(rows)
@@ -232,7 +239,8 @@ def main(job_path: str) -> None:
 def _features(row: dict) -> dict:
     k = row["kind"]
     return {("latency", k): row["messages"], ("seconds_per_byte", k): row["wire"],
-            ("copy", ""): row["copies"], ("transpose", ""): row["transposes"]}
+            ("copy", ""): row["copies"], ("transpose", ""): row["transposes"],
+            ("run", ""): row.get("runs", 0), ("step", ""): row.get("steps", 1)}
 
 
 def fit(rows: list[dict]) -> CostModel:
@@ -244,6 +252,7 @@ def fit(rows: list[dict]) -> CostModel:
     names = sorted({name for r in rows for name, v in _features(r).items() if v})
     latency, per_byte = dict(base.latency), dict(base.seconds_per_byte)
     copy, transpose = base.copy_seconds_per_byte, base.transpose_seconds_per_byte
+    run, per_step = base.seconds_per_run, base.seconds_per_step
     if names:
         a = np.array([[_features(r).get(n, 0) / r["seconds"] for n in names] for r in rows],
                      dtype=float)
@@ -256,15 +265,23 @@ def fit(rows: list[dict]) -> CostModel:
                 per_byte[kind] = max(v, MIN_SECONDS_PER_BYTE)
         copy = got.get(("copy", ""), copy)
         transpose = got.get(("transpose", ""), transpose)
-    return CostModel(latency, per_byte, copy, "calibrated", transpose)
+        run = got.get(("run", ""), run)
+        per_step = got.get(("step", ""), per_step)
+    return CostModel(latency, per_byte, copy, "calibrated", transpose, run, per_step)
+
+
+def row_load(row: dict) -> Load:
+    """The Load a measurement row was charged (_row's inverse)."""
+    return Load(row["kind"], row["messages"], row["wire"], copies=row["copies"],
+                transposes=row["transposes"], runs=row.get("runs", 0),
+                steps=row.get("steps", 1), group=row["g"])
 
 
 def fit_errors(model: CostModel, rows: list[dict]) -> dict[str, dict]:
     """Per kind: rows, median and largest |predicted - measured| / measured."""
     out = {}
     for kind in KINDS:
-        errs = [abs(model.charge(Load(r["kind"], r["messages"], r["wire"], r["copies"],
-                                      r["transposes"], r["g"])) - r["seconds"]) / r["seconds"]
+        errs = [abs(model.charge(row_load(r)) - r["seconds"]) / r["seconds"]
                 for r in rows if r["kind"] == kind and r["seconds"] > 0]
         if errs:
             out[kind] = {"rows": len(errs), "median": statistics.median(errs),

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.ops import AllExchange, AllPermute, AllToAll
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll
 from redist.core.plans.plan import Plan
 from redist.core.semantics.working import CHUNK_DIVISOR, chunk_elements
 from redist.core.synthesis.costmodel import (
     KINDS,
     CostModel,
     Load,
+    box_runs,
     chunk_messages,
     load,
     step_load,
@@ -117,12 +118,13 @@ def _model(draw_consts: list[float]) -> CostModel:
     it = iter(draw_consts)
     lat = {k: next(it) for k in KINDS}
     spb = {k: next(it) * 1e-5 for k in KINDS}
-    return CostModel(lat, spb, next(it) * 1e-5, "truth", next(it) * 1e-5)
+    return CostModel(lat, spb, next(it) * 1e-5, "truth", next(it) * 1e-5, next(it) * 1e-3,
+                     next(it))
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.floats(1e-5, 1e-2), min_size=2 * len(KINDS) + 2,
-                max_size=2 * len(KINDS) + 2))
+@given(st.lists(st.floats(1e-5, 1e-2), min_size=2 * len(KINDS) + 4,
+                max_size=2 * len(KINDS) + 4))
 def test_fit_recovers_the_constants_that_made_the_times(consts):
     """Rows timed exactly by a model (calibrate's own plans on 8 ranks): the fit gives the
     same constants back, and its error per kind is 0."""
@@ -140,6 +142,8 @@ def test_fit_recovers_the_constants_that_made_the_times(consts):
     assert got.copy_seconds_per_byte == pytest.approx(truth.copy_seconds_per_byte, rel=1e-6)
     assert got.transpose_seconds_per_byte == pytest.approx(truth.transpose_seconds_per_byte,
                                                            rel=1e-6)
+    assert got.seconds_per_run == pytest.approx(truth.seconds_per_run, rel=1e-6)
+    assert got.seconds_per_step == pytest.approx(truth.seconds_per_step, rel=1e-6)
     errors = calibrate.fit_errors(got, rows)
     assert set(errors) == set(KINDS) and max(e["max"] for e in errors.values()) < 1e-6
 
@@ -181,6 +185,25 @@ def test_nonnegative_least_squares_meets_its_optimality_conditions(seed, m, n):
     grad = a.T @ (a @ x - b) / np.where(scale == 0, 1, scale)
     assert (grad >= -1e-7).all()
     assert np.all(np.abs(grad[x > 0]) < 1e-7)
+
+
+@pytest.mark.parametrize("box,within,runs", [
+    ((4, 8), (4, 8), 1), ((2, 8), (4, 8), 1), ((4, 2), (4, 8), 4), ((2, 3, 5), (2, 6, 5), 2),
+    ((3, 1, 5), (3, 4, 5), 3), ((0, 8), (4, 8), 0)])
+def test_box_runs(box, within, runs):
+    assert box_runs(box, within) == runs
+
+
+def test_strided_pieces_are_charged_their_runs():
+    """A gather and an exchange of the same bytes: 64-byte rows cost more than whole
+    rows (MPI walks a derived datatype run by run)."""
+    m = CostModel()
+    for src, dst, step in (("[{},{a}]", "[{},{}]", lambda p: AllGather(((), ("a",)))),
+                           ("[{},{a}]", "[{a},{}]", lambda p: AllExchange(p.dst))):
+        loads = [_load_of(calibrate._one(parse_mesh("a=4"), src, dst, shape, step))
+                 for shape in ((4, 1 << 16), (1 << 12, 64))]
+        assert loads[0].wire == loads[1].wire and loads[1].runs > 100 * loads[0].runs
+        assert m.charge(loads[1]) > m.charge(loads[0])
 
 
 def test_a_file_of_the_older_format_gives_the_defaults(tmp_path):

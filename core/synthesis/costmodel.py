@@ -4,6 +4,7 @@
   seconds = latency[kind] · messages + seconds_per_byte[kind] · wire bytes
             + copy_seconds_per_byte · bytes copied locally
             + transpose_seconds_per_byte · bytes transposed locally
+            + seconds_per_run · contiguous runs packed or unpacked + seconds_per_step
 
 `messages` counts what the runtime waits for: the in-place steps (permute, all-to-all)
 move their data through one chunk of scratch (`chunk_elements`, core/semantics/working.py,
@@ -11,9 +12,11 @@ the runtime's own size), so a rank hands off one chunk message after another, an
 number, not only their bytes, sets the time; a gather or an exchange posts one message
 per peer; reductions count MPI calls times peers. `wire` is what the busiest device
 receives; the local terms are the memmoves, compactions and block transposes the in-place
-paths make. Each kind of step (an op, or one of its runtime paths: a gather whose pieces
-are strided in the output moves with derived datatypes, ~4x slower per byte) has its own
-latency and bandwidth; the two local constants are shared.
+paths make, and the contiguous runs MPI's datatype engine walks where a step sends or
+receives a strided box (a derived datatype: strided gathers, the exchange's subarrays).
+Each kind of step (an op, or one of its runtime paths: a gather whose pieces are strided in
+the output moves with derived datatypes) has its own latency and bandwidth; the local
+constants and the fixed cost of a step (Python, buffer resizing) are shared.
 
 `redist calibrate` fits the constants on the machine where jobs run and saves them; `plan`
 and `run` read that file ($REDIST_COST_MODEL, default ~/.config/redist/costmodel.json).
@@ -74,6 +77,8 @@ class Load:
     wire: int           # bytes it receives
     copies: int = 0     # bytes it moves locally (memmoves, compactions, packing)
     transposes: int = 0  # bytes of its block transposed in place through the chunk
+    runs: int = 0       # contiguous runs of the derived datatypes it packs and unpacks
+    steps: int = 1      # 0: the step returns at once (nothing changes)
     group: int = 1      # devices that talk to each other
 
 
@@ -92,6 +97,8 @@ class CostModel:
     copy_seconds_per_byte: float = 0.2e-9
     source: str = "defaults (no calibration file)"
     transpose_seconds_per_byte: float = 0.6e-9
+    seconds_per_run: float = 20e-9
+    seconds_per_step: float = 0.2e-3
 
     def charge(self, load: Load) -> float:
         # A model made without the kind (by hand, in code) charges it as its op.
@@ -99,7 +106,9 @@ class CostModel:
         return (self.latency.get(kind, 0.0) * load.messages
                 + self.seconds_per_byte.get(kind, 0.0) * load.wire
                 + self.copy_seconds_per_byte * load.copies
-                + self.transpose_seconds_per_byte * load.transposes)
+                + self.transpose_seconds_per_byte * load.transposes
+                + self.seconds_per_run * load.runs
+                + self.seconds_per_step * load.steps)
 
     def step_seconds(self, plan: Plan, k: int, before, after) -> float:
         load = step_load(plan, plan.steps[k], before, after)
@@ -115,6 +124,8 @@ class CostModel:
                 "seconds_per_byte": self.seconds_per_byte,
                 "copy_seconds_per_byte": self.copy_seconds_per_byte,
                 "transpose_seconds_per_byte": self.transpose_seconds_per_byte,
+                "seconds_per_run": self.seconds_per_run,
+                "seconds_per_step": self.seconds_per_step,
                 "source": self.source}
 
 
@@ -125,6 +136,17 @@ def chunk_messages(n: int, block: int) -> int:
         return 0
     step = max(1, min(chunk_elements(block), n))
     return -(-n // step)
+
+
+def box_runs(box: tuple[int, ...], within: tuple[int, ...]) -> int:
+    """Contiguous runs of a box in a C-order array of shape `within`: one per index of
+    the dims before the innermost dim the box does not span (0 for an empty box)."""
+    if 0 in box:
+        return 0
+    k = len(box) - 1
+    while k >= 0 and box[k] == within[k]:
+        k -= 1
+    return math.prod(box[:max(k, 0)])
 
 
 def _slice(p: Problem, step: AllSlice, before, after) -> Load:
@@ -138,9 +160,12 @@ def _gather(p: Problem, step: AllGather, before, after) -> Load:
     dims = [d for d, gone in enumerate(step.axes) if gone]
     strided = len(dims) > 1 or bool(dims and math.prod(local[:dims[0]]) > 1)
     lb = p.local_bytes(before)
-    # One message per peer; this rank's block moves into its slot of the grown buffer.
+    full = after.local_shape(p.mesh, p.shape)
+    # One message per peer; this rank's block moves into its slot of the grown buffer;
+    # strided slots are walked run by run, on the way out and in.
+    runs = 2 * (g - 1) * box_runs(local, full) if strided else 0
     return Load(STRIDED_GATHER if strided else "all_gather", g - 1, (g - 1) * lb,
-                copies=lb, group=g)
+                copies=lb, group=g, runs=runs)
 
 
 def _all_to_all(p: Problem, step: AllToAll, before, after) -> Load:
@@ -165,7 +190,7 @@ def _all_to_all(p: Problem, step: AllToAll, before, after) -> Load:
 def _permute(p: Problem, step: AllPermute, before, after) -> Load:
     """In place (execute._permute): the block in chunk messages, a memmove after."""
     if not changed_count(p.mesh, before, after):
-        return Load("all_permute", 0, 0, group=p.mesh.num_devices)
+        return Load("all_permute", 0, 0, group=p.mesh.num_devices, steps=0)
     n = math.prod(before.local_shape(p.mesh, p.shape))
     lb = p.local_bytes(before)
     return Load("all_permute", chunk_messages(n, n), lb, copies=lb, group=p.mesh.num_devices)
@@ -195,9 +220,12 @@ def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
     missing = missing_elements(sub, p.shape, before, after)
     need = math.prod(after.local_shape(p.mesh, p.shape))
     most = int(missing.max())
-    return Load("all_exchange", _exchange_peers(p, before, after, most < need),
-                most * p.itemsize, copies=(need - int(missing.min())) * p.itemsize,
-                group=p.mesh.num_devices)
+    peers = _exchange_peers(p, before, after, most < need) if most else 0
+    cb, ca = before.local_shape(p.mesh, p.shape), after.local_shape(p.mesh, p.shape)
+    piece = tuple(min(b, a) for b, a in zip(cb, ca, strict=True))   # what one peer sends
+    return Load("all_exchange", peers, most * p.itemsize,
+                copies=(need - int(missing.min())) * p.itemsize, group=p.mesh.num_devices,
+                runs=peers * (box_runs(piece, cb) + box_runs(piece, ca)))
 
 
 def _reduce_scatter(p: Problem, step: ReduceScatter, before, after) -> Load:
@@ -271,13 +299,15 @@ def from_json(doc: object, where: str, source: str) -> CostModel:
         spb = {k: number(doc["seconds_per_byte"][k]) for k in KINDS}
         copy = number(doc["copy_seconds_per_byte"])
         trans = number(doc["transpose_seconds_per_byte"])
+        run = number(doc["seconds_per_run"])
+        per_step = number(doc["seconds_per_step"])
         if not all(math.isfinite(v) and v >= 0
-                   for v in [*lat.values(), *spb.values(), copy, trans]):
+                   for v in [*lat.values(), *spb.values(), copy, trans, run, per_step]):
             raise ValueError("constants must be finite and >= 0")
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else str(e)
         raise RedistError(f"{where}: {what}") from None
-    return CostModel(lat, spb, copy, source, trans)
+    return CostModel(lat, spb, copy, source, trans, run, per_step)
 
 
 def save(model: CostModel, path: str | None = None) -> str:
