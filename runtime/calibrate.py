@@ -16,6 +16,7 @@ line, like the worker's report).
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 import time
@@ -72,15 +73,16 @@ def _one(mesh: Mesh, src: str, dst: str, shape: tuple[int, ...],
 
 
 def _slice_cases(ranks: int) -> list[Plan]:
-    # Dim 1 kept in part: rows compacted one by one (dim 0 would be one memmove).
-    return [_one(mesh, "[{},{}]", "[{},{a}]", (8, _cols(nbytes, 8, g)),
-                 lambda p: AllSlice(((), ("a",))))
-            for mesh, g in _groups(ranks) for nbytes in SIZES]
+    # Dim 1 kept in part: rows compacted one by one (dim 0 would be one memmove); a few
+    # long rows, and many of 1 KiB.
+    return [_one(mesh, "[{},{}]", "[{},{a}]", shape, lambda p: AllSlice(((), ("a",))))
+            for mesh, g in _groups(ranks) for nbytes in SIZES
+            for shape in ((8, _cols(nbytes, 8, g)), (nbytes // (1024 * g), 256 * g))]
 
 
 def _gather_cases(ranks: int) -> list[Plan]:
-    """Contiguous pieces (dim 0), and strided ones (the cost model's STRIDED_GATHER kind):
-    dim 1 of a 2-D array, and two dims at once where the group splits in two axes."""
+    """Contiguous pieces (dim 0), strided ones (the cost model's STRIDED_GATHER kind: dim 1
+    of a 2-D array), and several dims at once (GATHER_DIMS) where the group splits."""
     out = []
     for mesh, g in _groups(ranks):
         rest = f",b={ranks // g}" if ranks > g else ""
@@ -92,9 +94,17 @@ def _gather_cases(ranks: int) -> list[Plan]:
                             lambda p: AllGather(((), ("a",)))))
             out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 64, 16 * g),
                             lambda p: AllGather(((), ("a",)))))       # 64-byte runs
-            if g >= 4:
-                out.append(_one(parse_mesh(f"a=2,c={g // 2}{rest}"), "[{a},{c}]", "[{},{}]",
-                                (16, c * g // 2), lambda p: AllGather((("a",), ("c",)))))
+            if g >= 4:                 # several dims: long rows, and 64-byte ones
+                two = parse_mesh(f"a=2,c={g // 2}{rest}")
+                out.append(_one(two, "[{a},{c}]", "[{},{}]", (16, c * g // 2),
+                                lambda p: AllGather((("a",), ("c",)))))
+                out.append(_one(two, "[{a},{c}]", "[{},{}]", (nbytes // 32, 8 * g),
+                                lambda p: AllGather((("a",), ("c",)))))
+            if g >= 8:
+                m = math.isqrt(nbytes // 512)           # a cube's blocks: 512-byte runs
+                out.append(_one(parse_mesh(f"a=2,c=2,d={g // 4}{rest}"), "[{a},{c},{d}]",
+                                "[{},{},{}]", (2 * m, 2 * m, 128 * g // 4),
+                                lambda p: AllGather((("a",), ("c",), ("d",)))))
     return out
 
 

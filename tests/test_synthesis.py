@@ -264,7 +264,7 @@ def test_strided_gathers_are_charged_as_their_own_kind(mesh, shape, src, strided
     them charges it as a gather."""
     from redist.core.ops import AllGather
     from redist.core.plans.plan import Plan
-    from redist.core.synthesis.costmodel import STRIDED_GATHER, step_load
+    from redist.core.synthesis.costmodel import GATHER_DIMS, STRIDED_GATHER, step_load
 
     src_l = parse_layout(src)
     dst_l = Layout(tuple(() for _ in shape))
@@ -272,12 +272,16 @@ def test_strided_gathers_are_charged_as_their_own_kind(mesh, shape, src, strided
     plan = Plan(p, (AllGather(src_l.dims),))
     lays = plan.layouts()
     load = step_load(plan, plan.steps[0], lays[0], lays[1])
-    assert load.kind == (STRIDED_GATHER if strided else "all_gather")
+    several = sum(1 for d in src_l.dims if d) > 1
+    assert load.kind == (GATHER_DIMS if several else STRIDED_GATHER if strided
+                         else "all_gather")
     base = CostModel()
-    dear = CostModel(base.latency, {**base.seconds_per_byte, STRIDED_GATHER: 1.0}, 0.0, "t")
+    dear = CostModel(base.latency, {**base.seconds_per_byte, STRIDED_GATHER: 1.0,
+                                    GATHER_DIMS: 1.0}, 0.0, "t")
     assert (dear.seconds(plan) > 1e-3) == strided
-    old = {k: v for k, v in base.latency.items() if k != STRIDED_GATHER}
+    old = {k: v for k, v in base.latency.items() if k not in (STRIDED_GATHER, GATHER_DIMS)}
     made = CostModel(old, {k: 1e-9 for k in old}, 0.0, "t")
-    as_gather = CostModel({**old, STRIDED_GATHER: old["all_gather"]},
+    as_gather = CostModel({**old, STRIDED_GATHER: old["all_gather"],
+                           GATHER_DIMS: old["all_gather"]},
                           {k: 1e-9 for k in base.latency}, 0.0, "t")
     assert made.seconds(plan) == as_gather.seconds(plan) > 0

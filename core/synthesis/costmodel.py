@@ -59,8 +59,11 @@ OLD_FORMATS = ("redist.costmodel/1",)
 # dim after a split one): MPI moves them with derived datatypes, measured ~4x slower per
 # byte than contiguous pieces (gather-all against random-0, benchmarks/results).
 STRIDED_GATHER = "all_gather_strided"
-OP_OF_KIND = {STRIDED_GATHER: "all_gather"}
-KINDS = ("all_slice", "all_gather", STRIDED_GATHER, "all_to_all", "all_permute",
+# Gathers of several dims at once: one Allgatherv of a many-dim subarray type (not merged
+# into fewer dims as the one-dim pieces are), measured far slower per run.
+GATHER_DIMS = "all_gather_dims"
+OP_OF_KIND = {STRIDED_GATHER: "all_gather", GATHER_DIMS: "all_gather"}
+KINDS = ("all_slice", "all_gather", STRIDED_GATHER, GATHER_DIMS, "all_to_all", "all_permute",
          "all_exchange", "reduce_scatter", "all_reduce")
 
 
@@ -87,11 +90,12 @@ class CostModel:
     """Seconds per message and per wire byte per kind, and per locally copied and
     transposed byte (module docstring)."""
     latency: dict[str, float] = field(default_factory=lambda: {
-        "all_slice": 0.0, "all_gather": 30e-6, STRIDED_GATHER: 30e-6, "all_to_all": 40e-6,
+        "all_slice": 0.0, "all_gather": 30e-6, STRIDED_GATHER: 30e-6, GATHER_DIMS: 30e-6,
+        "all_to_all": 40e-6,
         "all_permute": 40e-6, "all_exchange": 60e-6, "reduce_scatter": 40e-6,
         "all_reduce": 40e-6})
     seconds_per_byte: dict[str, float] = field(default_factory=lambda: {
-        "all_slice": 0.0, "all_gather": 0.35e-9, STRIDED_GATHER: 1.4e-9,
+        "all_slice": 0.0, "all_gather": 0.35e-9, STRIDED_GATHER: 1.4e-9, GATHER_DIMS: 1.4e-9,
         "all_to_all": 0.55e-9, "all_permute": 0.45e-9, "all_exchange": 0.6e-9,
         "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9})
     copy_seconds_per_byte: float = 0.2e-9
@@ -164,8 +168,8 @@ def _gather(p: Problem, step: AllGather, before, after) -> Load:
     # One message per peer; this rank's block moves into its slot of the grown buffer;
     # strided slots are walked run by run, on the way out and in.
     runs = 2 * (g - 1) * box_runs(local, full) if strided else 0
-    return Load(STRIDED_GATHER if strided else "all_gather", g - 1, (g - 1) * lb,
-                copies=lb, group=g, runs=runs)
+    kind = GATHER_DIMS if len(dims) > 1 else STRIDED_GATHER if strided else "all_gather"
+    return Load(kind, g - 1, (g - 1) * lb, copies=lb, group=g, runs=runs)
 
 
 def _all_to_all(p: Problem, step: AllToAll, before, after) -> Load:
