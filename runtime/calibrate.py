@@ -92,14 +92,17 @@ def _gather_cases(ranks: int) -> list[Plan]:
                             lambda p: AllGather(((p.mesh.names[0],), ()))))
             out.append(_one(mesh, "[{},{a}]", "[{},{}]", (8, c * g),
                             lambda p: AllGather(((), ("a",)))))
-            out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 64, 16 * g),
-                            lambda p: AllGather(((), ("a",)))))       # 64-byte runs
+            short = nbytes < SIZES[-1]     # 64-byte runs: a second per step at the top
+            if short:
+                out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 64, 16 * g),
+                                lambda p: AllGather(((), ("a",)))))
             if g >= 4:                 # several dims: long rows, and 64-byte ones
                 two = parse_mesh(f"a=2,c={g // 2}{rest}")
                 out.append(_one(two, "[{a},{c}]", "[{},{}]", (16, c * g // 2),
                                 lambda p: AllGather((("a",), ("c",)))))
-                out.append(_one(two, "[{a},{c}]", "[{},{}]", (nbytes // 32, 8 * g),
-                                lambda p: AllGather((("a",), ("c",)))))
+                if short:
+                    out.append(_one(two, "[{a},{c}]", "[{},{}]", (nbytes // 32, 8 * g),
+                                    lambda p: AllGather((("a",), ("c",)))))
             if g >= 8:
                 m = math.isqrt(nbytes // 512)           # a cube's blocks: 512-byte runs
                 out.append(_one(parse_mesh(f"a=2,c=2,d={g // 4}{rest}"), "[{a},{c},{d}]",
@@ -250,7 +253,7 @@ def _features(row: dict) -> dict:
     k = row["kind"]
     return {("latency", k): row["messages"], ("seconds_per_byte", k): row["wire"],
             ("copy", ""): row["copies"], ("transpose", ""): row["transposes"],
-            ("run", ""): row.get("runs", 0), ("step", ""): row.get("steps", 1)}
+            ("seconds_per_run", k): row.get("runs", 0), ("step", ""): row.get("steps", 1)}
 
 
 def fit(rows: list[dict]) -> CostModel:
@@ -262,7 +265,7 @@ def fit(rows: list[dict]) -> CostModel:
     names = sorted({name for r in rows for name, v in _features(r).items() if v})
     latency, per_byte = dict(base.latency), dict(base.seconds_per_byte)
     copy, transpose = base.copy_seconds_per_byte, base.transpose_seconds_per_byte
-    run, per_step = base.seconds_per_run, base.seconds_per_step
+    run, per_step = dict(base.seconds_per_run), base.seconds_per_step
     if names:
         a = np.array([[_features(r).get(n, 0) / r["seconds"] for n in names] for r in rows],
                      dtype=float)
@@ -273,9 +276,10 @@ def fit(rows: list[dict]) -> CostModel:
                 latency[kind] = max(v, MIN_LATENCY)
             elif what == "seconds_per_byte":
                 per_byte[kind] = max(v, MIN_SECONDS_PER_BYTE)
+            elif what == "seconds_per_run":
+                run[kind] = v
         copy = got.get(("copy", ""), copy)
         transpose = got.get(("transpose", ""), transpose)
-        run = got.get(("run", ""), run)
         per_step = got.get(("step", ""), per_step)
     return CostModel(latency, per_byte, copy, "calibrated", transpose, run, per_step)
 

@@ -19,6 +19,7 @@ from redist.core.plans.plan import Plan
 from redist.core.semantics.working import CHUNK_DIVISOR, chunk_elements
 from redist.core.synthesis.costmodel import (
     KINDS,
+    RUN_KINDS,
     CostModel,
     Load,
     box_runs,
@@ -118,13 +119,14 @@ def _model(draw_consts: list[float]) -> CostModel:
     it = iter(draw_consts)
     lat = {k: next(it) for k in KINDS}
     spb = {k: next(it) * 1e-5 for k in KINDS}
-    return CostModel(lat, spb, next(it) * 1e-5, "truth", next(it) * 1e-5, next(it) * 1e-3,
-                     next(it))
+    copy, transpose = next(it) * 1e-5, next(it) * 1e-5
+    run = {k: next(it) * 1e-3 if k in RUN_KINDS else 0.0 for k in KINDS}
+    return CostModel(lat, spb, copy, "truth", transpose, run, next(it))
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.floats(1e-5, 1e-2), min_size=2 * len(KINDS) + 4,
-                max_size=2 * len(KINDS) + 4))
+@given(st.lists(st.floats(1e-5, 1e-2), min_size=3 * len(KINDS) + 3,
+                max_size=3 * len(KINDS) + 3))
 def test_fit_recovers_the_constants_that_made_the_times(consts):
     """Rows timed exactly by a model (calibrate's own plans on 8 ranks): the fit gives the
     same constants back, and its error per kind is 0."""
@@ -142,7 +144,8 @@ def test_fit_recovers_the_constants_that_made_the_times(consts):
     assert got.copy_seconds_per_byte == pytest.approx(truth.copy_seconds_per_byte, rel=1e-6)
     assert got.transpose_seconds_per_byte == pytest.approx(truth.transpose_seconds_per_byte,
                                                            rel=1e-6)
-    assert got.seconds_per_run == pytest.approx(truth.seconds_per_run, rel=1e-6)
+    for k in RUN_KINDS:
+        assert got.seconds_per_run[k] == pytest.approx(truth.seconds_per_run[k], rel=1e-6)
     assert got.seconds_per_step == pytest.approx(truth.seconds_per_step, rel=1e-6)
     errors = calibrate.fit_errors(got, rows)
     assert set(errors) == set(KINDS) and max(e["max"] for e in errors.values()) < 1e-6

@@ -4,7 +4,8 @@
   seconds = latency[kind] · messages + seconds_per_byte[kind] · wire bytes
             + copy_seconds_per_byte · bytes copied locally
             + transpose_seconds_per_byte · bytes transposed locally
-            + seconds_per_run · contiguous runs packed or unpacked + seconds_per_step
+            + seconds_per_run[kind] · contiguous runs packed or unpacked
+            + seconds_per_step
 
 `messages` counts what the runtime waits for: the in-place steps (permute, all-to-all)
 move their data through one chunk of scratch (`chunk_elements`, core/semantics/working.py,
@@ -63,6 +64,8 @@ STRIDED_GATHER = "all_gather_strided"
 # into fewer dims as the one-dim pieces are), measured far slower per run.
 GATHER_DIMS = "all_gather_dims"
 OP_OF_KIND = {STRIDED_GATHER: "all_gather", GATHER_DIMS: "all_gather"}
+# Kinds whose steps move derived datatypes (their runs are charged).
+RUN_KINDS = (STRIDED_GATHER, GATHER_DIMS, "all_exchange")
 KINDS = ("all_slice", "all_gather", STRIDED_GATHER, GATHER_DIMS, "all_to_all", "all_permute",
          "all_exchange", "reduce_scatter", "all_reduce")
 
@@ -101,7 +104,9 @@ class CostModel:
     copy_seconds_per_byte: float = 0.2e-9
     source: str = "defaults (no calibration file)"
     transpose_seconds_per_byte: float = 0.6e-9
-    seconds_per_run: float = 20e-9
+    # per kind: MPICH walks a many-dim subarray far slower per run than a 2-dim one
+    seconds_per_run: dict[str, float] = field(default_factory=lambda: {
+        k: 20e-9 if k in RUN_KINDS else 0.0 for k in KINDS})
     seconds_per_step: float = 0.2e-3
 
     def charge(self, load: Load) -> float:
@@ -111,7 +116,7 @@ class CostModel:
                 + self.seconds_per_byte.get(kind, 0.0) * load.wire
                 + self.copy_seconds_per_byte * load.copies
                 + self.transpose_seconds_per_byte * load.transposes
-                + self.seconds_per_run * load.runs
+                + self.seconds_per_run.get(kind, 0.0) * load.runs
                 + self.seconds_per_step * load.steps)
 
     def step_seconds(self, plan: Plan, k: int, before, after) -> float:
@@ -303,10 +308,11 @@ def from_json(doc: object, where: str, source: str) -> CostModel:
         spb = {k: number(doc["seconds_per_byte"][k]) for k in KINDS}
         copy = number(doc["copy_seconds_per_byte"])
         trans = number(doc["transpose_seconds_per_byte"])
-        run = number(doc["seconds_per_run"])
+        run = {k: number(doc["seconds_per_run"][k]) for k in KINDS}
         per_step = number(doc["seconds_per_step"])
         if not all(math.isfinite(v) and v >= 0
-                   for v in [*lat.values(), *spb.values(), copy, trans, run, per_step]):
+                   for v in [*lat.values(), *spb.values(), copy, trans, *run.values(),
+                             per_step]):
             raise ValueError("constants must be finite and >= 0")
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else str(e)
