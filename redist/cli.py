@@ -364,8 +364,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     n_plans = len(cases(args.np))
     say(args, f"calibrating on {args.np} MPI ranks: {n_plans} one-step plans, "
-              f"{REPEAT + 1} runs each (under a minute on an idle machine, longer under "
-              "load)...")
+              f"{REPEAT + 1} runs each (about a minute on 8 ranks on a shared 2-core "
+              "machine)...")
     res = launch({}, args.np, args.mpiexec, timeout=args.timeout,
                  program=[_sys.executable, "-m", "redist.runtime.calibrate"])
     if not res.timed_out and res.returncode == 0 and not isinstance(res.report, dict):

@@ -63,7 +63,7 @@ def naps(comm: MPI.Comm) -> bool:
     Contended: more local ranks than cores, or other programs keeping more than one
     thread beyond the cores runnable (measured on a shared 2-core machine, load ~14:
     spinning handoffs took 1.4x the napping ones on 2 ranks, 1.2-1.3x on 8;
-    benchmarks/results/handoff-2026-12-02.md). Every rank of comm calls it, and all get
+    benchmarks/results/handoff-2026-12-01-model.md). Every rank of comm calls it, and all get
     the same answer (the gather's algorithm depends on it)."""
     mode = os.environ.get("REDIST_WAIT", "auto")
     if mode not in WAIT_MODES:
