@@ -546,16 +546,27 @@ def test_runtime_steps_by_hand(tiny_chunks, mesh, shape, src, step):
     check_step_against_simulator(Plan(p, (step,)))
 
 
-@pytest.mark.parametrize("mode,want", [("spin", False), ("nap", True), (None, False)])
-def test_waits_nap_only_where_asked_or_ranks_share_cores(monkeypatch, mode, want):
+@pytest.mark.parametrize("mode,runnable,want", [
+    ("spin", 99, False), ("nap", 0, True), (None, 1, False), (None, 2, False),
+    (None, 99, True)])
+def test_waits_nap_only_where_asked_or_cores_are_contended(monkeypatch, mode, runnable,
+                                                           want):
     """REDIST_WAIT picks; auto (unset) naps only where a node runs more ranks than the
-    cores they may use: one rank on COMM_SELF never does."""
-    from redist.runtime.groups import naps
+    cores they may use, or other programs keep more than one thread beyond them runnable:
+    one rank on COMM_SELF on an otherwise idle machine never does."""
+    import os
+
+    from redist.runtime import groups
+    monkeypatch.setattr(groups, "runnable_threads", lambda: runnable)
     if mode is None:
         monkeypatch.delenv("REDIST_WAIT", raising=False)
     else:
         monkeypatch.setenv("REDIST_WAIT", mode)
-    assert naps(MPI.COMM_SELF) is want
+    cores = len(os.sched_getaffinity(0))
+    if mode is None and runnable == 2:
+        runnable = cores + 1                 # one thread beyond the cores: not contended
+        monkeypatch.setattr(groups, "runnable_threads", lambda: runnable)
+    assert groups.naps(MPI.COMM_SELF) is want
 
 
 def test_a_bad_wait_mode_is_a_one_line_error(monkeypatch):
