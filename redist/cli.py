@@ -359,9 +359,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from redist.core.plans.report import human_bytes
     from redist.core.synthesis.costmodel import default_path, from_json, save
+    from redist.runtime.calibrate import REPEAT, cases
     from redist.runtime.launch import launch
 
-    say(args, f"calibrating on {args.np} MPI ranks (a few seconds)...")
+    n_plans = len(cases(args.np))
+    say(args, f"calibrating on {args.np} MPI ranks: {n_plans} one-step plans, "
+              f"{REPEAT + 1} runs each (about a minute on 8 ranks on a shared 2-core "
+              "machine)...")
     res = launch({}, args.np, args.mpiexec, timeout=args.timeout,
                  program=[_sys.executable, "-m", "redist.runtime.calibrate"])
     if not res.timed_out and res.returncode == 0 and not isinstance(res.report, dict):
@@ -376,12 +380,26 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not isinstance(report.get("measurements"), list):
         raise RedistError("the calibration job's report has no list of measurements")
     path = save(model, args.out or default_path())
-    rows = [("step", "latency", "bandwidth")]
+    fit = report.get("fit") if isinstance(report.get("fit"), dict) else {}
+
+    def err(kind: str) -> str:
+        e = fit.get(kind)
+        try:
+            return f"{e['median']:.0%} / {e['max']:.0%} ({e['rows']})"
+        except (TypeError, KeyError, ValueError):
+            return "-"
+    rows = [("step", "per message", "bandwidth", "fit error: median / worst (rows)")]
     rows += [(k, f"{model.latency[k] * 1e6:.3g} us",
-              f"{human_bytes(1 / model.seconds_per_byte[k])}/s") for k in model.latency]
-    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+              f"{human_bytes(1 / model.seconds_per_byte[k])}/s"
+              if model.seconds_per_byte[k] else "-", err(k)) for k in model.latency]
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
     for r in rows:
-        say(args, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        say(args, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    say(args, f"local copies {model.copy_seconds_per_byte * 1e9:.3g} ns/B, block transposes "
+              f"{model.transpose_seconds_per_byte * 1e9:.3g} ns/B")
+    took = report.get("seconds")
+    if isinstance(took, (int, float)):
+        say(args, f"measured in {took:.0f} s")
     say(args, f"{len(report['measurements'])} measurements; cost model saved to {path}")
     emit_json({"path": path, **report}, args.json)
     return EXIT_OK

@@ -27,7 +27,9 @@ from redist.core.model.problem import Problem, lower_layout
 from redist.core.plans.plan import Plan, own_budget
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
-from .execute import pad_block, run_step, trim_block
+from . import execute as steps_mod
+from .execute import fused_all_to_all, pad_block, run_step, trim_block
+from .fuse import fused_runs
 from .groups import MeshComm
 from .memory import Held, MemoryTracker, buffer_of
 
@@ -205,8 +207,16 @@ def execute(local: np.ndarray | list, plan: Plan, mc: MeshComm, donate: bool = F
         # Short trailing block: padded in place when handed over (the buffer grows by
         # realloc), else into a new buffer beside the caller's.
         held = Held(pad_block(held, padded, mem), True)
-    for k, step in enumerate(plan.steps):
-        y = run_step(step, mc, p.shape, layouts[k], layouts[k + 1], held, mem)
+    # Consecutive all-to-alls between the same two dims run as one (runtime/fuse.py).
+    runs = {r.start: r for r in fused_runs(plan, steps_mod.INPLACE_ALL_TO_ALL)}
+    k = 0
+    while k < len(plan.steps):
+        if k in runs:
+            y = fused_all_to_all(runs[k], mc, held, mem)
+            k = runs[k].stop
+        else:
+            y = run_step(plan.steps[k], mc, p.shape, layouts[k], layouts[k + 1], held, mem)
+            k += 1
         if held.a is None or buffer_of(y) is not buffer_of(held.a):
             held.free(mem)                    # (unless the step freed it already)
             held = Held(y, True)              # from here on every buffer is the runtime's

@@ -1,14 +1,16 @@
 """`redist calibrate`: measure the cost model's constants on this machine's MPI and save
-them for `plan --collectives mpi`, `run` and `redistribute` (costmodel.py).
+them for `plan --collectives mpi`, `run` and `redistribute` (core/synthesis/costmodel.py).
 
-Each rank runs every kind of step (gathers of contiguous and of strided pieces, all-to-all,
-permute, exchange, ...) on a few group sizes and message sizes through the runtime itself;
-per kind, a least-squares fit of
-seconds = latency·(1 + log2 g) + seconds_per_byte·(bytes the busiest rank receives)
-gives the two constants (a latency fitted below zero is replaced by the smallest message's
-time, a bandwidth below 1e-12 s/B is clamped). Run as
-`mpiexec -n N python -m redist.runtime.calibrate JOB.json` by the command (rank 0 prints
-the fitted model and the measurements on one marked line, like the worker's report).
+Each rank runs one-step plans of every kind (slices, gathers of contiguous and of strided
+pieces, all-to-alls with none, one or two local transposes, permutes, exchanges, the
+reductions) on group sizes 2..ranks and three block sizes through the runtime itself, on
+a block of ones (the values do not change the time). One weighted least-squares fit over
+all of them, every constant >= 0, gives per kind the seconds per message and per wire
+byte and the shared seconds per locally copied and transposed byte, minimising the
+relative error (a 1 ms step mispredicted by 0.5 ms counts as much as a 1 s one by 0.5 s).
+Run as `mpiexec -n N python -m redist.runtime.calibrate JOB.json` by the command (rank 0
+prints the fitted model, the fit's error per kind and the measurements on one marked
+line, like the worker's report).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import statistics
 import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -29,17 +32,22 @@ from redist.core.ops import (
     AllGather,
     AllPermute,
     AllReduce,
+    AllSlice,
     AllToAll,
     Collective,
     ReduceScatter,
 )
 from redist.core.plans.plan import Plan
-from redist.core.synthesis.costmodel import KINDS, CostModel, step_load
+from redist.core.synthesis.costmodel import KINDS, CostModel, Load, step_load
 
-# Bytes per rank before the step. The smallest measures latency nearly alone, so that the
-# fitted latency is anchored by a measurement rather than only extrapolated.
-SIZES = (1 << 10, 1 << 16, 1 << 20, 8 << 20)
-REPEAT = 5
+# Bytes per rank before the step: the smallest is mostly messages and the step's fixed
+# cost, the largest the size of a rank's block in the benchmark's 64 MiB cases (8 ranks).
+SIZES = (1 << 18, 2 << 20, 8 << 20)
+REPEAT = 3                # timed runs per plan (after one untimed)
+# A message is never free: a latency the fit puts at 0 (times growing faster than
+# linearly in bytes, caches) is reported as this instead (issue 15).
+MIN_LATENCY = 1e-6
+MIN_SECONDS_PER_BYTE = 1e-12
 
 
 def _groups(ranks: int) -> list[tuple[Mesh, int]]:
@@ -49,60 +57,81 @@ def _groups(ranks: int) -> list[tuple[Mesh, int]]:
             for g in groups]
 
 
-def _two_dims(ranks: int, g: int, nbytes: int) -> tuple[int, int]:
-    n = max(g, nbytes // 4 // g * g)                       # float32 elements per rank
-    return (g * 8 * (ranks // g), max(g, n // 8 // g * g) * g)
+def _cols(nbytes: int, rows: int, g: int) -> int:
+    """Columns of a float32 block of `rows` rows and about nbytes, a multiple of g."""
+    return max(g, nbytes // 4 // rows // g * g)
+
+
+def _problem(mesh: Mesh, src: str, dst: str, shape: tuple[int, ...]) -> Problem:
+    return Problem(mesh, shape, "float32", parse_layout(src), parse_layout(dst))
+
+
+def _one(mesh: Mesh, src: str, dst: str, shape: tuple[int, ...],
+         step_of: Callable[[Problem], Collective]) -> Plan:
+    p = _problem(mesh, src, dst, shape)
+    return Plan(p, (step_of(p),))
+
+
+def _slice_cases(ranks: int) -> list[Plan]:
+    # Dim 1 kept in part: rows compacted one by one (dim 0 would be one memmove); a few
+    # long rows, and many of 1 KiB.
+    return [_one(mesh, "[{},{}]", "[{},{a}]", shape, lambda p: AllSlice(((), ("a",))))
+            for mesh, g in _groups(ranks) for nbytes in SIZES
+            for shape in ((8, _cols(nbytes, 8, g)), (nbytes // (1024 * g), 256 * g))]
 
 
 def _gather_cases(ranks: int) -> list[Plan]:
-    """Contiguous pieces (dim 0), and strided ones (the cost model's STRIDED_GATHER kind):
-    dim 1 of a 2-D array, and two dims at once where the group splits in two axes."""
+    """Contiguous pieces (dim 0), strided ones (the cost model's STRIDED_GATHER kind: dim 1
+    of a 2-D array), and several dims at once (GATHER_DIMS) where the group splits."""
     out = []
-    for mesh, g in _groups(ranks):
-        for nbytes in SIZES:
-            n = max(g, nbytes // 4 // g * g)
-            p = _problem(mesh, "[{a},{}]", "[{},{}]", (n * g * (ranks // g), 1))
-            out.append(Plan(p, (AllGather(((p.mesh.names[0],), ())),)))
     for mesh, g in _groups(ranks):
         rest = f",b={ranks // g}" if ranks > g else ""
         for nbytes in SIZES:
-            m = max(1, nbytes // 4 // 8)          # each block (8, m) before: nbytes
-            p = _problem(mesh, "[{},{a}]", "[{},{}]", (8, m * g))
-            out.append(Plan(p, (AllGather(((), ("a",))),)))
-            if g >= 4:
-                p = _problem(parse_mesh(f"a=2,c={g // 2}{rest}"), "[{a},{c}]", "[{},{}]",
-                             (16, m * g // 2))
-                out.append(Plan(p, (AllGather((("a",), ("c",))),)))
-    return out
-
-
-def _two_dim_cases(ranks: int, src: str, dst: str,
-                   step_of: Callable[[Problem], Collective]) -> list[Plan]:
-    out = []
-    for mesh, g in _groups(ranks):
-        for nbytes in SIZES:
-            p = _problem(mesh, src, dst, _two_dims(ranks, g, nbytes))
-            out.append(Plan(p, (step_of(p),)))
+            c = _cols(nbytes, 8, 1)
+            out.append(_one(mesh, "[{a},{}]", "[{},{}]", (8 * g, c),
+                            lambda p: AllGather(((p.mesh.names[0],), ()))))
+            out.append(_one(mesh, "[{},{a}]", "[{},{}]", (8, c * g),
+                            lambda p: AllGather(((), ("a",)))))
+            short = nbytes < SIZES[-1]     # 64-byte runs: a second per step at the top
+            if short:
+                out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 64, 16 * g),
+                                lambda p: AllGather(((), ("a",)))))
+            if g >= 4:                 # several dims: long rows, and 64-byte ones
+                two = parse_mesh(f"a=2,c={g // 2}{rest}")
+                out.append(_one(two, "[{a},{c}]", "[{},{}]", (16, c * g // 2),
+                                lambda p: AllGather((("a",), ("c",)))))
+                if short:
+                    out.append(_one(two, "[{a},{c}]", "[{},{}]", (nbytes // 32, 8 * g),
+                                    lambda p: AllGather((("a",), ("c",)))))
+            if g >= 8:
+                m = math.isqrt(nbytes // 512)           # a cube's blocks: 512-byte runs
+                out.append(_one(parse_mesh(f"a=2,c=2,d={g // 4}{rest}"), "[{a},{c},{d}]",
+                                "[{},{},{}]", (2 * m, 2 * m, 128 * g // 4),
+                                lambda p: AllGather((("a",), ("c",), ("d",)))))
     return out
 
 
 def _all_to_all_cases(ranks: int) -> list[Plan]:
-    return _two_dim_cases(ranks, "[{a},{}]", "[{},{a}]",
-                          lambda p: AllToAll(0, 1, (p.mesh.names[0],)))
-
-
-def _exchange_cases(ranks: int) -> list[Plan]:
-    return _two_dim_cases(ranks, "[{},{a}]", "[{a},{}]", lambda p: AllExchange(p.dst))
+    """Blocks whose in-place all-to-all transposes them once, never, and twice."""
+    out = []
+    for mesh, g in _groups(ranks):
+        for nbytes in SIZES:
+            c = _cols(nbytes, 8, g)
+            out.append(_one(mesh, "[{a},{}]", "[{},{a}]", (8 * g, c),
+                            lambda p: AllToAll(0, 1, ("a",))))
+            out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (g, _cols(nbytes, g, 1) * g),
+                            lambda p: AllToAll(1, 0, ("a",))))
+            out.append(_one(mesh, "[{},{a},{}]", "[{},{},{a}]", (2, 4 * g, c // 2),
+                            lambda p: AllToAll(1, 2, ("a",))))
+    return out
 
 
 def _permute_cases(ranks: int) -> list[Plan]:
     out = []
-    for _, g in _groups(ranks):
-        if ranks // g > 1 and g == ranks // g:
-            mesh2 = parse_mesh(f"a={g},b={g}")
+    for mesh, g in _groups(ranks):
+        if ranks // g > 1:
             for nbytes in SIZES:
-                n = max(1, nbytes // 4) * g * g
-                p = Problem(mesh2, (n,), "float32", parse_layout("[{a,b}]"),
+                p = Problem(mesh, (nbytes // 4 * ranks,), "float32", parse_layout("[{a,b}]"),
                             parse_layout("[{b,a}]"))
                 out.append(Plan(p, (AllPermute(p.dst),)))
     if not out:
@@ -115,20 +144,47 @@ def _permute_cases(ranks: int) -> list[Plan]:
     return out
 
 
+def _exchange_cases(ranks: int) -> list[Plan]:
+    out = []
+    for mesh, g in _groups(ranks):
+        for nbytes in SIZES:
+            c = _cols(nbytes, 8, g)
+            out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (8, c * g),
+                            lambda p: AllExchange(p.dst)))
+            out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (nbytes // 64, 16 * g),
+                            lambda p: AllExchange(p.dst)))             # 64-byte runs
+            out.append(_one(mesh, "[{a},{}]", "[{},{}]", (8 * g, _cols(nbytes, 8, 1)),
+                            lambda p: AllExchange(p.dst)))             # a gather's bytes
+            if ranks // g > 1:
+                h = ranks // g
+                out.append(_one(mesh, "[{a},{b}]", "[{b},{a}]", (8 * g, _cols(nbytes, 8, h) * h),
+                                lambda p: AllExchange(p.dst)))
+    return out
+
+
 def _reduce_scatter_cases(ranks: int) -> list[Plan]:
-    return _two_dim_cases(ranks, "[{},{}]+{a}", "[{a},{}]",
-                          lambda p: ReduceScatter(((p.mesh.names[0],), ())))
+    # One Reduce_scatter_block (dim 0), and one per chunk (dim 1).
+    out = []
+    for mesh, g in _groups(ranks):
+        for nbytes in SIZES:
+            c = _cols(nbytes, 8, g)
+            out.append(_one(mesh, "[{},{}]+{a}", "[{a},{}]", (8, c),
+                            lambda p: ReduceScatter((("a",), ()))))
+            out.append(_one(mesh, "[{},{}]+{a}", "[{},{a}]", (8, c),
+                            lambda p: ReduceScatter(((), ("a",)))))
+    return out
 
 
 def _all_reduce_cases(ranks: int) -> list[Plan]:
-    return _two_dim_cases(ranks, "[{},{}]+{a}", "[{},{}]",
-                          lambda p: AllReduce((p.mesh.names[0],)))
+    return [_one(mesh, "[{},{}]+{a}", "[{},{}]", (8, _cols(nbytes, 8, 1)),
+                 lambda p: AllReduce(("a",)))
+            for mesh, g in _groups(ranks) for nbytes in SIZES]
 
 
 # One function per op (core/ops): its one-step plans on `ranks` devices, group sizes
-# 2..ranks. None: the op is free (the cost model charges it nothing), nothing to measure.
+# 2..ranks, blocks of SIZES bytes per rank.
 CASES: dict[str, Callable[[int], list[Plan]] | None] = {
-    "all_slice": None,
+    "all_slice": _slice_cases,
     "all_gather": _gather_cases,
     "all_to_all": _all_to_all_cases,
     "all_permute": _permute_cases,
@@ -138,13 +194,9 @@ CASES: dict[str, Callable[[int], list[Plan]] | None] = {
 }
 
 
-def _cases(ranks: int) -> list[tuple[str, Plan]]:
-    """(op, one-step plan) for every op the cost model charges (covering every kind)."""
-    return [(op, plan) for op, cases in CASES.items() if cases for plan in cases(ranks)]
-
-
-def _problem(mesh, src: str, dst: str, shape: tuple[int, ...]) -> Problem:
-    return Problem(mesh, shape, "float32", parse_layout(src), parse_layout(dst))
+def cases(ranks: int) -> list[Plan]:
+    """The one-step plans calibrate measures on `ranks` devices (every kind)."""
+    return [plan for make in CASES.values() if make for plan in make(ranks) if plan.steps]
 
 
 def _shift_plan(p: Problem) -> Plan:
@@ -159,60 +211,124 @@ def _shift_plan(p: Problem) -> Plan:
     return Plan(finer.with_ends(src, rotated), (AllPermute(rotated),))
 
 
+def _row(load: Load, seconds: float) -> dict:
+    return {"kind": load.kind, "messages": load.messages, "wire": load.wire,
+            "copies": load.copies, "transposes": load.transposes, "runs": load.runs,
+            "steps": load.steps, "g": load.group, "seconds": seconds}
+
+
 def main(job_path: str) -> None:
     from mpi4py import MPI
 
     from redist.runtime.api import execute, mesh_comm
-    from redist.runtime.arrays import sample_block
 
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
+    start = time.perf_counter()
     rows = []
-    for kind, plan in _cases(comm.Get_size()):
+    for plan in cases(comm.Get_size()):
         p = plan.problem
-        if not plan.steps:
-            continue
         mc = mesh_comm(p.mesh, comm)
+        shape = p.src.valid_shape(p.mesh, p.shape, rank)
         times = []
         for _ in range(REPEAT + 1):
-            local = sample_block(p.mesh, p.shape, p.src, rank, p.dtype)
+            local = np.ones(shape, dtype=np.float32)
             comm.Barrier()
             t0 = MPI.Wtime()
             execute([local], plan, mc, donate=True)
             times.append(comm.allreduce(MPI.Wtime() - t0, op=MPI.MAX))
         lays = plan.layouts()
-        load = step_load(plan, plan.steps[0], lays[0], lays[1])
-        assert load is not None
-        rows.append({"kind": load.kind or kind, "g": load.group, "bytes": load.busiest,
-                     "local": p.local_bytes(lays[1]), "seconds": statistics.median(times[1:])})
+        rows.append(_row(step_load(plan, plan.steps[0], lays[0], lays[1]),
+                         statistics.median(times[1:]))
+                    | {"plan": f"{p.mesh} {p.shape} {p.src} -> {p.dst}"})
     if rank == 0:
         from redist.runtime.report_mark import MARK
         model = fit(rows)
-        print(MARK + json.dumps({"model": model.to_json(), "measurements": rows}), flush=True)
+        print(MARK + json.dumps({"model": model.to_json(), "fit": fit_errors(model, rows),
+                                 "measurements": rows,
+                                 "seconds": time.perf_counter() - start}), flush=True)
+
+
+def _features(row: dict) -> dict:
+    k = row["kind"]
+    return {("latency", k): row["messages"], ("seconds_per_byte", k): row["wire"],
+            ("copy", ""): row["copies"], ("transpose", ""): row["transposes"],
+            ("seconds_per_run", k): row.get("runs", 0), ("step", ""): row.get("steps", 1)}
 
 
 def fit(rows: list[dict]) -> CostModel:
-    """Per kind, least squares of seconds on (1 + log2 g, busiest bytes); copies are folded
-    into the bandwidth term (the runtime's local copies scale with the same bytes)."""
+    """Least squares of every row's relative error over all the model's constants at once,
+    each >= 0 (kinds without rows keep their defaults); a latency fitted to 0 where the
+    kind sends messages becomes MIN_LATENCY, a bandwidth term MIN_SECONDS_PER_BYTE."""
     base = CostModel()
+    rows = [r for r in rows if r["seconds"] > 0]
+    names = sorted({name for r in rows for name, v in _features(r).items() if v})
     latency, per_byte = dict(base.latency), dict(base.seconds_per_byte)
+    copy, transpose = base.copy_seconds_per_byte, base.transpose_seconds_per_byte
+    run, per_step = dict(base.seconds_per_run), base.seconds_per_step
+    if names:
+        a = np.array([[_features(r).get(n, 0) / r["seconds"] for n in names] for r in rows],
+                     dtype=float)
+        x = nonnegative_least_squares(a, np.ones(len(rows)))
+        got = dict(zip(names, x.tolist(), strict=True))
+        for (what, kind), v in got.items():
+            if what == "latency":
+                latency[kind] = max(v, MIN_LATENCY)
+            elif what == "seconds_per_byte":
+                per_byte[kind] = max(v, MIN_SECONDS_PER_BYTE)
+            elif what == "seconds_per_run":
+                run[kind] = v
+        copy = got.get(("copy", ""), copy)
+        transpose = got.get(("transpose", ""), transpose)
+        per_step = got.get(("step", ""), per_step)
+    return CostModel(latency, per_byte, copy, "calibrated", transpose, run, per_step)
+
+
+def row_load(row: dict) -> Load:
+    """The Load a measurement row was charged (_row's inverse)."""
+    return Load(row["kind"], row["messages"], row["wire"], copies=row["copies"],
+                transposes=row["transposes"], runs=row.get("runs", 0),
+                steps=row.get("steps", 1), group=row["g"])
+
+
+def fit_errors(model: CostModel, rows: list[dict]) -> dict[str, dict]:
+    """Per kind: rows, median and largest |predicted - measured| / measured."""
+    out = {}
     for kind in KINDS:
-        mine = [r for r in rows if r["kind"] == kind and r["bytes"] > 0]
-        if len(mine) < 2:
-            continue
-        a = np.array([[1 + math.log2(max(r["g"], 1)), r["bytes"]] for r in mine], dtype=float)
-        b = np.array([r["seconds"] for r in mine])
-        coef, *_ = np.linalg.lstsq(a, b, rcond=None)
-        lat = float(coef[0])
-        if lat <= 0:
-            # The line's intercept is not a latency when times grow faster than linearly
-            # in bytes (caches): take the smallest message's time, latency plus a few
-            # bytes, instead of reporting 0.
-            small = min(mine, key=lambda r: r["bytes"])
-            lat = small["seconds"] / (1 + math.log2(max(small["g"], 1)))
-        latency[kind] = lat
-        per_byte[kind] = max(1e-12, float(coef[1]))
-    return CostModel(latency, per_byte, 0.0, source="calibrated")
+        errs = [abs(model.charge(row_load(r)) - r["seconds"]) / r["seconds"]
+                for r in rows if r["kind"] == kind and r["seconds"] > 0]
+        if errs:
+            out[kind] = {"rows": len(errs), "median": statistics.median(errs),
+                         "max": max(errs)}
+    return out
+
+
+def nonnegative_least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin |a x - b| over x >= 0 (Lawson-Hanson active set), columns scaled to unit
+    norm for the solve (the features span messages to gigabytes)."""
+    norms = np.linalg.norm(a, axis=0)
+    norms[norms == 0] = 1.0
+    a = a / norms
+    n = a.shape[1]
+    x = np.zeros(n)
+    free = np.zeros(n, dtype=bool)
+    for _ in range(3 * n + 3):
+        w = a.T @ (b - a @ x)
+        if free.all() or w[~free].max() <= 1e-10 * max(1.0, float(np.abs(b).max())):
+            break
+        free[int(np.argmax(np.where(free, -np.inf, w)))] = True
+        while True:
+            z = np.zeros(n)
+            z[free] = np.linalg.lstsq(a[:, free], b, rcond=None)[0]
+            if (z[free] > 0).all():
+                x = z
+                break
+            bad = free & (z <= 0)
+            step = float(np.min(x[bad] / (x[bad] - z[bad])))
+            x = x + step * (z - x)
+            free &= x > 1e-15
+            x[~free] = 0.0
+    return x / norms
 
 
 if __name__ == "__main__":

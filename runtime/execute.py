@@ -12,6 +12,8 @@ of the block, core.semantics.working), except an exchange outside its in-place c
                chunk), pairwise exchanges of pieces (their valid boxes) through the chunk,
                a block transpose into the output order. Pads and trims of dims held whole
                happen in place.
+               Consecutive all-to-alls between the same two dims, nothing padded, run
+               as one over the union of their groups (runtime/fuse.py, fused_all_to_all).
   all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
                into its slot, then (where ranks share cores) contiguous slots by
                point-to-point messages all posted at once, others by an MPI_IN_PLACE
@@ -50,6 +52,7 @@ from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.core.semantics.working import chunk_elements
 
 from . import inplace, reduce
+from .fuse import Run
 from .groups import MeshComm, pair_rounds
 from .memory import Held, MemoryTracker, buffer_of
 
@@ -565,6 +568,28 @@ def _all_to_all(step: AllToAll, mc: MeshComm, gshape: tuple[int, ...], before: L
     return _crop_pad(done, [0] * len(full), list(n_after), n_after, mem)
 
 
+def fused_all_to_all(run: Run, mc: MeshComm, held: Held, mem: MemoryTracker) -> np.ndarray:
+    """The all-to-alls of `run` (runtime/fuse.py: nothing padded) as one in-place
+    all-to-all over the group of all their axes: member k (its number over run.group) gets
+    the piece numbered by its coordinates over run.pieces, so the pieces go out in a
+    permuted order."""
+    mesh = mc.mesh
+    comm = mc.group(run.group)
+    g = comm.Get_size()
+    sends = []
+    for k in range(g):
+        coords, rest = {}, k
+        for a in reversed(run.group):
+            coords[a], rest = rest % mesh.size(a), rest // mesh.size(a)
+        sends.append(mixed_radix(mesh, run.pieces, coords))
+    x = _owned(held, mem)
+    if held.own:
+        held.a = None                # the output is this buffer: no other reference to it
+    piece_t = x.shape[run.dst_dim] // g
+    return _all_to_all_inplace(comm, x, run.src_dim, run.dst_dim, g, piece_t, mem, mc.naps,
+                               sends=sends)
+
+
 def _all_to_all_out_of_place(comm: MPI.Comm, held: Held, s: int, t: int, g: int,
                              full: tuple[int, ...], piece_t: int,
                              mem: MemoryTracker) -> np.ndarray:
@@ -612,18 +637,22 @@ def _transposes(shape: tuple[int, ...], s: int, t: int, g: int, piece_t: int):
 
 def _all_to_all_inplace(comm: MPI.Comm, x: np.ndarray, s: int, t: int, g: int, piece_t: int,
                         mem: MemoryTracker, nap: bool = False,
-                        valid: list[tuple[int, ...]] | None = None) -> np.ndarray:
-    """x's piece j (its dim t cut into g) goes to member j; member k's piece lands at block
-    k of dim s. Three passes over one buffer and one chunk of scratch: transpose pieces
-    into send order, swap piece j with member j in pairwise rounds, transpose into output
-    order. With `valid` (each member's valid extents: uneven blocks), only a piece's valid
-    box is sent: compacted within the piece's place before the swap, the received box
-    spread back (zeros around it) after."""
+                        valid: list[tuple[int, ...]] | None = None,
+                        sends: list[int] | None = None) -> np.ndarray:
+    """x's piece j (its dim t cut into g) goes to member j (with `sends`: piece sends[k]
+    goes to member k, a permutation); member k's piece lands at block k of dim s. Three
+    passes over one buffer and one chunk of scratch: transpose pieces into send order
+    (then, with `sends`, permute them as whole pieces through the chunk), swap piece j with
+    member j in pairwise rounds, transpose into output order. With `valid` (each member's
+    valid extents: uneven blocks), only a piece's valid box is sent: compacted within the
+    piece's place before the swap, the received box spread back (zeros around it) after."""
     flat = x.reshape(-1)
     rows1, cols1, blk1, rows2, cols2, blk2 = _transposes(x.shape, s, t, g, piece_t)
     scratch = _scratch(x, mem)
     inplace.transpose_blocks(flat, rows1, cols1, blk1, scratch)
     size = flat.size // g
+    if sends is not None:
+        inplace.permute_blocks(flat, sends, size, scratch)
     me = comm.Get_rank()
     piece = list(x.shape)
     piece[t] = piece_t
@@ -677,7 +706,7 @@ def _exchange_in_place(mc: MeshComm, ip: InPlace, held: Held, n_after: tuple[int
         if dest != me:
             _swap(mc.cart, flat[k * size:(k + 1) * size], dest, int(s.source[r, me]),
                   scratch, mc.naps)
-    inplace.permute_blocks(flat, s.lands[me].tolist(), size, scratch)
+    inplace.permute_blocks(flat, np.argsort(s.lands[me]).tolist(), size, scratch)
     _piece_order(flat, n_after, ip.after, ip.piece, scratch, forward=False)
     mem.release(scratch)
     return flat.reshape(n_after)

@@ -46,11 +46,25 @@ class MeshComm:
 WAIT_MODES = ("auto", "spin", "nap")
 
 
+def runnable_threads() -> int:
+    """Threads this node's scheduler has runnable right now, this one included (Linux
+    /proc/loadavg; 0 where unknown)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def naps(comm: MPI.Comm) -> bool:
     """Whether point-to-point waits nap rather than spin (runtime.execute.wait_all):
-    $REDIST_WAIT (auto, the default: nap only where this node runs more ranks than the
-    cores they may use, so that a napping rank gives its core to the one it waits for;
-    spin; nap). Collective: every rank of comm calls it."""
+    $REDIST_WAIT (auto, the default: nap where the cores this node's ranks may use are
+    contended, so that a napping rank gives its core to the one it waits for; spin; nap).
+    Contended: more local ranks than cores, or other programs keeping more than one
+    thread beyond the cores runnable (measured on a shared 2-core machine, load ~14:
+    spinning handoffs took 1.4x the napping ones on 2 ranks, 1.2-1.3x on 8;
+    benchmarks/results/handoff-2026-12-01-model.md). Every rank of comm calls it, and all get
+    the same answer (the gather's algorithm depends on it)."""
     mode = os.environ.get("REDIST_WAIT", "auto")
     if mode not in WAIT_MODES:
         raise RedistError(f"REDIST_WAIT={mode!r:.40}: expected one of {', '.join(WAIT_MODES)}")
@@ -65,7 +79,8 @@ def naps(comm: MPI.Comm) -> bool:
     cores = set().union(*local.allgather(mine))
     ranks = local.Get_size()
     local.Free()
-    return ranks > len(cores)
+    busy = ranks > len(cores) or runnable_threads() > len(cores) + 1
+    return bool(comm.allreduce(busy, op=MPI.LOR))
 
 
 def pair_rounds(g: int, me: int) -> list[int | None]:

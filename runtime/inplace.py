@@ -7,6 +7,8 @@ tiles that fit the scratch are transposed through it with one NumPy copy, the ti
 themselves are permuted as large blocks by following the permutation's cycles, and rows
 that do not fill a whole tile are merged in with memmoves. Python steps are few (about
 R*C*B / chunk), the bytes move in bulk.
+`permute_blocks` reorders equal blocks (a fused all-to-all's pieces) by following the
+permutation's cycles through the scratch.
 `compact_box` keeps a box (a sub-range of every axis) and moves it to the front of the
 buffer, copying forward in batches that never overwrite what is still to be read.
 """
@@ -141,6 +143,34 @@ def _cycles(flat: np.ndarray, rows: int, cols: int, block: int, scratch: np.ndar
                 hole = src
 
 
+def permute_blocks(flat: np.ndarray, sources: Sequence[int], block: int,
+                   scratch: np.ndarray) -> None:
+    """In place: block k of flat (blocks of `block` elements) becomes the old block
+    sources[k] (a permutation), each cycle followed once per lane of the scratch (one
+    block, or a lane of every block, in the scratch at a time); blocks that stay are not
+    touched."""
+    n = len(sources)
+    view = flat[:n * block].reshape(n, block)
+    lane = max(1, min(block, scratch.size))
+    for lo in range(0, block, lane):
+        hi = min(block, lo + lane)
+        tmp = scratch[:hi - lo]
+        done = [k == sources[k] for k in range(n)]
+        for start in range(n):
+            if done[start]:
+                continue
+            tmp[...] = view[start, lo:hi]
+            hole = start
+            while True:                       # pull each source into the hole it leaves
+                done[hole] = True
+                src = sources[hole]
+                if src == start:
+                    view[hole, lo:hi] = tmp
+                    break
+                view[hole, lo:hi] = view[src, lo:hi]
+                hole = src
+
+
 def _leader(start: int, cols: int, last: int) -> bool:
     """Whether `start` is the smallest block of its cycle."""
     i = (start * cols) % last
@@ -217,34 +247,3 @@ def compact_box(flat: np.ndarray, shape: tuple[int, ...], lo: Sequence[int],
                 memmove(flat, a * row, src0, row)
             i += k
             a += k
-
-
-def permute_blocks(flat: np.ndarray, to: Sequence[int], block: int,
-                   scratch: np.ndarray) -> None:
-    """In place: block i of flat (len(to) blocks of `block` elements) moves to block to[i]
-    (a permutation), following its cycles one lane of the scratch at a time."""
-    n = len(to)
-    if all(to[i] == i for i in range(n)) or block == 0:
-        return
-    view = flat.reshape(n, block)
-    come = [0] * n                                   # the block that belongs at i
-    for i, t in enumerate(to):
-        come[t] = i
-    lane = min(block, scratch.size)
-    for lo in range(0, block, lane):
-        hi = min(block, lo + lane)
-        tmp = scratch[:hi - lo]
-        seen = [False] * n
-        for start in range(n):
-            if seen[start] or come[start] == start:
-                continue
-            tmp[...] = view[start, lo:hi]
-            hole = start
-            while True:                              # pull each predecessor into the hole
-                seen[hole] = True
-                src = come[hole]
-                if src == start:
-                    view[hole, lo:hi] = tmp
-                    break
-                view[hole, lo:hi] = view[src, lo:hi]
-                hole = src

@@ -377,15 +377,28 @@ def over_proved(r: dict) -> bool:
             or max(r["traced_peak_bytes_per_rank"]) > proved + INTERPRETER_BYTES)
 
 
+def moved_bytes(r: dict) -> int:
+    """Bytes the run received: the volume figure, less what fused runs of all-to-alls
+    (runtime/fuse.py) did not move."""
+    return r["plan"]["figures"]["volume_bytes"] - sum(
+        u["figure_bytes"] - u["wire_bytes"] for u in r.get("fused", []))
+
+
 def format_report(r: dict) -> str:
     fig = r["plan"]["figures"]
     steps = " -> ".join(s["op"] for s in r["plan"]["steps"]) or "(no steps)"
+    moved = (f"{human_bytes(moved_bytes(r))} (the plan's figure "
+             f"{human_bytes(fig['volume_bytes'])}) " if r.get("fused")
+             else f"{human_bytes(fig['volume_bytes'])} ")
     return "\n".join([
         f"ran         {steps} on {r['ranks']} MPI ranks, {r['repeat']} repetitions",
         f"time        median {r['median_seconds'] * 1e3:.2f} ms, min "
         f"{r['min_seconds'] * 1e3:.2f} ms (slowest rank per repetition)",
-        f"volume      {human_bytes(fig['volume_bytes'])} moved (lower bound "
-        f"{human_bytes(fig['lower_bound_bytes'])})",
+        f"volume      {moved}moved (lower bound {human_bytes(fig['lower_bound_bytes'])})",
+        *[f"fused       steps {u['steps'][0]}-{u['steps'][1]} ran as one all-to-all: "
+          f"{human_bytes(u['wire_bytes'])} received where their figures count "
+          f"{human_bytes(u['figure_bytes'])} (REDIST_FUSE=0 runs them one by one)"
+          for u in r.get("fused", [])],
         f"memory      proved peak {human_bytes(fig['runtime_peak_bytes'])} = "
         f"{fig['runtime_peak_bytes'] / r['bound_bytes']:.3f}x bound "
         f"{human_bytes(r['bound_bytes'])}; measured peak per rank "

@@ -20,8 +20,10 @@ from redist.core.model.dtypes import mismatched
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
+from . import execute
 from .api import redistribute_with_stats
 from .arrays import sample_input, sample_output
+from .fuse import fused_runs, wire_bytes
 from .lifeline import watch_launcher
 from .measure import measure, report_fields
 from .report_mark import MARK
@@ -30,6 +32,15 @@ from .report_mark import MARK
 def plan_of_job(job: dict) -> Plan:
     """The job's plan (the launcher verified it; the library gate verifies it again)."""
     return plan_from_json(job["plan"])
+
+
+def fused_report(plan: Plan) -> list[dict]:
+    """The runs of all-to-alls that ran as one (runtime/fuse.py): steps (1-based, both
+    ends), bytes received (all devices) and the sum of their steps' volume figures."""
+    fig = plan.figures()
+    return [{"steps": [r.start + 1, r.stop], "wire_bytes": wire_bytes(plan, r),
+             "figure_bytes": sum(fig.step_volume[r.start:r.stop])}
+            for r in fused_runs(plan, execute.INPLACE_ALL_TO_ALL)]
 
 
 def main(job_path: str) -> None:
@@ -55,6 +66,7 @@ def main(job_path: str) -> None:
             "plan": plan_to_json(plan),
             **measured,
             "volume_bytes": fig.volume_bytes,
+            "fused": fused_report(plan),
             "bound_bytes": fig.bound_bytes,
             "peak_over_bound": max(peaks) / fig.bound_bytes,
             "elements_checked": int(np.prod(p.shape, dtype=np.int64))

@@ -420,6 +420,9 @@ def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):
                                "[{z},{y},{x},{}]")).plan)
     plans.append(synthesize(_p("x=2,y=4", (101, 3, 5, 64), "[{y},{},{x},{}]",
                                "[{x},{},{},{y}]")).plan)
+    # three all-to-alls from dim 0 to dim 1: run as one (runtime/fuse.py)
+    plans.append(Plan(_p("x=2,y=2,z=2", (64, 64), "[{x,y,z},{}]", "[{},{z,y,x}]"),
+                      (AllToAll(0, 1, ("z",)), AllToAll(0, 1, ("y",)), AllToAll(0, 1, ("x",)))))
     for row in memory_rows(tmp_path, plans):
         for rank in row["ranks"]:
             assert rank["ok"]

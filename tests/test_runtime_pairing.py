@@ -400,6 +400,30 @@ class _MeshComm:
         return self._groups[axes]
 
 
+def on_threads(world: _World, ranks: int, body) -> list:
+    """body(r) on one thread per rank over the stand-in; its results, by rank. A rank
+    that fails or hangs fails the test in the main thread."""
+    out: list = [None] * ranks
+    errors: list = []
+
+    def rank_main(r: int) -> None:
+        try:
+            out[r] = body(r)
+        except BaseException as e:       # surfaced in the main thread
+            errors.append((r, e))
+        finally:
+            world.finish()
+    threads = [threading.Thread(target=rank_main, args=(r,), daemon=True)
+               for r in range(ranks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_LIMIT + 10)
+    assert not any(t.is_alive() for t in threads), "a rank hangs"
+    assert not errors, errors[0]
+    return out
+
+
 def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool,
                  sent: list | None = None) -> list[np.ndarray]:
     """Step k of `plan` on every rank at once, from the padded blocks in `stack`; the
@@ -407,27 +431,12 @@ def run_threaded(plan: Plan, stack: np.ndarray, k: int, own: bool,
     p = plan.problem
     lays = plan.layouts()
     world = _World(p.mesh.num_devices)
-    out: list = [None] * p.mesh.num_devices
-    errors: list = []
 
-    def rank_main(r: int) -> None:
-        try:
-            mc = _MeshComm(world, p.mesh, r)
-            held = Held(np.ascontiguousarray(stack[r]).copy(), own)
-            out[r] = execute.run_step(plan.steps[k], mc, p.shape, lays[k], lays[k + 1], held,
-                                      MemoryTracker())
-        except BaseException as e:       # surfaced in the main thread
-            errors.append((r, e))
-        finally:
-            world.finish()
-    threads = [threading.Thread(target=rank_main, args=(r,), daemon=True)
-               for r in range(len(out))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT_LIMIT + 10)
-    assert not any(t.is_alive() for t in threads), "a rank hangs"
-    assert not errors, errors[0]
+    def body(r: int) -> np.ndarray:
+        held = Held(np.ascontiguousarray(stack[r]).copy(), own)
+        return execute.run_step(plan.steps[k], _MeshComm(world, p.mesh, r), p.shape, lays[k],
+                                lays[k + 1], held, MemoryTracker())
+    out = on_threads(world, p.mesh.num_devices, body)
     if sent is not None:
         sent.append(world.sent)
     return out
@@ -537,16 +546,27 @@ def test_runtime_steps_by_hand(tiny_chunks, mesh, shape, src, step):
     check_step_against_simulator(Plan(p, (step,)))
 
 
-@pytest.mark.parametrize("mode,want", [("spin", False), ("nap", True), (None, False)])
-def test_waits_nap_only_where_asked_or_ranks_share_cores(monkeypatch, mode, want):
+@pytest.mark.parametrize("mode,runnable,want", [
+    ("spin", 99, False), ("nap", 0, True), (None, 1, False), (None, 2, False),
+    (None, 99, True)])
+def test_waits_nap_only_where_asked_or_cores_are_contended(monkeypatch, mode, runnable,
+                                                           want):
     """REDIST_WAIT picks; auto (unset) naps only where a node runs more ranks than the
-    cores they may use: one rank on COMM_SELF never does."""
-    from redist.runtime.groups import naps
+    cores they may use, or other programs keep more than one thread beyond them runnable:
+    one rank on COMM_SELF on an otherwise idle machine never does."""
+    import os
+
+    from redist.runtime import groups
+    monkeypatch.setattr(groups, "runnable_threads", lambda: runnable)
     if mode is None:
         monkeypatch.delenv("REDIST_WAIT", raising=False)
     else:
         monkeypatch.setenv("REDIST_WAIT", mode)
-    assert naps(MPI.COMM_SELF) is want
+    cores = len(os.sched_getaffinity(0))
+    if mode is None and runnable == 2:
+        runnable = cores + 1                 # one thread beyond the cores: not contended
+        monkeypatch.setattr(groups, "runnable_threads", lambda: runnable)
+    assert groups.naps(MPI.COMM_SELF) is want
 
 
 def test_a_bad_wait_mode_is_a_one_line_error(monkeypatch):

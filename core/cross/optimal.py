@@ -162,9 +162,7 @@ def _search(cp: CrossProblem, budget: int | None, max_steps: int | None, max_sta
     def answer(plan: CrossPlan, which: str) -> tuple[CrossPlan, str, bool]:
         if cut:
             what = "the best plan found" if which == "found" else which
-            return plan, (f"not proved: a layout had more than {MAX_PERMUTE_TARGETS} permute "
-                          f"targets, not all tried {scope.replace('among', 'searching')}; "
-                          f"returning {what}"), False
+            return plan, _cut_note(scope, what), False
         return plan, _proved(plan, scope, states, which), True
 
     while heap:
@@ -208,9 +206,7 @@ def _search(cp: CrossProblem, budget: int | None, max_steps: int | None, max_sta
     if floor is not None:
         return answer(floor, "the normal plan")
     if cut:
-        return None, (f"not proved: a layout had more than {MAX_PERMUTE_TARGETS} permute "
-                      f"targets, not all tried {scope.replace('among', 'searching')}; "
-                      "returning the normal plan, proved against its own peak"), False
+        return None, _cut_note(scope, "the normal plan, proved against its own peak"), False
     return None, (f"no plan within the {what} exists {scope.replace('among', 'among the')}"
                   f" (proved by exhaustive search, {states} layout{'' if states == 1 else 's'} "
                   "expanded); returning the normal "
@@ -231,3 +227,9 @@ def _proved(plan: CrossPlan, scope: str, states: int, which: str) -> str:
             f"layout{'' if states == 1 else 's'} expanded"
             + ("; nothing in the space is cheaper than the normal plan)"
                if which == "the normal plan" else ")"))
+
+
+def _cut_note(scope: str, returning: str) -> str:
+    """Why a search whose permute targets were cut short proves nothing."""
+    return (f"not proved: a layout had more than {MAX_PERMUTE_TARGETS} permute targets, not "
+            f"all tried {scope.replace('among', 'searching')}; returning {returning}")
