@@ -108,11 +108,20 @@ def test_permute_and_exchange_loads():
     same = Problem(mesh, (1 << 12,), "float32", parse_layout("[{x,y}]"),
                    parse_layout("[{x,y}]"))
     assert _load_of(Plan(same, (AllPermute(same.dst),))).messages == 0
-    for g in (2, 4, 8):       # [{},{a}] -> [{a},{}]: every device hears from g - 1 peers
+    for g in (2, 4, 8):
+        # [{},{a}] -> [{a},{}] runs in place (every piece to one device): g - 1 pieces
+        # swapped in chunk messages
         q = Problem(parse_mesh(f"a={g}"), (8, 64), "float32", parse_layout("[{},{a}]"),
                     parse_layout("[{a},{}]"))
         ex = _load_of(Plan(q, (AllExchange(q.dst),)))
-        assert ex.messages == g - 1 and ex.wire == (g - 1) * q.local_bytes(q.dst) // g
+        block = 8 * 64 // g
+        assert ex.messages == (g - 1) * chunk_messages(block // g, block)
+        assert ex.wire == (g - 1) * q.local_bytes(q.dst) // g
+        # [{},{a}] -> [{},{}] (local sizes differ): one Alltoallw, g - 1 peers
+        r = Problem(parse_mesh(f"a={g}"), (8, 64), "float32", parse_layout("[{},{a}]"),
+                    parse_layout("[{},{}]"))
+        ex = _load_of(Plan(r, (AllExchange(r.dst),)))
+        assert ex.messages == g - 1 and ex.wire == (g - 1) * r.local_bytes(r.src)
 
 
 def _model(draw_consts: list[float]) -> CostModel:
@@ -202,7 +211,7 @@ def test_strided_pieces_are_charged_their_runs():
     rows (MPI walks a derived datatype run by run)."""
     m = CostModel()
     for src, dst, step in (("[{},{a}]", "[{},{}]", lambda p: AllGather(((), ("a",)))),
-                           ("[{},{a}]", "[{a},{}]", lambda p: AllExchange(p.dst))):
+                           ("[{},{a}]", "[{},{}]", lambda p: AllExchange(p.dst))):
         loads = [_load_of(calibrate._one(parse_mesh("a=4"), src, dst, shape, step))
                  for shape in ((4, 1 << 16), (1 << 12, 64))]
         assert loads[0].wire == loads[1].wire and loads[1].runs > 100 * loads[0].runs

@@ -241,16 +241,17 @@ def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
 
 
 def _exchange_in_place(p: Problem, ip: InPlace, most: int) -> Load:
-    """In place (execute._exchange_in_place): the in-place all-to-all's mechanics and
-    constants: piece-order transposes, one swap of a piece in chunk messages per piece
-    the device lacks, a memmove per swap, the pieces permuted into order."""
+    """In place (execute._exchange_in_place), the in-place all-to-all's mechanics:
+    piece-order transposes, one swap of a piece in chunk messages per piece the device
+    lacks, a memmove per swap, the pieces permuted into order. Its kind stays
+    all_exchange: calibrate's exchange cases run in place where the class holds."""
     block = math.prod(ip.piece) * ip.pieces
     piece = math.prod(ip.piece)
     # execute._piece_order: a transpose per dim with pieces to move past (both ways).
     passes = sum(math.prod(ip.piece[:d]) > 1 and q[d] > 1
                  for q in (ip.before, ip.after) for d in range(len(q)))
     wire = most * p.itemsize
-    return Load("all_to_all", (most // piece) * chunk_messages(piece, block), wire,
+    return Load("all_exchange", (most // piece) * chunk_messages(piece, block), wire,
                 copies=wire + block * p.itemsize, transposes=passes * block * p.itemsize,
                 group=p.mesh.num_devices)
 
