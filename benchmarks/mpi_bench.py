@@ -128,7 +128,8 @@ def main() -> None:
             fig = plan.figures()
             print(json.dumps({
                 "method": method, "median_s": statistics.median(times[method]),
-                "min_s": min(times[method]), "peak_counted": peak_counted,
+                "min_s": min(times[method]), "times_s": times[method],
+                "peak_counted": peak_counted,
                 "peak_traced": peak_traced, "bound_bytes": fig.bound_bytes,
                 "proved_peak": None if method in ("direct", "portable-oop", "exchange-oop")
                 else fig.runtime_peak_bytes,
@@ -138,6 +139,7 @@ def main() -> None:
                 "chosen_is": "exchange" if isinstance(plans["chosen"].steps[0:1] and
                                                       plans["chosen"].steps[0], AllExchange)
                 else "portable",
+                "same_as_portable": plans["chosen"] == plans["portable"],
                 "exchange_fits": plans["exchange"].figures().memory_efficient,
                 "exchange_in_place": in_place(problem.mesh, problem.shape, problem.src,
                                               problem.dst) is not None,
