@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.ops import step_volume
+from redist.core.ops import AllExchange, step_volume
+from redist.core.ops.all_exchange import in_place
 from redist.core.semantics.blocks import missing_elements, missing_total, used_mesh
 from redist.core.smt.verify import verify
 from redist.core.synthesis.costmodel import CostModel
@@ -31,20 +32,31 @@ def test_transpose_on_four_axes_uses_a_sub_axis_all_to_all():
     assert verify(s.plan).all_proved
 
 
-def test_mpi_keeps_one_all_to_all_at_the_lower_bound():
+def test_mpi_keeps_a_portable_plan_at_the_lower_bound_over_an_alltoallw():
     """Even with the exchange calibrated cheaper, a portable plan that moves no more bytes
-    stays (the exchange would hold input and output at once)."""
+    stays where the exchange would run as one Alltoallw (input and output at once: a piece
+    goes to two devices); where the exchange runs in place (the block + one chunk, as the
+    portable steps), the prediction alone decides, both ways."""
     kinds = ("all_gather", "all_to_all", "all_permute", "all_exchange")
     cheap = CostModel({k: 1e-3 for k in kinds} | {"all_exchange": 1e-6},
                       {k: 1e-8 for k in kinds} | {"all_exchange": 1e-11}, 0.0, "test")
-    for mesh, src, dst in (("x=4", "[{x},{}]", "[{},{x}]"),
-                           ("x=2,y=4", "[{x,y},{}]", "[{x},{y}]")):
+    dear = CostModel({k: 1e-6 for k in kinds} | {"all_exchange": 1e-3},
+                     {k: 1e-11 for k in kinds} | {"all_exchange": 1e-8}, 0.0, "test")
+    for mesh, src, dst, inplace in (("x=2,y=2", "[{x},{}]", "[{y},{}]", False),
+                                    ("x=4", "[{x},{}]", "[{},{x}]", True),
+                                    ("x=2,y=4", "[{x,y},{}]", "[{x},{y}]", True)):
         p = problem(mesh, (64, 64), src, dst)
+        assert (in_place(p.mesh, p.shape, p.src, p.dst) is not None) == inplace
         portable = normal(p)
         fig = portable.plan.figures()
         assert fig.volume_bytes == fig.lower_bound_bytes
         s = with_exchange(p, portable, model=cheap)
-        assert s.plan == portable.plan
+        if inplace:
+            assert s.plan.steps == (AllExchange(p.dst),)
+            assert s.plan.figures().memory_efficient
+        else:
+            assert s.plan == portable.plan
+        assert with_exchange(p, portable, model=dear).plan == portable.plan
 
 
 def test_mpi_keeps_a_portable_plan_whose_gather_pads():
