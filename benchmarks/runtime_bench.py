@@ -215,7 +215,9 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=30, help="random problems (8 ranks)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="named cases to run (default all); random-K names pick among "
+                         "the --random ones (default: all of those)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     ap.add_argument("--calibrate", action="store_true",
                     help="run `redist calibrate` first and predict (and choose) with that "
@@ -229,8 +231,15 @@ def main() -> None:
                         "--timeout", "3600"],
                        check=True)
         os.environ["REDIST_COST_MODEL"] = path          # the cases' jobs inherit it
-    cases = {n: CASES[n] for n in args.cases.split(",") if n}
-    cases.update(random_cases(args.random, args.seed))
+    names = [n for n in args.cases.split(",") if n]
+    drawn = random_cases(args.random, args.seed)
+    unknown = [n for n in names if n not in CASES and n not in drawn]
+    if unknown:
+        ap.error(f"unknown case {unknown[0]!r}: named cases are {', '.join(CASES)}, random "
+                 f"ones random-0..random-{args.random - 1}")
+    cases = {n: CASES[n] for n in names if n in CASES}
+    picked = [n for n in names if n in drawn]
+    cases.update({n: drawn[n] for n in picked} if picked else drawn)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         for k, (name, spec) in enumerate(cases.items()):

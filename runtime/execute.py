@@ -280,20 +280,27 @@ def _take_buffer(held: Held) -> np.ndarray:
     return flat
 
 
-def _resize(box: list, n: int, mem: MemoryTracker) -> np.ndarray:
+def _resize(box: list, n: int, mem: MemoryTracker, zero: bool = True) -> np.ndarray:
     """The flat buffer handed over in `box` with n elements, its start kept: resized in
-    place (realloc; the tail goes back to the allocator, or new elements are zero) when the
-    runtime holds the only reference to it, else copied into a new buffer."""
+    place (realloc; the tail goes back to the allocator) when the runtime holds the only
+    reference to it, else copied into a new buffer. New elements are zero, or with
+    zero=False (the caller overwrites every one of them) left as they come."""
     flat = box.pop()
     owner = buffer_of(flat)
     del flat
     # Ours alone: the name `owner` and getrefcount's own argument.
     if owner.flags.owndata and owner.flags.c_contiguous and sys.getrefcount(owner) <= 2:
         mem.release(owner)
+        # NumPy zero-fills what resize adds only in a writeable array: that pass touched
+        # every new page before the data came (a gather's new slots: 16 MiB of faults and
+        # memset per rank for nothing, measured in benchmarks/results/gather-*.md).
+        was = owner.flags.writeable
+        owner.flags.writeable = zero
         owner.resize((n,), refcheck=False)
+        owner.flags.writeable = was
         mem.hold(owner)
         return owner
-    out = mem.zeros((n,), owner.dtype)
+    out = (mem.zeros if zero else mem.empty)((n,), owner.dtype)
     m = min(n, owner.size)
     out[:m] = owner.reshape(-1)[:m]
     mem.release(owner)
@@ -394,7 +401,10 @@ def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layo
     digits = slot_digits(sizes, comm.Get_rank())
     if held.own:
         del x
-        out = _resize([_take_buffer(held)], math.prod(full), mem)
+        # Even blocks: every element is written (this slot here, the rest received), so
+        # the new slots are not zeroed first; uneven ones keep zero padding.
+        even = all(v == shape for v in _member_extents(mc, axes, gshape, before))
+        out = _resize([_take_buffer(held)], math.prod(full), mem, zero=not even)
     else:                            # the caller's block stays alive beside the output
         out = mem.empty((math.prod(full),), dtype)
         out[:x.size] = x.reshape(-1)

@@ -644,3 +644,57 @@ def test_gathers_of_contiguous_slots_go_point_to_point(tiny_chunks, mesh, shape,
     tiny_chunks.setattr(_MeshComm, "naps", True)
     tiny_chunks.setattr(_Comm, "Allgatherv", no_collective)
     check_step_against_simulator(plan)
+
+
+# --- the gather's grown buffer: not zeroed where every element is written -------------
+
+def test_gathers_write_every_element_they_do_not_zero(tiny_chunks):
+    """An even gather grows its buffer without zeroing the new slots (execute._resize
+    with zero=False: NumPy's fill touched every new page before the data came). Here
+    whatever realloc leaves there is a sentinel: the gathered blocks still equal the
+    simulator's, so each such element is written (own slot or received). Uneven gathers
+    ask for zeros (their padding is not all written)."""
+    real = execute._resize
+    asked: list[bool] = []
+
+    def poisoned(box, n, mem, zero=True):
+        old = box[-1].size
+        out = real(box, n, mem, zero)
+        asked.append(zero)
+        if not zero:
+            out[old:] = -7
+        return out
+    tiny_chunks.setattr(execute, "_resize", poisoned)
+
+    @settings(FAST, max_examples=30)
+    @given(p2p_steps("all_gather"), st.booleans())
+    def check(plan, naps):
+        tiny_chunks.setattr(_MeshComm, "naps", naps)
+        p = plan.problem
+        lay = plan.layouts()[0]
+        even = all(d == p.mesh.num_devices * (d // p.mesh.num_devices) and
+                   lay.valid_shape(p.mesh, p.shape, 0) == lay.local_shape(p.mesh, p.shape)
+                   for d in p.shape)
+        asked.clear()
+        check_step_against_simulator(plan, own=True)
+        assert asked, "an owned block grows in place"
+        if even:
+            assert not any(asked)
+        event("even" if even else "uneven")
+    check()
+
+
+@pytest.mark.parametrize("zero", [True, False])
+@pytest.mark.parametrize("writeable", [True, False])
+def test_resize_keeps_the_start_and_zeroes_only_when_asked(zero, writeable):
+    """In place (the runtime holds the only reference): realloc, the start kept, the
+    array's flags as they were; new elements zero when asked, even in a read-only one."""
+    mem = MemoryTracker()
+    box = [mem.hold(np.arange(1000, dtype=np.float32))]
+    box[0].flags.writeable = writeable
+    out = execute._resize(box, 3000, mem, zero)
+    assert out.size == 3000 and out.flags.owndata and out.flags.writeable == writeable
+    assert np.array_equal(out[:1000], np.arange(1000, dtype=np.float32))
+    if zero:
+        assert not out[1000:].any()
+    assert mem.live == out.nbytes                 # counted once, at its new size
