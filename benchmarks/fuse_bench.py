@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
-import tracemalloc
 
 METHODS = ("fused", "unfused", "direct")
 
@@ -28,16 +27,13 @@ METHODS = ("fused", "unfused", "direct")
 def rank_main(mesh_t: str, shape_t: str, src_t: str, dst_t: str, reps: int) -> None:
     from mpi4py import MPI
 
-    from redist.core.model.dtypes import same_bits
     from redist.core.model.problem import Problem
     from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
     from redist.core.synthesis.synthesize import normal
     from redist.runtime import fuse
-    from redist.runtime.api import redistribute_with_stats
     from redist.runtime.arrays import sample_block
-    from redist.runtime.memory import MemoryTracker
 
-    from .direct import direct_redistribute
+    from . import turns
 
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
@@ -46,55 +42,21 @@ def rank_main(mesh_t: str, shape_t: str, src_t: str, dst_t: str, reps: int) -> N
     plan = normal(problem).plan
     expected = sample_block(problem.mesh, problem.shape, problem.dst, rank, "float32")
 
-    def once(method: str, trace: bool) -> tuple[float, int, int, bool]:
-        if trace:
-            tracemalloc.start()
-            base = tracemalloc.get_traced_memory()[0]
-        box = [sample_block(problem.mesh, problem.shape, problem.src, rank, "float32")]
-        if trace:
-            tracemalloc.reset_peak()
-        comm.Barrier()
-        t0 = time.perf_counter()
-        if method == "direct":
-            mem = MemoryTracker()
-            local = box.pop()
-            mem.hold(local)
-            out = direct_redistribute(local, plan, comm, mem)
-            del local
-            peak = mem.peak
-        else:
-            fuse.FUSE_ALL_TO_ALLS = method == "fused"
-            out, stats = redistribute_with_stats(box, plan, comm, donate=True)
+    def fused_or_not(method: str, box: list) -> tuple:
+        fuse.FUSE_ALL_TO_ALLS = method == "fused"
+        try:
+            return turns.redistribute(plan, comm)(box)
+        finally:
             fuse.FUSE_ALL_TO_ALLS = True
-            peak = stats.peak_bytes
-            t0 = time.perf_counter() - stats.seconds     # from after the plan checks
-        dt = time.perf_counter() - t0
-        traced = 0
-        if trace:
-            traced = tracemalloc.get_traced_memory()[1] - base
-            tracemalloc.stop()
-        ok = same_bits(out, expected)
-        del out
-        return comm.allreduce(dt, op=MPI.MAX), peak, traced, ok
 
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    per_rep: list[dict[str, float]] = []
-    counted, traced = dict.fromkeys(METHODS, 0), dict.fromkeys(METHODS, 0)
-    matched = dict.fromkeys(METHODS, True)
-    for rep in range(reps + 2):                        # rep 0 warms up; the last is traced
-        trace = rep == reps + 1
-        row = {}
-        for i in range(len(METHODS)):
-            m = METHODS[(rep + i) % len(METHODS)]
-            dt, peak, tr, ok = once(m, trace)
-            matched[m] &= ok
-            if trace:
-                counted[m], traced[m] = peak, tr
-            elif rep > 0:
-                times[m].append(dt)
-                row[m] = dt
-        if row:
-            per_rep.append(row)
+    def call(method: str, trace: bool) -> tuple[float, int, int, bool]:
+        how = (turns.direct(plan, comm) if method == "direct"
+               else functools.partial(fused_or_not, method))
+        return turns.timed_call(problem, comm, expected, how, trace)
+
+    done = turns.take_turns(METHODS, reps, call)
+    times, per_rep = done["times"], done["per_rep"]
+    counted, traced, matched = done["counted"], done["traced"], done["matched"]
     fig = plan.figures()
     out = {"steps": [s.op for s in plan.steps], "runs": [
         {"start": r.start, "stop": r.stop, "wire_bytes": fuse.wire_bytes(plan, r)}

@@ -22,15 +22,13 @@ one JSON line per method.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
-import time
-import tracemalloc
 
 from mpi4py import MPI
 
-from redist.core.model.dtypes import same_bits
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh, parse_shape
 from redist.core.ops import AllExchange
@@ -39,11 +37,10 @@ from redist.core.plans.plan import Plan
 from redist.core.synthesis.costmodel import load as load_model
 from redist.core.synthesis.synthesize import normal, with_exchange
 from redist.runtime import execute as runtime_steps
-from redist.runtime.api import execute, mesh_comm, redistribute_with_stats
+from redist.runtime.api import execute, mesh_comm
 from redist.runtime.arrays import sample_block
-from redist.runtime.memory import MemoryTracker
 
-from .direct import direct_redistribute
+from . import turns
 
 
 def main() -> None:
@@ -62,63 +59,29 @@ def main() -> None:
     plans["exchange-oop"] = plans["exchange"]
     methods = ("portable", "portable-oop", "exchange", "exchange-oop", "chosen", "direct")
 
-    def run_once(method: str, trace: bool) -> tuple[float, int, int, bool]:
-        """One timed call of `method`: (seconds, max over ranks; the runtime's peak count;
-        tracemalloc's peak, 0 unless traced; this rank's result matched)."""
-        traced = 0
-        if trace:
-            # the input is allocated under tracing, so that releasing it is seen too
-            tracemalloc.start()
-            base = tracemalloc.get_traced_memory()[0]
-        box = [sample_block(problem.mesh, problem.shape, problem.src, rank, "float32")]
-        if trace:
-            tracemalloc.reset_peak()
-        comm.Barrier()
-        t0 = time.perf_counter()
-        if method == "direct":
-            mem = MemoryTracker()
-            local = box.pop()
-            mem.hold(local)
-            out = direct_redistribute(local, plans["portable"], comm, mem)
-            del local
-            peak = mem.peak
-        elif method in ("exchange", "exchange-oop", "portable-oop"):
-            runtime_steps.INPLACE_ALL_TO_ALL = method != "portable-oop"
-            runtime_steps.INPLACE_EXCHANGE = method != "exchange-oop"
+    def unchecked(method: str, box: list) -> tuple:
+        """The runtime without the gate (its module switches set for this call)."""
+        runtime_steps.INPLACE_ALL_TO_ALL = method != "portable-oop"
+        runtime_steps.INPLACE_EXCHANGE = method != "exchange-oop"
+        try:
             mc = mesh_comm(plans[method].problem.mesh, comm)
             out, peak = execute(box, plans[method], mc, donate=True)
+        finally:
             runtime_steps.INPLACE_ALL_TO_ALL = runtime_steps.INPLACE_EXCHANGE = True
-        else:
-            out, stats = redistribute_with_stats(box, plans[method], comm, donate=True)
-            peak = stats.peak_bytes
-            t0 = time.perf_counter() - stats.seconds   # from after the plan checks
-        dt = time.perf_counter() - t0
-        if trace:
-            traced = tracemalloc.get_traced_memory()[1] - base
-            tracemalloc.stop()
-        ok = same_bits(out, expected)
-        del out
-        return comm.allreduce(dt, op=MPI.MAX), peak, traced, ok
+        return out, peak, None
 
-    # The methods take turns within each repetition (the order rotating), so that load
-    # from other programs, which drifts over minutes on a shared machine, falls on all of
-    # them alike: run one after the other, a method's median and the direct one's were
-    # taken minutes apart (gather-all: 1.70x direct in one run, 0.61x in another).
-    n = int(reps)
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    counted = dict.fromkeys(methods, 0)
-    traced = dict.fromkeys(methods, 0)
-    matched = dict.fromkeys(methods, True)
-    for rep in range(n + 2):                           # rep 0 warms up; the last is traced
-        trace = rep == n + 1
-        for i in range(len(methods)):
-            method = methods[(rep + i) % len(methods)]
-            dt, peak, tr, ok = run_once(method, trace)
-            matched[method] &= ok
-            if trace:
-                counted[method], traced[method] = peak, tr
-            elif rep > 0:
-                times[method].append(dt)
+    def call(method: str, trace: bool) -> tuple[float, int, int, bool]:
+        if method == "direct":
+            how = turns.direct(plans["portable"], comm)
+        elif method in ("exchange", "exchange-oop", "portable-oop"):
+            how = functools.partial(unchecked, method)
+        else:
+            how = turns.redistribute(plans[method], comm)
+        return turns.timed_call(problem, comm, expected, how, trace)
+
+    done = turns.take_turns(methods, int(reps), call)
+    times, counted, traced = done["times"], done["counted"], done["traced"]
+    matched = done["matched"]
     for method in methods:
         ok = comm.allreduce(matched[method], op=MPI.LAND)
         peak_counted = comm.allreduce(counted[method], op=MPI.MAX)
