@@ -698,3 +698,36 @@ def test_resize_keeps_the_start_and_zeroes_only_when_asked(zero, writeable):
     if zero:
         assert not out[1000:].any()
     assert mem.live == out.nbytes                 # counted once, at its new size
+
+
+def _vm_flags(addr: int) -> list[str]:
+    """The VmFlags of the mapping holding `addr` (Linux /proc/self/smaps)."""
+    flags, inside = [], False
+    with open("/proc/self/smaps", encoding="ascii") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "VmFlags:":
+                flags = line.split()[1:]
+    return flags
+
+
+def _thp_available() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not execute.sys.platform.startswith("linux") or not _thp_available() or
+                    not execute._numpy_huge_pages(), reason="huge pages as NumPy asks: Linux")
+def test_the_gathers_new_slots_ask_for_huge_pages_as_numpy_does():
+    """What realloc adds to a gather's buffer is advised like NumPy's own large buffers
+    (transparent huge pages), before anything touches it."""
+    mem = MemoryTracker()
+    box = [mem.hold(np.ones(1 << 20, dtype=np.float32))]
+    out = execute._resize(box, 3 << 20, mem, zero=False)
+    assert "hg" in _vm_flags(out.ctypes.data + out.nbytes * 2 // 3)   # inside the new part
