@@ -14,7 +14,8 @@ of the block, core.semantics.working), except an exchange outside its in-place c
                happen in place.
                Consecutive all-to-alls between the same two dims, nothing padded, run
                as one over the union of their groups (runtime/fuse.py, fused_all_to_all).
-  all_gather   in place: the buffer grown to G blocks (realloc), this rank's block moved
+  all_gather   in place: the buffer grown to G blocks (realloc; even blocks: the new slots
+               neither zeroed nor touched, advised as huge pages), this rank's block moved
                into its slot, then (where ranks share cores) contiguous slots by
                point-to-point messages all posted at once, others by an MPI_IN_PLACE
                Allgather(v) with derived datatypes (valid elements only where blocks are
