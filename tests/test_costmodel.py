@@ -124,22 +124,24 @@ def test_permute_and_exchange_loads():
         assert ex.messages == g - 1 and ex.wire == (g - 1) * r.local_bytes(r.src)
 
 
-def _model(draw_consts: list[float]) -> CostModel:
+def _model(draw_consts: list[float], cache_bytes: int = 8 << 20) -> CostModel:
     it = iter(draw_consts)
     lat = {k: next(it) for k in KINDS}
     spb = {k: next(it) * 1e-5 for k in KINDS}
     copy, transpose = next(it) * 1e-5, next(it) * 1e-5
     run = {k: next(it) * 1e-3 if k in RUN_KINDS else 0.0 for k in KINDS}
-    return CostModel(lat, spb, copy, "truth", transpose, run, next(it))
+    return CostModel(lat, spb, copy, "truth", transpose, run, next(it), next(it) * 1e-5,
+                     cache_bytes)
 
 
-@settings(max_examples=10, deadline=None)
-@given(st.lists(st.floats(1e-5, 1e-2), min_size=3 * len(KINDS) + 3,
-                max_size=3 * len(KINDS) + 3))
-def test_fit_recovers_the_constants_that_made_the_times(consts):
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.floats(1e-5, 1e-2), min_size=3 * len(KINDS) + 4,
+                max_size=3 * len(KINDS) + 4),
+       st.sampled_from(calibrate.CACHE_SIZES[1:-1]))
+def test_fit_recovers_the_constants_that_made_the_times(consts, cache_bytes):
     """Rows timed exactly by a model (calibrate's own plans on 8 ranks): the fit gives the
-    same constants back, and its error per kind is 0."""
-    truth = _model(consts)
+    same constants back (the cache's size among them), and its error per kind is 0."""
+    truth = _model(consts, cache_bytes)
     rows = []
     for plan in calibrate.cases(8):
         ld = _load_of(plan)
@@ -156,6 +158,9 @@ def test_fit_recovers_the_constants_that_made_the_times(consts):
     for k in RUN_KINDS:
         assert got.seconds_per_run[k] == pytest.approx(truth.seconds_per_run[k], rel=1e-6)
     assert got.seconds_per_step == pytest.approx(truth.seconds_per_step, rel=1e-6)
+    assert got.cache_bytes == cache_bytes
+    assert got.memory_seconds_per_byte == pytest.approx(truth.memory_seconds_per_byte,
+                                                        rel=1e-6)
     errors = calibrate.fit_errors(got, rows)
     assert set(errors) == set(KINDS) and max(e["max"] for e in errors.values()) < 1e-6
 
