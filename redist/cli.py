@@ -396,7 +396,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for r in rows:
         say(args, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     say(args, f"local copies {model.copy_seconds_per_byte * 1e9:.3g} ns/B, block transposes "
-              f"{model.transpose_seconds_per_byte * 1e9:.3g} ns/B")
+              f"{model.transpose_seconds_per_byte * 1e9:.3g} ns/B; buffers beyond "
+              f"{human_bytes(model.cache_bytes)} (the cache): "
+              f"+{model.memory_seconds_per_byte * 1e9:.3g} ns per byte moved")
     took = report.get("seconds")
     if isinstance(took, (int, float)):
         say(args, f"measured in {took:.0f} s")

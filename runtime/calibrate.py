@@ -38,11 +38,17 @@ from redist.core.ops import (
     ReduceScatter,
 )
 from redist.core.plans.plan import Plan
-from redist.core.synthesis.costmodel import KINDS, CostModel, Load, step_load
+from redist.core.synthesis.costmodel import KINDS, CostModel, Load, beyond_cache, step_load
 
 # Bytes per rank before the step: the smallest is mostly messages and the step's fixed
 # cost, the largest the size of a rank's block in the benchmark's 64 MiB cases (8 ranks).
 SIZES = (1 << 18, 2 << 20, 8 << 20)
+# A block of 32 MiB per rank for one case of each data-moving kind (a gather to 64 MiB):
+# buffers far beyond the cache, as a 64 MiB problem replicated on some axes holds them
+# (the cost model's memory term and the cache size it starts at are fitted on these).
+LARGE = 32 << 20
+# Working-set sizes the fit tries as the cache's (the one that fits best is kept).
+CACHE_SIZES = tuple(1 << k for k in range(20, 27))
 REPEAT = 3                # timed runs per plan (after one untimed)
 # A message is never free: a latency the fit puts at 0 (times growing faster than
 # linearly in bytes, caches) is reported as this instead (issue 15).
@@ -75,9 +81,12 @@ def _one(mesh: Mesh, src: str, dst: str, shape: tuple[int, ...],
 def _slice_cases(ranks: int) -> list[Plan]:
     # Dim 1 kept in part: rows compacted one by one (dim 0 would be one memmove); a few
     # long rows, and many of 1 KiB.
+    mesh, g = _groups(ranks)[0]
     return [_one(mesh, "[{},{}]", "[{},{a}]", shape, lambda p: AllSlice(((), ("a",))))
             for mesh, g in _groups(ranks) for nbytes in SIZES
-            for shape in ((8, _cols(nbytes, 8, g)), (nbytes // (1024 * g), 256 * g))]
+            for shape in ((8, _cols(nbytes, 8, g)), (nbytes // (1024 * g), 256 * g))] + [
+        _one(mesh, "[{},{}]", "[{},{a}]", (LARGE // (1024 * g), 256 * g),
+             lambda p: AllSlice(((), ("a",))))]
 
 
 def _gather_cases(ranks: int) -> list[Plan]:
@@ -92,6 +101,9 @@ def _gather_cases(ranks: int) -> list[Plan]:
                             lambda p: AllGather(((p.mesh.names[0],), ()))))
             out.append(_one(mesh, "[{},{a}]", "[{},{}]", (8, c * g),
                             lambda p: AllGather(((), ("a",)))))
+            if g == 2 and nbytes == SIZES[-1]:
+                out.append(_one(mesh, "[{a},{}]", "[{},{}]", (8 * g, _cols(LARGE, 8, 1)),
+                                lambda p: AllGather(((p.mesh.names[0],), ()))))
             short = nbytes < SIZES[-1]     # 64-byte runs: a second per step at the top
             if short:
                 out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 64, 16 * g),
@@ -105,9 +117,14 @@ def _gather_cases(ranks: int) -> list[Plan]:
                                     lambda p: AllGather((("a",), ("c",)))))
             if g >= 8:
                 m = math.isqrt(nbytes // 512)           # a cube's blocks: 512-byte runs
-                out.append(_one(parse_mesh(f"a=2,c=2,d={g // 4}{rest}"), "[{a},{c},{d}]",
-                                "[{},{},{}]", (2 * m, 2 * m, 128 * g // 4),
+                cube = parse_mesh(f"a=2,c=2,d={g // 4}{rest}")
+                out.append(_one(cube, "[{a},{c},{d}]", "[{},{},{}]", (2 * m, 2 * m, 128 * g // 4),
                                 lambda p: AllGather((("a",), ("c",), ("d",)))))
+                if short:                                 # 64-byte runs
+                    m = math.isqrt(nbytes // 64)
+                    out.append(_one(cube, "[{a},{c},{d}]", "[{},{},{}]",
+                                    (2 * m, 2 * m, 16 * g // 4),
+                                    lambda p: AllGather((("a",), ("c",), ("d",)))))
     return out
 
 
@@ -121,6 +138,9 @@ def _all_to_all_cases(ranks: int) -> list[Plan]:
                             lambda p: AllToAll(0, 1, ("a",))))
             out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (g, _cols(nbytes, g, 1) * g),
                             lambda p: AllToAll(1, 0, ("a",))))
+            if g == 2 and nbytes == SIZES[-1]:
+                out.append(_one(mesh, "[{a},{}]", "[{},{a}]", (8 * g, _cols(LARGE, 8, g)),
+                                lambda p: AllToAll(0, 1, ("a",))))
             out.append(_one(mesh, "[{},{a},{}]", "[{},{},{a}]", (2, 4 * g, c // 2),
                             lambda p: AllToAll(1, 2, ("a",))))
     return out
@@ -155,6 +175,14 @@ def _exchange_cases(ranks: int) -> list[Plan]:
                             lambda p: AllExchange(p.dst)))             # 64-byte runs
             out.append(_one(mesh, "[{a},{}]", "[{},{}]", (8 * g, _cols(nbytes, 8, 1)),
                             lambda p: AllExchange(p.dst)))             # a gather's bytes
+            if nbytes < SIZES[-1]:      # a strided gather's: one run per row and peer
+                out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 256, 64 * g),
+                                lambda p: AllExchange(p.dst)))
+            if g == 2 and nbytes == SIZES[-1]:
+                out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (8, _cols(LARGE, 8, g) * g),
+                                lambda p: AllExchange(p.dst)))
+                out.append(_one(mesh, "[{},{}]", "[{},{a}]", (8, _cols(LARGE, 8, g)),
+                                lambda p: AllExchange(p.dst)))     # held whole: a copy
             if ranks // g > 1:
                 h = ranks // g
                 out.append(_one(mesh, "[{a},{b}]", "[{b},{a}]", (8 * g, _cols(nbytes, 8, h) * h),
@@ -214,7 +242,8 @@ def _shift_plan(p: Problem) -> Plan:
 def _row(load: Load, seconds: float) -> dict:
     return {"kind": load.kind, "messages": load.messages, "wire": load.wire,
             "copies": load.copies, "transposes": load.transposes, "runs": load.runs,
-            "steps": load.steps, "g": load.group, "seconds": seconds}
+            "steps": load.steps, "g": load.group, "working": load.working,
+            "seconds": seconds}
 
 
 def main(job_path: str) -> None:
@@ -249,26 +278,38 @@ def main(job_path: str) -> None:
                                  "seconds": time.perf_counter() - start}), flush=True)
 
 
-def _features(row: dict) -> dict:
+def _features(row: dict, cache_bytes: int) -> dict:
     k = row["kind"]
     return {("latency", k): row["messages"], ("seconds_per_byte", k): row["wire"],
             ("copy", ""): row["copies"], ("transpose", ""): row["transposes"],
-            ("seconds_per_run", k): row.get("runs", 0), ("step", ""): row.get("steps", 1)}
+            ("seconds_per_run", k): row.get("runs", 0), ("step", ""): row.get("steps", 1),
+            ("memory", ""): beyond_cache(row_load(row), cache_bytes)}
 
 
 def fit(rows: list[dict]) -> CostModel:
-    """Least squares of every row's relative error over all the model's constants at once,
-    each >= 0 (kinds without rows keep their defaults); a latency fitted to 0 where the
-    kind sends messages becomes MIN_LATENCY, a bandwidth term MIN_SECONDS_PER_BYTE."""
-    base = CostModel()
+    """The best of _fit_at over CACHE_SIZES (least squared relative error): the size
+    beyond which bytes cost more is measured, not read from /sys (a VM reports its host's
+    cache, and the ranks share it)."""
     rows = [r for r in rows if r["seconds"] > 0]
-    names = sorted({name for r in rows for name, v in _features(r).items() if v})
+    fits = [_fit_at(rows, c) for c in CACHE_SIZES]
+    return min(fits, key=lambda m: sum((m.charge(row_load(r)) / r["seconds"] - 1) ** 2
+                                       for r in rows))
+
+
+def _fit_at(rows: list[dict], cache_bytes: int) -> CostModel:
+    """Least squares of every row's relative error over all the model's constants at once,
+    each >= 0 (kinds without rows keep their defaults), the cache at `cache_bytes`; a
+    latency fitted to 0 where the kind sends messages becomes MIN_LATENCY, a bandwidth
+    term MIN_SECONDS_PER_BYTE."""
+    base = CostModel()
+    names = sorted({name for r in rows for name, v in _features(r, cache_bytes).items() if v})
     latency, per_byte = dict(base.latency), dict(base.seconds_per_byte)
     copy, transpose = base.copy_seconds_per_byte, base.transpose_seconds_per_byte
     run, per_step = dict(base.seconds_per_run), base.seconds_per_step
+    memory = base.memory_seconds_per_byte
     if names:
-        a = np.array([[_features(r).get(n, 0) / r["seconds"] for n in names] for r in rows],
-                     dtype=float)
+        a = np.array([[_features(r, cache_bytes).get(n, 0) / r["seconds"] for n in names]
+                      for r in rows], dtype=float)
         x = nonnegative_least_squares(a, np.ones(len(rows)))
         got = dict(zip(names, x.tolist(), strict=True))
         for (what, kind), v in got.items():
@@ -281,14 +322,16 @@ def fit(rows: list[dict]) -> CostModel:
         copy = got.get(("copy", ""), copy)
         transpose = got.get(("transpose", ""), transpose)
         per_step = got.get(("step", ""), per_step)
-    return CostModel(latency, per_byte, copy, "calibrated", transpose, run, per_step)
+        memory = got.get(("memory", ""), 0.0)
+    return CostModel(latency, per_byte, copy, "calibrated", transpose, run, per_step, memory,
+                     cache_bytes)
 
 
 def row_load(row: dict) -> Load:
     """The Load a measurement row was charged (_row's inverse)."""
     return Load(row["kind"], row["messages"], row["wire"], copies=row["copies"],
                 transposes=row["transposes"], runs=row.get("runs", 0),
-                steps=row.get("steps", 1), group=row["g"])
+                steps=row.get("steps", 1), group=row["g"], working=row.get("working", 0))
 
 
 def fit_errors(model: CostModel, rows: list[dict]) -> dict[str, dict]:

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from redist.core.errors import RedistError
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
-from redist.core.ops import AllExchange, AllGather, AllPermute, AllToAll
+from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
 from redist.core.plans.plan import Plan
 from redist.core.semantics.working import CHUNK_DIVISOR, chunk_elements
 from redist.core.synthesis.costmodel import (
@@ -22,9 +23,11 @@ from redist.core.synthesis.costmodel import (
     RUN_KINDS,
     CostModel,
     Load,
+    beyond_cache,
     box_runs,
     chunk_messages,
     load,
+    save,
     step_load,
 )
 from redist.runtime import calibrate, execute
@@ -124,22 +127,24 @@ def test_permute_and_exchange_loads():
         assert ex.messages == g - 1 and ex.wire == (g - 1) * r.local_bytes(r.src)
 
 
-def _model(draw_consts: list[float]) -> CostModel:
+def _model(draw_consts: list[float], cache_bytes: int = 8 << 20) -> CostModel:
     it = iter(draw_consts)
     lat = {k: next(it) for k in KINDS}
     spb = {k: next(it) * 1e-5 for k in KINDS}
     copy, transpose = next(it) * 1e-5, next(it) * 1e-5
     run = {k: next(it) * 1e-3 if k in RUN_KINDS else 0.0 for k in KINDS}
-    return CostModel(lat, spb, copy, "truth", transpose, run, next(it))
+    return CostModel(lat, spb, copy, "truth", transpose, run, next(it), next(it) * 1e-5,
+                     cache_bytes)
 
 
-@settings(max_examples=10, deadline=None)
-@given(st.lists(st.floats(1e-5, 1e-2), min_size=3 * len(KINDS) + 3,
-                max_size=3 * len(KINDS) + 3))
-def test_fit_recovers_the_constants_that_made_the_times(consts):
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.floats(1e-5, 1e-2), min_size=3 * len(KINDS) + 4,
+                max_size=3 * len(KINDS) + 4),
+       st.sampled_from(calibrate.CACHE_SIZES[1:-1]))
+def test_fit_recovers_the_constants_that_made_the_times(consts, cache_bytes):
     """Rows timed exactly by a model (calibrate's own plans on 8 ranks): the fit gives the
-    same constants back, and its error per kind is 0."""
-    truth = _model(consts)
+    same constants back (the cache's size among them), and its error per kind is 0."""
+    truth = _model(consts, cache_bytes)
     rows = []
     for plan in calibrate.cases(8):
         ld = _load_of(plan)
@@ -156,6 +161,9 @@ def test_fit_recovers_the_constants_that_made_the_times(consts):
     for k in RUN_KINDS:
         assert got.seconds_per_run[k] == pytest.approx(truth.seconds_per_run[k], rel=1e-6)
     assert got.seconds_per_step == pytest.approx(truth.seconds_per_step, rel=1e-6)
+    assert got.cache_bytes == cache_bytes
+    assert got.memory_seconds_per_byte == pytest.approx(truth.memory_seconds_per_byte,
+                                                        rel=1e-6)
     errors = calibrate.fit_errors(got, rows)
     assert set(errors) == set(KINDS) and max(e["max"] for e in errors.values()) < 1e-6
 
@@ -218,10 +226,64 @@ def test_strided_pieces_are_charged_their_runs():
         assert m.charge(loads[1]) > m.charge(loads[0])
 
 
-def test_a_file_of_the_older_format_gives_the_defaults(tmp_path):
+@pytest.mark.parametrize("old", ["redist.costmodel/1", "redist.costmodel/2"])
+def test_a_file_of_the_older_format_gives_the_defaults(tmp_path, old):
     f = tmp_path / "cm.json"
-    f.write_text(json.dumps({"format": "redist.costmodel/1", "latency": {},
+    f.write_text(json.dumps({"format": old, "latency": {},
                              "seconds_per_byte": {}, "copy_seconds_per_byte": 0.0}))
     m = load(str(f))
     assert m.latency == CostModel().latency and "older format" in m.source
     assert math.isclose(load(str(f)).copy_seconds_per_byte, CostModel().copy_seconds_per_byte)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=st.sampled_from([2, 4, 8]), rows=st.integers(1, 64), cols=st.integers(1, 64),
+       dim=st.integers(0, 1))
+def test_a_gather_holds_and_fills_its_grown_buffer(g, rows, cols, dim):
+    """The gather's buffer grows to G blocks (realloc zero-fills the new G - 1), this
+    rank's block moves into its slot: G blocks of local work; its working set is the
+    output. The same for every op: working is the larger of the block before and after."""
+    src = "[{a},{}]" if dim == 0 else "[{},{a}]"
+    p = Problem(parse_mesh(f"a={g}"), (rows * g, cols * g), "float32", parse_layout(src),
+                parse_layout("[{},{}]"))
+    plan = Plan(p, (AllGather(p.src.dims),))
+    ld = _load_of(plan)
+    assert ld.copies == g * p.local_bytes(p.src) == p.local_bytes(p.dst)
+    assert ld.working == p.local_bytes(p.dst)
+    back = _load_of(Plan(p.with_ends(p.dst, p.src), (AllSlice(p.src.dims),)))
+    assert back.working == p.local_bytes(p.dst) and back.copies == p.local_bytes(p.src)
+
+
+@settings(max_examples=50, deadline=None)
+@given(moved=st.integers(0, 1 << 30), working=st.integers(0, 1 << 30),
+       cache=st.sampled_from(calibrate.CACHE_SIZES), per_byte=st.floats(0, 1e-8))
+def test_bytes_beyond_the_cache_cost_the_memory_term(moved, working, cache, per_byte):
+    """The memory term adds per_byte for every byte a step moves, only where its buffers
+    exceed the cache."""
+    ld = Load("all_permute", 3, moved, working=working)
+    base = CostModel(memory_seconds_per_byte=0.0, cache_bytes=cache)
+    m = CostModel(memory_seconds_per_byte=per_byte, cache_bytes=cache)
+    extra = m.charge(ld) - base.charge(ld)
+    assert extra == pytest.approx(per_byte * moved if working > cache else 0.0, abs=1e-12)
+    assert beyond_cache(ld, cache) == (ld.moved if working > cache else 0)
+
+
+@pytest.mark.parametrize("key,value", [("memory_seconds_per_byte", -1.0),
+                                       ("memory_seconds_per_byte", "x"),
+                                       ("cache_bytes", float("inf")), ("cache_bytes", 1e60),
+                                       ("cache_bytes", None)])
+def test_a_file_with_a_bad_memory_term_is_refused(tmp_path, key, value):
+    doc = CostModel().to_json()
+    doc[key] = value
+    f = tmp_path / "cm.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(RedistError, match="cost model"):
+        load(str(f))
+
+
+def test_a_saved_model_reads_back_the_same(tmp_path):
+    m = CostModel(memory_seconds_per_byte=3e-10, cache_bytes=16 << 20, source="x")
+    path = save(m, str(tmp_path / "cm.json"))
+    back = load(path)
+    assert (back.memory_seconds_per_byte, back.cache_bytes) == (3e-10, 16 << 20)
+    assert back.to_json() | {"source": ""} == m.to_json() | {"source": ""}

@@ -14,7 +14,6 @@ from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.ops import OPS, AllExchange
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import loads, plan_to_json
-from redist.core.synthesis import costmodel
 from redist.runtime import calibrate, execute
 
 from strategies import random_plans
@@ -26,7 +25,6 @@ OPTIONAL = {"smt_rule", "smt_extents", "summed", "addend"}
 
 def backend_tables() -> dict[str, dict]:
     tables = {"runtime/execute.py RUNNERS": execute.RUNNERS,
-              "core/synthesis/costmodel.py LOADS": costmodel.LOADS,
               "runtime/calibrate.py CASES": calibrate.CASES}
     try:
         from redist import jax_program

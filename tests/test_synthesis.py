@@ -279,6 +279,8 @@ def test_mpi_choice_keeps_a_portable_plan_the_memory_claim_accepts(shape, src, d
 
 @pytest.mark.parametrize("mesh,shape,src,strided", [
     ("x=2,y=2,z=2", (16, 16, 16), "[{x},{y},{z}]", True),        # several dims at once
+    ("x=2,y=2", (16, 16), "[{x},{y}]", True),                    # ... of a 2-dim block
+    ("x=2,y=2", (1, 16, 16), "[{},{x},{y}]", True),
     ("x=4", (16, 16), "[{},{x}]", True),                         # one dim after a whole one
     ("x=2,y=2", (16, 16, 16), "[{},{x},{}]", True),
     ("x=4", (16, 16), "[{x},{}]", False),                        # contiguous pieces
@@ -290,7 +292,12 @@ def test_strided_gathers_are_charged_as_their_own_kind(mesh, shape, src, strided
     them charges it as a gather."""
     from redist.core.ops import AllGather
     from redist.core.plans.plan import Plan
-    from redist.core.synthesis.costmodel import GATHER_DIMS, STRIDED_GATHER, step_load
+    from redist.core.synthesis.costmodel import (
+        GATHER_DIMS,
+        GATHER_DIMS3,
+        STRIDED_GATHER,
+        step_load,
+    )
 
     src_l = parse_layout(src)
     dst_l = Layout(tuple(() for _ in shape))
@@ -299,16 +306,17 @@ def test_strided_gathers_are_charged_as_their_own_kind(mesh, shape, src, strided
     lays = plan.layouts()
     load = step_load(plan, plan.steps[0], lays[0], lays[1])
     several = sum(1 for d in src_l.dims if d) > 1
-    assert load.kind == (GATHER_DIMS if several else STRIDED_GATHER if strided
-                         else "all_gather")
+    cube = sum(e > 1 for e in lays[0].local_shape(p.mesh, p.shape)) >= 3
+    assert load.kind == ((GATHER_DIMS3 if cube else GATHER_DIMS) if several
+                         else STRIDED_GATHER if strided else "all_gather")
     base = CostModel()
-    dear = CostModel(base.latency, {**base.seconds_per_byte, STRIDED_GATHER: 1.0,
-                                    GATHER_DIMS: 1.0}, 0.0, "t")
+    kinds = (STRIDED_GATHER, GATHER_DIMS, GATHER_DIMS3)
+    dear = CostModel(base.latency, {**base.seconds_per_byte, **dict.fromkeys(kinds, 1.0)},
+                     0.0, "t")
     assert (dear.seconds(plan) > 1e-3) == strided
-    old = {k: v for k, v in base.latency.items() if k not in (STRIDED_GATHER, GATHER_DIMS)}
+    old = {k: v for k, v in base.latency.items() if k not in kinds}
     made = CostModel(old, {k: 1e-9 for k in old}, 0.0, "t")
-    as_gather = CostModel({**old, STRIDED_GATHER: old["all_gather"],
-                           GATHER_DIMS: old["all_gather"]},
+    as_gather = CostModel({**old, **dict.fromkeys(kinds, old["all_gather"])},
                           {k: 1e-9 for k in base.latency}, 0.0, "t",
                           seconds_per_run={"all_gather": 0.0})   # a gather's: none
     assert made.seconds(plan) == as_gather.seconds(plan) > 0

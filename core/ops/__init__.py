@@ -1,9 +1,10 @@
 """The collectives (DESIGN §2): one module per op, and this registry.
 
 Each op module holds its value (a frozen dataclass with an `op` name), typing rule,
-source map, byte figures, file form, short description and symbolic rule, collected in
-its `RULE` (common.OpRule). Everyone else calls the generic functions below, which look
-the step's op up in `OPS`; nothing here is specific to one op. Adding an op: its module,
+source map, byte figures, cost-model load, file form, short description and symbolic
+rule, collected in its `RULE` (common.OpRule). Everyone else calls the generic functions
+below, which look the step's op up in `OPS`; nothing here is specific to one op. Adding an
+op: its module,
 one line in `OPS`, and one function in each backend's table (runtime/execute.py,
 redist/jax_program.py, redist/torch.py, runtime/calibrate.py). See docs/ops.md.
 """

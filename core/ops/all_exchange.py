@@ -32,8 +32,9 @@ from redist.core.ops.common import (
     retarget,
     smt_target,
 )
+from redist.core.ops.load import Load, box_runs, chunk_messages
 from redist.core.semantics.algebra import NUMPY, Algebra
-from redist.core.semantics.blocks import device_coords
+from redist.core.semantics.blocks import device_coords, missing_elements, used_mesh
 from redist.core.semantics.rounds import Schedule, schedule
 from redist.core.semantics.working import chunk_elements
 from redist.core.smt import symvars as V
@@ -166,6 +167,56 @@ def working_bytes(problem: Problem, step: AllExchange, before: Layout, after: La
     return (lb + la) * problem.itemsize
 
 
+def _exchange_peers(p: Problem, before: Layout, after: Layout, own: bool) -> int:
+    """Devices the busiest receiver hears from: per dim, the most source blocks one
+    destination block overlaps (each sent by one canonical holder), multiplied; less one
+    where it holds part of its new block itself (`own`: copied locally)."""
+    out = 1
+    for n, cb, ca in zip(p.shape, before.local_shape(p.mesh, p.shape),
+                         after.local_shape(p.mesh, p.shape), strict=True):
+        most = 1
+        for lo in range(0, n, max(1, ca)):
+            hi = min(n, lo + ca)
+            most = max(most, (hi - 1) // max(1, cb) - lo // max(1, cb) + 1)
+        out *= most
+    return max(1, min(out - own, p.mesh.num_devices - 1))
+
+
+def load(p: Problem, step: AllExchange, before: Layout, after: Layout) -> Load:
+    """Cost model (runtime/execute.py _exchange): one Alltoallw, a message per peer,
+    derived datatypes, the part the device already holds copied locally; in place where
+    `in_place` says so (_load_in_place)."""
+    sub, _ = used_mesh(p.mesh, before, after)          # the same maximum, fewer devices
+    missing = missing_elements(sub, p.shape, before, after)
+    need = math.prod(after.local_shape(p.mesh, p.shape))
+    most = int(missing.max())
+    ip = in_place(p.mesh, p.shape, before, after)
+    if ip is not None:
+        return _load_in_place(p, ip, most)
+    peers = _exchange_peers(p, before, after, most < need) if most else 0
+    cb, ca = before.local_shape(p.mesh, p.shape), after.local_shape(p.mesh, p.shape)
+    piece = tuple(min(b, a) for b, a in zip(cb, ca, strict=True))   # what one peer sends
+    return Load("all_exchange", peers, most * p.itemsize,
+                copies=(need - int(missing.min())) * p.itemsize, group=p.mesh.num_devices,
+                runs=peers * (box_runs(piece, cb) + box_runs(piece, ca)))
+
+
+def _load_in_place(p: Problem, ip: InPlace, most: int) -> Load:
+    """In place (runtime/execute.py _exchange_in_place), the in-place all-to-all's
+    mechanics: piece-order transposes, one swap of a piece in chunk messages per piece the
+    device lacks, a memmove per swap, the pieces permuted into order. Its kind stays
+    all_exchange: calibrate's exchange cases run in place where the class holds."""
+    block = math.prod(ip.piece) * ip.pieces
+    piece = math.prod(ip.piece)
+    # execute._piece_order: a transpose per dim with pieces to move past (both ways).
+    passes = sum(math.prod(ip.piece[:d]) > 1 and q[d] > 1
+                 for q in (ip.before, ip.after) for d in range(len(q)))
+    wire = most * p.itemsize
+    return Load("all_exchange", (most // piece) * chunk_messages(piece, block), wire,
+                copies=wire + block * p.itemsize, transposes=passes * block * p.itemsize,
+                group=p.mesh.num_devices)
+
+
 RULE = OpRule(
     name="all_exchange", cls=AllExchange, portable=False,
     named_axes=lambda step: (), names=lambda step: step.layout.used_axes() + step.layout.sum,
@@ -174,4 +225,4 @@ RULE = OpRule(
     to_json=layout_to_json, from_json=layout_from_json(AllExchange), describe=describe_target,
     # Any layout of the array: well-formedness is its whole symbolic rule.
     smt_kind=V.EXCHANGE, smt_rule=None, smt_extents=None, smt_listed=smt_target,
-    smt_pin=pin_nothing)
+    smt_pin=pin_nothing, load=load)

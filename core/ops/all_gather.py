@@ -33,6 +33,7 @@ from redist.core.ops.common import (
     received_bytes,
     suffix_ok,
 )
+from redist.core.ops.load import GATHER_DIMS, GATHER_DIMS3, STRIDED_GATHER, Load, box_runs
 from redist.core.semantics.algebra import Algebra
 from redist.core.smt import symvars as V
 
@@ -130,6 +131,23 @@ def smt_pin(mesh: Mesh, sv: V.StepVars, step: AllGather | None) -> list[z3.BoolR
     return [sv.gathered[a] == (a in gone) for a in mesh.names]
 
 
+def load(p: Problem, step: AllGather, before: Layout, after: Layout) -> Load:
+    """Cost model (runtime/execute.py _gather): one message per peer; the buffer grown to
+    G blocks (realloc zero-fills the G - 1 new ones), this rank's block moved into its
+    slot; strided slots are walked run by run, on the way out and in (MPI's derived
+    datatypes)."""
+    g = math.prod(p.mesh.size(a) for a in flat(step.axes))
+    local = before.local_shape(p.mesh, p.shape)
+    dims = [d for d, gone in enumerate(step.axes) if gone]
+    strided = len(dims) > 1 or bool(dims and math.prod(local[:dims[0]]) > 1)
+    lb = p.local_bytes(before)
+    full = after.local_shape(p.mesh, p.shape)
+    runs = 2 * (g - 1) * box_runs(local, full) if strided else 0
+    kind = ((GATHER_DIMS3 if sum(e > 1 for e in local) >= 3 else GATHER_DIMS)
+            if len(dims) > 1 else STRIDED_GATHER if strided else "all_gather")
+    return Load(kind, g - 1, (g - 1) * lb, copies=g * lb, group=g, runs=runs)
+
+
 RULE = OpRule(
     name="all_gather", cls=AllGather, portable=True,
     named_axes=lambda step: flat(step.axes), names=lambda step: flat(step.axes),
@@ -137,4 +155,4 @@ RULE = OpRule(
     volume=volume, working_bytes=working_bytes, padding_bytes=padding_bytes,
     to_json=per_dim_to_json, from_json=per_dim_from_json(AllGather), describe=describe_per_dim,
     smt_kind=V.GATHER, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
-    smt_pin=smt_pin)
+    smt_pin=smt_pin, load=load)

@@ -32,6 +32,7 @@ from redist.core.ops.common import (
     retarget,
     smt_target,
 )
+from redist.core.ops.load import Load, chunk_messages
 from redist.core.semantics.algebra import Algebra
 from redist.core.semantics.blocks import changed_count
 from redist.core.semantics.working import chunk_elements
@@ -96,6 +97,16 @@ def smt_extents(mesh: Mesh, shape: tuple[int, ...], sv: V.StepVars, lv: V.Layout
             for d in range(len(shape))]
 
 
+def load(p: Problem, step: AllPermute, before: Layout, after: Layout) -> Load:
+    """Cost model, in place (runtime/execute.py _permute): the block in chunk messages, a
+    memmove after."""
+    if not changed_count(p.mesh, before, after):
+        return Load("all_permute", 0, 0, group=p.mesh.num_devices, steps=0)
+    n = math.prod(before.local_shape(p.mesh, p.shape))
+    lb = p.local_bytes(before)
+    return Load("all_permute", chunk_messages(n, n), lb, copies=lb, group=p.mesh.num_devices)
+
+
 RULE = OpRule(
     name="all_permute", cls=AllPermute, portable=True,
     named_axes=lambda step: (), names=lambda step: step.layout.used_axes() + step.layout.sum,
@@ -103,4 +114,4 @@ RULE = OpRule(
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
     to_json=layout_to_json, from_json=layout_from_json(AllPermute), describe=describe_target,
     smt_kind=V.PERMUTE, smt_rule=None, smt_extents=smt_extents, smt_listed=smt_target,
-    smt_pin=pin_nothing)
+    smt_pin=pin_nothing, load=load)

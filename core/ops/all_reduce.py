@@ -24,6 +24,7 @@ from redist.core.ops.common import (
     expect,
     json_names,
 )
+from redist.core.ops.load import Load
 from redist.core.semantics.algebra import Algebra
 from redist.core.semantics.blocks import block_ranges
 from redist.core.smt import symvars as V
@@ -114,6 +115,14 @@ def from_json(js: dict[str, Any], where: str) -> AllReduce:
     return AllReduce(json_names(js["axes"], f"{where} (all_reduce) axes"))
 
 
+def load(p: Problem, step: AllReduce, before: Layout, after: Layout) -> Load:
+    """Cost model: a recursive-doubling-like reduction of the block (2 log2 g rounds,
+    2 (g-1)/g of it on the wire)."""
+    g = math.prod(p.mesh.size(a) for a in step.axes)
+    rounds = 2 * math.ceil(math.log2(g)) if g > 1 else 0
+    return Load("all_reduce", rounds, 2 * (g - 1) * p.local_bytes(before) // g, group=g)
+
+
 RULE = OpRule(
     name="all_reduce", cls=AllReduce, portable=True,
     named_axes=lambda step: step.axes, names=lambda step: step.axes,
@@ -123,4 +132,4 @@ RULE = OpRule(
     to_json=to_json, from_json=from_json,
     describe=lambda step, show: f"all_reduce {braces(show(step.axes))}",
     smt_kind=V.ALL_REDUCE, smt_rule=smt_rule, smt_extents=None, smt_listed=smt_listed,
-    smt_pin=smt_pin, summed=lambda step: step.axes, addend=addend)
+    smt_pin=smt_pin, load=load, summed=lambda step: step.axes, addend=addend)

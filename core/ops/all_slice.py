@@ -30,6 +30,7 @@ from redist.core.ops.common import (
     per_dim_from_json,
     per_dim_to_json,
 )
+from redist.core.ops.load import Load
 from redist.core.semantics.algebra import Algebra
 from redist.core.smt import symvars as V
 
@@ -99,6 +100,12 @@ def smt_pin(mesh: Mesh, sv: V.StepVars, step: AllSlice | None) -> list[z3.BoolRe
     return V.appended_pin(mesh, sv.slice_dim, step.axes if step else None)
 
 
+def load(p: Problem, step: AllSlice, before: Layout, after: Layout) -> Load:
+    """Cost model: the kept sub-block compacted to the start of the (handed-over)
+    buffer."""
+    return Load("all_slice", 0, 0, copies=p.local_bytes(after))
+
+
 RULE = OpRule(
     name="all_slice", cls=AllSlice, portable=True,
     named_axes=lambda step: flat(step.axes), names=lambda step: flat(step.axes),
@@ -106,4 +113,4 @@ RULE = OpRule(
     volume=volume, working_bytes=working_bytes, padding_bytes=no_bytes,
     to_json=per_dim_to_json, from_json=per_dim_from_json(AllSlice), describe=describe_per_dim,
     smt_kind=V.SLICE, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
-    smt_pin=smt_pin)
+    smt_pin=smt_pin, load=load)

@@ -31,6 +31,7 @@ from redist.core.ops.common import (
     received_bytes,
     suffix_ok,
 )
+from redist.core.ops.load import Load, chunk_messages
 from redist.core.semantics.algebra import Algebra
 from redist.core.semantics.working import chunk_elements
 from redist.core.smt import symvars as V
@@ -187,6 +188,26 @@ def smt_pin(mesh: Mesh, sv: V.StepVars, step: AllToAll | None) -> list[z3.BoolRe
         [sv.src_dim == (step.src_dim if step else 0), sv.dst_dim == (step.dst_dim if step else 0)]
 
 
+def load(p: Problem, step: AllToAll, before: Layout, after: Layout) -> Load:
+    """Cost model, in place (runtime/execute.py _all_to_all_inplace): a block transpose
+    into send order, g - 1 pairwise swaps of a piece in chunk messages, a transpose into
+    output order."""
+    g = math.prod(p.mesh.size(a) for a in step.axes)
+    s, t = step.src_dim, step.dst_dim
+    shape = list(before.local_shape(p.mesh, p.shape))
+    piece_t = after.local_shape(p.mesh, p.shape)[t]
+    shape[t] = g * piece_t                      # dst_dim held whole: padded to g pieces
+    block = math.prod(shape)
+    piece = block // g
+    piece_shape = shape[:t] + [piece_t] + shape[t + 1:]
+    # A transpose is a no-op where the pieces already lie in order (one row of them).
+    passes = (math.prod(shape[:t]) > 1) + (math.prod(piece_shape[:s]) > 1)
+    wire = (g - 1) * piece * p.itemsize
+    # Each swap ends with a memmove of what it received (one chunk down).
+    return Load("all_to_all", (g - 1) * chunk_messages(piece, block), wire, copies=wire,
+                transposes=passes * block * p.itemsize, group=g)
+
+
 RULE = OpRule(
     name="all_to_all", cls=AllToAll, portable=True,
     named_axes=lambda step: step.axes, names=lambda step: step.axes,
@@ -194,4 +215,4 @@ RULE = OpRule(
     volume=volume, working_bytes=working_bytes, padding_bytes=padding_bytes,
     to_json=to_json, from_json=from_json, describe=describe,
     smt_kind=V.A2A, smt_rule=smt_rule, smt_extents=smt_extents, smt_listed=smt_listed,
-    smt_pin=smt_pin)
+    smt_pin=smt_pin, load=load)

@@ -62,6 +62,9 @@ class OpRule:
     smt_listed: Callable[..., list[Any]]           # (mesh, step, lv, nx, rank) -> facts
     smt_pin: Callable[..., list[Any]]              # (mesh, sv, step or None) -> facts:
     #                                                 its parameters, or their defaults
+    # (problem, step, before, after) -> core.ops.load.Load: what the cost model charges
+    # the step's busiest device (core/synthesis/costmodel.py)
+    load: Callable[..., Any]
     # A reduction (DESIGN §14): the axes whose group members' values it adds, and its
     # addend map (step, mesh, shape, before, after, coords, index, k, alg) -> member k of
     # the set of (device, index) pairs added. None: the op moves data only (its source

@@ -32,6 +32,7 @@ from redist.core.ops.common import (
     per_dim_from_json,
     per_dim_to_json,
 )
+from redist.core.ops.load import Load
 from redist.core.semantics.algebra import Algebra
 from redist.core.semantics.blocks import block_ranges
 from redist.core.semantics.working import chunk_elements
@@ -162,6 +163,22 @@ def smt_pin(mesh: Mesh, sv: V.StepVars, step: ReduceScatter | None) -> list[z3.B
     return V.appended_pin(mesh, sv.reduce_dim, step.axes if step else None)
 
 
+def load(p: Problem, step: ReduceScatter, before: Layout, after: Layout) -> Load:
+    """Cost model, in place (runtime/reduce.py): one Reduce_scatter_block where the pieces
+    lie in group order, else one per chunk (each part of every piece packed into the
+    scratch)."""
+    g = math.prod(p.mesh.size(a) for a in flat(step.axes))
+    n_after = after.local_shape(p.mesh, p.shape)
+    out = math.prod(n_after)
+    wire = (g - 1) * out * p.itemsize
+    if split_contiguous(tuple(n_after), step.axes):
+        return Load("reduce_scatter", g - 1, wire, group=g)
+    per_call = max(1, chunk_elements(math.prod(before.local_shape(p.mesh, p.shape))) // g)
+    calls = -(-out // per_call)
+    return Load("reduce_scatter", calls * (g - 1), wire,
+                copies=p.local_bytes(before) + p.local_bytes(after), group=g)
+
+
 RULE = OpRule(
     name="reduce_scatter", cls=ReduceScatter, portable=True,
     named_axes=lambda step: flat(step.axes), names=lambda step: flat(step.axes),
@@ -170,5 +187,5 @@ RULE = OpRule(
     padding_bytes=padding_bytes,
     to_json=per_dim_to_json, from_json=per_dim_from_json(ReduceScatter),
     describe=describe_per_dim, smt_kind=V.REDUCE_SCATTER, smt_rule=smt_rule,
-    smt_extents=smt_extents, smt_listed=smt_listed, smt_pin=smt_pin,
+    smt_extents=smt_extents, smt_listed=smt_listed, smt_pin=smt_pin, load=load,
     summed=lambda step: flat(step.axes), addend=addend)

@@ -29,46 +29,36 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
-from redist.core.model.problem import Problem
-from redist.core.ops import (
-    AllExchange,
-    AllGather,
-    AllPermute,
-    AllReduce,
-    AllSlice,
-    AllToAll,
-    Collective,
-    ReduceScatter,
-    group_size,
+from redist.core.ops import Collective, rule
+from redist.core.ops.load import (
+    GATHER_DIMS,
+    GATHER_DIMS3,
+    STRIDED_GATHER,
+    Load,
+    box_runs,
+    chunk_messages,
 )
-from redist.core.ops.all_exchange import InPlace, in_place
-from redist.core.ops.reduce_scatter import split_contiguous
 from redist.core.plans.plan import Plan
-from redist.core.semantics.blocks import changed_count, missing_elements, used_mesh
-from redist.core.semantics.working import chunk_elements
 
-FORMAT = "redist.costmodel/2"
-# Files of this format charged latency·(1 + log2 g) per step: their constants mean
-# something else, so they are not read (the defaults apply until `redist calibrate`).
-OLD_FORMATS = ("redist.costmodel/1",)
-# Gathers whose members' blocks are strided in the output (several dims gathered, or one
-# dim after a split one): MPI moves them with derived datatypes, measured ~4x slower per
-# byte than contiguous pieces (gather-all against random-0, benchmarks/results).
-STRIDED_GATHER = "all_gather_strided"
-# Gathers of several dims at once: one Allgatherv of a many-dim subarray type (not merged
-# into fewer dims as the one-dim pieces are), measured far slower per run.
-GATHER_DIMS = "all_gather_dims"
-OP_OF_KIND = {STRIDED_GATHER: "all_gather", GATHER_DIMS: "all_gather"}
+__all__ = ["GATHER_DIMS", "GATHER_DIMS3", "KINDS", "STRIDED_GATHER", "CostModel", "Load",
+           "box_runs", "chunk_messages", "load", "save", "step_load"]
+
+FORMAT = "redist.costmodel/3"
+# Files of these formats mean something else by their constants (/1 charged
+# latency·(1 + log2 g) per step; /2 had no memory term, so its per-byte constants averaged
+# the cached and the uncached regime): they are not read, the defaults apply until
+# `redist calibrate`.
+OLD_FORMATS = ("redist.costmodel/1", "redist.costmodel/2")
+OP_OF_KIND = {STRIDED_GATHER: "all_gather", GATHER_DIMS: "all_gather",
+              GATHER_DIMS3: "all_gather"}
 # Kinds whose steps move derived datatypes (their runs are charged).
-RUN_KINDS = (STRIDED_GATHER, GATHER_DIMS, "all_exchange")
-KINDS = ("all_slice", "all_gather", STRIDED_GATHER, GATHER_DIMS, "all_to_all", "all_permute",
-         "all_exchange", "reduce_scatter", "all_reduce")
+RUN_KINDS = (STRIDED_GATHER, GATHER_DIMS, GATHER_DIMS3, "all_exchange")
+KINDS = ("all_slice", "all_gather", STRIDED_GATHER, GATHER_DIMS, GATHER_DIMS3, "all_to_all",
+         "all_permute", "all_exchange", "reduce_scatter", "all_reduce")
 
 
 def default_path() -> str:
@@ -77,38 +67,29 @@ def default_path() -> str:
 
 
 @dataclass(frozen=True)
-class Load:
-    """What the model charges one step: the work of the device that has the most."""
-    kind: str           # whose constants: an op, or a runtime path of one (STRIDED_GATHER)
-    messages: int       # messages it waits for (chunk handoffs, peers, calls times peers)
-    wire: int           # bytes it receives
-    copies: int = 0     # bytes it moves locally (memmoves, compactions, packing)
-    transposes: int = 0  # bytes of its block transposed in place through the chunk
-    runs: int = 0       # contiguous runs of the derived datatypes it packs and unpacks
-    steps: int = 1      # 0: the step returns at once (nothing changes)
-    group: int = 1      # devices that talk to each other
-
-
-@dataclass(frozen=True)
 class CostModel:
     """Seconds per message and per wire byte per kind, and per locally copied and
     transposed byte (module docstring)."""
     latency: dict[str, float] = field(default_factory=lambda: {
         "all_slice": 0.0, "all_gather": 30e-6, STRIDED_GATHER: 30e-6, GATHER_DIMS: 30e-6,
-        "all_to_all": 40e-6,
+        GATHER_DIMS3: 30e-6, "all_to_all": 40e-6,
         "all_permute": 40e-6, "all_exchange": 60e-6, "reduce_scatter": 40e-6,
         "all_reduce": 40e-6})
     seconds_per_byte: dict[str, float] = field(default_factory=lambda: {
         "all_slice": 0.0, "all_gather": 0.35e-9, STRIDED_GATHER: 1.4e-9, GATHER_DIMS: 1.4e-9,
-        "all_to_all": 0.55e-9, "all_permute": 0.45e-9, "all_exchange": 0.6e-9,
+        GATHER_DIMS3: 1.4e-9, "all_to_all": 0.55e-9, "all_permute": 0.45e-9, "all_exchange": 0.6e-9,
         "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9})
     copy_seconds_per_byte: float = 0.2e-9
     source: str = "defaults (no calibration file)"
     transpose_seconds_per_byte: float = 0.6e-9
     # per kind: MPICH walks a many-dim subarray far slower per run than a 2-dim one
     seconds_per_run: dict[str, float] = field(default_factory=lambda: {
-        k: 20e-9 if k in RUN_KINDS else 0.0 for k in KINDS})
+        k: 160e-9 if k == GATHER_DIMS3 else 20e-9 if k in RUN_KINDS else 0.0 for k in KINDS})
     seconds_per_step: float = 0.2e-3
+    # Beyond the cache: every byte a step moves costs this much more where the device's
+    # buffers during the step (Load.working) exceed cache_bytes (calibrate picks the size).
+    memory_seconds_per_byte: float = 0.15e-9
+    cache_bytes: int = 8 << 20
 
     def charge(self, load: Load) -> float:
         # A model made without the kind (by hand, in code) charges it as its op.
@@ -118,7 +99,8 @@ class CostModel:
                 + self.copy_seconds_per_byte * load.copies
                 + self.transpose_seconds_per_byte * load.transposes
                 + self.seconds_per_run.get(kind, 0.0) * load.runs
-                + self.seconds_per_step * load.steps)
+                + self.seconds_per_step * load.steps
+                + self.memory_seconds_per_byte * beyond_cache(load, self.cache_bytes))
 
     def step_seconds(self, plan: Plan, k: int, before, after) -> float:
         load = step_load(plan, plan.steps[k], before, after)
@@ -136,161 +118,23 @@ class CostModel:
                 "transpose_seconds_per_byte": self.transpose_seconds_per_byte,
                 "seconds_per_run": self.seconds_per_run,
                 "seconds_per_step": self.seconds_per_step,
+                "memory_seconds_per_byte": self.memory_seconds_per_byte,
+                "cache_bytes": self.cache_bytes,
                 "source": self.source}
 
 
-def chunk_messages(n: int, block: int) -> int:
-    """Messages that move n elements through the scratch of an in-place step on a block
-    of `block` elements: chunks of chunk_elements(block), at most the n (execute._swap)."""
-    if n <= 0:
-        return 0
-    step = max(1, min(chunk_elements(block), n))
-    return -(-n // step)
-
-
-def box_runs(box: tuple[int, ...], within: tuple[int, ...]) -> int:
-    """Contiguous runs of a box in a C-order array of shape `within`: one per index of
-    the dims before the innermost dim the box does not span (0 for an empty box)."""
-    if 0 in box:
-        return 0
-    k = len(box) - 1
-    while k >= 0 and box[k] == within[k]:
-        k -= 1
-    return math.prod(box[:max(k, 0)])
-
-
-def _slice(p: Problem, step: AllSlice, before, after) -> Load:
-    # The kept sub-block is compacted to the start of the (handed-over) buffer.
-    return Load("all_slice", 0, 0, copies=p.local_bytes(after))
-
-
-def _gather(p: Problem, step: AllGather, before, after) -> Load:
-    g = group_size(step, p.mesh)
-    local = before.local_shape(p.mesh, p.shape)
-    dims = [d for d, gone in enumerate(step.axes) if gone]
-    strided = len(dims) > 1 or bool(dims and math.prod(local[:dims[0]]) > 1)
-    lb = p.local_bytes(before)
-    full = after.local_shape(p.mesh, p.shape)
-    # One message per peer; this rank's block moves into its slot of the grown buffer;
-    # strided slots are walked run by run, on the way out and in.
-    runs = 2 * (g - 1) * box_runs(local, full) if strided else 0
-    kind = GATHER_DIMS if len(dims) > 1 else STRIDED_GATHER if strided else "all_gather"
-    return Load(kind, g - 1, (g - 1) * lb, copies=lb, group=g, runs=runs)
-
-
-def _all_to_all(p: Problem, step: AllToAll, before, after) -> Load:
-    """In place (execute._all_to_all_inplace): a block transpose into send order, g - 1
-    pairwise swaps of a piece in chunk messages, a transpose into output order."""
-    g = group_size(step, p.mesh)
-    s, t = step.src_dim, step.dst_dim
-    shape = list(before.local_shape(p.mesh, p.shape))
-    piece_t = after.local_shape(p.mesh, p.shape)[t]
-    shape[t] = g * piece_t                      # dst_dim held whole: padded to g pieces
-    block = math.prod(shape)
-    piece = block // g
-    piece_shape = shape[:t] + [piece_t] + shape[t + 1:]
-    # A transpose is a no-op where the pieces already lie in order (one row of them).
-    passes = (math.prod(shape[:t]) > 1) + (math.prod(piece_shape[:s]) > 1)
-    wire = (g - 1) * piece * p.itemsize
-    # Each swap ends with a memmove of what it received (one chunk down).
-    return Load("all_to_all", (g - 1) * chunk_messages(piece, block), wire, copies=wire,
-                transposes=passes * block * p.itemsize, group=g)
-
-
-def _permute(p: Problem, step: AllPermute, before, after) -> Load:
-    """In place (execute._permute): the block in chunk messages, a memmove after."""
-    if not changed_count(p.mesh, before, after):
-        return Load("all_permute", 0, 0, group=p.mesh.num_devices, steps=0)
-    n = math.prod(before.local_shape(p.mesh, p.shape))
-    lb = p.local_bytes(before)
-    return Load("all_permute", chunk_messages(n, n), lb, copies=lb, group=p.mesh.num_devices)
-
-
-def _exchange_peers(p: Problem, before, after, own: bool) -> int:
-    """Devices the busiest receiver hears from: per dim, the most source blocks one
-    destination block overlaps (each sent by one canonical holder), multiplied; less one
-    where it holds part of its new block itself (`own`: copied locally)."""
-    out = 1
-    for n, cb, ca in zip(p.shape, before.local_shape(p.mesh, p.shape),
-                         after.local_shape(p.mesh, p.shape), strict=True):
-        most = 1
-        for lo in range(0, n, max(1, ca)):
-            hi = min(n, lo + ca)
-            most = max(most, (hi - 1) // max(1, cb) - lo // max(1, cb) + 1)
-        out *= most
-    return max(1, min(out - own, p.mesh.num_devices - 1))
-
-
-def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
-    """One Alltoallw (execute._exchange): a message per peer, derived datatypes, the part
-    the device already holds copied locally; in place where core.ops.all_exchange.in_place
-    says so (_exchange_in_place)."""
-    sub, _ = used_mesh(p.mesh, before, after)          # the same maximum, fewer devices
-    missing = missing_elements(sub, p.shape, before, after)
-    need = math.prod(after.local_shape(p.mesh, p.shape))
-    most = int(missing.max())
-    ip = in_place(p.mesh, p.shape, before, after)
-    if ip is not None:
-        return _exchange_in_place(p, ip, most)
-    peers = _exchange_peers(p, before, after, most < need) if most else 0
-    cb, ca = before.local_shape(p.mesh, p.shape), after.local_shape(p.mesh, p.shape)
-    piece = tuple(min(b, a) for b, a in zip(cb, ca, strict=True))   # what one peer sends
-    return Load("all_exchange", peers, most * p.itemsize,
-                copies=(need - int(missing.min())) * p.itemsize, group=p.mesh.num_devices,
-                runs=peers * (box_runs(piece, cb) + box_runs(piece, ca)))
-
-
-def _exchange_in_place(p: Problem, ip: InPlace, most: int) -> Load:
-    """In place (execute._exchange_in_place), the in-place all-to-all's mechanics:
-    piece-order transposes, one swap of a piece in chunk messages per piece the device
-    lacks, a memmove per swap, the pieces permuted into order. Its kind stays
-    all_exchange: calibrate's exchange cases run in place where the class holds."""
-    block = math.prod(ip.piece) * ip.pieces
-    piece = math.prod(ip.piece)
-    # execute._piece_order: a transpose per dim with pieces to move past (both ways).
-    passes = sum(math.prod(ip.piece[:d]) > 1 and q[d] > 1
-                 for q in (ip.before, ip.after) for d in range(len(q)))
-    wire = most * p.itemsize
-    return Load("all_exchange", (most // piece) * chunk_messages(piece, block), wire,
-                copies=wire + block * p.itemsize, transposes=passes * block * p.itemsize,
-                group=p.mesh.num_devices)
-
-
-def _reduce_scatter(p: Problem, step: ReduceScatter, before, after) -> Load:
-    """In place (runtime/reduce.py): one Reduce_scatter_block where the pieces lie in
-    group order, else one per chunk (each part of every piece packed into the scratch)."""
-    g = group_size(step, p.mesh)
-    n_after = after.local_shape(p.mesh, p.shape)
-    out = math.prod(n_after)
-    wire = (g - 1) * out * p.itemsize
-    if split_contiguous(tuple(n_after), step.axes):
-        return Load("reduce_scatter", g - 1, wire, group=g)
-    per_call = max(1, chunk_elements(math.prod(before.local_shape(p.mesh, p.shape))) // g)
-    calls = -(-out // per_call)
-    return Load("reduce_scatter", calls * (g - 1), wire,
-                copies=p.local_bytes(before) + p.local_bytes(after), group=g)
-
-
-def _all_reduce(p: Problem, step: AllReduce, before, after) -> Load:
-    g = group_size(step, p.mesh)
-    rounds = 2 * math.ceil(math.log2(g)) if g > 1 else 0
-    return Load("all_reduce", rounds, 2 * (g - 1) * p.local_bytes(before) // g, group=g)
-
-
-# One function per op (core/ops).
-LOADS: dict[str, Callable[[Problem, Any, Any, Any], Load]] = {
-    "all_slice": _slice,
-    "all_gather": _gather,
-    "all_to_all": _all_to_all,
-    "all_permute": _permute,
-    "all_exchange": _exchange,
-    "reduce_scatter": _reduce_scatter,
-    "all_reduce": _all_reduce,
-}
+def beyond_cache(load: Load, cache_bytes: int) -> int:
+    """Bytes the step moves while its buffers outgrow the cache (0 while they fit)."""
+    return load.moved if load.working > cache_bytes else 0
 
 
 def step_load(plan: Plan, step: Collective, before, after) -> Load:
-    return LOADS[step.op](plan.problem, step, before, after)
+    """The op's own load (its module's `load`, core/ops) and the bytes the device holds
+    during the step: its buffers before and after, the larger (the runtime grows or
+    shrinks one buffer in place)."""
+    p = plan.problem
+    got = rule(step).load(p, step, before, after)
+    return replace(got, working=max(p.local_bytes(before), p.local_bytes(after)))
 
 
 def busiest_bytes(plan: Plan, step: Collective, before, after) -> int:
@@ -329,14 +173,18 @@ def from_json(doc: object, where: str, source: str) -> CostModel:
         trans = number(doc["transpose_seconds_per_byte"])
         run = {k: number(doc["seconds_per_run"][k]) for k in KINDS}
         per_step = number(doc["seconds_per_step"])
+        memory = number(doc["memory_seconds_per_byte"])
+        cache = number(doc["cache_bytes"])
         if not all(math.isfinite(v) and v >= 0
                    for v in [*lat.values(), *spb.values(), copy, trans, *run.values(),
-                             per_step]):
+                             per_step, memory, cache]):
             raise ValueError("constants must be finite and >= 0")
+        if cache > 1 << 50:
+            raise ValueError(f"cache_bytes {cache:.3g} is not a size")
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else str(e)
         raise RedistError(f"{where}: {what}") from None
-    return CostModel(lat, spb, copy, source, trans, run, per_step)
+    return CostModel(lat, spb, copy, source, trans, run, per_step, memory, int(cache))
 
 
 def save(model: CostModel, path: str | None = None) -> str:
