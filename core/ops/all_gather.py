@@ -133,9 +133,9 @@ def smt_pin(mesh: Mesh, sv: V.StepVars, step: AllGather | None) -> list[z3.BoolR
 
 def load(p: Problem, step: AllGather, before: Layout, after: Layout) -> Load:
     """Cost model (runtime/execute.py _gather): one message per peer; the buffer grown to
-    G blocks (realloc zero-fills the G - 1 new ones), this rank's block moved into its
-    slot; strided slots are walked run by run, on the way out and in (MPI's derived
-    datatypes)."""
+    G blocks, this rank's block moved into its slot; strided slots are walked run by run,
+    on the way out and in (MPI's derived datatypes). The G - 1 new slots are zero-filled
+    only where some block is padded (even blocks: every element is received)."""
     g = math.prod(p.mesh.size(a) for a in flat(step.axes))
     local = before.local_shape(p.mesh, p.shape)
     dims = [d for d, gone in enumerate(step.axes) if gone]
@@ -145,7 +145,10 @@ def load(p: Problem, step: AllGather, before: Layout, after: Layout) -> Load:
     runs = 2 * (g - 1) * box_runs(local, full) if strided else 0
     kind = ((GATHER_DIMS3 if sum(e > 1 for e in local) >= 3 else GATHER_DIMS)
             if len(dims) > 1 else STRIDED_GATHER if strided else "all_gather")
-    return Load(kind, g - 1, (g - 1) * lb, copies=g * lb, group=g, runs=runs)
+    even = all(local[d] * math.prod(p.mesh.size(a) for a in before.dims[d]) == p.shape[d]
+               for d in range(len(local)))
+    return Load(kind, g - 1, (g - 1) * lb, copies=(1 if even else g) * lb, group=g,
+                runs=runs)
 
 
 RULE = OpRule(
