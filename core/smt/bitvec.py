@@ -23,6 +23,15 @@ makes the translation decline and the integer obligation is solved as before.
 from __future__ import annotations
 
 import z3
+from z3.z3 import _to_expr_ref
+from z3.z3core import (
+    Z3_get_app_arg,
+    Z3_get_app_decl,
+    Z3_get_app_num_args,
+    Z3_get_ast_id,
+    Z3_get_ast_kind,
+    Z3_get_decl_kind,
+)
 
 MAX_WIDTH = 128
 
@@ -52,24 +61,44 @@ _LEAF, _VAR = -1, -2
 
 def _graph(assertions: list[z3.BoolRef]) -> tuple[dict[int, tuple], list[int]]:
     """Each distinct subterm once: id -> (op kind, child ids, payload), children first.
-    One C call for the kind per node (the Python predicates each make several)."""
+    Walked through z3's C API on raw ASTs: a Python wrapper per child (what `children()`
+    builds) cost most of the translation; the payload wrapper is made once per node."""
+    if not assertions:
+        return {}, []
+    ctx = assertions[0].ctx
+    c = ctx.ref()
     nodes: dict[int, tuple] = {}
     order: list[int] = []
-    stack = [(a, False) for a in reversed(assertions)]
+    stack = [(a.as_ast(), False) for a in reversed(assertions)]
     while stack:
-        e, done = stack.pop()
-        k = e.get_id()
+        a, done = stack.pop()
+        k = Z3_get_ast_id(c, a)
         if k in nodes and not done:
             continue
+        kids = _args(c, a)
         if done:
-            kids = e.children()
-            nodes[k] = (e.decl().kind(), tuple(c.get_id() for c in kids), e)
+            if not _is_app(c, a):
+                raise Untranslatable("a quantifier or bound variable")
+            e = _to_expr_ref(a, ctx)
+            kind = Z3_get_decl_kind(c, Z3_get_app_decl(c, a))
+            nodes[k] = (kind, tuple(Z3_get_ast_id(c, x) for x in kids), e)
             order.append(k)
             continue
         nodes[k] = None   # type: ignore[assignment]  # visiting
-        stack.append((e, True))
-        stack.extend((c, False) for c in reversed(e.children()) if c.get_id() not in nodes)
+        stack.append((a, True))
+        stack.extend((x, False) for x in reversed(kids) if Z3_get_ast_id(c, x) not in nodes)
     return nodes, order
+
+
+def _is_app(c, a) -> bool:
+    return Z3_get_ast_kind(c, a) in (z3.Z3_APP_AST, z3.Z3_NUMERAL_AST)
+
+
+def _args(c, a) -> list:
+    """The raw children of an application (none for anything else, as `children()`)."""
+    if not _is_app(c, a):
+        return []
+    return [Z3_get_app_arg(c, a, i) for i in range(Z3_get_app_num_args(c, a))]
 
 
 def _largest(nodes: dict[int, tuple], order: list[int], bounds: dict[str, int]) -> int:
