@@ -40,19 +40,21 @@ class Untranslatable(Exception):
     """The obligation leaves the fragment the translation is exact for."""
 
 
-def _bound_of(a: z3.ExprRef, upper: dict[str, int], lower: set[str]) -> None:
-    """Collect `v < K` and `v >= 0` bounds of integer variables from top-level conjuncts."""
-    if z3.is_and(a):
-        for c in a.children():
-            _bound_of(c, upper, lower)
-    elif z3.is_lt(a) or z3.is_ge(a):
-        v, k = a.children()
-        if z3.is_const(v) and v.sort() == z3.IntSort() and not z3.is_int_value(v) \
-                and z3.is_int_value(k):
-            name = str(v)
-            if z3.is_lt(a):
-                upper[name] = min(upper.get(name, k.as_long()), k.as_long())
-            elif k.as_long() >= 0:
+def _bound_of(nodes: dict[int, tuple], k: int, upper: dict[str, int], lower: set[str]) -> None:
+    """Collect `v < K` and `v >= 0` bounds of integer variables from top-level conjuncts
+    (node `k` of the graph `_graph` built)."""
+    op, kids, _ = nodes[k]
+    if op == z3.Z3_OP_AND:
+        for c in kids:
+            _bound_of(nodes, c, upper, lower)
+    elif op in (z3.Z3_OP_LT, z3.Z3_OP_GE):
+        (vop, vkids, v), (_, _, bound) = nodes[kids[0]], nodes[kids[1]]
+        if vop == z3.Z3_OP_UNINTERPRETED and not vkids and v.sort_kind() == z3.Z3_INT_SORT \
+                and z3.is_int_value(bound):
+            name, kv = str(v), bound.as_long()
+            if op == z3.Z3_OP_LT:
+                upper[name] = min(upper.get(name, kv), kv)
+            elif kv >= 0:
                 lower.add(name)
 
 
@@ -140,13 +142,13 @@ def to_bitvec(assertions: list[z3.BoolRef],
     is sound, a narrow one may only answer `sat` through a wrap). Raises Untranslatable."""
     if not assertions:
         raise Untranslatable("empty")
+    nodes, order = _graph(assertions)
     upper: dict[str, int] = {}
     lower: set[str] = set()
     for a in assertions[:-1]:
-        _bound_of(a, upper, lower)
+        _bound_of(nodes, a.get_id(), upper, lower)
     # A variable is in the domain only with both bounds asserted: 0 <= v < K.
     bounds = {v: k for v, k in upper.items() if v in lower}
-    nodes, order = _graph(assertions)
     need = max(2, _largest(nodes, order, bounds).bit_length() + 1)
     width = need if width is None else width
     if width > MAX_WIDTH:
