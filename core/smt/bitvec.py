@@ -23,6 +23,15 @@ makes the translation decline and the integer obligation is solved as before.
 from __future__ import annotations
 
 import z3
+from z3.z3 import _to_expr_ref
+from z3.z3core import (
+    Z3_get_app_arg,
+    Z3_get_app_decl,
+    Z3_get_app_num_args,
+    Z3_get_ast_id,
+    Z3_get_ast_kind,
+    Z3_get_decl_kind,
+)
 
 MAX_WIDTH = 128
 
@@ -31,19 +40,21 @@ class Untranslatable(Exception):
     """The obligation leaves the fragment the translation is exact for."""
 
 
-def _bound_of(a: z3.ExprRef, upper: dict[str, int], lower: set[str]) -> None:
-    """Collect `v < K` and `v >= 0` bounds of integer variables from top-level conjuncts."""
-    if z3.is_and(a):
-        for c in a.children():
-            _bound_of(c, upper, lower)
-    elif z3.is_lt(a) or z3.is_ge(a):
-        v, k = a.children()
-        if z3.is_const(v) and v.sort() == z3.IntSort() and not z3.is_int_value(v) \
-                and z3.is_int_value(k):
-            name = str(v)
-            if z3.is_lt(a):
-                upper[name] = min(upper.get(name, k.as_long()), k.as_long())
-            elif k.as_long() >= 0:
+def _bound_of(nodes: dict[int, tuple], k: int, upper: dict[str, int], lower: set[str]) -> None:
+    """Collect `v < K` and `v >= 0` bounds of integer variables from top-level conjuncts
+    (node `k` of the graph `_graph` built)."""
+    op, kids, _ = nodes[k]
+    if op == z3.Z3_OP_AND:
+        for c in kids:
+            _bound_of(nodes, c, upper, lower)
+    elif op in (z3.Z3_OP_LT, z3.Z3_OP_GE):
+        (vop, vkids, v), (_, _, bound) = nodes[kids[0]], nodes[kids[1]]
+        if vop == z3.Z3_OP_UNINTERPRETED and not vkids and v.sort_kind() == z3.Z3_INT_SORT \
+                and z3.is_int_value(bound):
+            name, kv = str(v), bound.as_long()
+            if op == z3.Z3_OP_LT:
+                upper[name] = min(upper.get(name, kv), kv)
+            elif kv >= 0:
                 lower.add(name)
 
 
@@ -52,24 +63,44 @@ _LEAF, _VAR = -1, -2
 
 def _graph(assertions: list[z3.BoolRef]) -> tuple[dict[int, tuple], list[int]]:
     """Each distinct subterm once: id -> (op kind, child ids, payload), children first.
-    One C call for the kind per node (the Python predicates each make several)."""
+    Walked through z3's C API on raw ASTs: a Python wrapper per child (what `children()`
+    builds) cost most of the translation; the payload wrapper is made once per node."""
+    if not assertions:
+        return {}, []
+    ctx = assertions[0].ctx
+    c = ctx.ref()
     nodes: dict[int, tuple] = {}
     order: list[int] = []
-    stack = [(a, False) for a in reversed(assertions)]
+    stack = [(a.as_ast(), False) for a in reversed(assertions)]
     while stack:
-        e, done = stack.pop()
-        k = e.get_id()
+        a, done = stack.pop()
+        k = Z3_get_ast_id(c, a)
         if k in nodes and not done:
             continue
+        kids = _args(c, a)
         if done:
-            kids = e.children()
-            nodes[k] = (e.decl().kind(), tuple(c.get_id() for c in kids), e)
+            if not _is_app(c, a):
+                raise Untranslatable("a quantifier or bound variable")
+            e = _to_expr_ref(a, ctx)
+            kind = Z3_get_decl_kind(c, Z3_get_app_decl(c, a))
+            nodes[k] = (kind, tuple(Z3_get_ast_id(c, x) for x in kids), e)
             order.append(k)
             continue
         nodes[k] = None   # type: ignore[assignment]  # visiting
-        stack.append((e, True))
-        stack.extend((c, False) for c in reversed(e.children()) if c.get_id() not in nodes)
+        stack.append((a, True))
+        stack.extend((x, False) for x in reversed(kids) if Z3_get_ast_id(c, x) not in nodes)
     return nodes, order
+
+
+def _is_app(c, a) -> bool:
+    return Z3_get_ast_kind(c, a) in (z3.Z3_APP_AST, z3.Z3_NUMERAL_AST)
+
+
+def _args(c, a) -> list:
+    """The raw children of an application (none for anything else, as `children()`)."""
+    if not _is_app(c, a):
+        return []
+    return [Z3_get_app_arg(c, a, i) for i in range(Z3_get_app_num_args(c, a))]
 
 
 def _largest(nodes: dict[int, tuple], order: list[int], bounds: dict[str, int]) -> int:
@@ -111,13 +142,13 @@ def to_bitvec(assertions: list[z3.BoolRef],
     is sound, a narrow one may only answer `sat` through a wrap). Raises Untranslatable."""
     if not assertions:
         raise Untranslatable("empty")
+    nodes, order = _graph(assertions)
     upper: dict[str, int] = {}
     lower: set[str] = set()
     for a in assertions[:-1]:
-        _bound_of(a, upper, lower)
+        _bound_of(nodes, a.get_id(), upper, lower)
     # A variable is in the domain only with both bounds asserted: 0 <= v < K.
     bounds = {v: k for v, k in upper.items() if v in lower}
-    nodes, order = _graph(assertions)
     need = max(2, _largest(nodes, order, bounds).bit_length() + 1)
     width = need if width is None else width
     if width > MAX_WIDTH:
