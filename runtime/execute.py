@@ -46,7 +46,7 @@ from mpi4py import MPI
 
 from redist.core.model.layout import Layout
 from redist.core.ops import AllGather, AllSlice, AllToAll, Collective
-from redist.core.ops.all_exchange import InPlace, in_place
+from redist.core.ops.all_exchange import InPlace, InSlots, in_place, in_slots
 from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.core.semantics.working import chunk_elements
@@ -729,6 +729,51 @@ def _piece_order(flat: np.ndarray, n: tuple[int, ...], q: tuple[int, ...],
             inplace.transpose_blocks(flat[o * blk:(o + 1) * blk], rows, cols, inner, scratch)
 
 
+def _exchange_in_slots(mc: MeshComm, ins: InSlots, held: Held, n_after: tuple[int, ...],
+                       mem: MemoryTracker) -> np.ndarray:
+    """The exchange between blocks of different sizes in one buffer of the larger one's
+    size and one chunk of scratch: the buffer grown first (realloc) where the after block
+    is larger, the before block's pieces grouped (_piece_order), the rounds of
+    core/semantics/slots.py (each message whole, into a slot free when its round starts,
+    a round's messages posted at once), the after-pieces permuted into order at the start,
+    the buffer trimmed (realloc) where the after block is smaller, the pieces transposed
+    into the after block."""
+    size = math.prod(ins.piece)
+    cap = ins.buffer
+    n_before = held.a.shape
+    lb = held.a.size
+    if held.own:
+        box = [_take_buffer(held)]
+        if box[0].size != cap:
+            box = [_resize(box, cap, mem)]
+    else:                            # the caller's block stays alive beside ours
+        box = [mem.empty((cap,), held.a.dtype)]
+        box[0][:lb] = held.a.reshape(-1)
+    flat = box[0]
+    scratch = _scratch(flat, mem)
+    _piece_order(flat[:lb], n_before, ins.before, ins.piece, scratch, forward=True)
+    me, t = mc.rank, mpi_type(flat.dtype)
+    for row in ins.schedule.rounds:
+        reqs = [mc.cart.Irecv([flat[sv * size:(sv + 1) * size], t], int(u), 15)
+                for u, _, _, sv in row[row[:, 2] == me]]
+        reqs += [mc.cart.Isend([flat[su * size:(su + 1) * size], t], int(v), 15)
+                 for _, su, v, _ in row[row[:, 0] == me]]
+        wait_all(reqs, mc.naps)
+        del reqs
+    lands = ins.schedule.lands[me].tolist()
+    taken = set(lands)
+    order = lands + [k for k in range(ins.schedule.cap) if k not in taken]
+    inplace.permute_blocks(flat, order, size, scratch)
+    la = math.prod(n_after)
+    del flat
+    if box[0].size != la:
+        box = [_resize(box, la, mem)]
+    flat = box.pop()
+    _piece_order(flat, n_after, ins.after, ins.piece, scratch, forward=False)
+    mem.release(scratch)
+    return flat.reshape(n_after)
+
+
 def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layout,
               held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     """Every element of the new block from its canonical holder (the holder whose
@@ -737,6 +782,9 @@ def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layou
     ip = in_place(mc.mesh, shape, before, after)
     if ip is not None and INPLACE_EXCHANGE:
         return _exchange_in_place(mc, ip, held, n_after, mem)
+    slots = in_slots(mc.mesh, shape, before, after)
+    if slots is not None and INPLACE_EXCHANGE:
+        return _exchange_in_slots(mc, slots, held, n_after, mem)
     mesh = mc.mesh
     me = mc.rank
     x = held.a

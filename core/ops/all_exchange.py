@@ -35,6 +35,7 @@ from redist.core.ops.common import (
 from redist.core.semantics.algebra import NUMPY, Algebra
 from redist.core.semantics.blocks import device_coords
 from redist.core.semantics.rounds import Schedule, schedule
+from redist.core.semantics.slots import SlotSchedule, slot_schedule
 from redist.core.semantics.working import chunk_elements
 from redist.core.smt import symvars as V
 
@@ -115,6 +116,26 @@ def in_place(mesh: Mesh, shape: tuple[int, ...], before: Layout,
 @lru_cache(maxsize=256)
 def _in_place(mesh: Mesh, shape: tuple[int, ...], before: Layout,
               after: Layout) -> InPlace | None:
+    found = _pieces(mesh, shape, before, after)
+    if found is None:
+        return None
+    m, qb, qa, dev, piece = found
+    q, ndev = math.prod(qb), mesh.num_devices
+    if math.prod(qa) != q:
+        return None                                         # local sizes differ
+    key = np.sort((dev * q + piece).reshape(-1))
+    if not np.array_equal(key, np.arange(ndev * q)):
+        return None                                         # fan-out: some piece twice
+    return InPlace(m, qb, qa, dev, piece)
+
+
+def _pieces(mesh: Mesh, shape: tuple[int, ...], before: Layout, after: Layout
+            ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], np.ndarray,
+                       np.ndarray] | None:
+    """The exchange cut into pieces (extent gcd(before, after) per dim), where no sums are
+    pending and no block is padded: (piece extents, pieces per dim of a before block and
+    of an after block, per device and after-piece its source device and before-piece);
+    None elsewhere or beyond MAX_IN_PLACE_PAIRS."""
     if before.sum or after.sum or before.rank != len(shape):
         return None
     nb, na = before.local_shape(mesh, shape), after.local_shape(mesh, shape)
@@ -122,13 +143,13 @@ def _in_place(mesh: Mesh, shape: tuple[int, ...], before: Layout,
         if any(n[d] * math.prod(mesh.size(a) for a in lay.dims[d]) != shape[d]
                for d in range(len(shape))):
             return None                                     # padded (uneven) blocks
-    if math.prod(nb) != math.prod(na) or math.prod(nb) == 0:
+    if math.prod(nb) == 0 or math.prod(na) == 0:
         return None
     m = tuple(math.gcd(b, a) for b, a in zip(nb, na, strict=True))
     qb = tuple(b // e for b, e in zip(nb, m, strict=True))
     qa = tuple(a // e for a, e in zip(na, m, strict=True))
-    q, ndev = math.prod(qb), mesh.num_devices
-    if ndev * q > MAX_IN_PLACE_PAIRS:
+    q, ndev = math.prod(qa), mesh.num_devices
+    if ndev * max(q, math.prod(qb)) > MAX_IN_PLACE_PAIRS:
         return None
     # The source of the first element of every after-piece of every device, through the
     # op's own source map (as the simulator reads it): a whole before-piece, since pieces
@@ -149,20 +170,70 @@ def _in_place(mesh: Mesh, shape: tuple[int, ...], before: Layout,
     piece = np.zeros((ndev, q), dtype=np.int64)
     for d in range(r):
         piece = piece * qb[d] + np.broadcast_to(src_i[d] // m[d], (ndev, q))
-    key = np.sort((dev * q + piece).reshape(-1))
-    if not np.array_equal(key, np.arange(ndev * q)):
-        return None                                         # fan-out: some piece twice
     dev.flags.writeable = piece.flags.writeable = False
-    return InPlace(m, qb, qa, dev, piece)
+    return m, qb, qa, dev, piece
+
+
+@dataclass(frozen=True, eq=False)
+class InSlots:
+    """An exchange between blocks of different sizes (or with pieces sent to several
+    devices) that runs in one buffer of max(before, after) blocks' size
+    (runtime/execute._exchange_in_slots): both blocks cut into pieces of extent `piece`
+    (`before` / `after` pieces per dim), the buffer into `schedule.cap` piece slots, every
+    message received into a slot free at the time (core/semantics/slots.py)."""
+    piece: tuple[int, ...]
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    schedule: SlotSchedule
+
+    @property
+    def buffer(self) -> int:
+        """Elements of the one buffer: max(before, after) block."""
+        return self.schedule.cap * math.prod(self.piece)
+
+
+def in_slots(mesh: Mesh, shape: tuple[int, ...], before: Layout,
+             after: Layout) -> InSlots | None:
+    """Whether the exchange before -> after, outside the equal-size class (`in_place`),
+    runs in one buffer of max(L_before, L_after) plus one chunk: no pending sums, no
+    padding, and the slot schedule finds, round after round, a free slot for some pending
+    message (core/semantics/slots.slot_schedule: receives only into free slots, so no live
+    byte is overwritten). The one rule that both the figure and the runtime read."""
+    if in_place(mesh, shape, before, after) is not None:
+        return None
+    return _in_slots(mesh, tuple(shape), before, after)
+
+
+@lru_cache(maxsize=256)
+def _in_slots(mesh: Mesh, shape: tuple[int, ...], before: Layout,
+              after: Layout) -> InSlots | None:
+    found = _pieces(mesh, shape, before, after)
+    if found is None:
+        return None
+    m, qb, qa, dev, piece = found
+    cap = max(math.prod(qb), math.prod(qa))
+    sched = slot_schedule(dev, piece, math.prod(qb), cap)
+    return None if sched is None else InSlots(m, qb, qa, sched)
+
+
+def holds_one_buffer(mesh: Mesh, shape: tuple[int, ...], before: Layout,
+                     after: Layout) -> bool:
+    """Whether the exchange runs in one buffer (the larger block) plus one chunk, in
+    place or in slots, rather than as one Alltoallw holding input and output."""
+    return (in_place(mesh, shape, before, after) is not None
+            or in_slots(mesh, shape, before, after) is not None)
 
 
 def working_bytes(problem: Problem, step: AllExchange, before: Layout, after: Layout) -> int:
-    """In place (`in_place`): the block + one chunk; else input + output (one
-    Alltoallw)."""
+    """In place (`in_place`): the block + one chunk; in slots (`in_slots`): the larger
+    block + one chunk; else input + output (one Alltoallw)."""
     lb = math.prod(before.local_shape(problem.mesh, problem.shape))
     la = math.prod(after.local_shape(problem.mesh, problem.shape))
     if in_place(problem.mesh, problem.shape, before, after) is not None:
         return (lb + chunk_elements(lb)) * problem.itemsize
+    if in_slots(problem.mesh, problem.shape, before, after) is not None:
+        big = max(lb, la)
+        return (big + chunk_elements(big)) * problem.itemsize
     return (lb + la) * problem.itemsize
 
 
