@@ -25,6 +25,14 @@ class SlotSchedule:
     rounds: tuple[np.ndarray, ...]
     lands: np.ndarray
 
+    @property
+    def most_received(self) -> int:
+        """Messages the busiest receiver waits for."""
+        got = np.zeros(len(self.lands), np.int64)
+        for row in self.rounds:
+            np.add.at(got, row[:, 2], 1)
+        return int(got.max())
+
 
 def slot_schedule(src_device: np.ndarray, src_piece: np.ndarray, before_pieces: int,
                   cap: int) -> SlotSchedule | None:

@@ -47,7 +47,7 @@ from redist.core.ops import (
     ReduceScatter,
     group_size,
 )
-from redist.core.ops.all_exchange import InPlace, in_place
+from redist.core.ops.all_exchange import InPlace, InSlots, in_place, in_slots
 from redist.core.ops.reduce_scatter import split_contiguous
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import changed_count, missing_elements, used_mesh
@@ -232,6 +232,9 @@ def _exchange(p: Problem, step: AllExchange, before, after) -> Load:
     ip = in_place(p.mesh, p.shape, before, after)
     if ip is not None:
         return _exchange_in_place(p, ip, most)
+    ins = in_slots(p.mesh, p.shape, before, after)
+    if ins is not None:
+        return _exchange_in_slots(p, ins, most)
     peers = _exchange_peers(p, before, after, most < need) if most else 0
     cb, ca = before.local_shape(p.mesh, p.shape), after.local_shape(p.mesh, p.shape)
     piece = tuple(min(b, a) for b, a in zip(cb, ca, strict=True))   # what one peer sends
@@ -254,6 +257,20 @@ def _exchange_in_place(p: Problem, ip: InPlace, most: int) -> Load:
     return Load("all_exchange", (most // piece) * chunk_messages(piece, block), wire,
                 copies=wire + block * p.itemsize, transposes=passes * block * p.itemsize,
                 group=p.mesh.num_devices)
+
+
+def _exchange_in_slots(p: Problem, ins: InSlots, most: int) -> Load:
+    """In slots (execute._exchange_in_slots): piece-order transposes of both blocks, whole
+    pieces received (the busiest receiver's count) in rounds, the pieces permuted into
+    order. Its kind stays all_exchange."""
+    piece = math.prod(ins.piece)
+    moved = max(sum(k != j for j, k in enumerate(lands)) for lands in
+                ins.schedule.lands.tolist())
+    passes = sum(math.prod(ins.piece[:d]) > 1 and q[d] > 1 and math.prod(q) * piece
+                 for q in (ins.before, ins.after) for d in range(len(q)))
+    return Load("all_exchange", ins.schedule.most_received,
+                most * p.itemsize, copies=moved * piece * p.itemsize,
+                transposes=passes * p.itemsize, group=p.mesh.num_devices)
 
 
 def _reduce_scatter(p: Problem, step: ReduceScatter, before, after) -> Load:
