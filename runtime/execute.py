@@ -733,7 +733,8 @@ def _exchange_in_slots(mc: MeshComm, ins: InSlots, held: Held, n_after: tuple[in
                        mem: MemoryTracker) -> np.ndarray:
     """The exchange between blocks of different sizes in one buffer of the larger one's
     size and one chunk of scratch: the buffer grown first (realloc) where the after block
-    is larger, the before block's pieces grouped (_piece_order), the rounds of
+    is larger, the box of the before-pieces some device needs compacted to its start and
+    its pieces grouped (_piece_order), the rounds of
     core/semantics/slots.py (each message whole, into a slot free when its round starts,
     a round's messages posted at once), the after-pieces permuted into order at the start,
     the buffer trimmed (realloc) where the after block is smaller, the pieces transposed
@@ -751,8 +752,15 @@ def _exchange_in_slots(mc: MeshComm, ins: InSlots, held: Held, n_after: tuple[in
         box[0][:lb] = held.a.reshape(-1)
     flat = box[0]
     scratch = _scratch(flat, mem)
-    _piece_order(flat[:lb], n_before, ins.before, ins.piece, scratch, forward=True)
     me, t = mc.rank, mpi_type(flat.dtype)
+    q = tuple(int(v) for v in ins.box_q[me])
+    kept = tuple(a * e for a, e in zip(q, ins.piece, strict=True))
+    if kept != tuple(n_before):
+        inplace.compact_box(flat, tuple(n_before),
+                            [int(a) * e for a, e in zip(ins.box_lo[me], ins.piece, strict=True)],
+                            kept)
+    if all(q):
+        _piece_order(flat[:math.prod(kept)], kept, q, ins.piece, scratch, forward=True)
     for row in ins.schedule.rounds:
         reqs = [mc.cart.Irecv([flat[sv * size:(sv + 1) * size], t], int(u), 15)
                 for u, _, _, sv in row[row[:, 2] == me]]

@@ -79,7 +79,7 @@ def _check_slots_never_overwritten(p: Problem) -> None:
     ins = in_slots(p.mesh, p.shape, p.src, p.dst)
     s = ins.schedule
     ndev = p.mesh.num_devices
-    qb = math.prod(ins.before)
+    qb = np.prod(ins.box_q, axis=1)               # slots holding before-pieces, per device
     last_send = {}                                  # (device, slot) -> last round it sends
     for r, row in enumerate(s.rounds):
         for u, su, _, _ in row.tolist():
@@ -89,7 +89,7 @@ def _check_slots_never_overwritten(p: Problem) -> None:
     received: set[tuple[int, int]] = set()
     for r, row in enumerate(s.rounds):
         for u, su, v, sv in row.tolist():
-            assert su < qb and (u, su) not in received            # sends a before-piece
+            assert su < qb[u] and (u, su) not in received         # sends a before-piece
             assert 0 <= sv < s.cap
             assert (v, sv) not in received and (v, sv) not in kept
             assert last_send.get((v, sv), -1) < r                  # its sends are done
@@ -112,7 +112,13 @@ def _run_in_one_process(p: Problem, chunk: int) -> list[np.ndarray]:
     for u in range(ndev):
         b = np.full(ins.buffer, -1, np.int64)
         b[:lb] = simulator.shard(p.mesh, p.shape, p.src, x, u).reshape(-1)
-        execute._piece_order(b[:lb], nb, ins.before, ins.piece, scratch, forward=True)
+        q = tuple(int(v) for v in ins.box_q[u])
+        kept = tuple(a * e for a, e in zip(q, ins.piece, strict=True))
+        inplace.compact_box(b, nb, [int(a) * e for a, e in zip(ins.box_lo[u], ins.piece,
+                                                                strict=True)], kept)
+        if all(q):
+            execute._piece_order(b[:math.prod(kept)], kept, q, ins.piece, scratch,
+                                 forward=True)
         bufs.append(b)
     for row in ins.schedule.rounds:
         sent = [bufs[u][su * size:(su + 1) * size].copy() for u, su, _, _ in row.tolist()]

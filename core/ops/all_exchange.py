@@ -180,11 +180,17 @@ class InSlots:
     devices) that runs in one buffer of max(before, after) blocks' size
     (runtime/execute._exchange_in_slots): both blocks cut into pieces of extent `piece`
     (`before` / `after` pieces per dim), the buffer into `schedule.cap` piece slots, every
-    message received into a slot free at the time (core/semantics/slots.py)."""
+    message received into a slot free at the time (core/semantics/slots.py). A device
+    first compacts the box of its before-pieces that some device needs (the smallest box
+    of the piece grid around them) to the start of the buffer: its pieces, grouped, take
+    the first slots in row-major order, and pieces nobody needs from it are never
+    moved."""
     piece: tuple[int, ...]
     before: tuple[int, ...]
     after: tuple[int, ...]
     schedule: SlotSchedule
+    box_lo: np.ndarray      # per device: the first piece (per dim) of the box it keeps
+    box_q: np.ndarray       # per device: the box's pieces per dim (0s: it needs none)
 
     @property
     def buffer(self) -> int:
@@ -211,9 +217,25 @@ def _in_slots(mesh: Mesh, shape: tuple[int, ...], before: Layout,
     if found is None:
         return None
     m, qb, qa, dev, piece = found
-    cap = max(math.prod(qb), math.prod(qa))
-    sched = slot_schedule(dev, piece, math.prod(qb), cap)
-    return None if sched is None else InSlots(m, qb, qa, sched)
+    ndev, nq = mesh.num_devices, math.prod(qb)
+    needed = np.zeros((ndev, nq), bool)
+    needed[dev.reshape(-1), piece.reshape(-1)] = True
+    grid = np.stack(np.unravel_index(np.arange(nq), qb), axis=1)       # (nq, rank)
+    lo = np.zeros((ndev, len(qb)), np.int64)
+    q = np.zeros((ndev, len(qb)), np.int64)
+    start = np.full((ndev, nq), -1, np.int64)
+    for u in range(ndev):
+        mine = grid[needed[u]]
+        if not len(mine):
+            continue
+        lo[u] = mine.min(axis=0)
+        q[u] = mine.max(axis=0) - lo[u] + 1
+        inside = np.all((grid >= lo[u]) & (grid < lo[u] + q[u]), axis=1)
+        start[u, inside] = np.ravel_multi_index(tuple((grid[inside] - lo[u]).T), tuple(q[u]))
+    sched = slot_schedule(dev, piece, start, max(nq, math.prod(qa)))
+    for a in (lo, q):
+        a.flags.writeable = False
+    return None if sched is None else InSlots(m, qb, qa, sched, lo, q)
 
 
 def holds_one_buffer(mesh: Mesh, shape: tuple[int, ...], before: Layout,
