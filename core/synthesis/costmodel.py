@@ -260,17 +260,23 @@ def _exchange_in_place(p: Problem, ip: InPlace, most: int) -> Load:
 
 
 def _exchange_in_slots(p: Problem, ins: InSlots, most: int) -> Load:
-    """In slots (execute._exchange_in_slots): piece-order transposes of both blocks, whole
-    pieces received (the busiest receiver's count) in rounds, the pieces permuted into
-    order. Its kind stays all_exchange."""
+    """In slots (execute._exchange_in_slots): the box of needed pieces compacted and
+    grouped, whole pieces received (the busiest receiver's count) in rounds, the pieces
+    permuted into order and transposed into the after block. Its kind stays
+    all_exchange."""
     piece = math.prod(ins.piece)
     moved = max(sum(k != j for j, k in enumerate(lands)) for lands in
                 ins.schedule.lands.tolist())
-    passes = sum(math.prod(ins.piece[:d]) > 1 and q[d] > 1 and math.prod(q) * piece
-                 for q in (ins.before, ins.after) for d in range(len(q)))
+    def passes(q) -> int:                       # elements transposed by _piece_order
+        return sum(math.prod(ins.piece[:d]) > 1 and q[d] > 1 and math.prod(q) * piece
+                   for d in range(len(q)))
+    boxes = [tuple(q) for q in ins.box_q.tolist()]
+    # The box of needed pieces compacted (where it is not the whole block), then grouped.
+    compacted = max(math.prod(q) * piece * (q != ins.before) for q in boxes)
     return Load("all_exchange", ins.schedule.most_received,
-                most * p.itemsize, copies=moved * piece * p.itemsize,
-                transposes=passes * p.itemsize, group=p.mesh.num_devices)
+                most * p.itemsize, copies=(moved * piece + compacted) * p.itemsize,
+                transposes=(max(passes(q) for q in boxes) + passes(ins.after)) * p.itemsize,
+                group=p.mesh.num_devices)
 
 
 def _reduce_scatter(p: Problem, step: ReduceScatter, before, after) -> Load:
