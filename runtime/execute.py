@@ -46,7 +46,7 @@ from mpi4py import MPI
 
 from redist.core.model.layout import Layout
 from redist.core.ops import AllGather, AllSlice, AllToAll, Collective
-from redist.core.ops.all_exchange import InPlace, InSlots, in_place, in_slots
+from redist.core.ops.all_exchange import InPlace, InSlots, in_place, in_slots, slot_cycles
 from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.core.semantics.working import chunk_elements
@@ -751,7 +751,8 @@ def _exchange_in_slots(mc: MeshComm, ins: InSlots, held: Held, n_after: tuple[in
         box = [mem.empty((cap,), held.a.dtype)]
         box[0][:lb] = held.a.reshape(-1)
     flat = box[0]
-    scratch = _scratch(flat, mem)
+    # The chunk only where some device needs it (the figure's rule, the same on all ranks).
+    scratch = _scratch(flat, mem) if ins.scratch else None
     me, t = mc.rank, mpi_type(flat.dtype)
     q = tuple(int(v) for v in ins.box_q[me])
     kept = tuple(a * e for a, e in zip(q, ins.piece, strict=True))
@@ -768,18 +769,45 @@ def _exchange_in_slots(mc: MeshComm, ins: InSlots, held: Held, n_after: tuple[in
                  for _, su, v, _ in row[row[:, 0] == me]]
         wait_all(reqs, mc.naps)
         del reqs
-    lands = ins.schedule.lands[me].tolist()
-    taken = set(lands)
-    order = lands + [k for k in range(ins.schedule.cap) if k not in taken]
-    inplace.permute_blocks(flat, order, size, scratch)
+    _arrange_slots(flat, ins.schedule.lands[me].tolist(), ins.schedule.cap, size, scratch)
     la = math.prod(n_after)
     del flat
     if box[0].size != la:
         box = [_resize(box, la, mem)]
     flat = box.pop()
-    _piece_order(flat, n_after, ins.after, ins.piece, scratch, forward=False)
-    mem.release(scratch)
+    if scratch is not None:
+        _piece_order(flat, n_after, ins.after, ins.piece, scratch, forward=False)
+        mem.release(scratch)
     return flat.reshape(n_after)
+
+
+def _arrange_slots(flat: np.ndarray, lands: list[int], cap: int, size: int,
+                   scratch: np.ndarray | None) -> None:
+    """In place: after-piece j (in slot lands[j]) into slot j. A cycle through a free slot
+    is rotated through it (each piece moved once, nothing saved); any other through the
+    first slot past the after block, or where the buffer has none, through the chunk
+    (core.ops.all_exchange.needs_scratch)."""
+    rows = flat.reshape(cap, size)
+    cycles, holes = slot_cycles(lands, cap)
+    for cyc, hole in zip(cycles, holes, strict=True):
+        if hole is not None:
+            for a, b in zip(cyc, cyc[1:], strict=False):
+                rows[a] = rows[b]             # slot a gets its piece; b is the next hole
+    for cyc in (c for c, h in zip(cycles, holes, strict=True) if h is None):
+        if cap > len(lands):
+            # Slot len(lands) holds nothing needed now: every slot past the after block is
+            # in a cycle through a free slot (it ends there), done above.
+            rows[len(lands)] = rows[cyc[0]]
+            for a, b in zip(cyc, cyc[1:], strict=False):
+                rows[a] = rows[b]
+            rows[cyc[-1]] = rows[len(lands)]
+            continue
+        for lo in range(0, size, scratch.size):
+            hi = min(size, lo + scratch.size)
+            scratch[:hi - lo] = rows[cyc[0], lo:hi]
+            for a, b in zip(cyc, cyc[1:], strict=False):
+                rows[a, lo:hi] = rows[b, lo:hi]
+            rows[cyc[-1], lo:hi] = scratch[:hi - lo]
 
 
 def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layout,

@@ -16,7 +16,7 @@ from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.ops import AllExchange, step_working_bytes
-from redist.core.ops.all_exchange import in_place, in_slots
+from redist.core.ops.all_exchange import in_place, in_slots, needs_scratch, slot_cycles
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.semantics.working import chunk_elements
@@ -48,6 +48,22 @@ def test_the_design_cases_run_in_slots():
     for p in CASES:
         assert in_place(p.mesh, p.shape, p.src, p.dst) is None
         assert in_slots(p.mesh, p.shape, p.src, p.dst) is not None, p
+    # replace-axis and paper-1d: every slot permutation passes a free slot, no transposes:
+    # no chunk at all, the figure is the larger block.
+    for p in CASES[:2]:
+        assert not in_slots(p.mesh, p.shape, p.src, p.dst).scratch
+
+
+def test_a_slot_cycle_without_a_free_slot_needs_the_chunk():
+    assert slot_cycles([1, 0], 2) == ([[0, 1]], [None])
+    assert slot_cycles([1, 2], 3) == ([[0, 1, 2]], [0])        # the free slot 0 starts
+    assert slot_cycles([2, 0], 3) == ([[1, 0, 2]], [1])
+    assert not needs_scratch((4,), (2,), (2,), [0, 1], 2)
+    assert needs_scratch((4,), (2,), (2,), [1, 0], 2)
+    assert not needs_scratch((4,), (2,), (2,), [1, 0], 3)     # slot 2: past the block
+    b = np.array([10, 11, 12, 13, 14, 15])               # slots of 2: pieces 5, 6, 7
+    execute._arrange_slots(b, [1, 0], 3, 2, None)
+    assert b[:4].tolist() == [12, 13, 10, 11]
 
 
 @FAST
@@ -69,7 +85,13 @@ def test_class_and_figure(p):
                == shape[d] for lay in (p.src, p.dst) for d in range(len(shape)))
     assert even and not p.src.sum and not p.dst.sum
     assert ins.buffer == max(lb, la)
-    assert fig == (max(lb, la) + chunk_elements(max(lb, la))) * p.itemsize
+    assert fig == (max(lb, la) + chunk_elements(max(lb, la)) * ins.scratch) * p.itemsize
+    # The chunk exactly where some device transposes pieces or permutes its slots with no
+    # slot to spare.
+    assert ins.scratch == any(
+        needs_scratch(ins.piece, tuple(ins.box_q[u]), ins.after,
+                      ins.schedule.lands[u].tolist(), ins.schedule.cap)
+        for u in range(mesh.num_devices))
 
 
 def _check_slots_never_overwritten(p: Problem) -> None:
@@ -126,9 +148,8 @@ def _run_in_one_process(p: Problem, chunk: int) -> list[np.ndarray]:
             bufs[v][sv * size:(sv + 1) * size] = data
     out = []
     for u, b in enumerate(bufs):
-        lands = ins.schedule.lands[u].tolist()
-        order = lands + [k for k in range(ins.schedule.cap) if k not in set(lands)]
-        inplace.permute_blocks(b, order, size, scratch)
+        execute._arrange_slots(b, ins.schedule.lands[u].tolist(), ins.schedule.cap, size,
+                               scratch if ins.scratch else None)
         b = b[:la].copy()
         execute._piece_order(b, na, ins.after, ins.piece, scratch, forward=False)
         out.append(b.reshape(na))
@@ -192,7 +213,8 @@ def test_on_mpi_ranks_measured_peak_is_the_figure(tmp_path):
     for plan, row in zip(plans, memory_rows(tmp_path, plans), strict=True):
         p = plan.problem
         lb, la = (math.prod(lay.local_shape(p.mesh, p.shape)) for lay in (p.src, p.dst))
-        assert row["proved"] == (max(lb, la) + chunk_elements(max(lb, la))) * 4
+        ins = in_slots(p.mesh, p.shape, p.src, p.dst)
+        assert row["proved"] == (max(lb, la) + chunk_elements(max(lb, la)) * ins.scratch) * 4
         for r in row["ranks"]:
             assert r["ok"] and r["counted"] == row["proved"], (plan, row)
             assert r["traced"] <= row["proved"] + 64 * 1024, (plan, row)

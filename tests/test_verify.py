@@ -191,7 +191,9 @@ def test_one_exchange_is_proved_and_simulates_to_dst(p):
     held = (lb + chunk_elements(lb // p.itemsize) * p.itemsize
             if in_place(p.mesh, p.shape, p.src, p.dst) else lb + la)
     if in_slots(p.mesh, p.shape, p.src, p.dst):     # in one buffer: the larger block
-        held = max(lb, la) + chunk_elements(max(lb, la) // p.itemsize) * p.itemsize
+        ins = in_slots(p.mesh, p.shape, p.src, p.dst)
+        held = max(lb, la) + chunk_elements(max(lb, la) // p.itemsize) * p.itemsize \
+            * ins.scratch
     assert (s["memory_efficient"] == "proved") == (held <= runtime_limit(fig.bound_bytes,
                                                                          p.itemsize)), s
     assert fig.volume_bytes == fig.lower_bound_bytes

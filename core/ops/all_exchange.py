@@ -191,6 +191,7 @@ class InSlots:
     schedule: SlotSchedule
     box_lo: np.ndarray      # per device: the first piece (per dim) of the box it keeps
     box_q: np.ndarray       # per device: the box's pieces per dim (0s: it needs none)
+    scratch: bool           # whether any device needs the chunk (`needs_scratch`)
 
     @property
     def buffer(self) -> int:
@@ -233,9 +234,52 @@ def _in_slots(mesh: Mesh, shape: tuple[int, ...], before: Layout,
         inside = np.all((grid >= lo[u]) & (grid < lo[u] + q[u]), axis=1)
         start[u, inside] = np.ravel_multi_index(tuple((grid[inside] - lo[u]).T), tuple(q[u]))
     sched = slot_schedule(dev, piece, start, max(nq, math.prod(qa)))
+    if sched is None:
+        return None
     for a in (lo, q):
         a.flags.writeable = False
-    return None if sched is None else InSlots(m, qb, qa, sched, lo, q)
+    return InSlots(m, qb, qa, sched, lo, q, any(
+        needs_scratch(m, tuple(q[u]), qa, sched.lands[u].tolist(), sched.cap)
+        for u in range(ndev)))
+
+
+def needs_scratch(piece: tuple[int, ...], box: tuple[int, ...], after: tuple[int, ...],
+                  lands: list[int], cap: int) -> bool:
+    """Whether a device of an exchange in slots moves data through the chunk: a
+    piece-order transpose of its box or of its after block (execute._piece_order: a dim
+    with pieces to move past), or a slot permutation where the buffer has no slot to spare
+    (execute._arrange_slots rotates the others through a free slot: one in the cycle, or
+    one past the after block)."""
+    def transposes(q) -> bool:
+        return any(math.prod(piece[:d]) > 1 and q[d] > 1 for d in range(len(q)))
+    if transposes(box) or transposes(after):
+        return True
+    return cap == len(lands) and any(k != j for j, k in enumerate(lands))
+
+
+def slot_cycles(lands: list[int], cap: int) -> tuple[list[list[int]], list[int | None]]:
+    """The slot permutation that puts after-piece j (in slot lands[j]) into slot j, free
+    slots filling the rest: its cycles (each listed from its start, where the hole is
+    made), and per cycle a free slot in it (None: none, it needs the chunk)."""
+    taken = set(lands)
+    order = lands + [k for k in range(cap) if k not in taken]
+    free = set(range(cap)) - taken
+    seen, cycles, holes = [False] * cap, [], []
+    for first in range(cap):
+        if seen[first] or order[first] == first:
+            continue
+        cyc, k = [], first
+        while not seen[k]:
+            seen[k] = True
+            cyc.append(k)
+            k = order[k]
+        hole = next((k for k in cyc if k in free), None)
+        if hole is not None:          # start at the free slot: its data is needed nowhere
+            i = cyc.index(hole)
+            cyc = cyc[i:] + cyc[:i]
+        cycles.append(cyc)
+        holes.append(hole)
+    return cycles, holes
 
 
 def holds_one_buffer(mesh: Mesh, shape: tuple[int, ...], before: Layout,
@@ -248,14 +292,16 @@ def holds_one_buffer(mesh: Mesh, shape: tuple[int, ...], before: Layout,
 
 def working_bytes(problem: Problem, step: AllExchange, before: Layout, after: Layout) -> int:
     """In place (`in_place`): the block + one chunk; in slots (`in_slots`): the larger
-    block + one chunk; else input + output (one Alltoallw)."""
+    block + one chunk (none where no device needs it); else input + output (one
+    Alltoallw)."""
     lb = math.prod(before.local_shape(problem.mesh, problem.shape))
     la = math.prod(after.local_shape(problem.mesh, problem.shape))
     if in_place(problem.mesh, problem.shape, before, after) is not None:
         return (lb + chunk_elements(lb)) * problem.itemsize
-    if in_slots(problem.mesh, problem.shape, before, after) is not None:
+    ins = in_slots(problem.mesh, problem.shape, before, after)
+    if ins is not None:
         big = max(lb, la)
-        return (big + chunk_elements(big)) * problem.itemsize
+        return (big + chunk_elements(big) * ins.scratch) * problem.itemsize
     return (lb + la) * problem.itemsize
 
 
