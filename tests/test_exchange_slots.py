@@ -175,8 +175,8 @@ def test_the_class_covers_most_even_exchanges():
     generous problems draw, the schedule is found for most."""
     found = tried = 0
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck),
+              database=None, derandomize=True)
     @given(st.one_of(regrouped(), problems(generous=True, max_devices=12, max_rank=3,
                                            max_elements=4096)))
     def count(p):
@@ -190,7 +190,7 @@ def test_the_class_covers_most_even_exchanges():
         tried += 1
         found += in_slots(mesh, shape, p.src, p.dst) is not None
     count()
-    assert tried >= 5 and found >= 0.8 * tried, (found, tried)
+    assert tried >= 8 and found >= 0.8 * tried, (found, tried)
 
 
 def test_a_layout_pair_outside_the_class_is_none():
