@@ -157,6 +157,8 @@ def _run_in_one_process(p: Problem, chunk: int) -> list[np.ndarray]:
 
 
 @FAST
+@example(Problem(parse_mesh("x=2,y=4"), (16, 16), "float64",      # a box needing grouping
+                 parse_layout("[{x,y(1)2},{}]"), parse_layout("[{},{y}]")), 3)
 @example(CASES[0], 3)
 @example(CASES[1], 1)
 @given(some_problem(), st.integers(1, 40))

@@ -231,6 +231,8 @@ def _in_slots(mesh: Mesh, shape: tuple[int, ...], before: Layout,
             continue
         lo[u] = mine.min(axis=0)
         q[u] = mine.max(axis=0) - lo[u] + 1
+        if any(math.prod(m[:d]) > 1 and q[u][d] > 1 for d in range(len(qb))):
+            lo[u], q[u] = 0, qb       # a box whose pieces need grouping: the whole block
         inside = np.all((grid >= lo[u]) & (grid < lo[u] + q[u]), axis=1)
         start[u, inside] = np.ravel_multi_index(tuple((grid[inside] - lo[u]).T), tuple(q[u]))
     sched = slot_schedule(dev, piece, start, max(nq, math.prod(qa)))

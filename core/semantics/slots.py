@@ -82,7 +82,7 @@ def slot_schedule(src_device: np.ndarray, src_piece: np.ndarray, start: np.ndarr
         for key in done:
             del pending[key]
         for u, k in freed:
-            free[u].append(k)
+            free[u].append(int(start[u, k]))
         arr = np.array(row, np.int64)
         arr.flags.writeable = False
         rounds.append(arr)
