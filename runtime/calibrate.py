@@ -173,10 +173,13 @@ def _exchange_cases(ranks: int) -> list[Plan]:
                             lambda p: AllExchange(p.dst)))
             out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (nbytes // 64, 16 * g),
                             lambda p: AllExchange(p.dst)))             # 64-byte runs
-            out.append(_one(mesh, "[{a},{}]", "[{},{}]", (8 * g, _cols(nbytes, 8, 1)),
-                            lambda p: AllExchange(p.dst)))             # a gather's bytes
-            if nbytes < SIZES[-1]:      # a strided gather's: one run per row and peer
-                out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 256, 64 * g),
+            # A gather's bytes and a strided gather's (one run per row and peer), one row
+            # or column short: padded blocks, so one Alltoallw (even ones run in slots, as
+            # the cases above run in place).
+            out.append(_one(mesh, "[{a},{}]", "[{},{}]", (8 * g - 1, _cols(nbytes, 8, 1)),
+                            lambda p: AllExchange(p.dst)))
+            if nbytes < SIZES[-1]:
+                out.append(_one(mesh, "[{},{a}]", "[{},{}]", (nbytes // 256, 64 * g - 1),
                                 lambda p: AllExchange(p.dst)))
             if g == 2 and nbytes == SIZES[-1]:
                 out.append(_one(mesh, "[{},{a}]", "[{a},{}]", (8, _cols(LARGE, 8, g) * g),

@@ -48,7 +48,7 @@ from mpi4py import MPI
 
 from redist.core.model.layout import Layout
 from redist.core.ops import AllGather, AllSlice, AllToAll, Collective
-from redist.core.ops.all_exchange import InPlace, in_place
+from redist.core.ops.all_exchange import InPlace, InSlots, in_place, in_slots, slot_cycles
 from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.core.semantics.working import chunk_elements
@@ -773,6 +773,87 @@ def _piece_order(flat: np.ndarray, n: tuple[int, ...], q: tuple[int, ...],
             inplace.transpose_blocks(flat[o * blk:(o + 1) * blk], rows, cols, inner, scratch)
 
 
+def _exchange_in_slots(mc: MeshComm, ins: InSlots, held: Held, n_after: tuple[int, ...],
+                       mem: MemoryTracker) -> np.ndarray:
+    """The exchange between blocks of different sizes in one buffer of the larger one's
+    size and one chunk of scratch: the buffer grown first (realloc) where the after block
+    is larger, the box of the before-pieces some device needs compacted to its start and
+    its pieces grouped (_piece_order), the rounds of
+    core/semantics/slots.py (each message whole, into a slot free when its round starts,
+    a round's messages posted at once), the after-pieces permuted into order at the start,
+    the buffer trimmed (realloc) where the after block is smaller, the pieces transposed
+    into the after block."""
+    size = math.prod(ins.piece)
+    cap = ins.buffer
+    n_before = held.a.shape
+    lb = held.a.size
+    if held.own:
+        box = [_take_buffer(held)]
+        if box[0].size != cap:
+            box = [_resize(box, cap, mem)]
+    else:                            # the caller's block stays alive beside ours
+        box = [mem.empty((cap,), held.a.dtype)]
+        box[0][:lb] = held.a.reshape(-1)
+    flat = box[0]
+    # The chunk only where some device needs it (the figure's rule, the same on all ranks).
+    scratch = _scratch(flat, mem) if ins.scratch else None
+    me, t = mc.rank, mpi_type(flat.dtype)
+    q = tuple(int(v) for v in ins.box_q[me])
+    kept = tuple(a * e for a, e in zip(q, ins.piece, strict=True))
+    if kept != tuple(n_before):
+        inplace.compact_box(flat, tuple(n_before),
+                            [int(a) * e for a, e in zip(ins.box_lo[me], ins.piece, strict=True)],
+                            kept)
+    if all(q):
+        _piece_order(flat[:math.prod(kept)], kept, q, ins.piece, scratch, forward=True)
+    for row in ins.schedule.rounds:
+        reqs = [mc.cart.Irecv([flat[sv * size:(sv + 1) * size], t], int(u), 15)
+                for u, _, _, sv in row[row[:, 2] == me]]
+        reqs += [mc.cart.Isend([flat[su * size:(su + 1) * size], t], int(v), 15)
+                 for _, su, v, _ in row[row[:, 0] == me]]
+        wait_all(reqs, mc.naps)
+        del reqs
+    _arrange_slots(flat, ins.schedule.lands[me].tolist(), ins.schedule.cap, size, scratch)
+    la = math.prod(n_after)
+    del flat
+    if box[0].size != la:
+        box = [_resize(box, la, mem)]
+    flat = box.pop()
+    if scratch is not None:
+        _piece_order(flat, n_after, ins.after, ins.piece, scratch, forward=False)
+        mem.release(scratch)
+    return flat.reshape(n_after)
+
+
+def _arrange_slots(flat: np.ndarray, lands: list[int], cap: int, size: int,
+                   scratch: np.ndarray | None) -> None:
+    """In place: after-piece j (in slot lands[j]) into slot j. A cycle through a free slot
+    is rotated through it (each piece moved once, nothing saved); any other through the
+    first slot past the after block, or where the buffer has none, through the chunk
+    (core.ops.all_exchange.needs_scratch)."""
+    rows = flat.reshape(cap, size)
+    cycles, holes = slot_cycles(lands, cap)
+    for cyc, hole in zip(cycles, holes, strict=True):
+        if hole is not None:
+            for a, b in zip(cyc, cyc[1:], strict=False):
+                rows[a] = rows[b]             # slot a gets its piece; b is the next hole
+    for cyc in (c for c, h in zip(cycles, holes, strict=True) if h is None):
+        if cap > len(lands):
+            # Slot len(lands) holds nothing needed now: every slot past the after block is
+            # in a cycle through a free slot (it ends there), done above.
+            rows[len(lands)] = rows[cyc[0]]
+            for a, b in zip(cyc, cyc[1:], strict=False):
+                rows[a] = rows[b]
+            rows[cyc[-1]] = rows[len(lands)]
+            continue
+        for lo in range(0, size, scratch.size):
+            hi = min(size, lo + scratch.size)
+            scratch[:hi - lo] = rows[cyc[0], lo:hi]
+            for a, b in zip(cyc, cyc[1:], strict=False):
+                rows[a, lo:hi] = rows[b, lo:hi]
+            rows[cyc[-1], lo:hi] = scratch[:hi - lo]
+
+
 def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layout,
               held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
     """Every element of the new block from its canonical holder (the holder whose
@@ -781,6 +862,9 @@ def _exchange(mc: MeshComm, shape: tuple[int, ...], before: Layout, after: Layou
     ip = in_place(mc.mesh, shape, before, after)
     if ip is not None and INPLACE_EXCHANGE:
         return _exchange_in_place(mc, ip, held, n_after, mem)
+    slots = in_slots(mc.mesh, shape, before, after)
+    if slots is not None and INPLACE_EXCHANGE:
+        return _exchange_in_slots(mc, slots, held, n_after, mem)
     mesh = mc.mesh
     me = mc.rank
     x = held.a

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.ops import AllExchange, step_volume
-from redist.core.ops.all_exchange import in_place
+from redist.core.ops.all_exchange import holds_one_buffer
 from redist.core.semantics.blocks import missing_elements, missing_total, used_mesh
 from redist.core.smt.verify import verify
 from redist.core.synthesis.costmodel import CostModel
@@ -34,19 +34,21 @@ def test_transpose_on_four_axes_uses_a_sub_axis_all_to_all():
 
 def test_mpi_keeps_a_portable_plan_at_the_lower_bound_over_an_alltoallw():
     """Even with the exchange calibrated cheaper, a portable plan that moves no more bytes
-    stays where the exchange would run as one Alltoallw (input and output at once: a piece
-    goes to two devices); where the exchange runs in place (the block + one chunk, as the
-    portable steps), the prediction alone decides, both ways."""
+    stays where the exchange would run as one Alltoallw (input and output at once: padded
+    blocks); where the exchange runs in one buffer (the larger block + one chunk, as the
+    portable steps: in place, or in slots where a piece goes to two devices), the
+    prediction alone decides, both ways."""
     kinds = ("all_gather", "all_to_all", "all_permute", "all_exchange")
     cheap = CostModel({k: 1e-3 for k in kinds} | {"all_exchange": 1e-6},
                       {k: 1e-8 for k in kinds} | {"all_exchange": 1e-11}, 0.0, "test")
     dear = CostModel({k: 1e-6 for k in kinds} | {"all_exchange": 1e-3},
                      {k: 1e-11 for k in kinds} | {"all_exchange": 1e-8}, 0.0, "test")
-    for mesh, src, dst, inplace in (("x=2,y=2", "[{x},{}]", "[{y},{}]", False),
-                                    ("x=4", "[{x},{}]", "[{},{x}]", True),
-                                    ("x=2,y=4", "[{x,y},{}]", "[{x},{y}]", True)):
-        p = problem(mesh, (64, 64), src, dst)
-        assert (in_place(p.mesh, p.shape, p.src, p.dst) is not None) == inplace
+    for mesh, src, dst, inplace, rows in (("x=2,y=2", "[{x},{}]", "[{y},{}]", False, 63),
+                                          ("x=2,y=2", "[{x},{}]", "[{y},{}]", True, 64),
+                                          ("x=4", "[{x},{}]", "[{},{x}]", True, 64),
+                                          ("x=2,y=4", "[{x,y},{}]", "[{x},{y}]", True, 64)):
+        p = problem(mesh, (rows, 64), src, dst)
+        assert holds_one_buffer(p.mesh, p.shape, p.src, p.dst) == inplace
         portable = normal(p)
         fig = portable.plan.figures()
         assert fig.volume_bytes == fig.lower_bound_bytes

@@ -13,7 +13,7 @@ from redist.core.model.layout import Layout
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
-from redist.core.ops.all_exchange import in_place
+from redist.core.ops.all_exchange import in_place, in_slots
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import loads, plan_to_json
@@ -178,8 +178,9 @@ def test_one_exchange_is_proved_and_simulates_to_dst(p):
     """The MPI extension is checked like the portable four: one all_exchange proves the
     other four claims on any problem (sub-axes and uneven extents too), and memory exactly
     when what the runtime holds fits the bound plus one chunk: the block and one chunk
-    where it runs in place in rounds (equal even blocks, no piece sent twice), else input
-    and output together (one Alltoallw); it moves exactly the lower bound, and the
+    where it runs in place in rounds (equal even blocks, no piece sent twice), the larger
+    block and one chunk where it runs in slots, else input and output together (one
+    Alltoallw); it moves exactly the lower bound, and the
     simulator, reading the same source map, lands every element."""
     plan = Plan(p, (AllExchange(p.dst),))
     v = verify(plan)
@@ -189,6 +190,10 @@ def test_one_exchange_is_proved_and_simulates_to_dst(p):
     lb, la = fig.local_bytes[0], fig.local_bytes[-1]
     held = (lb + chunk_elements(lb // p.itemsize) * p.itemsize
             if in_place(p.mesh, p.shape, p.src, p.dst) else lb + la)
+    if in_slots(p.mesh, p.shape, p.src, p.dst):     # in one buffer: the larger block
+        ins = in_slots(p.mesh, p.shape, p.src, p.dst)
+        held = max(lb, la) + chunk_elements(max(lb, la) // p.itemsize) * p.itemsize \
+            * ins.scratch
     assert (s["memory_efficient"] == "proved") == (held <= runtime_limit(fig.bound_bytes,
                                                                          p.itemsize)), s
     assert fig.volume_bytes == fig.lower_bound_bytes

@@ -31,7 +31,7 @@ from redist.core.ops import (
     AllToAll,
     ReduceScatter,
 )
-from redist.core.ops.all_exchange import in_place
+from redist.core.ops.all_exchange import holds_one_buffer
 from redist.core.plans.plan import Plan, padded_volume
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 from redist.core.plans.report import human_bytes
@@ -340,9 +340,9 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     """`--collectives mpi`: the portable plan or one all_exchange (volume at the lower
     bound), whichever the cost model predicts faster, among those whose runtime memory
     (blocks and working memory) stays within the bound (or budget) plus one chunk: the
-    exchange runs in place where its class holds (core.ops.all_exchange.in_place: the
-    block + one chunk, as the portable steps), else as one Alltoallw holding its input and
-    output at once, chosen only where that fits."""
+    exchange runs in one buffer where its class holds (core.ops.all_exchange.in_place and
+    in_slots: the larger block + one chunk, as the portable steps), else as one Alltoallw
+    holding its input and output at once, chosen only where that fits."""
     model = model or load_cost_model()
     if problem.src == problem.dst or problem.src.sum:
         return portable                   # an exchange moves data, it does not add
@@ -384,14 +384,15 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
 
 def _prefer_portable(portable: Plan, exchange: Plan, t_port: float, t_exch: float) -> bool:
     """For a portable plan within the bound: keep it unless the exchange is predicted
-    faster. An exchange that runs in place holds what the portable steps hold (its block
-    and one chunk), so the prediction alone decides; one that holds its input and output at
-    once must also move fewer bytes: a portable plan that already moves no more (one
-    all-to-all at the lower bound, say) is never traded for it on a prediction alone."""
+    faster. An exchange that runs in one buffer (in place or in slots) holds what the
+    portable steps hold (the larger block and one chunk), so the prediction alone
+    decides; one that holds its input and output at once must also move fewer bytes: a
+    portable plan that already moves no more (one all-to-all at the lower bound, say) is
+    never traded for it on a prediction alone."""
     if t_port <= t_exch:
         return True
     p = exchange.problem
-    if in_place(p.mesh, p.shape, p.src, p.dst) is not None:
+    if holds_one_buffer(p.mesh, p.shape, p.src, p.dst):
         return False
     return portable.figures().volume_bytes <= exchange.figures().volume_bytes
 
