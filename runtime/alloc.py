@@ -29,8 +29,10 @@ if TYPE_CHECKING:               # numpy is not imported here: the policy may run
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 MMAP_THRESHOLD_BYTES = 128 * 1024
 TRIM_THRESHOLD_BYTES, TOP_PAD_BYTES = 64 * 1024, 0
-# glibc's chunk header: the size word before the pointer, whose bit 1 marks a mapping.
-IS_MMAPPED = 2
+# glibc's chunk header: the size word before the pointer, whose bit 1 marks a mapping
+# (the low 3 bits are flags); a mapped chunk starts two words before the pointer.
+IS_MMAPPED, SIZE_FLAGS = 2, 7
+MADV_HUGEPAGE, PAGE = 14, 4096
 
 
 @cache
@@ -81,6 +83,19 @@ def mapped(arr: np.ndarray) -> bool | None:
         return None
     word = ctypes.c_size_t.from_address(arr.ctypes.data - ctypes.sizeof(ctypes.c_size_t))
     return bool(word.value & IS_MMAPPED)
+
+
+def one_mapping(arr: np.ndarray) -> None:
+    """Make the mapping behind `arr` (owning its data) one kernel mapping again before
+    realloc: NumPy advises huge pages only for the aligned middle of a large buffer, which
+    splits it in three, and mremap refuses a range over several (EFAULT), so glibc falls
+    back to malloc, copy, free. The same advice over the whole mapping merges them back."""
+    if not mapped(arr):
+        return
+    word = ctypes.c_size_t.from_address(arr.ctypes.data - ctypes.sizeof(ctypes.c_size_t))
+    start = (arr.ctypes.data - 2 * ctypes.sizeof(ctypes.c_size_t)) // PAGE * PAGE
+    glibc().madvise(ctypes.c_void_p(start), ctypes.c_size_t(word.value & ~SIZE_FLAGS),
+                    MADV_HUGEPAGE)
 
 
 def _numpy_handler(arr: np.ndarray) -> str | None:

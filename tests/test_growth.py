@@ -3,7 +3,8 @@
 A subprocess (a fresh allocator) grows a touched 16 MiB block to 32 MiB with the runtime's
 _resize after glibc's mmap threshold has been raised the way a run raises it (a 24 MiB
 mapped block freed), with a heap block right after it so realloc cannot extend in place.
-Its peak RSS over the grow (VmHWM after clear_refs) is printed.
+Its peak RSS over the grow (VmHWM after clear_refs) and the page faults of the resize
+are printed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redist.runtime import alloc
 
 MIB = 1 << 20
 GROW = r"""
-import json, sys
+import json, resource, sys
 import numpy as np
 from redist.runtime import alloc
 from redist.runtime.execute import _resize
@@ -40,8 +41,12 @@ def status(key):
 
 rss = status("VmRSS")
 open("/proc/self/clear_refs", "w").write("5")   # VmHWM := VmRSS
-out = _resize(box, 8 * MIB, mem)               # 32 MiB, the new half zeroed (touched)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+out = _resize(box, 8 * MIB, mem, zero=False)   # 32 MiB; a copy faults in 16 MiB of pages
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+out[4 * MIB:] = 0                               # the new half touched
 print(json.dumps({"policy": policy, "grew": status("VmHWM") - rss, "mapped": mapped,
+                  "faults": faults,
                   "ok": bool((out[:4 * MIB] == 1).all() and (out[4 * MIB:] == 0).all())}))
 """
 
@@ -65,6 +70,7 @@ def test_growth_with_the_policy_holds_only_the_new_size():
     # old 16 MiB already resident: the grow adds its new 16 MiB, never a 32 MiB copy
     assert r["grew"] < 20 * MIB, r
     assert r["mapped"]
+    assert r["faults"] < 256, r       # pages moved by mremap (a copy: 4,096 faults)
 
 
 @needs_glibc
@@ -75,6 +81,7 @@ def test_growth_without_the_policy_copies():
     assert not r["policy"] and r["ok"]
     assert not r["mapped"]
     assert r["grew"] > 28 * MIB, r
+    assert r["faults"] >= 4096, r
 
 
 def test_the_ranks_get_the_policy_from_their_start_unless_opted_out(monkeypatch):
