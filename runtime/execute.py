@@ -53,7 +53,7 @@ from redist.core.ops.common import mixed_radix
 from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.core.semantics.working import chunk_elements
 
-from . import inplace, reduce
+from . import alloc, inplace, reduce
 from .fuse import Run
 from .groups import MeshComm, pair_rounds
 from .memory import Held, MemoryTracker, buffer_of
@@ -327,6 +327,8 @@ def _resize(box: list, n: int, mem: MemoryTracker, zero: bool = True) -> np.ndar
         # every new page before the data came (a gather's new slots: 16 MiB of faults and
         # memset per rank for nothing, measured in benchmarks/results/gather-*.md).
         was, old = owner.flags.writeable, owner.size
+        if _numpy_huge_pages():        # else NumPy split no mapping (alloc.one_mapping)
+            alloc.one_mapping(owner)
         owner.flags.writeable = zero
         owner.resize((n,), refcheck=False)
         owner.flags.writeable = was
