@@ -64,9 +64,9 @@ def tunables_env(env: dict[str, str]) -> dict[str, str]:
 def growth_policy() -> bool:
     """Once per process (process-wide): fix glibc's mmap threshold (and keep the heap's
     free top below it) so every block of MMAP_THRESHOLD_BYTES or more is its own mapping
-    and grows without a copy. True when
-    set; False where it is not glibc, or REDIST_MALLOC_POLICY=0 opts out (resizes that
-    still copy are then counted, see moved_by_copy)."""
+    and grows without a copy. True when set; False where it is not glibc, or
+    REDIST_MALLOC_POLICY=0 opts out (a resize may then copy, a transient of the old block
+    that the runtime's count does not see: docs/runtime.md, "Growing a buffer")."""
     if opted_out():
         return False
     libc = glibc()
