@@ -35,7 +35,6 @@ All allocations go through a MemoryTracker, so the reported peak counts every bu
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import sys
@@ -64,8 +63,6 @@ CHUNK_CAP_BYTES = int(os.environ.get("REDIST_CHUNK_BYTES", 1 << 62))
 # A piece whose contiguous runs are shorter than this is packed with NumPy rather than
 # described by a derived datatype (MPICH's strided path is slower there; see benchmarks/).
 PACK_BELOW_BYTES = int(os.environ.get("REDIST_PACK_BELOW_BYTES", 64 * 1024))
-# _advise_huge_pages: madvise's flag, and the least range worth advising.
-MADV_HUGEPAGE, HUGE_PAGE_BYTES = 14, 2 << 20
 # wait_all: polls before it naps, and its naps (seconds).
 POLLS_BEFORE_NAP = 50
 NAP_MIN_S, NAP_MAX_S = 20e-6, 500e-6
@@ -284,34 +281,6 @@ def _take_buffer(held: Held) -> np.ndarray:
     return flat
 
 
-def _advise_huge_pages(flat: np.ndarray, start: int) -> None:
-    """Ask for transparent huge pages behind flat[start:], not yet touched, as NumPy asks
-    for its own large buffers (and only where it does): realloc's new memory comes
-    without, and its 4 KiB page faults were most of a gather's time (64 MiB output: 16,384
-    faults per rank; benchmarks/gather_phases.py). Linux only; a refusal changes nothing."""
-    if not sys.platform.startswith("linux") or not _numpy_huge_pages():
-        return
-    page = 4096
-    lo = -(-(flat.ctypes.data + start * flat.itemsize) // page) * page
-    hi = (flat.ctypes.data + flat.nbytes) // page * page
-    if hi - lo >= HUGE_PAGE_BYTES:
-        _libc().madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_HUGEPAGE)
-
-
-@cache
-def _numpy_huge_pages() -> bool:
-    try:
-        from numpy._core.multiarray import _get_madvise_hugepage
-    except ImportError:
-        return False
-    return bool(_get_madvise_hugepage())
-
-
-@cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _resize(box: list, n: int, mem: MemoryTracker, zero: bool = True) -> np.ndarray:
     """The flat buffer handed over in `box` with n elements, its start kept: resized in
     place (realloc; the tail goes back to the allocator) when the runtime holds the only
@@ -327,13 +296,13 @@ def _resize(box: list, n: int, mem: MemoryTracker, zero: bool = True) -> np.ndar
         # every new page before the data came (a gather's new slots: 16 MiB of faults and
         # memset per rank for nothing, measured in benchmarks/results/gather-*.md).
         was, old = owner.flags.writeable, owner.size
-        if _numpy_huge_pages():        # else NumPy split no mapping (alloc.one_mapping)
+        if alloc.numpy_huge_pages():   # else NumPy split no mapping (alloc.one_mapping)
             alloc.one_mapping(owner)
         owner.flags.writeable = zero
         owner.resize((n,), refcheck=False)
         owner.flags.writeable = was
         if not zero:
-            _advise_huge_pages(owner, old)
+            alloc.advise_huge_pages(owner, old)
         mem.hold(owner)
         return owner
     out = (mem.zeros if zero else mem.empty)((n,), owner.dtype)

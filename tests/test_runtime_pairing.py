@@ -29,7 +29,7 @@ from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import block_ids, permute_sources
 from redist.core.synthesis.exhaustive import same_blocks
-from redist.runtime import execute, inplace
+from redist.runtime import alloc, execute, inplace
 from redist.runtime.groups import pair_rounds
 from redist.runtime.memory import Held, MemoryTracker
 
@@ -723,7 +723,7 @@ def _thp_available() -> bool:
 
 
 @pytest.mark.skipif(not execute.sys.platform.startswith("linux") or not _thp_available() or
-                    not execute._numpy_huge_pages(), reason="huge pages as NumPy asks: Linux")
+                    not alloc.numpy_huge_pages(), reason="huge pages as NumPy asks: Linux")
 def test_the_gathers_new_slots_ask_for_huge_pages_as_numpy_does():
     """What realloc adds to a gather's buffer is advised like NumPy's own large buffers
     (transparent huge pages), before anything touches it."""
