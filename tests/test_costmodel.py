@@ -16,6 +16,7 @@ from redist.core.errors import RedistError
 from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.ops import AllExchange, AllGather, AllPermute, AllSlice, AllToAll
+from redist.core.ops.load import box_runs, chunk_messages
 from redist.core.plans.plan import Plan
 from redist.core.semantics.working import CHUNK_DIVISOR, chunk_elements
 from redist.core.synthesis.costmodel import (
@@ -24,8 +25,6 @@ from redist.core.synthesis.costmodel import (
     CostModel,
     Load,
     beyond_cache,
-    box_runs,
-    chunk_messages,
     load,
     save,
     step_load,

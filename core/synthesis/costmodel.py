@@ -39,13 +39,8 @@ from redist.core.ops.load import (
     GATHER_DIMS3,
     STRIDED_GATHER,
     Load,
-    box_runs,
-    chunk_messages,
 )
 from redist.core.plans.plan import Plan
-
-__all__ = ["GATHER_DIMS", "GATHER_DIMS3", "KINDS", "STRIDED_GATHER", "CostModel", "Load",
-           "box_runs", "chunk_messages", "load", "save", "step_load"]
 
 FORMAT = "redist.costmodel/3"
 # Files of these formats mean something else by their constants (/1 charged
