@@ -101,7 +101,6 @@ def rank_main(mesh_t: str, shape_t: str, src_t: str, dst_t: str, reps: int) -> N
 
 def main() -> None:
     from redist.core.model.syntax import parse_mesh
-    from redist.runtime.alloc import tunables_env
     from redist.runtime.launch import find_mpiexec
 
     from .runtime_bench import CASES, random_cases, shape_for
@@ -121,8 +120,7 @@ def main() -> None:
         r = subprocess.run([find_mpiexec(), "-n", str(parse_mesh(mesh).num_devices),
                             sys.executable, "-m", "benchmarks.gather_phases", "--rank-side",
                             mesh, shape, src, dst, str(a.reps)],
-                           capture_output=True, text=True, cwd=here, timeout=3600,
-                           env=dict(os.environ, **tunables_env(dict(os.environ))))
+                           capture_output=True, text=True, cwd=here, timeout=3600)
         if r.returncode != 0:
             sys.exit(f"gather_phases: {name} failed (exit {r.returncode}): {r.stderr[-800:]}")
         got = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))

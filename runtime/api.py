@@ -27,7 +27,6 @@ from redist.core.model.problem import Problem, lower_layout
 from redist.core.plans.plan import Plan, own_budget
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
-from . import alloc
 from . import execute as steps_mod
 from .execute import fused_all_to_all, pad_block, run_step, trim_block
 from .fuse import fused_runs
@@ -187,7 +186,6 @@ def execute(local: np.ndarray | list, plan: Plan, mc: MeshComm, donate: bool = F
     one-element list handing it over); inside, buffers are padded to the layout's local
     shape; the result has its valid extent again. Returns the block and the peak bytes
     held at once."""
-    alloc.growth_policy()                     # once per process: growth never copies
     if isinstance(local, list):
         local = local.pop()
     p = plan.problem

@@ -16,6 +16,8 @@ from redist.core.model.layout import Layout
 from redist.core.model.mesh import Mesh
 from redist.core.model.problem import check_user_layout, lower_layout
 
+from . import alloc
+
 
 def _atoms(mesh: Mesh, layout: Layout, shape: tuple[int, ...]) -> tuple[Mesh, Layout]:
     """The mesh of atoms and the layout on it, for a user mesh and layout (sub-axes allowed)."""
@@ -69,7 +71,7 @@ def sample_block(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int
     """The block (valid extent) of the deterministic test array whose element at global
     index g is a hash of g's flat number, computed for this block only."""
     dt = numpy_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
-    return _hashed(mesh, shape, layout, device, _modulus(dt)).astype(dt)
+    return _runtimes(_hashed(mesh, shape, layout, device, _modulus(dt)), dt)
 
 
 def sample_addend(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int,
@@ -94,7 +96,15 @@ def sample_addend(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: in
         for a, v in zip(axes, u, strict=True):
             k = k * mesh.size(a) + v
         out += (h + 7 * k) % m
-    return out.astype(dt)
+    return _runtimes(out, dt)
+
+
+def _runtimes(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`values` as `dtype` in a buffer of the runtime's own (runtime/alloc.py), as a block
+    the runtime allocated: handed over, it grows without a copy."""
+    out = alloc.empty(values.shape, dtype)
+    out[...] = values.astype(dtype)
+    return out
 
 
 def _hashed(mesh: Mesh, shape: tuple[int, ...], layout: Layout, device: int,

@@ -282,29 +282,31 @@ def _take_buffer(held: Held) -> np.ndarray:
 
 
 def _resize(box: list, n: int, mem: MemoryTracker, zero: bool = True) -> np.ndarray:
-    """The flat buffer handed over in `box` with n elements, its start kept: resized in
-    place (realloc; the tail goes back to the allocator) when the runtime holds the only
-    reference to it, else copied into a new buffer. New elements are zero, or with
-    zero=False (the caller overwrites every one of them) left as they come."""
+    """The flat buffer handed over in `box` with n elements, its start kept. The runtime's
+    own buffer (a mapping, runtime/alloc.py) is resized in place by mremap when no other
+    array is on it: pages move, no byte is copied, at any size. A NumPy buffer (a block a
+    library caller handed over) shrinks in place (glibc's realloc splits a smaller block
+    off, or remaps it; it never copies to shrink). Otherwise the elements are copied into
+    a new buffer, old and new both counted while both live. New elements are zero, or
+    with zero=False (the caller overwrites every one of them) left as they come."""
     flat = box.pop()
     owner = buffer_of(flat)
     del flat
-    # Ours alone: the name `owner` and getrefcount's own argument.
-    if owner.flags.owndata and owner.flags.c_contiguous and sys.getrefcount(owner) <= 2:
+    m = alloc.mapping_of(owner)
+    if m is not None:
+        dtype, old = owner.dtype, owner.size
         mem.release(owner)
-        # NumPy zero-fills what resize adds only in a writeable array: that pass touched
-        # every new page before the data came (a gather's new slots: 16 MiB of faults and
-        # memset per rank for nothing, measured in benchmarks/results/gather-*.md).
-        was, old = owner.flags.writeable, owner.size
-        if alloc.numpy_huge_pages():   # else NumPy split no mapping (alloc.one_mapping)
-            alloc.one_mapping(owner)
-        owner.flags.writeable = zero
+        del owner                    # resize fails while any array is on the mapping
+        out = alloc.resize(m, dtype, old, n, zero)
+        if out is not None:
+            return mem.hold(out)
+        owner = mem.hold(alloc.on(m, dtype, old))        # shared after all: copied below
+    # Ours alone: the name `owner` and getrefcount's own argument.
+    elif n <= owner.size and owner.flags.owndata and owner.flags.c_contiguous \
+            and sys.getrefcount(owner) <= 2:
+        mem.release(owner)
         owner.resize((n,), refcheck=False)
-        owner.flags.writeable = was
-        if not zero:
-            alloc.advise_huge_pages(owner, old)
-        mem.hold(owner)
-        return owner
+        return mem.hold(owner)
     out = (mem.zeros if zero else mem.empty)((n,), owner.dtype)
     m = min(n, owner.size)
     out[:m] = owner.reshape(-1)[:m]
@@ -351,7 +353,7 @@ def _scratch(block: np.ndarray, mem: MemoryTracker) -> np.ndarray:
     """The one chunk of scratch of an in-place step on `block` (the figure's chunk, or less
     under REDIST_CHUNK_BYTES); the caller releases it."""
     n = max(1, min(chunk_elements(block.size), CHUNK_CAP_BYTES // block.itemsize))
-    return mem.empty((n,), block.dtype)
+    return mem.empty((n,), block.dtype, fixed=True)
 
 
 def _swap(comm: MPI.Comm, flat: np.ndarray, dest: int, source: int, scratch: np.ndarray,
@@ -622,7 +624,7 @@ def _all_to_all_out_of_place(comm: MPI.Comm, held: Held, s: int, t: int, g: int,
         # Pack the pieces for each peer contiguously (one strided NumPy copy), let the
         # input go if we may, then receive straight into the output.
         cut = x.reshape(x.shape[:t] + (g, piece_t) + x.shape[t + 1:])
-        packed = mem.empty((g,) + tuple(np.moveaxis(cut, t, 0).shape[1:]), dtype)
+        packed = mem.empty((g,) + tuple(np.moveaxis(cut, t, 0).shape[1:]), dtype, fixed=True)
         np.copyto(packed, np.moveaxis(cut, t, 0))
         del x, cut
         held.free(mem)

@@ -25,7 +25,6 @@ from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import load, plan_to_json
 from redist.core.plans.report import human_bytes
 
-from . import alloc
 from .lifeline import launcher_env, make_job_dir
 from .report_mark import MARK
 
@@ -158,7 +157,6 @@ def launch(job: dict, nprocs: int, mpiexec: str | None = None, timeout: float = 
         cmd = [exe, "-n", str(nprocs), *program, path]
         # The ranks learn who launched them: they end (and remove `tmp`) if it dies.
         full_env = dict(os.environ, **(env or {}), **launcher_env(tmp))
-        full_env.update(alloc.tunables_env(full_env))   # growth never copies (alloc.py)
         # SIGHUP too: a closed terminal must end the job, not leave it running. (This
         # process never initialises MPI, whose own handlers would sit in the way.)
         old = {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import alloc
+
 
 class MemoryTracker:
     """Counts live bytes of tracked buffers; views share their base's count."""
@@ -27,11 +29,15 @@ class MemoryTracker:
             self.peak = max(self.peak, self.live)
         return arr
 
-    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return self.hold(np.empty(shape, dtype=dtype))
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype, fixed: bool = False
+              ) -> np.ndarray:
+        """A counted buffer: a mapping of its own (runtime/alloc.py), which a later step
+        can grow without a copy; `fixed` (scratch, packing: never grown) from NumPy,
+        whose heap reuses memory from call to call instead of faulting in fresh pages."""
+        return self.hold(np.empty(shape, dtype=dtype) if fixed else alloc.empty(shape, dtype))
 
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return self.hold(np.zeros(shape, dtype=dtype))
+        return self.hold(alloc.zeros(shape, dtype))
 
     def scratch(self, nbytes: int) -> None:
         """A buffer alive only during the current operation (e.g. MPI's copy of one chunk)."""

@@ -20,7 +20,7 @@ from redist.core.model.dtypes import mismatched
 from redist.core.plans.plan import Plan
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
-from . import alloc, execute
+from . import execute
 from .api import redistribute_with_stats
 from .arrays import sample_input, sample_output
 from .fuse import fused_runs, wire_bytes
@@ -44,7 +44,6 @@ def fused_report(plan: Plan) -> list[dict]:
 
 
 def main(job_path: str) -> None:
-    alloc.growth_policy()                 # before any buffer: every grown block is mapped
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
     with open(job_path, encoding="utf-8") as f:

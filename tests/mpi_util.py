@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-from redist.runtime.alloc import tunables_env
 from redist.runtime.launch import find_mpiexec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -17,9 +16,7 @@ def mpirun(nprocs: int, program: str, *args: str, timeout: float = 180,
            os.path.join(HERE, "mpi_programs", program), *args]
     # A session of its own: no signal the job's launcher sends to its process group can
     # reach the pytest worker.
-    # The allocator policy the ranks of `redist run` get (runtime/alloc.py).
     full = dict(os.environ, **(env or {}))
-    full.update(tunables_env(full))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=full, start_new_session=True)
 

@@ -685,19 +685,51 @@ def test_gathers_write_every_element_they_do_not_zero(tiny_chunks):
 
 
 @pytest.mark.parametrize("zero", [True, False])
-@pytest.mark.parametrize("writeable", [True, False])
-def test_resize_keeps_the_start_and_zeroes_only_when_asked(zero, writeable):
-    """In place (the runtime holds the only reference): realloc, the start kept, the
-    array's flags as they were; new elements zero when asked, even in a read-only one."""
+@pytest.mark.parametrize("runtimes", [True, False])
+def test_resize_keeps_the_start_and_zeroes_only_when_asked(zero, runtimes):
+    """Grown then shrunk then grown again, the start is kept and new elements are zero when
+    asked (also where a shrink left old bytes in the mapping's last page), counted once at
+    the size it has. The runtime's own buffer stays its mapping; a NumPy buffer handed over
+    is copied into one when it grows."""
     mem = MemoryTracker()
-    box = [mem.hold(np.arange(1000, dtype=np.float32))]
-    box[0].flags.writeable = writeable
+    start = np.arange(1000, dtype=np.float32) + 1
+    if runtimes:
+        box = [mem.empty((1000,), np.float32)]
+        box[0][...] = start
+    else:
+        box = [mem.hold(start.copy())]
     out = execute._resize(box, 3000, mem, zero)
-    assert out.size == 3000 and out.flags.owndata and out.flags.writeable == writeable
-    assert np.array_equal(out[:1000], np.arange(1000, dtype=np.float32))
+    assert out.size == 3000 and alloc.mapping_of(out) is not None
+    assert np.array_equal(out[:1000], start)
     if zero:
         assert not out[1000:].any()
     assert mem.live == out.nbytes                 # counted once, at its new size
+    out[...] = 7
+    box = [out]
+    del out
+    out = execute._resize(box, 500, mem, zero)    # the rest of its last page keeps 7s
+    assert mem.live == out.nbytes and np.array_equal(out, np.full(500, 7, np.float32))
+    box = [out]
+    del out
+    out = execute._resize(box, 3000, mem, zero)
+    assert np.array_equal(out[:500], np.full(500, 7, np.float32))
+    if zero:
+        assert not out[500:].any()
+    assert mem.live == out.nbytes
+
+
+def test_a_buffer_someone_else_still_sees_is_copied_not_moved():
+    """A view of the buffer alive elsewhere: growing it in place would move its memory
+    under that view, so the elements are copied (old and new counted together)."""
+    mem = MemoryTracker()
+    box = [mem.empty((1000,), np.int32)]
+    box[0][...] = np.arange(1000)
+    seen = box[0][10:20]
+    out = execute._resize(box, 2000, mem)
+    assert np.array_equal(seen, np.arange(10, 20)) and np.array_equal(out[:1000],
+                                                                      np.arange(1000))
+    assert alloc.mapping_of(out) is not alloc.mapping_of(seen.base)
+    assert mem.peak == 4000 + 8000 and mem.live == 8000
 
 
 def _vm_flags(addr: int) -> list[str]:
@@ -722,12 +754,12 @@ def _thp_available() -> bool:
         return False
 
 
-@pytest.mark.skipif(not execute.sys.platform.startswith("linux") or not _thp_available() or
-                    not alloc.numpy_huge_pages(), reason="huge pages as NumPy asks: Linux")
+@pytest.mark.skipif(not alloc.MAPPED or not _thp_available() or not alloc.numpy_huge_pages(),
+                    reason="huge pages as NumPy asks: Linux")
 def test_the_gathers_new_slots_ask_for_huge_pages_as_numpy_does():
-    """What realloc adds to a gather's buffer is advised like NumPy's own large buffers
-    (transparent huge pages), before anything touches it."""
+    """A buffer grown past NumPy's huge-page size (4 MiB) is advised like NumPy's own large
+    buffers (transparent huge pages), the new part included, before anything touches it."""
     mem = MemoryTracker()
-    box = [mem.hold(np.ones(1 << 20, dtype=np.float32))]
+    box = [mem.empty((1 << 18,), np.float32)]     # 1 MiB: not advised yet
     out = execute._resize(box, 3 << 20, mem, zero=False)
     assert "hg" in _vm_flags(out.ctypes.data + out.nbytes * 2 // 3)   # inside the new part
