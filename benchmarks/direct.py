@@ -68,18 +68,18 @@ def direct_redistribute(local: np.ndarray, plan: Plan, comm: MPI.Comm,
         recvs.append((s, box))
         counts_r[s] = int(np.prod([x.stop - x.start for x in box]))
     # Own part and packing first, so the donated input can go before the exchange.
-    out = mem.empty(tuple(x.stop - x.start for x in my_dst), local.dtype)
+    out = mem.empty(tuple(x.stop - x.start for x in my_dst), local.dtype, fixed=True)
     own = _overlap(my_src, my_dst)
     if own is not None:
         out[_local(own, my_dst)] = local[_local(own, my_src)]
-    sendbuf = mem.empty((int(counts_s.sum()),), local.dtype)
+    sendbuf = mem.empty((int(counts_s.sum()),), local.dtype, fixed=True)
     off = 0
     for r, box in sends:
         k = counts_s[r]
         sendbuf[off:off + k] = local[_local(box, my_src)].ravel()
         off += k
     mem.release(local)
-    recvbuf = mem.empty((int(counts_r.sum()),), local.dtype)
+    recvbuf = mem.empty((int(counts_r.sum()),), local.dtype, fixed=True)
     displ_s = np.concatenate([[0], np.cumsum(counts_s)[:-1]])
     displ_r = np.concatenate([[0], np.cumsum(counts_r)[:-1]])
     t = MPI._typedict[local.dtype.char]

@@ -5,12 +5,12 @@ direct Alltoallv, taking turns in one MPI job (benchmarks/turns.py).
 
     python -m benchmarks.gather_phases [--cases random-3,random-0,gather-all] [--reps 7]
 
-Phases, per rank (median over ranks and repetitions): `grow` (execute._resize: realloc,
-and NumPy's zero fill where asked), `place` (inplace.expand: the block moved into its
-slot), `messages` (execute.gather_in_slots: the messages and their waits), with the
-minor page faults of each (getrusage), and whether realloc moved the block (glibc copies
-a heap chunk it cannot grow where it is: old and new buffers are both alive during that
-copy, which neither the runtime's count nor tracemalloc sees). Writes
+Phases, per rank (median over ranks and repetitions): `grow` (execute._resize: mremap of
+the runtime's own mapping, runtime/alloc.py, and the zero fill where asked), `place`
+(inplace.expand: the block moved into its slot), `messages` (execute.gather_in_slots:
+the messages and their waits), with the minor page faults of each (getrusage), and
+whether the block's address changed (mremap may move the pages: no copy, no fault; a
+copy shows as faults in `grow`). Writes
 DIR/gather-phases-<date>.json and .md.
 """
 
@@ -142,7 +142,7 @@ def main() -> None:
             "(a shared 2-core machine: ratios within a case's job only).\n\n"
             "Medians over ranks, then over repetitions (the methods taking turns, rep 0 "
             "discarded, the last traced and not timed). `plan-zeroed`: the new slots "
-            "zero-filled first, as before this change; `moved`: realloc moved the block "
+            "zero-filled first, as before this change; `moved`: the block's address changed "
             "(median over ranks).\n" + "\n".join(lines) + "\n")
     report_io.write(a.out, "gather-phases", info, {"cases": result}, text)
 

@@ -3,7 +3,7 @@ side by side with the per-tile broadcast, in one MPI job (argv: case spec JSON, 
 
 before: the first version of issue 21's plan and runtime, rebuilt here: mid cuts the dim
         with the largest local extent a replicated axis divides; each B rank receives
-        into its mid block, then the one-mesh all_gather grows that buffer (realloc) and
+        into its mid block, then the one-mesh all_gather grows that buffer (mremap) and
         moves the block into its slot before the Allgather.
 after:  today's plan (synthesize_cross) and runtime (execute_cross): the transfer lands in
         the rank's slot of its dst block, then one in-place Allgather fills the others.

@@ -57,9 +57,9 @@ class _Mapping(mmap.mmap):
         self.addr = new
         _TRACK(NUMPY_TRACE_DOMAIN, new, _pages(len(self)))   # replaces a trace at `new`
 
-    def __del__(self) -> None:
+    def __del__(self, untrack=_UNTRACK) -> None:    # bound now: also at interpreter exit
         if self.addr:
-            _UNTRACK(NUMPY_TRACE_DOMAIN, self.addr)
+            untrack(NUMPY_TRACE_DOMAIN, self.addr)
 
 
 def _address(m: _Mapping) -> int:

@@ -204,8 +204,9 @@ def execute(local: np.ndarray | list, plan: Plan, mc: MeshComm, donate: bool = F
     else:
         del local                             # `held` (or the caller) keeps the block
     if tuple(held.a.shape) != padded:
-        # Short trailing block: padded in place when handed over (the buffer grows by
-        # realloc), else into a new buffer beside the caller's.
+        # Short trailing block: padded in place when handed over in a buffer of the
+        # runtime's (grown by mremap, runtime/alloc.py; a NumPy one is copied into one,
+        # counted), else into a new buffer beside the caller's.
         held = Held(pad_block(held, padded, mem), True)
     # Consecutive all-to-alls between the same two dims run as one (runtime/fuse.py).
     runs = {r.start: r for r in fused_runs(plan, steps_mod.INPLACE_ALL_TO_ALL)}

@@ -5,7 +5,7 @@ Every buffer inside a plan is C-contiguous and padded to the layout's local shap
 of the block, core.semantics.working), except an exchange outside its in-place class:
 
   all_slice    in place: the kept block compacted to the start of the buffer, the rest
-               given back (realloc); a view of the caller's buffer if it is not ours.
+               given back (mremap); a view of the caller's buffer if it is not ours.
   all_permute  in place: the block (its valid box) sent in chunks, received through one
                chunk of scratch.
   all_to_all   in place: a local block transpose into send order (tiles through the
@@ -14,7 +14,7 @@ of the block, core.semantics.working), except an exchange outside its in-place c
                happen in place.
                Consecutive all-to-alls between the same two dims, nothing padded, run
                as one over the union of their groups (runtime/fuse.py, fused_all_to_all).
-  all_gather   in place: the buffer grown to G blocks (realloc; even blocks: the new slots
+  all_gather   in place: the buffer grown to G blocks (mremap; even blocks: the new slots
                neither zeroed nor touched, advised as huge pages), this rank's block moved
                into its slot, then (where ranks share cores) contiguous slots by
                point-to-point messages all posted at once, others by an MPI_IN_PLACE
@@ -285,8 +285,9 @@ def _resize(box: list, n: int, mem: MemoryTracker, zero: bool = True) -> np.ndar
     """The flat buffer handed over in `box` with n elements, its start kept. The runtime's
     own buffer (a mapping, runtime/alloc.py) is resized in place by mremap when no other
     array is on it: pages move, no byte is copied, at any size. A NumPy buffer (a block a
-    library caller handed over) shrinks in place (glibc's realloc splits a smaller block
-    off, or remaps it; it never copies to shrink). Otherwise the elements are copied into
+    library caller handed over, or any buffer where there are no mappings) shrinks in
+    place by realloc (glibc's splits the tail off or remaps it, never copies to shrink;
+    another C library might copy, unseen). Otherwise the elements are copied into
     a new buffer, old and new both counted while both live. New elements are zero, or
     with zero=False (the caller overwrites every one of them) left as they come."""
     flat = box.pop()
@@ -301,15 +302,14 @@ def _resize(box: list, n: int, mem: MemoryTracker, zero: bool = True) -> np.ndar
         if out is not None:
             return mem.hold(out)
         owner = mem.hold(alloc.on(m, dtype, old))        # shared after all: copied below
-    # Ours alone: the name `owner` and getrefcount's own argument.
     elif n <= owner.size and owner.flags.owndata and owner.flags.c_contiguous \
-            and sys.getrefcount(owner) <= 2:
+            and sys.getrefcount(owner) <= 2:   # ours alone: `owner` and getrefcount's own
         mem.release(owner)
         owner.resize((n,), refcheck=False)
         return mem.hold(owner)
     out = (mem.zeros if zero else mem.empty)((n,), owner.dtype)
-    m = min(n, owner.size)
-    out[:m] = owner.reshape(-1)[:m]
+    k = min(n, owner.size)
+    out[:k] = owner.reshape(-1)[:k]
     mem.release(owner)
     return out
 
@@ -394,7 +394,7 @@ def slot_digits(sizes: list[int], k: int) -> list[int]:
 
 def _gather(step: AllGather, mc: MeshComm, gshape: tuple[int, ...], before: Layout,
             held: Held, n_after: tuple[int, ...], mem: MemoryTracker) -> np.ndarray:
-    """In place: the output is the input's buffer grown to G blocks (realloc), this rank's
+    """In place: the output is the input's buffer grown to G blocks (mremap), this rank's
     block moved into its slot, then an MPI_IN_PLACE Allgather(v) fills the other slots.
     Only valid elements are sent (DESIGN §11): where some member's block is short, each
     member's count is its valid extent."""
@@ -749,12 +749,12 @@ def _piece_order(flat: np.ndarray, n: tuple[int, ...], q: tuple[int, ...],
 def _exchange_in_slots(mc: MeshComm, ins: InSlots, held: Held, n_after: tuple[int, ...],
                        mem: MemoryTracker) -> np.ndarray:
     """The exchange between blocks of different sizes in one buffer of the larger one's
-    size and one chunk of scratch: the buffer grown first (realloc) where the after block
+    size and one chunk of scratch: the buffer grown first (mremap) where the after block
     is larger, the box of the before-pieces some device needs compacted to its start and
     its pieces grouped (_piece_order), the rounds of
     core/semantics/slots.py (each message whole, into a slot free when its round starts,
     a round's messages posted at once), the after-pieces permuted into order at the start,
-    the buffer trimmed (realloc) where the after block is smaller, the pieces transposed
+    the buffer trimmed (mremap) where the after block is smaller, the pieces transposed
     into the after block."""
     size = math.prod(ins.piece)
     cap = ins.buffer

@@ -415,7 +415,7 @@ def test_byte_accounting_counts_every_buffer_tracemalloc_sees(tmp_path):
     # the rows
     plans.append(synthesize(_p("x=2,y=2,z=2", (13, 41, 6, 7), "[{},{x,y},{},{z}]",
                                "[{x},{},{y},{}]")).plan)      # a padded gather
-    # a src with short trailing blocks: padded in place (grown by realloc), not copied
+    # a src with short trailing blocks: padded in place (grown by mremap), not copied
     plans.append(synthesize(_p("x=2,y=2,z=2", (97, 41, 13, 7), "[{x},{y},{z},{}]",
                                "[{z},{y},{x},{}]")).plan)
     plans.append(synthesize(_p("x=2,y=4", (101, 3, 5, 64), "[{y},{},{x},{}]",

@@ -651,7 +651,7 @@ def test_gathers_of_contiguous_slots_go_point_to_point(tiny_chunks, mesh, shape,
 def test_gathers_write_every_element_they_do_not_zero(tiny_chunks):
     """An even gather grows its buffer without zeroing the new slots (execute._resize
     with zero=False: NumPy's fill touched every new page before the data came). Here
-    whatever realloc leaves there is a sentinel: the gathered blocks still equal the
+    whatever the grown buffer holds there is a sentinel: the gathered blocks still equal the
     simulator's, so each such element is written (own slot or received). Uneven gathers
     ask for zeros (their padding is not all written)."""
     real = execute._resize

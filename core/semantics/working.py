@@ -13,8 +13,8 @@ the runtime's (handed over, as `redist run` does).
                 gathered dim is held whole).
   all_exchange  in place (core.ops.all_exchange.in_place): the block + one chunk; else
                 input + output (one Alltoallw).
-Buffers grow and shrink with realloc; the allocator may move a grown buffer (a copy that
-neither count sees), which glibc avoids for large, mmap-backed buffers (mremap).
+Buffers grow and shrink in place: each is a mapping of its own, resized with mremap, which
+moves pages and never copies (runtime/alloc.py).
 """
 
 from __future__ import annotations
