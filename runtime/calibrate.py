@@ -37,6 +37,7 @@ from redist.core.ops import (
     Collective,
     ReduceScatter,
 )
+from redist.core.ops.all_exchange import in_slots
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.costmodel import KINDS, CostModel, Load, beyond_cache, step_load
 
@@ -193,6 +194,34 @@ def _exchange_cases(ranks: int) -> list[Plan]:
     return out
 
 
+def _exchange_slot_cases(ranks: int) -> list[Plan]:
+    """Exchanges in slots (the cost model's EXCHANGE_SLOTS kind): gathers as exchanges,
+    whose after block is the group's blocks in piece order: no transpose (dim 0), one
+    (two dims gathered), two (a cube); and a block changing axis (paper-1d's kind). The
+    transposes against the wire bytes vary from 0 to 2.3x, so their constant is fitted
+    on the path that spends most of its time in them (gather-all at 64 MiB)."""
+    out = []
+    for mesh, g in _groups(ranks):
+        h = ranks // g
+        for nbytes in SIZES[:2]:                       # outputs up to `ranks` blocks
+            n = nbytes // 4
+            out.append(_one(mesh, "[{a},{}]", "[{},{}]", (64 * g, max(1, n // 64)),
+                            lambda p: AllExchange(p.dst)))
+            if h > 1:
+                out.append(_one(mesh, "[{a},{b}]", "[{},{}]", (64 * g, max(1, n // 64) * h),
+                                lambda p: AllExchange(p.dst)))
+                out.append(_one(mesh, "[{a}]", "[{b}]", (n // h * h * g,),
+                                lambda p: AllExchange(p.dst)))
+            if g == 8:
+                m = round((n // 2) ** (1 / 3))
+                cube = parse_mesh(f"a=2,c=2,d=2{f',b={h}' if h > 1 else ''}")
+                out.append(_one(cube, "[{a},{c},{d}]", "[{},{},{}]", (2 * m, 2 * m, 4 * m),
+                                lambda p: AllExchange(p.dst)))
+    # (where the slot schedule finds no rounds the exchange is one Alltoallw: not these)
+    return [pl for pl in out if in_slots(pl.problem.mesh, pl.problem.shape, pl.problem.src,
+                                          pl.problem.dst) is not None]
+
+
 def _reduce_scatter_cases(ranks: int) -> list[Plan]:
     # One Reduce_scatter_block (dim 0), and one per chunk (dim 1).
     out = []
@@ -220,6 +249,7 @@ CASES: dict[str, Callable[[int], list[Plan]] | None] = {
     "all_to_all": _all_to_all_cases,
     "all_permute": _permute_cases,
     "all_exchange": _exchange_cases,
+    "all_exchange_slots": _exchange_slot_cases,
     "reduce_scatter": _reduce_scatter_cases,
     "all_reduce": _all_reduce_cases,
 }
