@@ -248,8 +248,7 @@ CASES: dict[str, Callable[[int], list[Plan]] | None] = {
     "all_gather": _gather_cases,
     "all_to_all": _all_to_all_cases,
     "all_permute": _permute_cases,
-    "all_exchange": _exchange_cases,
-    "all_exchange_slots": _exchange_slot_cases,
+    "all_exchange": lambda ranks: _exchange_cases(ranks) + _exchange_slot_cases(ranks),
     "reduce_scatter": _reduce_scatter_cases,
     "all_reduce": _all_reduce_cases,
 }
