@@ -271,6 +271,35 @@ def _shift_plan(p: Problem) -> Plan:
     return Plan(finer.with_ends(src, rotated), (AllPermute(rotated),))
 
 
+# Block transposes measured alone (no message, no other work), on every rank at once as
+# in a step, each through one chunk of scratch as the runtime's: the shape of an exchange
+# in slots' piece-order pass (two rows of pieces, 512-byte runs), in the cache and beyond.
+# In the plans' rows transposes come with as many wire bytes or more, and in the cache
+# they cost little: the fit put their constant at 0 in 3 of 4 calibrations, while
+# gather-all's exchange spends two thirds of its time in them.
+LOCAL_KIND = "local_transpose"
+
+
+def _transpose_rows(comm, most) -> list[dict]:
+    """One row per size: the slowest rank's median time (`most`: MPI.MAX)."""
+    from redist.core.semantics.working import chunk_elements
+    from redist.runtime import inplace
+    rows = []
+    for nbytes in (*SIZES, LARGE):
+        n = nbytes // 4
+        x = np.ones(n, dtype=np.float32)
+        scratch = np.empty(chunk_elements(n), dtype=np.float32)
+        times = []
+        for _ in range(REPEAT + 1):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            inplace.transpose_blocks(x, 2, n // 256, 128, scratch)
+            times.append(comm.allreduce(time.perf_counter() - t0, op=most))
+        rows.append(_row(Load(LOCAL_KIND, 0, 0, transposes=nbytes, steps=0, working=nbytes),
+                         statistics.median(times[1:])) | {"plan": f"transpose {nbytes} B"})
+    return rows
+
+
 def _row(load: Load, seconds: float) -> dict:
     return {"kind": load.kind, "messages": load.messages, "wire": load.wire,
             "copies": load.copies, "transposes": load.transposes, "runs": load.runs,
@@ -302,6 +331,7 @@ def main(job_path: str) -> None:
         rows.append(_row(step_load(plan, plan.steps[0], lays[0], lays[1]),
                          statistics.median(times[1:]))
                     | {"plan": f"{p.mesh} {p.shape} {p.src} -> {p.dst}"})
+    rows += _transpose_rows(comm, MPI.MAX)
     if rank == 0:
         from redist.runtime.report_mark import MARK
         model = fit(rows)

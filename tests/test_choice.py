@@ -143,3 +143,28 @@ def test_the_exchange_in_slots_is_charged_its_own_mechanism(case, scale):
     base = CostModel()
     dearer = CostModel(transpose_seconds_per_byte=base.transpose_seconds_per_byte + 1e-9)
     assert math.isclose(dearer.charge(got) - base.charge(got), 1e-9 * got.transposes)
+
+
+class _OneRank:
+    """A communicator of one rank for calibrate's local rows (no MPI launch)."""
+    def Barrier(self) -> None:
+        pass
+
+    def allreduce(self, value: float, op: object) -> float:
+        return value
+
+
+def test_calibrate_times_block_transposes_alone(monkeypatch):
+    """The transpose constant gets rows of its own (no message, no wire byte, no copy), in
+    the cache and beyond it, that the fit reads like any other (a recovered constant)."""
+    from redist.runtime import calibrate
+    monkeypatch.setattr(calibrate, "SIZES", (1 << 12, 1 << 14))
+    monkeypatch.setattr(calibrate, "LARGE", 1 << 16)
+    monkeypatch.setattr(calibrate, "REPEAT", 1)
+    rows = calibrate._transpose_rows(_OneRank(), None)
+    assert [r["transposes"] for r in rows] == [1 << 12, 1 << 14, 1 << 16]
+    assert all(r["messages"] == r["wire"] == r["copies"] == r["steps"] == 0 and
+               r["working"] == r["transposes"] and r["seconds"] > 0 for r in rows)
+    truth = CostModel(transpose_seconds_per_byte=2e-9, memory_seconds_per_byte=0.0)
+    timed = [r | {"seconds": truth.charge(calibrate.row_load(r))} for r in rows]
+    assert math.isclose(calibrate.fit(timed).transpose_seconds_per_byte, 2e-9, rel_tol=1e-6)
