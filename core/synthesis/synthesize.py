@@ -344,8 +344,8 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
     holds (core.ops.all_exchange.in_place and in_slots: the larger block + one chunk, as
     the portable steps), else as one Alltoallw holding its input and output at once,
     chosen only where that fits. Between two that fit, core/synthesis/choice.py decides:
-    the lower runtime peak first (without a budget), then the prediction, the exchange
-    only where it is predicted faster by more than the model's error margin."""
+    the lower runtime peak first (without a budget), then the prediction where it clears
+    the model's error margin, and within it the exchange on equal memory."""
     model = model or load_cost_model()
     if problem.src == problem.dst or problem.src.sum:
         return portable                   # an exchange moves data, it does not add
@@ -388,19 +388,28 @@ def with_exchange(problem: Problem, portable: Synthesis, budget: int | None = No
                          f"({_ms(t_exch)} vs {_ms(t_port)}) but holds its input and output "
                          f"at once",
                 "time": f"portable collectives predicted faster than one all_exchange "
-                        f"({_ms(t_port)} vs {_ms(t_exch)})",
-                "margin": f"one all_exchange is predicted faster ({_ms(t_exch)} vs "
-                          f"{_ms(t_port)}) but by less than the cost model's error margin "
-                          f"({MARGIN:.0%}), so the portable collectives stay",
+                        f"by more than the cost model's error margin ({MARGIN:.0%}): "
+                        f"{_ms(t_port)} vs {_ms(t_exch)}",
+                "margin": f"one all_exchange is predicted within the cost model's error "
+                          f"margin ({MARGIN:.0%}) of the portable collectives ({_ms(t_exch)} "
+                          f"vs {_ms(t_port)}) and holds more while it runs "
+                          f"({human_bytes(fig.runtime_peak_bytes)} vs "
+                          f"{human_bytes(pfig.runtime_peak_bytes)})",
             }[pick.rule]
             return replace(portable, method=f"{portable.method}; {why} (cost model: "
                            f"{model.source})")
-        why = (f"it holds less while it runs than the portable plan "
-               f"({human_bytes(fig.runtime_peak_bytes)} vs "
-               f"{human_bytes(pfig.runtime_peak_bytes)})" if pick.rule == "memory" else
-               f"predicted faster than the portable plan by more than the cost model's "
-               f"error margin ({MARGIN:.0%}): {_ms(t_exch)} vs {_ms(t_port)} (cost model: "
-               f"{model.source})")
+        why = {
+            "memory": f"it holds less while it runs than the portable plan "
+                      f"({human_bytes(fig.runtime_peak_bytes)} vs "
+                      f"{human_bytes(pfig.runtime_peak_bytes)})",
+            "time": f"predicted faster than the portable plan by more than the cost "
+                    f"model's error margin ({MARGIN:.0%}): {_ms(t_exch)} vs {_ms(t_port)} "
+                    f"(cost model: {model.source})",
+            "margin": f"predicted within the cost model's error margin ({MARGIN:.0%}) of "
+                      f"the portable plan ({_ms(t_exch)} vs {_ms(t_port)}, cost model: "
+                      f"{model.source}), holding no more: on equal memory the exchange "
+                      f"(measured the faster, or within 1.1x, in 23 of 28 benchmark cases)",
+        }[pick.rule]
     else:
         why = "the portable plan is not within the bound or not in normal form"
     return Synthesis(canonical(exchange), f"all_exchange (mpi collectives): {why}")
