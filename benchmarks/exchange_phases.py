@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -128,36 +127,20 @@ def predicted(mesh_t: str, shape_t: str, src_t: str, dst_t: str) -> dict:
 
 
 def main() -> None:
-    from redist.core.model.syntax import parse_mesh
-    from redist.runtime.alloc import tunables_env
-    from redist.runtime.launch import find_mpiexec
-
-    from .runtime_bench import CASES, random_cases, shape_for
+    from .runtime_bench import phases_case
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="gather-all,transpose")
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
-    known = CASES | random_cases(4, 1)                    # runtime_bench's names (seed 1)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     info = report_io.meta("exchange_phases", load_average=str(os.getloadavg()))
     result, lines = {}, []
     for name in a.cases.split(","):
-        mesh, src, dst, rank = known[name]
-        shape = shape_for(rank, a.mib, parse_mesh(mesh).num_devices)
-        r = subprocess.run([find_mpiexec(), "-n", str(parse_mesh(mesh).num_devices),
-                            sys.executable, "-m", "benchmarks.exchange_phases", "--rank-side",
-                            mesh, shape, src, dst, str(a.reps)],
-                           capture_output=True, text=True, cwd=here, timeout=3600,
-                           env=dict(os.environ, **tunables_env(dict(os.environ))))
-        if r.returncode != 0:
-            sys.exit(f"exchange_phases: {name} failed (exit {r.returncode}): "
-                     f"{r.stderr[-800:]}")
-        got = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))
-        pred = predicted(mesh, shape, src, dst)
-        result[name] = got | {"mesh": mesh, "shape": shape, "src": src, "dst": dst,
-                              "predicted": pred}
+        got = phases_case("exchange_phases", name, a.mib, a.reps)
+        mesh, shape, src, dst = got["mesh"], got["shape"], got["src"], got["dst"]
+        got["predicted"] = pred = predicted(mesh, shape, src, dst)
+        result[name] = got
         direct = got["methods"]["direct"]["total"]
         lines.append(f"\n## {name}: mesh {mesh}, shape {shape}, `{src}` -> `{dst}`\n")
         lines.append("| method | total ms | / direct | predicted ms (per step) | phases ms: "

@@ -95,6 +95,25 @@ def run_case(name: str, spec: tuple, size_mib: int, repeat: int) -> list[dict]:
     return rows
 
 
+def phases_case(module: str, name: str, mib: int, reps: int) -> dict:
+    """Run `python -m benchmarks.<module> --rank-side MESH SHAPE SRC DST REPS` on the
+    ranks of case `name` (these names; random-K with seed 1) and return the JSON line its
+    rank 0 printed, with the case's mesh, shape and layouts (the phase benchmarks)."""
+    from redist.runtime.alloc import tunables_env
+    mesh, src, dst, rank = (CASES | random_cases(4, 1))[name]
+    ranks = parse_mesh(mesh).num_devices
+    shape = shape_for(rank, mib, ranks)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([find_mpiexec(), "-n", str(ranks), sys.executable, "-m",
+                        f"benchmarks.{module}", "--rank-side", mesh, shape, src, dst, str(reps)],
+                       capture_output=True, text=True, cwd=here, timeout=3600,
+                       env=dict(os.environ, **tunables_env(dict(os.environ))))
+    if r.returncode != 0:
+        sys.exit(f"{module}: {name} failed (exit {r.returncode}): {r.stderr[-800:]}")
+    got = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))
+    return got | {"mesh": mesh, "shape": shape, "src": src, "dst": dst}
+
+
 def geomean(xs: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in xs) / len(xs)) if xs else float("nan")
 
