@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -100,31 +99,19 @@ def rank_main(mesh_t: str, shape_t: str, src_t: str, dst_t: str, reps: int) -> N
 
 
 def main() -> None:
-    from redist.core.model.syntax import parse_mesh
-    from redist.runtime.launch import find_mpiexec
-
-    from .runtime_bench import CASES, random_cases, shape_for
+    from .runtime_bench import phases_case
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="random-3,random-0,gather-all")
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
-    known = CASES | random_cases(4, 1)                    # runtime_bench's names (seed 1)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     info = report_io.meta("gather_phases", load_average=str(os.getloadavg()))
     result, lines = {}, []
     for name in a.cases.split(","):
-        mesh, src, dst, rank = known[name]
-        shape = shape_for(rank, a.mib, parse_mesh(mesh).num_devices)
-        r = subprocess.run([find_mpiexec(), "-n", str(parse_mesh(mesh).num_devices),
-                            sys.executable, "-m", "benchmarks.gather_phases", "--rank-side",
-                            mesh, shape, src, dst, str(a.reps)],
-                           capture_output=True, text=True, cwd=here, timeout=3600)
-        if r.returncode != 0:
-            sys.exit(f"gather_phases: {name} failed (exit {r.returncode}): {r.stderr[-800:]}")
-        got = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))
-        result[name] = got | {"mesh": mesh, "shape": shape, "src": src, "dst": dst}
+        got = phases_case("gather_phases", name, a.mib, a.reps)
+        mesh, shape, src, dst = got["mesh"], got["shape"], got["src"], got["dst"]
+        result[name] = got
         direct = got["methods"]["direct"]["total"]
         lines.append(f"\n## {name}: mesh {mesh}, shape {shape}, `{src}` -> `{dst}` "
                      f"({'+'.join(got['steps'])})\n")

@@ -95,6 +95,23 @@ def run_case(name: str, spec: tuple, size_mib: int, repeat: int) -> list[dict]:
     return rows
 
 
+def phases_case(module: str, name: str, mib: int, reps: int) -> dict:
+    """Run `python -m benchmarks.<module> --rank-side MESH SHAPE SRC DST REPS` on the
+    ranks of case `name` (these names; random-K with seed 1) and return the JSON line its
+    rank 0 printed, with the case's mesh, shape and layouts (the phase benchmarks)."""
+    mesh, src, dst, rank = (CASES | random_cases(4, 1))[name]
+    ranks = parse_mesh(mesh).num_devices
+    shape = shape_for(rank, mib, ranks)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([find_mpiexec(), "-n", str(ranks), sys.executable, "-m",
+                        f"benchmarks.{module}", "--rank-side", mesh, shape, src, dst, str(reps)],
+                       capture_output=True, text=True, cwd=here, timeout=3600)
+    if r.returncode != 0:
+        sys.exit(f"{module}: {name} failed (exit {r.returncode}): {r.stderr[-800:]}")
+    got = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))
+    return got | {"mesh": mesh, "shape": shape, "src": src, "dst": dst}
+
+
 def geomean(xs: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in xs) / len(xs)) if xs else float("nan")
 
@@ -105,6 +122,17 @@ def chosen_seconds(c: dict, portable: dict) -> float:
     ratio of the two medians measures only noise: up to 1.2x at idle)."""
     pooled = c.get("times_s", []) + portable.get("times_s", [])
     return statistics.median(pooled) if c.get("same_as_portable") and pooled else c["median_s"]
+
+
+def ratio_error(portable: dict, exchange: dict) -> float:
+    """The cost model's error on the ratio exchange/portable of a case's times:
+    predicted ratio over the measured one (median of the repetitions' paired ratios: the
+    two took turns), as a factor minus one, whichever way it errs."""
+    pairs = list(zip(portable.get("times_s", []), exchange.get("times_s", []), strict=False))
+    measured = (statistics.median(b / a for a, b in pairs) if pairs
+                else exchange["median_s"] / portable["median_s"])
+    predicted = exchange["predicted_s"] / portable["predicted_s"]
+    return math.exp(abs(math.log(predicted / measured))) - 1
 
 
 def report(all_rows: list[dict], meta: dict) -> str:
@@ -126,6 +154,7 @@ def report(all_rows: list[dict], meta: dict) -> str:
                                                      f"{r['failed']}" for r in failed]) + "\n"
     vs_best, vs_direct, inplace, errors, over, proved_ratio = [], [], [], [], [], []
     choice = []          # both fit the bound: chosen over the faster of portable, exchange
+    ratio_errors = []    # ... and the model's error on the ratio of their times
     exch = []            # in-place exchanges: (over the Alltoallw one, over direct)
     for key in keys:
         p, o, x, c, d = (by[key + (m,)] for m in
@@ -143,6 +172,7 @@ def report(all_rows: list[dict], meta: dict) -> str:
         proved_ratio.append(c["proved_peak"] / c["bound_bytes"])
         if x.get("exchange_fits"):
             choice.append(c["median_s"] / min(p["median_s"], x["median_s"]))
+            ratio_errors.append(ratio_error(p, x))
         xo = by.get(key + ("exchange-oop",))
         if x.get("exchange_in_place") and xo:
             exch.append((x["median_s"] / xo["median_s"], x["median_s"] / d["median_s"]))
@@ -164,6 +194,10 @@ def report(all_rows: list[dict], meta: dict) -> str:
         f"(portable, exchange) on {len(choice)} cases"
         + (f", max {max(choice):.2f}x, within 1.1x: {sum(v <= 1.1 for v in choice)}/"
            f"{len(choice)}" if choice else ""),
+        f"- cost model's error on the exchange/portable time ratio (the choice margin's "
+        f"statistic, core/synthesis/choice.py), same cases: median "
+        f"{statistics.median(ratio_errors) if ratio_errors else float('nan'):.0%}, max "
+        f"{max(ratio_errors, default=float('nan')):.0%}",
         f"- in-place exchange (its class: {len(exch)} cases) over the one-Alltoallw "
         f"exchange: geo-mean {geomean([a for a, _ in exch]):.2f}x; over the direct Alltoallv: "
         f"geo-mean {geomean([b for _, b in exch]):.2f}x",

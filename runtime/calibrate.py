@@ -37,6 +37,7 @@ from redist.core.ops import (
     Collective,
     ReduceScatter,
 )
+from redist.core.ops.all_exchange import in_slots
 from redist.core.plans.plan import Plan
 from redist.core.synthesis.costmodel import KINDS, CostModel, Load, beyond_cache, step_load
 
@@ -193,6 +194,34 @@ def _exchange_cases(ranks: int) -> list[Plan]:
     return out
 
 
+def _exchange_slot_cases(ranks: int) -> list[Plan]:
+    """Exchanges in slots (the cost model's EXCHANGE_SLOTS kind): gathers as exchanges,
+    whose after block is the group's blocks in piece order: no transpose (dim 0), one
+    (two dims gathered), two (a cube); and a block changing axis (paper-1d's kind). The
+    transposes against the wire bytes vary from 0 to 2.3x, so their constant is fitted
+    on the path that spends most of its time in them (gather-all at 64 MiB)."""
+    out = []
+    for mesh, g in _groups(ranks):
+        h = ranks // g
+        for nbytes in SIZES[:2]:                       # outputs up to `ranks` blocks
+            n = nbytes // 4
+            out.append(_one(mesh, "[{a},{}]", "[{},{}]", (64 * g, max(1, n // 64)),
+                            lambda p: AllExchange(p.dst)))
+            if h > 1:
+                out.append(_one(mesh, "[{a},{b}]", "[{},{}]", (64 * g, max(1, n // 64) * h),
+                                lambda p: AllExchange(p.dst)))
+                out.append(_one(mesh, "[{a}]", "[{b}]", (n // h * h * g,),
+                                lambda p: AllExchange(p.dst)))
+            if g == 8:
+                m = round((n // 2) ** (1 / 3))
+                cube = parse_mesh(f"a=2,c=2,d=2{f',b={h}' if h > 1 else ''}")
+                out.append(_one(cube, "[{a},{c},{d}]", "[{},{},{}]", (2 * m, 2 * m, 4 * m),
+                                lambda p: AllExchange(p.dst)))
+    # (where the slot schedule finds no rounds the exchange is one Alltoallw: not these)
+    return [pl for pl in out if in_slots(pl.problem.mesh, pl.problem.shape, pl.problem.src,
+                                          pl.problem.dst) is not None]
+
+
 def _reduce_scatter_cases(ranks: int) -> list[Plan]:
     # One Reduce_scatter_block (dim 0), and one per chunk (dim 1).
     out = []
@@ -219,7 +248,7 @@ CASES: dict[str, Callable[[int], list[Plan]] | None] = {
     "all_gather": _gather_cases,
     "all_to_all": _all_to_all_cases,
     "all_permute": _permute_cases,
-    "all_exchange": _exchange_cases,
+    "all_exchange": lambda ranks: _exchange_cases(ranks) + _exchange_slot_cases(ranks),
     "reduce_scatter": _reduce_scatter_cases,
     "all_reduce": _all_reduce_cases,
 }
@@ -240,6 +269,35 @@ def _shift_plan(p: Problem) -> Plan:
     src = finer.src
     rotated = type(src)((names[1:] + names[:1],))
     return Plan(finer.with_ends(src, rotated), (AllPermute(rotated),))
+
+
+# Block transposes measured alone (no message, no other work), on every rank at once as
+# in a step, each through one chunk of scratch as the runtime's: the shape of an exchange
+# in slots' piece-order pass (two rows of pieces, 512-byte runs), in the cache and beyond.
+# In the plans' rows transposes come with as many wire bytes or more, and in the cache
+# they cost little: the fit put their constant at 0 in 3 of 4 calibrations, while
+# gather-all's exchange spends two thirds of its time in them.
+LOCAL_KIND = "local_transpose"
+
+
+def _transpose_rows(comm, most) -> list[dict]:
+    """One row per size: the slowest rank's median time (`most`: MPI.MAX)."""
+    from redist.core.semantics.working import chunk_elements
+    from redist.runtime import inplace
+    rows = []
+    for nbytes in (*SIZES, LARGE):
+        n = nbytes // 4
+        x = np.ones(n, dtype=np.float32)
+        scratch = np.empty(chunk_elements(n), dtype=np.float32)
+        times = []
+        for _ in range(REPEAT + 1):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            inplace.transpose_blocks(x, 2, n // 256, 128, scratch)
+            times.append(comm.allreduce(time.perf_counter() - t0, op=most))
+        rows.append(_row(Load(LOCAL_KIND, 0, 0, transposes=nbytes, steps=0, working=nbytes),
+                         statistics.median(times[1:])) | {"plan": f"transpose {nbytes} B"})
+    return rows
 
 
 def _row(load: Load, seconds: float) -> dict:
@@ -273,6 +331,7 @@ def main(job_path: str) -> None:
         rows.append(_row(step_load(plan, plan.steps[0], lays[0], lays[1]),
                          statistics.median(times[1:]))
                     | {"plan": f"{p.mesh} {p.shape} {p.src} -> {p.dst}"})
+    rows += _transpose_rows(comm, MPI.MAX)
     if rank == 0:
         from redist.runtime.report_mark import MARK
         model = fit(rows)

@@ -226,7 +226,8 @@ def test_strided_pieces_are_charged_their_runs():
         assert m.charge(loads[1]) > m.charge(loads[0])
 
 
-@pytest.mark.parametrize("old", ["redist.costmodel/1", "redist.costmodel/2"])
+@pytest.mark.parametrize("old", ["redist.costmodel/1", "redist.costmodel/2",
+                                 "redist.costmodel/3"])
 def test_a_file_of_the_older_format_gives_the_defaults(tmp_path, old):
     f = tmp_path / "cm.json"
     f.write_text(json.dumps({"format": old, "latency": {},

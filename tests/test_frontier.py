@@ -7,6 +7,7 @@ from redist.core.model.problem import Problem
 from redist.core.model.syntax import parse_layout, parse_mesh
 from redist.core.ops import AllExchange, step_volume
 from redist.core.ops.all_exchange import holds_one_buffer
+from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import missing_elements, missing_total, used_mesh
 from redist.core.smt.verify import verify
 from redist.core.synthesis.costmodel import CostModel
@@ -35,9 +36,10 @@ def test_transpose_on_four_axes_uses_a_sub_axis_all_to_all():
 def test_mpi_keeps_a_portable_plan_at_the_lower_bound_over_an_alltoallw():
     """Even with the exchange calibrated cheaper, a portable plan that moves no more bytes
     stays where the exchange would run as one Alltoallw (input and output at once: padded
-    blocks); where the exchange runs in one buffer (the larger block + one chunk, as the
-    portable steps: in place, or in slots where a piece goes to two devices), the
-    prediction alone decides, both ways."""
+    blocks); where the exchange runs in one buffer (the larger block + one chunk at most,
+    as the portable steps: in place, or in slots where a piece goes to two devices), the
+    lower runtime peak wins first (the exchange in slots needs no chunk where the permute
+    does), then the prediction, both ways."""
     kinds = ("all_gather", "all_to_all", "all_permute", "all_exchange")
     cheap = CostModel({k: 1e-3 for k in kinds} | {"all_exchange": 1e-6},
                       {k: 1e-8 for k in kinds} | {"all_exchange": 1e-11}, 0.0, "test")
@@ -52,13 +54,17 @@ def test_mpi_keeps_a_portable_plan_at_the_lower_bound_over_an_alltoallw():
         portable = normal(p)
         fig = portable.plan.figures()
         assert fig.volume_bytes == fig.lower_bound_bytes
+        x_peak = Plan(p, (AllExchange(p.dst),)).figures().runtime_peak_bytes
+        lower = inplace and x_peak < fig.runtime_peak_bytes
         s = with_exchange(p, portable, model=cheap)
         if inplace:
             assert s.plan.steps == (AllExchange(p.dst),)
             assert s.plan.figures().memory_efficient
         else:
             assert s.plan == portable.plan
-        assert with_exchange(p, portable, model=dear).plan == portable.plan
+        s = with_exchange(p, portable, model=dear)
+        assert (s.plan.steps == (AllExchange(p.dst),)) == lower, s.method
+        assert ("holds less" in s.method) == lower
 
 
 def test_mpi_keeps_a_portable_plan_whose_gather_pads():

@@ -32,7 +32,7 @@ from redist.core.ops.common import (
     retarget,
     smt_target,
 )
-from redist.core.ops.load import Load, box_runs, chunk_messages
+from redist.core.ops.load import EXCHANGE_SLOTS, Load, box_runs, chunk_messages
 from redist.core.semantics.algebra import NUMPY, Algebra
 from redist.core.semantics.blocks import device_coords, missing_elements, used_mesh
 from redist.core.semantics.rounds import Schedule, schedule
@@ -362,10 +362,11 @@ def _load_in_place(p: Problem, ip: InPlace, most: int) -> Load:
 
 
 def _load_in_slots(p: Problem, ins: InSlots, most: int) -> Load:
-    """In slots (runtime/execute.py _exchange_in_slots): the box of needed pieces
-    compacted and grouped, whole pieces received (the busiest receiver's count) in rounds,
-    the pieces permuted into order and transposed into the after block. Its kind stays
-    all_exchange."""
+    """In slots (runtime/execute.py _exchange_in_slots), its own kind (EXCHANGE_SLOTS):
+    the buffer grown to the larger block (realloc, the new part zero-filled), the box of
+    needed pieces compacted and grouped, whole pieces received (the busiest receiver's
+    count) in rounds, the pieces permuted into order and transposed into the after
+    block."""
     piece = math.prod(ins.piece)
     moved = max(sum(k != j for j, k in enumerate(lands)) for lands in
                 ins.schedule.lands.tolist())
@@ -376,8 +377,9 @@ def _load_in_slots(p: Problem, ins: InSlots, most: int) -> Load:
     boxes = [tuple(q) for q in ins.box_q.tolist()]
     # The box of needed pieces compacted (where it is not the whole block), then grouped.
     compacted = max(math.prod(q) * piece * (q != ins.before) for q in boxes)
-    return Load("all_exchange", ins.schedule.most_received,
-                most * p.itemsize, copies=(moved * piece + compacted) * p.itemsize,
+    grown = ins.buffer - math.prod(ins.before) * piece        # zero-filled by the resize
+    return Load(EXCHANGE_SLOTS, ins.schedule.most_received, most * p.itemsize,
+                copies=(moved * piece + compacted + max(0, grown)) * p.itemsize,
                 transposes=(max(passes(q) for q in boxes) + passes(ins.after)) * p.itemsize,
                 group=p.mesh.num_devices)
 

@@ -20,6 +20,13 @@ GATHER_DIMS = "all_gather_dims"
 # dearer per run than 2-dim ones (a 256^3 array gathered from 128^3 blocks, 8 ranks:
 # 3.6 s against 1.3 s predicted with GATHER_DIMS' constants; runtime/calibrate.py has it).
 GATHER_DIMS3 = "all_gather_dims3"
+# The exchange in slots (core/ops/all_exchange.in_slots): whole contiguous pieces posted
+# round by round (Isend/Irecv), the buffer grown, its slots arranged and its pieces
+# transposed into the after block: another mechanism than the Alltoallw of derived
+# datatypes or the in-place chunk swaps whose rows fit all_exchange's constants (gather-all
+# at 64 MiB: measured 2x its prediction with those; two thirds of its time in the
+# piece-order transposes, benchmarks/results/exchange-phases-*.md).
+EXCHANGE_SLOTS = "all_exchange_slots"
 
 
 @dataclass(frozen=True)

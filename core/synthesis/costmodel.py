@@ -35,6 +35,7 @@ from redist.core.errors import RedistError
 from redist.core.files import parse_json, read_text
 from redist.core.ops import Collective, rule
 from redist.core.ops.load import (
+    EXCHANGE_SLOTS,
     GATHER_DIMS,
     GATHER_DIMS3,
     STRIDED_GATHER,
@@ -42,18 +43,19 @@ from redist.core.ops.load import (
 )
 from redist.core.plans.plan import Plan
 
-FORMAT = "redist.costmodel/3"
+FORMAT = "redist.costmodel/4"
 # Files of these formats mean something else by their constants (/1 charged
 # latency·(1 + log2 g) per step; /2 had no memory term, so its per-byte constants averaged
-# the cached and the uncached regime): they are not read, the defaults apply until
-# `redist calibrate`.
-OLD_FORMATS = ("redist.costmodel/1", "redist.costmodel/2")
+# the cached and the uncached regime; /3 charged the exchange in slots all_exchange's
+# constants, fitted where transposes were all but absent): they are not read, the
+# defaults apply until `redist calibrate`.
+OLD_FORMATS = ("redist.costmodel/1", "redist.costmodel/2", "redist.costmodel/3")
 OP_OF_KIND = {STRIDED_GATHER: "all_gather", GATHER_DIMS: "all_gather",
-              GATHER_DIMS3: "all_gather"}
+              GATHER_DIMS3: "all_gather", EXCHANGE_SLOTS: "all_exchange"}
 # Kinds whose steps move derived datatypes (their runs are charged).
 RUN_KINDS = (STRIDED_GATHER, GATHER_DIMS, GATHER_DIMS3, "all_exchange")
 KINDS = ("all_slice", "all_gather", STRIDED_GATHER, GATHER_DIMS, GATHER_DIMS3, "all_to_all",
-         "all_permute", "all_exchange", "reduce_scatter", "all_reduce")
+         "all_permute", "all_exchange", EXCHANGE_SLOTS, "reduce_scatter", "all_reduce")
 
 
 def default_path() -> str:
@@ -68,12 +70,12 @@ class CostModel:
     latency: dict[str, float] = field(default_factory=lambda: {
         "all_slice": 0.0, "all_gather": 30e-6, STRIDED_GATHER: 30e-6, GATHER_DIMS: 30e-6,
         GATHER_DIMS3: 30e-6, "all_to_all": 40e-6,
-        "all_permute": 40e-6, "all_exchange": 60e-6, "reduce_scatter": 40e-6,
-        "all_reduce": 40e-6})
+        "all_permute": 40e-6, "all_exchange": 60e-6, EXCHANGE_SLOTS: 30e-6,
+        "reduce_scatter": 40e-6, "all_reduce": 40e-6})
     seconds_per_byte: dict[str, float] = field(default_factory=lambda: {
         "all_slice": 0.0, "all_gather": 0.35e-9, STRIDED_GATHER: 1.4e-9, GATHER_DIMS: 1.4e-9,
         GATHER_DIMS3: 1.4e-9, "all_to_all": 0.55e-9, "all_permute": 0.45e-9, "all_exchange": 0.6e-9,
-        "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9})
+        EXCHANGE_SLOTS: 0.35e-9, "reduce_scatter": 0.6e-9, "all_reduce": 0.6e-9})
     copy_seconds_per_byte: float = 0.2e-9
     source: str = "defaults (no calibration file)"
     transpose_seconds_per_byte: float = 0.6e-9
