@@ -32,6 +32,7 @@ from .execute import fused_all_to_all, pad_block, run_step, trim_block
 from .fuse import fused_runs
 from .groups import MeshComm
 from .memory import Held, MemoryTracker, buffer_of
+from .waiting import bcast_text
 
 _verified: set[str] = set()          # plan hashes rank 0 has verified in this process
 _meshcomms: dict[tuple[Mesh, int], MeshComm] = {}
@@ -65,7 +66,7 @@ def _synthesized(comm: MPI.Comm, problem: Problem | None, error: str,
             except RedistError as e:
                 error = str(e)
         text = text or "!" + error
-    text = comm.bcast(text, root=0)            # the plan's JSON: a short text, not data
+    text = bcast_text(comm, text)              # the plan's JSON: a short text, not data
     if text.startswith("!"):
         raise RedistError(text[1:])
     return plan_from_json(json.loads(text))
@@ -118,7 +119,7 @@ def _gate(comm: MPI.Comm, plan: Plan, digest: str, budget: int | None = None,
                                    if r.status != "proved")
         except Exception as e:        # never leave the other ranks waiting in bcast
             reason = f"verification failed on rank 0: {type(e).__name__}: {e}"
-    reason = comm.bcast(reason, root=0)      # a short status string, not data
+    reason = bcast_text(comm, reason)        # a short status string, not data
     if reason:
         raise RedistError(f"refusing to execute an unverified plan: {reason}")
 

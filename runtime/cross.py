@@ -38,6 +38,7 @@ from .execute import (
 )
 from .groups import MeshComm, naps
 from .memory import Held, MemoryTracker
+from .waiting import bcast_text
 
 _b_comms: dict[tuple, MeshComm | None] = {}
 _naps: dict[int, bool] = {}
@@ -427,7 +428,7 @@ def redistribute_between(local: np.ndarray | None, mesh, src, dst, comm: MPI.Com
             text = json.dumps([cross_plan_to_json(plan, with_figures=False), budget])
         except RedistError as e:
             text = json.dumps(["!" + str(e), None])
-    doc, budget = json.loads(comm.bcast(text, root=0))
+    doc, budget = json.loads(bcast_text(comm, text))
     if isinstance(doc, str):
         raise RedistError(doc[1:])
     plan = cross_plan_from_json(doc, comm.Get_size())

@@ -23,6 +23,7 @@ from redist.core.plans.planjson import plan_from_json
 from .api import redistribute_with_stats
 from .arrays import sample_input, sample_output
 from .lifeline import watch_launcher
+from .waiting import bcast_text
 
 READY = "@@redist-serve-ready@@"
 
@@ -34,7 +35,7 @@ def main() -> None:
         print(READY, flush=True)
     while True:
         line = sys.stdin.readline() if rank == 0 else None
-        line = comm.bcast(line, root=0)
+        line = bcast_text(comm, line)
         if not line or not line.strip():
             break
         answer = {"ok": False, "error": ""}
