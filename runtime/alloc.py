@@ -121,9 +121,10 @@ def resize(m: _Mapping, dtype: np.dtype, old: int, n: int, zero: bool) -> np.nda
     _advise(m)
     out = on(m, dtype, n)
     if zero and n > old:
-        # The old last page's tail may hold bytes of a larger past (a shrink keeps it).
-        upto = min(n, _pages(old * dtype.itemsize) // dtype.itemsize)
-        out.view(np.uint8)[old * dtype.itemsize:upto * dtype.itemsize] = 0
+        # The old last page (one page even for 0 elements: a mapping keeps a byte) may
+        # hold bytes of a larger past, which a shrink keeps; the pages after it are fresh.
+        lo = old * dtype.itemsize
+        out.view(np.uint8)[lo:min(n * dtype.itemsize, _pages(max(1, lo)))] = 0
     return out
 
 

@@ -28,10 +28,12 @@ def bcast_text(comm: MPI.Comm, text: str | None, root: int = 0) -> str:
     length goes first in a nonblocking broadcast the other ranks nap on, then the bytes in a
     blocking one that every rank reaches at once."""
     mine = comm.Get_rank() == root
-    data = text.encode("utf-8") if mine else b""
+    # surrogatepass: any str goes through (a line read with surrogateescape too); an
+    # encoding error on the root before the Ibcast would leave the others waiting.
+    data = text.encode("utf-8", "surrogatepass") if mine else b""
     n = np.array([len(data)], dtype=np.int64)
     _nap_until_done(comm.Ibcast([n, MPI.INT64_T], root=root))
     buf = np.frombuffer(data, dtype=np.uint8).copy() if mine else np.empty(int(n[0]), np.uint8)
     if buf.size:
         comm.Bcast([buf, MPI.UNSIGNED_CHAR], root=root)
-    return buf.tobytes().decode("utf-8")
+    return buf.tobytes().decode("utf-8", "surrogatepass")

@@ -118,3 +118,24 @@ def test_tracemalloc_sees_the_mappings_as_numpy_buffers():
         assert traced() == base
     finally:
         tracemalloc.stop()
+
+
+@pytest.mark.skipif(not alloc.MAPPED, reason="the runtime's own mappings are Linux's")
+@pytest.mark.parametrize("dtype", ["float64", "S12"])     # S12: elements straddle pages
+@pytest.mark.parametrize("small", [0, 300])
+def test_a_grow_that_asks_for_zeros_shows_no_old_bytes(dtype, small):
+    """A shrink keeps the old last page (a 0-element buffer keeps one): what it held must
+    not come back as the new elements of a later grow with zeros."""
+    dt = np.dtype(dtype)
+    a = alloc.empty((1000,), dt)
+    a.view(np.uint8)[:] = 0xAB
+    m = alloc.mapping_of(a)
+    del a
+    b = alloc.resize(m, dt, 1000, small, zero=False)
+    assert b is not None and (b.view(np.uint8) == 0xAB).all()
+    del b
+    c = alloc.resize(m, dt, small, 1000, zero=True)
+    assert c is not None
+    raw = c.view(np.uint8)
+    assert (raw[:small * dt.itemsize] == 0xAB).all()
+    assert not raw[small * dt.itemsize:].any()
