@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from functools import cache
 
@@ -56,6 +55,7 @@ from . import alloc, inplace, reduce
 from .fuse import Run
 from .groups import MeshComm, pair_rounds
 from .memory import Held, MemoryTracker, buffer_of
+from .waiting import nap_until_done
 
 # In-place steps move data through one chunk of scratch (core.semantics.working: a 16th
 # of the block); this caps it further (tests use it to cross many chunk boundaries).
@@ -152,13 +152,7 @@ def wait_all(reqs: list[MPI.Request], nap: bool = False) -> None:
     if not nap:
         MPI.Request.Waitall(reqs)
         return
-    pause = NAP_MIN_S
-    for _ in range(POLLS_BEFORE_NAP):
-        if MPI.Request.Testall(reqs):
-            return
-    while not MPI.Request.Testall(reqs):
-        time.sleep(pause)
-        pause = min(2 * pause, NAP_MAX_S)
+    nap_until_done(reqs, POLLS_BEFORE_NAP, NAP_MIN_S, NAP_MAX_S)
 
 
 def _run_bytes(shape: tuple[int, ...], dim: int, piece: int, itemsize: int) -> int:
