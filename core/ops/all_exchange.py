@@ -363,10 +363,10 @@ def _load_in_place(p: Problem, ip: InPlace, most: int) -> Load:
 
 def _load_in_slots(p: Problem, ins: InSlots, most: int) -> Load:
     """In slots (runtime/execute.py _exchange_in_slots), its own kind (EXCHANGE_SLOTS):
-    the buffer grown to the larger block (realloc, the new part zero-filled), the box of
-    needed pieces compacted and grouped, whole pieces received (the busiest receiver's
-    count) in rounds, the pieces permuted into order and transposed into the after
-    block."""
+    the buffer grown to the larger block (mremap: its new pages zero-filled by the kernel
+    as they are first touched), the box of needed pieces compacted and grouped, whole
+    pieces received (the busiest receiver's count) in rounds, the pieces permuted into
+    order and transposed into the after block."""
     piece = math.prod(ins.piece)
     moved = max(sum(k != j for j, k in enumerate(lands)) for lands in
                 ins.schedule.lands.tolist())

@@ -11,8 +11,9 @@ the runtime's (handed over, as `redist run` does).
   all_to_all    the block (padded in place when dst_dim is held whole) + one chunk.
   all_gather    the output, grown in place from the input (trimmed in place when the
                 gathered dim is held whole).
-  all_exchange  in place (core.ops.all_exchange.in_place): the block + one chunk; else
-                input + output (one Alltoallw).
+  all_exchange  in place (core.ops.all_exchange.in_place): the block + one chunk; in
+                slots (in_slots): the larger block + one chunk where some device needs
+                it; else input + output (one Alltoallw).
 Buffers grow and shrink in place: each is a mapping of its own, resized with mremap, which
 moves pages and never copies (runtime/alloc.py).
 """
