@@ -24,7 +24,7 @@ from redist.core.ops import AllToAll, apply, step_volume, step_working_bytes
 from redist.core.ops.common import received_bytes
 from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
-from redist.runtime import api, execute, fuse, inplace
+from redist.runtime import api, execute, fuse, inplace, waiting
 
 
 def _plan(mesh: str, shape, src: str, *steps) -> Plan:
@@ -104,7 +104,9 @@ def _run_plan_threaded(plan: Plan, donate: bool) -> tuple[list, list, int]:
 @pytest.fixture
 def stand_in(monkeypatch):
     monkeypatch.setattr(execute, "INPLACE_ALL_TO_ALL", True)
-    monkeypatch.setattr(execute, "MPI", _MPIShim())
+    shim = _MPIShim()          # the steps' calls and their waits (waiting.py)
+    monkeypatch.setattr(execute, "MPI", shim)
+    monkeypatch.setattr(waiting, "MPI", shim)
     return monkeypatch
 
 

@@ -29,7 +29,7 @@ from redist.core.plans import simulator
 from redist.core.plans.plan import Plan
 from redist.core.semantics.blocks import block_ids, permute_sources
 from redist.core.synthesis.exhaustive import same_blocks
-from redist.runtime import alloc, execute, inplace
+from redist.runtime import alloc, execute, inplace, waiting
 from redist.runtime.groups import pair_rounds
 from redist.runtime.memory import Held, MemoryTracker
 
@@ -468,7 +468,9 @@ def tiny_chunks(monkeypatch):
     on the in-process stand-in for MPI."""
     monkeypatch.setattr(execute, "CHUNK_CAP_BYTES", 24)
     monkeypatch.setattr(execute, "INPLACE_ALL_TO_ALL", True)
-    monkeypatch.setattr(execute, "MPI", _MPIShim())
+    shim = _MPIShim()          # the steps' calls and their waits (waiting.py)
+    monkeypatch.setattr(execute, "MPI", shim)
+    monkeypatch.setattr(waiting, "MPI", shim)
     return monkeypatch
 
 
