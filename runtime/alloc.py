@@ -98,11 +98,16 @@ def on(m: _Mapping, dtype: np.dtype, n: int) -> np.ndarray:
     return np.frombuffer(m, dtype, count=n)
 
 
-def mapping_of(arr: np.ndarray) -> _Mapping | None:
-    """The mapping an array from `empty` (or a view of it) lives on, else None."""
+def buffer_of(arr: np.ndarray) -> np.ndarray:
+    """The array that owns the memory behind `arr`."""
     while isinstance(arr.base, np.ndarray):
         arr = arr.base
-    view = arr.base
+    return arr
+
+
+def mapping_of(arr: np.ndarray) -> _Mapping | None:
+    """The mapping an array from `empty` (or a view of it) lives on, else None."""
+    view = buffer_of(arr).base
     return view.obj if isinstance(view, memoryview) and isinstance(view.obj, _Mapping) \
         else None
 

@@ -28,10 +28,11 @@ from redist.core.plans.plan import Plan, own_budget
 from redist.core.plans.planjson import plan_from_json, plan_to_json
 
 from . import execute as steps_mod
+from .alloc import buffer_of
 from .execute import fused_all_to_all, pad_block, run_step, trim_block
 from .fuse import fused_runs
 from .groups import MeshComm
-from .memory import Held, MemoryTracker, buffer_of
+from .memory import Held, MemoryTracker
 from .waiting import bcast_text
 
 _verified: set[str] = set()          # plan hashes rank 0 has verified in this process

@@ -52,9 +52,10 @@ from redist.core.semantics.blocks import block_ranges, permute_sources
 from redist.core.semantics.working import chunk_elements
 
 from . import alloc, inplace, reduce
+from .alloc import buffer_of
 from .fuse import Run
 from .groups import MeshComm, pair_rounds
-from .memory import Held, MemoryTracker, buffer_of
+from .memory import Held, MemoryTracker
 from .waiting import nap_until_done
 
 # In-place steps move data through one chunk of scratch (core.semantics.working: a 16th

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import alloc
+from .alloc import buffer_of
 
 
 class MemoryTracker:
@@ -46,13 +47,6 @@ class MemoryTracker:
     def release(self, arr: np.ndarray) -> None:
         key = id(buffer_of(arr))
         self.live -= self._held.pop(key, 0)
-
-
-def buffer_of(arr: np.ndarray) -> np.ndarray:
-    """The array that owns the memory behind `arr`."""
-    while isinstance(arr.base, np.ndarray):
-        arr = arr.base
-    return arr
 
 
 class Held:
